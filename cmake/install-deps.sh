@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's own packages, whatever mpdemo needs that this machine lacks.
+# Idempotent: a machine that has everything gets no apt call at all.
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build pkgconf          # toolchain: C++20 with GCC 12, CMake >= 3.25
+  libboost-dev                           # Boost.Interprocess: the shared arena
+  libcli11-dev                           # command line
+  libfmt-dev                             # formatting of tables and messages
+  nlohmann-json3-dev                     # --format json
+  libhwloc-dev                           # physical cores, sockets (what psutil calls logical=False)
+  libgtest-dev libgmock-dev              # unit tests under ctest
+  libbenchmark-dev                       # bench/: micro-benchmarks
+  gnuplot-nox                            # sweep --plot
+  python3-numpy python3-psutil           # bench/lesson.py: the Python lesson, measured beside us
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root, or install sudo" >&2; exit 1; }
+  as_root=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -q
+"${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

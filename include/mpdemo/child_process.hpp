@@ -1,0 +1,63 @@
+// ChildProcess: one forked child, owned. It is never left a zombie: the owner waits for it, and kills
+// it first if it still runs when the owner goes away (as folly::Subprocess does).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <utility>
+
+namespace mpdemo {
+
+/// How a child ended, decoded from a waitpid status.
+class ExitStatus {
+ public:
+  explicit ExitStatus(int raw_wait_status) noexcept : raw_(raw_wait_status) {}
+  bool exited() const noexcept;
+  int exit_code() const noexcept;      // valid when exited()
+  bool killed() const noexcept;
+  int signal() const noexcept;         // valid when killed()
+  bool success() const noexcept { return exited() && exit_code() == 0; }
+  /// "exited with status 3", "killed by signal 9 (SIGKILL)", "killed by signal 11 (SIGSEGV), core dumped".
+  std::string str() const;
+  int raw() const noexcept { return raw_; }
+
+ private:
+  int raw_;
+};
+
+/// "SIGKILL" for 9, "signal 77" for a number that has no name.
+std::string signal_name(int signal_number);
+
+class ChildProcess {
+ public:
+  ChildProcess() noexcept = default;
+  /// Takes ownership of a child this process forked.
+  explicit ChildProcess(pid_t pid) noexcept : pid_(pid) {}
+  ChildProcess(ChildProcess&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
+  ChildProcess& operator=(ChildProcess&& other) noexcept;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  /// Kills (SIGKILL) and reaps a child that has not been waited for.
+  ~ChildProcess() { kill_and_wait(); }
+
+  pid_t pid() const noexcept { return pid_; }
+  bool running() const noexcept { return pid_ > 0; }
+
+  /// Sends a signal; returns false if the child is already gone (ESRCH).
+  bool send_signal(int signal_number) const;
+  /// Blocks until the child ends, reaps it and returns how it ended.
+  ExitStatus wait();
+  /// Reaps the child if it has ended; never blocks.
+  std::optional<ExitStatus> try_wait();
+  /// Waits up to `timeout` for the child to end on its own, then kills it with SIGKILL. Never throws.
+  ExitStatus wait_or_kill(std::chrono::milliseconds timeout) noexcept;
+  /// SIGKILL then reap; a no-op for an empty or already reaped child. Never throws.
+  void kill_and_wait() noexcept;
+
+ private:
+  pid_t pid_ = -1;
+};
+
+}  // namespace mpdemo

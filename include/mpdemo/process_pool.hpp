@@ -1,0 +1,129 @@
+// ProcessPool: Python's multiprocessing.Pool, with processes forked once and data in shared memory.
+//
+//   mpdemo::ProcessPool pool;                               // one worker per physical core, forked now
+//   std::vector<double> squares = pool.map(square, input);  // like pool.map(squared, array)
+//
+//   auto in = pool.make_shared_array<double>(n);            // zero-copy: data born in shared memory
+//   auto out = pool.make_shared_array<double>(n);
+//   pool.map_into(square, in, out);                         // nothing copied, nothing allocated
+//
+// How it works. The constructor forks the workers, each exactly once, pinned one per physical core.
+// Data never goes through a pipe: inputs and outputs live in a SharedArena, mapped before the fork
+// and so at the same address in every worker. Each worker has two pipes: the master writes a task
+// ("apply this kernel to elements [b, e)", ~150 bytes) and the worker answers done or failed. Chunks
+// are handed out dynamically, two in flight per worker, so a worker that finishes early takes more.
+// The master blocks in poll() on the answers; it never spins.
+//
+// Failures. If fn throws in a worker, map throws WorkerError in the master with the worker, its pid,
+// the chunk and the original what(). If a worker dies (a signal, a crash), map notices at once
+// (end-of-file on its pipe), reaps it, forks a replacement and throws WorkerError naming the signal.
+// Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore SIGINT/SIGTERM/SIGQUIT:
+// Ctrl-C reaches the whole process group, and the decision belongs to the master (see interrupt.hpp).
+//
+// Thread safety: one thread at a time may call map on a pool; the thread that created the pool must
+// outlive it (Linux sends the parent-death signal when that *thread* exits).
+// After fork, a worker only reads and writes its pipes and runs fn: fn must not rely on threads,
+// locks or other state of the master beyond what it was given.
+#pragma once
+
+#include "mpdemo/chunk_kernel.hpp"
+#include "mpdemo/shared_arena.hpp"
+#include "mpdemo/timing.hpp"
+
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <ranges>
+#include <span>
+#include <sys/types.h>
+#include <vector>
+
+namespace mpdemo {
+
+struct ProcessPoolOptions {
+  std::size_t workers = 0;                ///< 0: the physical cores this process may use
+  bool pin_workers = true;                ///< pin worker w to physical core w (see Topology)
+  std::shared_ptr<SharedArena> arena{};   ///< null: SharedArena::process_default()
+};
+
+class ProcessPool {
+ public:
+  /// Forks `workers` processes (0: one per physical core) and waits until each is ready.
+  explicit ProcessPool(std::size_t workers = 0);
+  explicit ProcessPool(ProcessPoolOptions options);
+  /// Stops the workers (end-of-file on their task pipes; SIGKILL if they are mid-chunk or do not leave
+  /// within a second) and reaps every one.
+  ~ProcessPool();
+  ProcessPool(ProcessPool&&) noexcept;
+  ProcessPool& operator=(ProcessPool&&) noexcept;
+
+  std::size_t size() const noexcept;
+  std::vector<pid_t> worker_pids() const;
+  /// Seconds the constructor took to fork all workers and hear that each is ready.
+  double startup_seconds() const noexcept;
+  const std::shared_ptr<SharedArena>& arena() const noexcept;
+
+  /// An uninitialised array in the pool's shared memory: fill it, and map/map_into read it in place.
+  template <class T>
+  SharedArray<T> make_shared_array(std::size_t size) const {
+    return SharedArray<T>(arena(), size);
+  }
+
+  /// Like Pool.map(fn, input, chunksize): a new vector with fn(x) for every x, in input order.
+  /// chunksize 0 means Python's default, ceil(n / (4 * workers)). Input outside the pool's arena is
+  /// copied in, and results copied out: both copies are timed (see last_map_timings()).
+  /// Throws WorkerError if a worker fails, Interrupted on SIGINT/SIGTERM under an InterruptGuard.
+  template <class F, std::ranges::contiguous_range Input>
+    requires ElementFunction<F, std::ranges::range_value_t<Input>>
+  auto map(F fn, const Input& input, std::size_t chunksize = 0) {
+    using T = std::ranges::range_value_t<Input>;
+    using R = map_result_t<F, T>;
+    std::vector<R> result;
+    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
+             nullptr, sizeof(R), chunksize},
+            [&](const void* staged) {
+              const auto* first = static_cast<const R*>(staged);
+              result.assign(first, first + std::ranges::size(input));
+            });
+    return result;
+  }
+
+  /// output[i] = fn(input[i]) into a buffer the caller owns. When both live in the pool's arena
+  /// (make_shared_array) nothing is copied and nothing is allocated. output.size() must equal
+  /// input.size() (std::invalid_argument otherwise).
+  template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
+    requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
+             std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
+  void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0) {
+    using T = std::ranges::range_value_t<Input>;
+    using R = std::ranges::range_value_t<Output>;
+    check_sizes(std::ranges::size(input), std::ranges::size(output));
+    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
+             std::ranges::data(output), sizeof(R), chunksize},
+            {});
+  }
+
+  /// Where the last map's time went: move_in, compute and collect (start/stop are the pool's own).
+  const PhaseTimes& last_map_timings() const noexcept;
+
+  /// One map, type-erased: what map and map_into hand to the dispatcher.
+  struct Request {
+    ChunkKernel kernel;
+    const void* input;
+    std::size_t size;
+    std::size_t input_element_bytes;
+    void* output;  ///< null: results are staged in shared memory and handed to `collect`
+    std::size_t output_element_bytes;
+    std::size_t chunksize;
+  };
+
+ private:
+  void execute(const Request& request, const std::function<void(const void*)>& collect);
+  static void check_sizes(std::size_t input, std::size_t output);
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mpdemo

@@ -1,0 +1,35 @@
+// Topology: how many logical CPUs, physical cores and sockets this machine has, which CPUs this
+// process may use, and where the pool's workers go (one per physical core, not per hyper-thread).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mpdemo {
+
+struct Topology {
+  std::size_t logical_cpus = 0;    ///< hardware threads (what psutil.cpu_count() says)
+  std::size_t physical_cores = 0;  ///< cores (what psutil.cpu_count(logical=False) says)
+  std::size_t sockets = 0;         ///< packages
+  std::vector<int> allowed_cpus;   ///< this process's affinity mask, OS CPU numbers, ascending
+  /// One allowed CPU (the first) of every physical core that has any allowed CPU: worker w is
+  /// pinned to worker_cpus[w % worker_cpus.size()].
+  std::vector<int> worker_cpus;
+
+  /// Physical cores this process may run on: the default number of workers.
+  std::size_t default_workers() const noexcept { return worker_cpus.empty() ? 1 : worker_cpus.size(); }
+};
+
+/// Reads the topology now, with hwloc (the machine) and sched_getaffinity (this process).
+/// Throws std::system_error if either fails.
+Topology discover_topology();
+
+/// discover_topology() once per process (the first call costs a few milliseconds); thread-safe.
+const Topology& system_topology();
+
+/// "0-3,6,8-9": the kernel's own CPU-list notation.
+std::string format_cpu_list(std::span<const int> cpus);
+
+}  // namespace mpdemo

@@ -1,0 +1,94 @@
+#include "mpdemo/child_process.hpp"
+
+#include "mpdemo/errors.hpp"
+
+#include <csignal>
+#include <cstring>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mpdemo {
+
+bool ExitStatus::exited() const noexcept { return WIFEXITED(raw_); }
+int ExitStatus::exit_code() const noexcept { return WEXITSTATUS(raw_); }
+bool ExitStatus::killed() const noexcept { return WIFSIGNALED(raw_); }
+int ExitStatus::signal() const noexcept { return WTERMSIG(raw_); }
+
+std::string signal_name(int signal_number) {
+  if (const char* abbreviation = sigabbrev_np(signal_number)) return fmt::format("SIG{}", abbreviation);
+  return fmt::format("signal {}", signal_number);
+}
+
+std::string ExitStatus::str() const {
+  if (exited()) return fmt::format("exited with status {}", exit_code());
+  if (killed()) {
+    return fmt::format("killed by signal {} ({}){}", signal(), signal_name(signal()),
+                       WCOREDUMP(raw_) ? ", core dumped" : "");
+  }
+  return fmt::format("ended with wait status {:#x}", raw_);
+}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
+  if (this != &other) {
+    kill_and_wait();
+    pid_ = std::exchange(other.pid_, -1);
+  }
+  return *this;
+}
+
+bool ChildProcess::send_signal(int signal_number) const {
+  if (pid_ <= 0) return false;
+  if (::kill(pid_, signal_number) == 0) return true;
+  if (errno == ESRCH) return false;
+  throw_errno(fmt::format("send {} to process {}", signal_name(signal_number), pid_));
+}
+
+ExitStatus ChildProcess::wait() {
+  int status = 0;
+  if (retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); }) < 0) {
+    throw_errno(fmt::format("wait for process {}", pid_));
+  }
+  pid_ = -1;
+  return ExitStatus(status);
+}
+
+std::optional<ExitStatus> ChildProcess::try_wait() {
+  int status = 0;
+  const pid_t reaped = retry_on_eintr([&] { return ::waitpid(pid_, &status, WNOHANG); });
+  if (reaped < 0) throw_errno(fmt::format("wait for process {}", pid_));
+  if (reaped == 0) return std::nullopt;
+  pid_ = -1;
+  return ExitStatus(status);
+}
+
+ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcept {
+  // A pidfd turns "has it ended yet?" into an event we can poll with a timeout, instead of a loop of
+  // sleeps and WNOHANG checks.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+  if (pidfd >= 0) {
+    pollfd ready{pidfd, POLLIN, 0};
+    const int timeout_ms = static_cast<int>(timeout.count());
+    const int polled = retry_on_eintr([&] { return ::poll(&ready, 1, timeout_ms); });
+    ::close(pidfd);
+    if (polled == 0) ::kill(pid_, SIGKILL);
+  } else {
+    ::kill(pid_, SIGKILL);
+  }
+  int status = 0;
+  retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); });
+  pid_ = -1;
+  return ExitStatus(status);
+}
+
+void ChildProcess::kill_and_wait() noexcept {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); });
+  pid_ = -1;
+}
+
+}  // namespace mpdemo

@@ -1,0 +1,51 @@
+// The control protocol between a ProcessPool master and its workers: fixed-size messages, each
+// smaller than PIPE_BUF so that one write() delivers it whole. Data never travels here, only
+// where it is (pointers into the shared arena) and what to do with it.
+#pragma once
+
+#include "mpdemo/chunk_kernel.hpp"
+
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <sys/types.h>
+
+namespace mpdemo::detail {
+
+/// Master -> worker: apply `kernel` to elements [begin, end) of `input`, writing `output`.
+struct TaskMessage {
+  std::uint64_t job;
+  std::uint64_t chunk;
+  std::uint64_t begin;
+  std::uint64_t end;
+  const void* input;
+  void* output;
+  ChunkKernel kernel;
+};
+
+enum class ReplyKind : std::uint32_t { ready = 1, done = 2, failed = 3 };
+
+/// Worker -> master: ready (once, after start-up), or done / failed for one task.
+struct ReplyMessage {
+  ReplyKind kind;
+  std::uint64_t job;
+  std::uint64_t chunk;
+  char what[240];  ///< failed: the exception's what(), truncated, NUL-terminated
+};
+
+static_assert(sizeof(TaskMessage) <= PIPE_BUF && sizeof(ReplyMessage) <= PIPE_BUF,
+              "control messages must be atomic pipe writes");
+
+/// What a worker needs to know, decided by the master before fork.
+struct WorkerSetup {
+  int task_fd;     ///< read end of the master's task pipe
+  int reply_fd;    ///< write end of the reply pipe
+  pid_t master;    ///< to notice a master that died before the parent-death signal was armed
+  int cpu;         ///< CPU to pin to, or -1
+};
+
+/// The worker process's whole life after fork. Never returns: leaves with _exit, so nothing of the
+/// master (atexit handlers, stdio buffers, a test framework) runs twice.
+[[noreturn]] void run_worker(const WorkerSetup& setup) noexcept;
+
+}  // namespace mpdemo::detail

@@ -1,0 +1,194 @@
+#include "mpdemo/process_pool.hpp"
+
+#include "mpdemo/kernels.hpp"
+#include "mpdemo/thread_pool.hpp"
+#include "mpdemo/topology.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <numeric>
+#include <random>
+#include <set>
+#include <unistd.h>
+
+namespace {
+
+using mpdemo::ProcessPool;
+
+std::vector<double> random_doubles(std::size_t n, unsigned seed = 42) {
+  std::mt19937_64 engine(seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  std::vector<double> values(n);
+  for (double& v : values) v = uniform(engine);
+  return values;
+}
+
+// The independent answer: written out here, not through any of mpdemo's code paths.
+std::vector<double> squares_of(const std::vector<double>& values) {
+  std::vector<double> expected;
+  expected.reserve(values.size());
+  for (double v : values) expected.push_back(v * v);
+  return expected;
+}
+
+std::size_t cores() { return mpdemo::system_topology().default_workers(); }
+
+class ProcessPoolSizes : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(ProcessPoolSizes, MapEqualsTheSequentialAnswerExactly) {
+  ProcessPool pool;
+  const auto input = random_doubles(GetParam());
+  EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input));
+}
+
+std::vector<std::size_t> interesting_sizes() {
+  const std::size_t w = cores();
+  return {0, 1, w > 1 ? w - 1 : 1, w + 1, 7919 /* a prime */, 1'000'000};
+}
+INSTANTIATE_TEST_SUITE_P(Sizes, ProcessPoolSizes, ::testing::ValuesIn(interesting_sizes()));
+
+class ProcessPoolChunksizes : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(ProcessPoolChunksizes, AnyChunksizeGivesTheSameAnswer) {
+  ProcessPool pool;
+  const auto input = random_doubles(10'007);
+  EXPECT_EQ(pool.map(mpdemo::squared, input, GetParam()), squares_of(input));
+}
+// 1, the default (0), a middling one, and larger than N.
+INSTANTIATE_TEST_SUITE_P(Chunksizes, ProcessPoolChunksizes, ::testing::Values(1, 0, 333, 50'000));
+
+class ProcessPoolWorkerCounts : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(ProcessPoolWorkerCounts, AnyWorkerCountGivesTheSameAnswer) {
+  const std::size_t workers = GetParam();
+  ProcessPool pool(workers);
+  ASSERT_EQ(pool.size(), workers);
+  const auto input = random_doubles(4099);
+  EXPECT_EQ(pool.map(mpdemo::squared, input, 17), squares_of(input));
+}
+
+std::vector<std::size_t> worker_counts() {
+  std::vector<std::size_t> counts;
+  for (std::size_t w = 1; w <= 2 * cores(); ++w) counts.push_back(w);
+  return counts;
+}
+INSTANTIATE_TEST_SUITE_P(Workers, ProcessPoolWorkerCounts, ::testing::ValuesIn(worker_counts()));
+
+std::int64_t collatz_steps(std::int64_t n) {
+  std::int64_t steps = 0;
+  while (n > 1) {
+    n = n % 2 == 0 ? n / 2 : 3 * n + 1;
+    ++steps;
+  }
+  return steps;
+}
+
+TEST(ProcessPool, MapsOtherFunctionsAndIntegerTypes) {
+  ProcessPool pool;
+  std::vector<std::int64_t> numbers(5000);
+  std::iota(numbers.begin(), numbers.end(), 1);
+  const auto steps = pool.map(&collatz_steps, numbers, 7);
+  ASSERT_EQ(steps.size(), numbers.size());
+  EXPECT_EQ(steps[0], 0);   // 1
+  EXPECT_EQ(steps[26], 111);  // 27 takes 111 steps, the classic long one
+  for (std::size_t i = 0; i < numbers.size(); ++i) EXPECT_EQ(steps[i], collatz_steps(numbers[i])) << i;
+
+  const auto input = random_doubles(999);
+  const auto roots = pool.map([](double x) { return std::sqrt(x) + 1.0; }, input);
+  for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(roots[i], std::sqrt(input[i]) + 1.0);
+
+  // The result type may differ from the input type.
+  const auto as_float = pool.map([](std::int64_t x) { return static_cast<float>(x) / 2.0f; }, numbers);
+  EXPECT_EQ(as_float[9], 5.0f);
+}
+
+TEST(ProcessPool, WorkersAreSeparateProcessesForkedByThisOne) {
+  ProcessPool pool(3);
+  const auto pids = pool.worker_pids();
+  ASSERT_EQ(pids.size(), 3u);
+  EXPECT_EQ(std::set<pid_t>(pids.begin(), pids.end()).size(), 3u) << "pids must be distinct";
+  for (pid_t pid : pids) {
+    EXPECT_NE(pid, ::getpid());
+    // Each worker's parent, read from the kernel's own account of it.
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    ASSERT_TRUE(std::getline(stat, line)) << "worker " << pid << " is not alive";
+    const auto after_name = line.rfind(')');
+    std::istringstream fields(line.substr(after_name + 2));
+    char state = 0;
+    pid_t parent = 0;
+    fields >> state >> parent;
+    EXPECT_EQ(parent, ::getpid());
+  }
+}
+
+// Which process wrote each element: the function reads getpid() in whichever process runs it.
+TEST(ProcessPool, ResultsAreComputedInTheWorkersNotTheMaster) {
+  ProcessPool pool(2);
+  std::vector<int> input(1000, 0);
+  const auto writers = pool.map([](int) { return static_cast<int>(::getpid()); }, input, 10);
+  const auto pids = pool.worker_pids();
+  const std::set<int> workers(pids.begin(), pids.end());
+  for (int writer : writers) EXPECT_TRUE(workers.count(writer) == 1) << writer << " is not a worker";
+}
+
+TEST(ProcessPool, ZeroCopyMapWritesStraightIntoSharedMemory) {
+  ProcessPool pool;
+  const std::size_t n = 100'003;
+  auto input = pool.make_shared_array<double>(n);
+  auto output = pool.make_shared_array<double>(n);
+  const auto values = random_doubles(n);
+  std::copy(values.begin(), values.end(), input.begin());
+  pool.map_into(mpdemo::squared, input, output);
+  const auto expected = squares_of(values);
+  EXPECT_TRUE(std::equal(output.begin(), output.end(), expected.begin()));
+  // Nothing to move: both arrays were already where the workers could see them.
+  EXPECT_EQ(pool.last_map_timings().move_in >= 0, true);
+  EXPECT_TRUE(pool.arena()->contains(output.data(), n * sizeof(double)));
+}
+
+TEST(ProcessPool, MapIntoAnOrdinaryBufferCopiesOut) {
+  ProcessPool pool;
+  const auto input = random_doubles(5000);
+  std::vector<double> output(input.size());
+  pool.map_into(mpdemo::squared, input, output);
+  EXPECT_EQ(output, squares_of(input));
+  std::vector<double> wrong_size(3);
+  EXPECT_THROW(pool.map_into(mpdemo::squared, input, wrong_size), std::invalid_argument);
+}
+
+TEST(ProcessPool, ReusedAcrossManyMapsWithoutNewWorkers) {
+  ProcessPool pool;
+  const auto pids = pool.worker_pids();
+  for (std::size_t n : {10u, 1000u, 0u, 77u, 100'000u}) {
+    const auto input = random_doubles(n, static_cast<unsigned>(n));
+    EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input)) << n;
+  }
+  EXPECT_EQ(pool.worker_pids(), pids) << "a warm pool forks its workers once";
+}
+
+TEST(ProcessPool, PhasesAreMeasured) {
+  ProcessPool pool;
+  EXPECT_GT(pool.startup_seconds(), 0.0);
+  const auto input = random_doubles(200'000);
+  (void)pool.map(mpdemo::squared, input);
+  const auto& t = pool.last_map_timings();
+  EXPECT_GT(t.move_in, 0.0);
+  EXPECT_GT(t.compute, 0.0);
+  EXPECT_GT(t.collect, 0.0);
+}
+
+TEST(ThreadPool, MapEqualsTheSequentialAnswer) {
+  mpdemo::ThreadPool pool;
+  for (std::size_t n : {0u, 1u, 3u, 7919u, 1'000'000u}) {
+    const auto input = random_doubles(n);
+    EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input)) << n;
+    EXPECT_EQ(mpdemo::sequential_map(mpdemo::squared, input), squares_of(input)) << n;
+  }
+}
+
+}  // namespace
