@@ -44,7 +44,7 @@ class SharedArena {
 
   /// Freed blocks at least this large are punched out (MADV_REMOVE): memory returns to the system at
   /// the price of fresh page faults the next time. Smaller ones stay resident for reuse.
-  static constexpr std::size_t kTrimThreshold = std::size_t{64} << 20;
+  static constexpr std::size_t kTrimThreshold = std::size_t{256} << 20;
 
  private:
   struct Impl;

@@ -1,0 +1,38 @@
+// Options several subcommands share, each validated with a message that names the option and the
+// accepted range.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstddef>
+#include <string>
+
+namespace mpdemo::cli {
+
+enum class Format { table, json, csv };
+
+/// Upper bounds that keep a typo from becoming a hang or an OOM kill.
+inline constexpr std::size_t kMaxWorkers = 4096;
+inline constexpr std::size_t kMaxElements = std::size_t{1} << 40;
+
+/// Parses an element count: "10000000", "10_000_000", "1e7" or "10^7". Throws CLI::ValidationError
+/// naming `option` if it is not a whole number in [min, max].
+std::size_t parse_count(const std::string& text, const std::string& option, std::size_t min, std::size_t max);
+
+/// --size N (an element count, 0 allowed).
+CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string& description);
+/// --workers W, 1 to kMaxWorkers and no more than this user may fork; 0 (the default) means one per
+/// physical core available to this process.
+CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers);
+/// --chunksize C, at least 1; 0 (unset) means Python's default.
+CLI::Option* add_chunksize_option(CLI::App& app, std::size_t& chunksize);
+/// --format with the given choices (table is always the default).
+CLI::Option* add_format_option(CLI::App& app, Format& format, bool allow_csv);
+
+/// Throws UsageError if `bytes` exceed MemAvailable, naming what needs them and both sizes.
+void require_available_memory(std::size_t bytes, const std::string& what);
+/// MemAvailable from /proc/meminfo, in bytes.
+std::size_t available_memory_bytes();
+/// "1.5 GiB", "800.0 MiB", "12 B".
+std::string human_bytes(double bytes);
+
+}  // namespace mpdemo::cli

@@ -1,0 +1,166 @@
+#include "run_command.hpp"
+
+#include "mpdemo/chunk_plan.hpp"
+#include "mpdemo/interrupt.hpp"
+#include "mpdemo/topology.hpp"
+#include "options.hpp"
+#include "trials.hpp"
+#include "verdict.hpp"
+
+#include <fmt/format.h>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+namespace mpdemo::cli {
+
+namespace {
+
+struct RunOptions {
+  std::size_t size = 10'000'000;
+  std::size_t workers = 0;
+  std::size_t chunksize = 0;
+  std::string mode = "all";
+  std::uint64_t seed = 1;
+  std::size_t repeat = 5;
+  Format format = Format::table;
+};
+
+const std::map<std::string, std::vector<Method>>& modes() {
+  static const std::map<std::string, std::vector<Method>> table{
+      {"seq", {Method::sequential}},
+      {"proc", {Method::fresh_processes}},
+      {"thread", {Method::fresh_threads}},
+      {"warm-proc", {Method::warm_processes}},
+      {"warm-thread", {Method::warm_threads}},
+      {"all",
+       {Method::sequential, Method::fresh_processes, Method::fresh_threads, Method::warm_processes,
+        Method::warm_threads}},
+  };
+  return table;
+}
+
+struct ModeResult {
+  Method method;
+  TrialSummary summary;
+};
+
+struct RunReport {
+  std::size_t size;
+  std::size_t workers;
+  std::size_t chunksize;
+  std::uint64_t seed;
+  std::vector<ModeResult> modes;
+  double warm_pool_startup;
+};
+
+nlohmann::json phases_json(const PhaseTimes& phases) {
+  nlohmann::json json;
+  const auto values = phase_values(phases);
+  for (std::size_t i = 0; i < values.size(); ++i) json[std::string(kPhaseNames[i])] = values[i];
+  json["total"] = phases.total();
+  return json;
+}
+
+void render_json(std::ostream& out, const RunReport& report) {
+  nlohmann::json json{{"size", report.size},         {"workers", report.workers}, {"chunksize", report.chunksize},
+                      {"seed", report.seed},         {"unit", "seconds"},         {"modes", nlohmann::json::array()},
+                      {"warm_pool_startup", report.warm_pool_startup}};
+  for (const ModeResult& mode : report.modes) {
+    json["modes"].push_back({{"name", method_name(mode.method)},
+                             {"function", lesson_function_name(mode.method)},
+                             {"repeats", mode.summary.repeats},
+                             {"total", {{"median", mode.summary.total.median},
+                                        {"min", mode.summary.total.min},
+                                        {"max", mode.summary.total.max}}},
+                             {"phases", phases_json(mode.summary.median_run)},
+                             {"verified", mode.summary.verified}});
+  }
+  out << json.dump(2) << '\n';
+}
+
+void render_table(std::ostream& out, const RunReport& report) {
+  out << fmt::format("mpdemo run: {} doubles, {} workers, chunksize {}, seed {}; median [min - max] of {} runs\n",
+                     report.size, report.workers, report.chunksize, report.seed,
+                     report.modes.empty() ? 0 : report.modes.front().summary.repeats);
+  out << fmt::format("{:<12} {:>34} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n", "mode", "total", "start", "move in",
+                     "compute", "collect", "stop", "verified");
+  std::vector<MethodTiming> timings;
+  for (const ModeResult& mode : report.modes) {
+    const PhaseTimes& p = mode.summary.median_run;
+    const Summary& t = mode.summary.total;
+    out << fmt::format("{:<12} {:>34} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n", method_name(mode.method),
+                       fmt::format("{} [{} - {}]", human_seconds(t.median), human_seconds(t.min), human_seconds(t.max)),
+                       human_seconds(p.start_workers), human_seconds(p.move_in), human_seconds(p.compute),
+                       human_seconds(p.collect), human_seconds(p.stop_workers),
+                       mode.summary.verified ? "yes" : "NO");
+    timings.push_back({std::string(method_name(mode.method)), p, mode.method == Method::sequential,
+                       mode.method == Method::sequential ? 1 : report.workers,
+                       mode.method == Method::warm_processes || mode.method == Method::warm_threads});
+  }
+  if (report.warm_pool_startup > 0) {
+    out << fmt::format("warm-proc started its workers once, before timing: {}\n",
+                       human_seconds(report.warm_pool_startup));
+  }
+  out << explain_fastest(timings) << explain_warm(timings);
+}
+
+int run(std::ostream& out, const RunOptions& options) {
+  const std::size_t workers = options.workers != 0 ? options.workers : system_topology().default_workers();
+  // Input, reference, and at most three more arrays at once (a fresh pool's staged input and output
+  // and the result it returns).
+  require_available_memory(5 * options.size * sizeof(double), fmt::format("--size {}", options.size));
+  const std::vector<Method>& methods = modes().at(options.mode);
+
+  const std::vector<double> input = uniform_random_array(options.size, options.seed);
+  const std::vector<double> reference = reference_squares(input);
+  MethodRunner runner(input, workers, options.chunksize);
+  std::vector<std::vector<Trial>> trials(methods.size());
+  // Repeats outside, methods inside: a noisy moment of the machine spreads over every method alike.
+  for (std::size_t r = 0; r < options.repeat; ++r) {
+    for (std::size_t m = 0; m < methods.size(); ++m) {
+      trials[m].push_back(runner.run(methods[m], reference));
+      throw_if_interrupted();
+    }
+  }
+  RunReport report{options.size, workers, ChunkPlan(options.size, options.chunksize, workers).chunksize(),
+                   options.seed, {}, runner.warm_pool_startup_seconds()};
+  bool all_verified = true;
+  for (std::size_t m = 0; m < methods.size(); ++m) {
+    report.modes.push_back({methods[m], summarize(trials[m])});
+    all_verified = all_verified && report.modes.back().summary.verified;
+  }
+  if (options.format == Format::json) {
+    render_json(out, report);
+  } else {
+    render_table(out, report);
+  }
+  return all_verified ? 0 : 1;
+}
+
+}  // namespace
+
+Command add_run_command(CLI::App& root) {
+  CLI::App* app = root.add_subcommand("run", "One configurable run: time each method phase by phase (start workers, "
+                                             "move data in, compute, collect, stop) and verify its result");
+  auto options = std::make_shared<RunOptions>();
+  add_size_option(*app, options->size, "elements to square (default 10,000,000; 1e7 and 10^7 work too)");
+  add_workers_option(*app, options->workers);
+  add_chunksize_option(*app, options->chunksize);
+  std::vector<std::string> mode_names;
+  for (const auto& [name, methods] : modes()) mode_names.push_back(name);
+  app->add_option("--mode,-m", options->mode,
+                  "seq: one loop; proc / thread: a pool created inside the timed call (the lesson); warm-proc / "
+                  "warm-thread: a pool started beforehand, data in place; all (default)")
+      ->check(CLI::IsMember(mode_names));
+  app->add_option("--seed", options->seed, "random seed, for reproducible data (default 1)");
+  app->add_option_function<std::string>(
+         "--repeat,-r",
+         [options](const std::string& text) { options->repeat = parse_count(text, "--repeat", 1, 1000); },
+         "runs of each method; the report gives median, min and max (default 5)")
+      ->type_name("R");
+  add_format_option(*app, options->format, false);
+  return {app, [options](std::ostream& out) { return run(out, *options); }};
+}
+
+}  // namespace mpdemo::cli

@@ -1,0 +1,83 @@
+#include "trials.hpp"
+
+#include <algorithm>
+
+namespace mpdemo::cli {
+
+TrialSummary summarize(std::span<const Trial> trials) {
+  TrialSummary summary;
+  summary.repeats = trials.size();
+  if (trials.empty()) return summary;
+  std::vector<double> totals;
+  std::vector<const Trial*> sorted;
+  for (const Trial& trial : trials) {
+    totals.push_back(trial.phases.total());
+    sorted.push_back(&trial);
+  }
+  summary.total = Summary::of(totals);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const Trial* a, const Trial* b) { return a->phases.total() < b->phases.total(); });
+  summary.median_run = sorted[(sorted.size() - 1) / 2]->phases;
+  summary.verified = std::all_of(trials.begin(), trials.end(), [](const Trial& t) { return t.verified; });
+  return summary;
+}
+
+std::vector<double> reference_squares(std::span<const double> input) {
+  std::vector<double> squares(input.size());
+  std::transform(input.begin(), input.end(), squares.begin(), [](double x) { return x * x; });
+  return squares;
+}
+
+MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize)
+    : input_(input), workers_(workers), chunksize_(chunksize) {}
+
+Trial MethodRunner::check(const PhaseTimes& phases, std::span<const double> result,
+                          std::span<const double> reference) const {
+  return {phases, same_values(result, reference)};
+}
+
+Trial MethodRunner::run(Method method, std::span<const double> reference) {
+  switch (method) {
+    case Method::sequential: {
+      const Squared squared = square_sequentially(input_);
+      return check(squared.phases, squared.values, reference);
+    }
+    case Method::fresh_processes: {
+      const Squared squared = square_with_fresh_processes(input_, workers_, chunksize_);
+      return check(squared.phases, squared.values, reference);
+    }
+    case Method::fresh_threads: {
+      const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_);
+      return check(squared.phases, squared.values, reference);
+    }
+    case Method::warm_processes: {
+      if (!warm_processes_) {
+        warm_processes_.emplace(workers_);
+        shared_input_ = warm_processes_->make_shared_array<double>(input_.size());
+        shared_output_ = warm_processes_->make_shared_array<double>(input_.size());
+        std::copy(input_.begin(), input_.end(), shared_input_.begin());
+        square_with_warm_processes(*warm_processes_, shared_input_, shared_output_, chunksize_);  // warm-up
+      }
+      std::fill(shared_output_.begin(), shared_output_.end(), -1.0);  // a stale answer cannot pass
+      const PhaseTimes phases = square_with_warm_processes(*warm_processes_, shared_input_, shared_output_, chunksize_);
+      return check(phases, shared_output_.span(), reference);
+    }
+    case Method::warm_threads: {
+      if (!warm_threads_) {
+        warm_threads_.emplace(workers_);
+        thread_output_.assign(input_.size(), 0.0);
+        square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);  // warm-up
+      }
+      std::fill(thread_output_.begin(), thread_output_.end(), -1.0);
+      const PhaseTimes phases = square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
+      return check(phases, thread_output_, reference);
+    }
+  }
+  return {};
+}
+
+double MethodRunner::warm_pool_startup_seconds() const noexcept {
+  return warm_processes_ ? warm_processes_->startup_seconds() : 0.0;
+}
+
+}  // namespace mpdemo::cli

@@ -1,0 +1,85 @@
+#include "verdict.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <iterator>
+#include <vector>
+
+namespace mpdemo::cli {
+
+std::string human_seconds(double seconds) {
+  if (seconds >= 1) return fmt::format("{:.3f} s", seconds);
+  if (seconds >= 1e-3) return fmt::format("{:.3f} ms", seconds * 1e3);
+  return fmt::format("{:.1f} us", seconds * 1e6);
+}
+
+namespace {
+double overhead(const PhaseTimes& phases) { return phases.total() - phases.compute; }
+double safe_ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+}  // namespace
+
+std::string explain_fastest(std::span<const MethodTiming> methods) {
+  std::vector<MethodTiming> by_total;
+  std::copy_if(methods.begin(), methods.end(), std::back_inserter(by_total), [](const MethodTiming& m) { return !m.warm; });
+  if (by_total.empty()) return {};
+  std::sort(by_total.begin(), by_total.end(),
+            [](const MethodTiming& a, const MethodTiming& b) { return a.phases.total() < b.phases.total(); });
+  const MethodTiming fastest = by_total.front();
+  const auto loop = std::find_if(methods.begin(), methods.end(), [](const MethodTiming& m) { return m.sequential; });
+
+  std::string text = fmt::format("Fastest: {} ({})", fastest.name, human_seconds(fastest.phases.total()));
+  for (std::size_t i = 1; i < by_total.size(); ++i) {
+    text += fmt::format("{} {:.1f}x faster than {}", i == 1 ? ":" : ",",
+                        safe_ratio(by_total[i].phases.total(), fastest.phases.total()), by_total[i].name);
+  }
+  text += ".\n";
+  if (loop == methods.end()) return text;
+
+  // Then every parallel method against the loop: what its workers gained in compute, and what
+  // starting, feeding and stopping them cost.
+  text += fmt::format("Why, against the loop ({} in all, {} of it computing):\n", human_seconds(loop->phases.total()),
+                      human_seconds(loop->phases.compute));
+  for (const MethodTiming& m : by_total) {
+    if (m.sequential) continue;
+    const PhaseTimes& p = m.phases;
+    const double versus_loop = safe_ratio(loop->phases.total(), p.total());
+    text += fmt::format(
+        "  {}: {} workers computed in {}{}; overhead {} (start {}, move in {}, collect {}, stop {}) = {:.0f}% of "
+        "its time -> {}\n",
+        m.name, m.workers, human_seconds(p.compute),
+        loop->phases.compute >= 1e-6 ? fmt::format(" ({:.2f}x the loop's speed)", safe_ratio(loop->phases.compute, p.compute))
+                                     : std::string(),
+        human_seconds(overhead(p)), human_seconds(p.start_workers), human_seconds(p.move_in),
+        human_seconds(p.collect), human_seconds(p.stop_workers), 100 * safe_ratio(overhead(p), p.total()),
+        versus_loop >= 1 ? fmt::format("{:.2f}x faster than the loop", versus_loop)
+                         : fmt::format("{:.2f}x slower than the loop: the price of parallelism exceeds what it saves",
+                                       safe_ratio(p.total(), loop->phases.total())));
+  }
+  return text;
+}
+
+std::string explain_warm(std::span<const MethodTiming> methods) {
+  const auto loop = std::find_if(methods.begin(), methods.end(), [](const MethodTiming& m) { return m.sequential; });
+  if (loop == methods.end()) return {};
+  std::string text;
+  const MethodTiming* warm_processes = nullptr;
+  const MethodTiming* warm_threads = nullptr;
+  for (const MethodTiming& m : methods) {
+    if (!m.warm) continue;
+    (m.name.find("thread") != std::string::npos ? warm_threads : warm_processes) = &m;
+    text += fmt::format("{}{} {:.2f}x", text.empty() ? "" : ", ", m.name,
+                        safe_ratio(loop->phases.compute, m.phases.total()));
+  }
+  if (text.empty()) return {};
+  text = fmt::format("Warm pools against the loop's compute alone ({}; all write into buffers that already exist): "
+                     "{}.\n",
+                     human_seconds(loop->phases.compute), text);
+  if (warm_processes != nullptr && warm_threads != nullptr) {
+    text += fmt::format("Processes vs threads, both warm: {:.2f}x (1.00x means separate address spaces cost nothing "
+                        "once the data lives in shared memory).\n",
+                        safe_ratio(warm_threads->phases.total(), warm_processes->phases.total()));
+  }
+  return text;
+}
+
+}  // namespace mpdemo::cli

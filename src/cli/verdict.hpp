@@ -1,0 +1,30 @@
+// Verdicts: which method was fastest, by what factor, and why, read off the measured phases.
+#pragma once
+
+#include "mpdemo/timing.hpp"
+
+#include <span>
+#include <string>
+
+namespace mpdemo::cli {
+
+struct MethodTiming {
+  std::string name;     ///< as printed: "array_squared_mp"
+  PhaseTimes phases;
+  bool sequential = false;  ///< the baseline every factor is against
+  std::size_t workers = 1;
+  bool warm = false;  ///< workers started beforehand, output buffer reused: only compute is paid
+};
+
+/// One paragraph: the fastest method and its factor over each other one, then why, from the phases
+/// (overhead = everything but compute; compute speedup = the loop's compute / the method's).
+std::string explain_fastest(std::span<const MethodTiming> methods);
+
+/// Warm methods against the loop's compute alone (both write into buffers that already exist), and
+/// warm processes against warm threads: the like-for-like comparison of the parallel machinery.
+std::string explain_warm(std::span<const MethodTiming> methods);
+
+/// "1.234 ms", "56.7 us", "2.345 s": three significant decimals in a unit that suits the value.
+std::string human_seconds(double seconds);
+
+}  // namespace mpdemo::cli
