@@ -1,0 +1,137 @@
+// The mpdemo executable, run for real: its JSON, its lesson, and exit status 2 for every kind of bad input.
+#include "support/run_program.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+namespace {
+
+using mpdemo::testing::run_mpdemo;
+using ::testing::HasSubstr;
+
+TEST(Cli, RunJsonHasEveryModeAndItsPhasesAddUp) {
+  const auto result = run_mpdemo({"run", "--size", "100000", "--repeat", "3", "--workers", "2", "--format", "json"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json.at("size"), 100000);
+  EXPECT_EQ(json.at("workers"), 2);
+  EXPECT_EQ(json.at("chunksize"), 12500);  // ceil(100000 / (4 * 2)), Python's default
+  std::set<std::string> names;
+  for (const auto& mode : json.at("modes")) {
+    names.insert(mode.at("name").get<std::string>());
+    EXPECT_TRUE(mode.at("verified").get<bool>()) << mode.at("name");
+    EXPECT_EQ(mode.at("repeats"), 3);
+    const auto& total = mode.at("total");
+    EXPECT_LE(total.at("min").get<double>(), total.at("median").get<double>());
+    EXPECT_LE(total.at("median").get<double>(), total.at("max").get<double>());
+    const auto& phases = mode.at("phases");
+    double sum = 0;
+    for (const char* phase : {"start", "move_in", "compute", "collect", "stop"}) {
+      const double value = phases.at(phase).get<double>();
+      EXPECT_GE(value, 0.0) << phase;
+      sum += value;
+    }
+    EXPECT_NEAR(sum, phases.at("total").get<double>(), 1e-9);
+    // With an odd number of repeats the median run is a real run: its total is the median.
+    EXPECT_NEAR(phases.at("total").get<double>(), total.at("median").get<double>(), 1e-9);
+    EXPECT_GT(phases.at("compute").get<double>(), 0.0);
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"seq", "proc", "thread", "warm-proc", "warm-thread"}));
+}
+
+TEST(Cli, RunOneModeWithAChunksize) {
+  const auto result = run_mpdemo({"run", "-n", "1e4", "--mode", "proc", "--chunksize", "7", "--repeat", "1", "-f", "json"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json.at("size"), 10000);
+  EXPECT_EQ(json.at("chunksize"), 7);
+  ASSERT_EQ(json.at("modes").size(), 1u);
+  EXPECT_EQ(json.at("modes")[0].at("name"), "proc");
+  EXPECT_GT(json.at("modes")[0].at("phases").at("start").get<double>(), 0.0) << "a fresh pool pays its start";
+}
+
+TEST(Cli, RunTableSaysWhatWasVerified) {
+  const auto result = run_mpdemo({"run", "--size", "1000", "--repeat", "1"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("warm-proc"));
+  EXPECT_THAT(result.out, HasSubstr("yes"));
+  EXPECT_THAT(result.out, ::testing::Not(HasSubstr(" NO")));
+  EXPECT_THAT(result.out, HasSubstr("Fastest:"));
+}
+
+TEST(Cli, TheLessonPrintsItsBoxesAndVerifies) {
+  const auto result = run_mpdemo({"--large-size", "200000"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const std::string dashes(50, '-');
+  for (const char* name : {"array_squared_sp", "array_squared_mp", "array_squared_threads", "array_squared_mp_warm"}) {
+    const std::string title = dashes + " " + name + " " + dashes;
+    EXPECT_THAT(result.out, HasSubstr(title + "\nfunc: " + name + " executed in ")) << name;
+    EXPECT_THAT(result.out, HasSubstr("s.\n" + std::string(title.size(), '-') + "\n")) << name;
+  }
+  EXPECT_THAT(result.out, HasSubstr("physical cores"));
+  EXPECT_THAT(result.out, HasSubstr("=== 10 numbers ==="));
+  EXPECT_THAT(result.out, HasSubstr("=== 200,000 numbers ==="));
+  EXPECT_THAT(result.out, HasSubstr("All results match the sequential answer exactly."));
+  EXPECT_THAT(result.out, HasSubstr("Fastest:"));
+}
+
+TEST(Cli, TopologyJsonIsConsistent) {
+  const auto result = run_mpdemo({"topology", "--format", "json"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_GE(json.at("logical_cpus").get<int>(), json.at("physical_cores").get<int>());
+  EXPECT_GE(json.at("physical_cores").get<int>(), json.at("workers").get<int>());
+  EXPECT_EQ(json.at("workers").get<std::size_t>(), json.at("worker_cpus").size());
+  EXPECT_GE(json.at("sockets").get<int>(), 1);
+}
+
+TEST(Cli, HelpAndVersionSucceed) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--help"}, {"--version"}, {"run", "--help"},
+                                                {"topology", "--help"}}) {
+    const auto result = run_mpdemo(args);
+    EXPECT_EQ(result.exit_code(), 0) << args.front();
+    EXPECT_FALSE(result.out.empty()) << args.front();
+  }
+}
+
+struct BadInput {
+  std::vector<std::string> args;
+  std::string message;  // what the error must name
+};
+
+void PrintTo(const BadInput& input, std::ostream* os) {
+  *os << "mpdemo";
+  for (const std::string& arg : input.args) *os << " '" << arg << "'";
+}
+
+class CliBadInput : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(CliBadInput, ExitsWithStatus2AndNamesTheProblem) {
+  const auto result = run_mpdemo(GetParam().args);
+  EXPECT_EQ(result.exit_code(), 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr(GetParam().message));
+  EXPECT_TRUE(result.out.empty()) << "no partial output may pass for a result: " << result.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, CliBadInput,
+    ::testing::Values(BadInput{{"run", "--size", "-5"}, "--size"}, BadInput{{"run", "--size", "abc"}, "--size"},
+                      BadInput{{"run", "--size", ""}, "--size"},
+                      BadInput{{"run", "--size", "99999999999999999999999999"}, "--size"},
+                      BadInput{{"run", "--size", "1.5"}, "--size"},
+                      BadInput{{"run", "--size", "1e12"}, "MemAvailable"},
+                      BadInput{{"run", "--workers", "0"}, "--workers"},
+                      BadInput{{"run", "--workers", "5000"}, "from 1 to 4096"},
+                      BadInput{{"run", "--chunksize", "0"}, "--chunksize"},
+                      BadInput{{"run", "--repeat", "0"}, "--repeat"},
+                      BadInput{{"run", "--mode", "fast"}, "--mode"},
+                      BadInput{{"run", "--format", "xml"}, "--format"},
+                      BadInput{{"topology", "--format", "yaml"}, "--format"},
+                      BadInput{{"frobnicate"}, "frobnicate"},
+                      BadInput{{"run", "--size"}, "--size"},
+                      BadInput{{"--large-size", "5"}, "--large-size"}));
+
+}  // namespace

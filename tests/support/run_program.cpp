@@ -1,0 +1,63 @@
+#include "run_program.hpp"
+
+#include "mpdemo/errors.hpp"
+#include "mpdemo/fd.hpp"
+
+#include <array>
+#include <poll.h>
+#include <unistd.h>
+
+namespace mpdemo::testing {
+
+ProgramResult run_mpdemo(const std::vector<std::string>& arguments, std::chrono::milliseconds timeout,
+                         const std::function<void(pid_t)>& on_started) {
+  Pipe out = Pipe::create();
+  Pipe err = Pipe::create();
+  std::vector<std::string> argv_strings{MPDEMO_EXECUTABLE};
+  argv_strings.insert(argv_strings.end(), arguments.begin(), arguments.end());
+  std::vector<char*> argv;
+  for (std::string& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork for mpdemo");
+  if (pid == 0) {
+    ::dup2(out.write_end.get(), STDOUT_FILENO);
+    ::dup2(err.write_end.get(), STDERR_FILENO);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ChildProcess child(pid);
+  out.write_end.reset();
+  err.write_end.reset();
+  if (on_started) on_started(pid);
+
+  ProgramResult result;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::array<pollfd, 2> fds{{{out.read_end.get(), POLLIN, 0}, {err.read_end.get(), POLLIN, 0}}};
+  std::array<std::string*, 2> sinks{&result.out, &result.err};
+  int open_streams = 2;
+  while (open_streams > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result.err += "\n[test harness: timed out, killed]";
+      break;
+    }
+    if (::poll(fds.data(), fds.size(), static_cast<int>(left.count())) < 0 && errno != EINTR) throw_errno("poll");
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[65536];
+      const ssize_t got = ::read(fds[i].fd, buffer, sizeof(buffer));
+      if (got > 0) {
+        sinks[i]->append(buffer, static_cast<std::size_t>(got));
+      } else {
+        fds[i].fd = -1;
+        --open_streams;
+      }
+    }
+  }
+  result.status = child.wait_or_kill(std::chrono::milliseconds(open_streams > 0 ? 0 : 5000));
+  return result;
+}
+
+}  // namespace mpdemo::testing

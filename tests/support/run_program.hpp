@@ -1,0 +1,27 @@
+// Test support: run a program (the mpdemo executable) as a real child process and capture what it says.
+#pragma once
+
+#include "mpdemo/child_process.hpp"
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mpdemo::testing {
+
+struct ProgramResult {
+  std::string out;
+  std::string err;
+  ExitStatus status{0};
+  int exit_code() const { return status.exited() ? status.exit_code() : -1; }
+};
+
+/// Runs MPDEMO_EXECUTABLE with `arguments`, waits for it (SIGKILL after `timeout`, so a hang fails
+/// the test instead of stalling the suite), and returns its output and exit status.
+/// `on_started` is called with the child's pid once it runs (to signal it, for instance).
+ProgramResult run_mpdemo(const std::vector<std::string>& arguments,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                         const std::function<void(pid_t)>& on_started = {});
+
+}  // namespace mpdemo::testing

@@ -1,0 +1,97 @@
+// Topology: hwloc's answer, checked against an independent reading of the kernel's own files, which
+// is how psutil.cpu_count(logical=False) counts physical cores.
+#include "mpdemo/topology.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sched.h>
+#include <set>
+
+namespace {
+
+std::string read_line(const std::filesystem::path& path) {
+  std::ifstream file(path);
+  std::string line;
+  std::getline(file, line);
+  return line;
+}
+
+struct SysfsTopology {
+  std::size_t logical = 0;
+  std::set<std::string> cores;     // distinct sibling lists = distinct physical cores
+  std::set<std::string> packages;  // distinct package ids
+};
+
+SysfsTopology read_sysfs() {
+  SysfsTopology sysfs;
+  const std::regex cpu_directory("cpu[0-9]+");
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/devices/system/cpu")) {
+    const std::string name = entry.path().filename();
+    if (!std::regex_match(name, cpu_directory)) continue;
+    const auto topology = entry.path() / "topology";
+    if (!std::filesystem::exists(topology)) continue;  // offline CPU
+    ++sysfs.logical;
+    const auto siblings = std::filesystem::exists(topology / "core_cpus_list") ? topology / "core_cpus_list"
+                                                                               : topology / "thread_siblings_list";
+    sysfs.cores.insert(read_line(siblings));
+    sysfs.packages.insert(read_line(topology / "physical_package_id"));
+  }
+  return sysfs;
+}
+
+TEST(Topology, MatchesTheKernelsOwnAccount) {
+  const mpdemo::Topology topology = mpdemo::discover_topology();
+  const SysfsTopology sysfs = read_sysfs();
+  ASSERT_GT(sysfs.logical, 0u) << "no CPUs under /sys/devices/system/cpu";
+  EXPECT_EQ(topology.logical_cpus, sysfs.logical);
+  EXPECT_EQ(topology.physical_cores, sysfs.cores.size());
+  EXPECT_EQ(topology.sockets, sysfs.packages.size());
+  EXPECT_LE(topology.physical_cores, topology.logical_cpus);
+}
+
+TEST(Topology, AllowedCpusAreTheAffinityMask) {
+  const mpdemo::Topology topology = mpdemo::discover_topology();
+  cpu_set_t mask;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(mask), &mask), 0);
+  EXPECT_EQ(topology.allowed_cpus.size(), static_cast<std::size_t>(CPU_COUNT(&mask)));
+  for (int cpu : topology.allowed_cpus) EXPECT_TRUE(CPU_ISSET(static_cast<std::size_t>(cpu), &mask)) << cpu;
+}
+
+TEST(Topology, OneWorkerCpuPerPhysicalCoreAndOnlyAllowedOnes) {
+  const mpdemo::Topology topology = mpdemo::discover_topology();
+  ASSERT_FALSE(topology.worker_cpus.empty());
+  EXPECT_LE(topology.worker_cpus.size(), topology.physical_cores);
+  const std::set<int> allowed(topology.allowed_cpus.begin(), topology.allowed_cpus.end());
+  std::set<std::string> cores_used;
+  for (int cpu : topology.worker_cpus) {
+    EXPECT_TRUE(allowed.count(cpu) == 1) << cpu << " is outside the affinity mask";
+    const auto path = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/thread_siblings_list";
+    EXPECT_TRUE(cores_used.insert(read_line(path)).second) << "two workers on the core of CPU " << cpu;
+  }
+  EXPECT_EQ(topology.default_workers(), topology.worker_cpus.size());
+}
+
+TEST(Topology, FollowsARestrictedAffinityMask) {
+  cpu_set_t original;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(original), &original), 0);
+  const int first = mpdemo::discover_topology().allowed_cpus.front();
+  cpu_set_t only_first;
+  CPU_ZERO(&only_first);
+  CPU_SET(static_cast<std::size_t>(first), &only_first);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(only_first), &only_first), 0);
+  const mpdemo::Topology restricted = mpdemo::discover_topology();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(original), &original), 0);
+  EXPECT_EQ(restricted.allowed_cpus, std::vector<int>{first});
+  EXPECT_EQ(restricted.default_workers(), 1u);
+}
+
+TEST(Topology, FormatsCpuListsLikeTheKernel) {
+  EXPECT_EQ(mpdemo::format_cpu_list(std::vector<int>{}), "");
+  EXPECT_EQ(mpdemo::format_cpu_list(std::vector<int>{0}), "0");
+  EXPECT_EQ(mpdemo::format_cpu_list(std::vector<int>{0, 1, 2, 3, 6, 8, 9}), "0-3,6,8-9");
+}
+
+}  // namespace
