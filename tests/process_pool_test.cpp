@@ -1,7 +1,6 @@
 #include "mpdemo/process_pool.hpp"
 
 #include "mpdemo/kernels.hpp"
-#include "mpdemo/thread_pool.hpp"
 #include "mpdemo/topology.hpp"
 
 #include <gtest/gtest.h>
@@ -180,15 +179,6 @@ TEST(ProcessPool, PhasesAreMeasured) {
   EXPECT_GT(t.move_in, 0.0);
   EXPECT_GT(t.compute, 0.0);
   EXPECT_GT(t.collect, 0.0);
-}
-
-TEST(ThreadPool, MapEqualsTheSequentialAnswer) {
-  mpdemo::ThreadPool pool;
-  for (std::size_t n : {0u, 1u, 3u, 7919u, 1'000'000u}) {
-    const auto input = random_doubles(n);
-    EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input)) << n;
-    EXPECT_EQ(mpdemo::sequential_map(mpdemo::squared, input), squares_of(input)) << n;
-  }
 }
 
 }  // namespace
