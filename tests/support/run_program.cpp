@@ -4,13 +4,16 @@
 #include "mpdemo/fd.hpp"
 
 #include <array>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 #include <poll.h>
 #include <unistd.h>
 
 namespace mpdemo::testing {
 
 ProgramResult run_mpdemo(const std::vector<std::string>& arguments, std::chrono::milliseconds timeout,
-                         const std::function<void(pid_t)>& on_started) {
+                         const std::function<void(pid_t)>& on_started, bool own_process_group) {
   Pipe out = Pipe::create();
   Pipe err = Pipe::create();
   std::vector<std::string> argv_strings{MPDEMO_EXECUTABLE};
@@ -22,11 +25,13 @@ ProgramResult run_mpdemo(const std::vector<std::string>& arguments, std::chrono:
   const pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork for mpdemo");
   if (pid == 0) {
+    if (own_process_group) ::setpgid(0, 0);
     ::dup2(out.write_end.get(), STDOUT_FILENO);
     ::dup2(err.write_end.get(), STDERR_FILENO);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
+  if (own_process_group) ::setpgid(pid, pid);  // also here, so it holds before on_started signals the group
   ChildProcess child(pid);
   out.write_end.reset();
   err.write_end.reset();
@@ -58,6 +63,33 @@ ProgramResult run_mpdemo(const std::vector<std::string>& arguments, std::chrono:
   }
   result.status = child.wait_or_kill(std::chrono::milliseconds(open_streams > 0 ? 0 : 5000));
   return result;
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> children;
+  std::error_code ignored;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ignored)) {
+    std::ifstream list(task.path() / "children");
+    pid_t child = 0;
+    while (list >> child) children.push_back(child);
+  }
+  return children;
+}
+
+std::size_t shared_memory_segments() {
+  std::size_t count = 0;
+  std::error_code ignored;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/dev/shm", ignored)) ++count;
+  return count;
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 }  // namespace mpdemo::testing

@@ -19,9 +19,20 @@ struct ProgramResult {
 
 /// Runs MPDEMO_EXECUTABLE with `arguments`, waits for it (SIGKILL after `timeout`, so a hang fails
 /// the test instead of stalling the suite), and returns its output and exit status.
-/// `on_started` is called with the child's pid once it runs (to signal it, for instance).
+/// `on_started` is called with the child's pid once it runs (to signal it, for instance). With
+/// `own_process_group` the child leads a new process group (pgid == pid), as a shell's foreground job.
 ProgramResult run_mpdemo(const std::vector<std::string>& arguments,
                          std::chrono::milliseconds timeout = std::chrono::seconds(60),
-                         const std::function<void(pid_t)>& on_started = {});
+                         const std::function<void(pid_t)>& on_started = {}, bool own_process_group = false);
+
+/// The pids of the children of `pid` right now (from /proc/PID/task/*/children).
+std::vector<pid_t> children_of(pid_t pid);
+
+/// Entries in /dev/shm: named shared-memory segments that exist right now.
+std::size_t shared_memory_segments();
+
+/// Waits (polling /proc, up to `timeout`) until `condition` holds; returns whether it did. For
+/// conditions on other processes that no event announces.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 }  // namespace mpdemo::testing

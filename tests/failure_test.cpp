@@ -1,0 +1,337 @@
+// Failure paths, for real: functions that throw in a worker, workers killed by signals, a master
+// killed with SIGKILL, SIGINT and SIGTERM to the mpdemo executable, pools made while threads run,
+// and a thousand pools made and destroyed. Nothing may hang, leak, or leave a process behind.
+#include "mpdemo/errors.hpp"
+#include "mpdemo/fd.hpp"
+#include "mpdemo/kernels.hpp"
+#include "mpdemo/process_pool.hpp"
+#include "mpdemo/thread_pool.hpp"
+#include "support/run_program.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fmt/format.h>
+#include <fstream>
+#include <map>
+#include <csignal>
+#include <ctime>
+#include <fcntl.h>
+#include <filesystem>
+#include <numeric>
+#include <sys/prctl.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace {
+
+using ::testing::HasSubstr;
+using mpdemo::testing::children_of;
+using mpdemo::testing::eventually;
+using namespace std::chrono_literals;
+
+std::vector<int> iota_input(int n) {
+  std::vector<int> input(static_cast<std::size_t>(n));
+  std::iota(input.begin(), input.end(), 0);
+  return input;
+}
+
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+double monotonic_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+}
+
+std::size_t open_descriptors() {
+  std::size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++count;
+  return count;
+}
+
+TEST(WorkerFailure, AnExceptionInAWorkerBecomesAWorkerErrorInTheMaster) {
+  mpdemo::ProcessPool pool(2);
+  const auto pids = pool.worker_pids();
+  const auto input = iota_input(1000);
+  const auto cursed = [](int x) {
+    if (x == 505) throw std::runtime_error("element 505 is cursed");
+    return x * 2;
+  };
+  try {
+    (void)pool.map(cursed, input, 10);
+    FAIL() << "map should have thrown";
+  } catch (const mpdemo::WorkerError& e) {
+    EXPECT_LT(e.worker(), 2u);
+    EXPECT_EQ(e.pid(), pids[e.worker()]);
+    EXPECT_EQ(e.chunk_begin(), 500u);
+    EXPECT_EQ(e.chunk_end(), 510u);
+    EXPECT_EQ(e.cause(), "element 505 is cursed");
+    EXPECT_THAT(e.what(), HasSubstr("element 505 is cursed"));
+    EXPECT_THAT(e.what(), HasSubstr(std::to_string(e.pid())));
+  }
+  // Still usable, with the same workers: an exception does not kill a worker.
+  const auto doubled = pool.map([](int x) { return x * 2; }, input, 10);
+  EXPECT_EQ(doubled[999], 1998);
+  EXPECT_EQ(pool.worker_pids(), pids);
+}
+
+// The worker records when it dies (in shared memory, which outlives it), so the test can measure
+// how long the master took to notice.
+struct DeathStamp {
+  double* when;
+  int signal_number;
+  int victim;
+  int operator()(int x) const {
+    if (x == victim) {
+      *when = monotonic_seconds();
+      ::raise(signal_number);
+    }
+    return x;
+  }
+};
+
+class WorkerKilled : public ::testing::TestWithParam<int> {};
+
+TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
+  const int signal_number = GetParam();
+  mpdemo::ProcessPool pool(2);
+  const auto pids_before = pool.worker_pids();
+  auto stamp = pool.make_shared_array<double>(1);
+  stamp[0] = 0;
+  const auto input = iota_input(2000);
+  double thrown_at = 0;
+  try {
+    (void)pool.map(DeathStamp{stamp.data(), signal_number, 1234}, input, 10);
+    FAIL() << "map should have thrown";
+  } catch (const mpdemo::WorkerError& e) {
+    thrown_at = monotonic_seconds();
+    EXPECT_EQ(e.pid(), pids_before[e.worker()]);
+    EXPECT_EQ(e.chunk_begin(), 1230u);
+    EXPECT_EQ(e.chunk_end(), 1240u);
+    EXPECT_THAT(e.what(), HasSubstr(fmt::format("killed by signal {} ({})", signal_number,
+                                                mpdemo::signal_name(signal_number))));
+  }
+  ASSERT_GT(stamp[0], 0.0) << "the worker never reached the fatal element";
+  EXPECT_LT(thrown_at - stamp[0], 0.100) << "the master took more than 100 ms to notice the death";
+
+  // The dead worker was reaped (not a zombie: gone entirely) and replaced.
+  const auto pids_after = pool.worker_pids();
+  for (std::size_t w = 0; w < pids_before.size(); ++w) {
+    if (pids_after[w] != pids_before[w]) {
+      EXPECT_FALSE(process_exists(pids_before[w])) << "worker left a zombie";
+    }
+  }
+  EXPECT_NE(pids_after, pids_before);
+  const auto again = pool.map([](int x) { return x + 1; }, input, 10);
+  EXPECT_EQ(again[1999], 2000);
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, WorkerKilled, ::testing::Values(SIGKILL, SIGSEGV, SIGABRT),
+                         [](const ::testing::TestParamInfo<int>& param) { return mpdemo::signal_name(param.param).substr(3); });
+
+// A real invalid memory access, not raise(): address 8 is never mapped. (Read from a volatile so the
+// compiler cannot see the address and turn the store into a trap instruction.)
+volatile std::uintptr_t g_unmapped_address = 8;
+
+int segfault_at_777(int x) {
+  if (x == 777) *reinterpret_cast<volatile int*>(g_unmapped_address) = 1;
+  return x;
+}
+
+TEST(WorkerFailure, ARealSegmentationFaultIsReportedAsSigsegv) {
+  mpdemo::ProcessPool pool(2);
+  try {
+    (void)pool.map(&segfault_at_777, iota_input(1000), 100);
+    FAIL() << "map should have thrown";
+  } catch (const mpdemo::WorkerError& e) {
+    EXPECT_THAT(e.cause(), HasSubstr("SIGSEGV"));
+    EXPECT_EQ(e.chunk_begin(), 700u);
+  }
+  EXPECT_EQ(pool.map([](int x) { return x; }, iota_input(10))[9], 9);
+}
+
+TEST(WorkerFailure, AWorkerThatDiedWhileIdleIsReplacedWithoutSigpipe) {
+  mpdemo::ProcessPool pool(2);
+  const pid_t victim = pool.worker_pids()[0];
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  // Wait until it is dead (a zombie, still unreaped by the pool): the next send hits a closed pipe.
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::ifstream stat("/proc/" + std::to_string(victim) + "/stat");
+        std::string line;
+        std::getline(stat, line);
+        return line.find(") Z") != std::string::npos;
+      },
+      5s));
+  const auto input = iota_input(100);
+  EXPECT_EQ(pool.map([](int x) { return x * 3; }, input, 1)[99], 297);  // would have died of SIGPIPE
+  EXPECT_NE(pool.worker_pids()[0], victim);
+  EXPECT_FALSE(process_exists(victim));
+}
+
+TEST(WorkerFailure, WorkersDieWithTheirMaster) {
+  // This test process adopts orphans, so it can see what becomes of the workers.
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  mpdemo::Pipe report = mpdemo::Pipe::create();
+  const pid_t master = ::fork();
+  ASSERT_GE(master, 0);
+  if (master == 0) {
+    mpdemo::ProcessPool pool(2);
+    const auto pids = pool.worker_pids();
+    mpdemo::write_all(report.write_end.get(), pids.data(), pids.size() * sizeof(pid_t));
+    for (;;) ::pause();  // until SIGKILL
+  }
+  mpdemo::ChildProcess master_process(master);
+  report.write_end.reset();
+  std::array<pid_t, 2> workers{};
+  ASSERT_TRUE(mpdemo::read_exact(report.read_end.get(), workers.data(), sizeof(workers)));
+  ASSERT_TRUE(master_process.send_signal(SIGKILL));
+  EXPECT_TRUE(master_process.wait().killed());
+
+  const auto killed_at = std::chrono::steady_clock::now();
+  for (pid_t worker : workers) {
+    int status = 0;
+    // Adopted by this process: waitpid blocks until the worker is gone, or the test's timeout.
+    ASSERT_EQ(::waitpid(worker, &status, 0), worker);
+    EXPECT_TRUE(WIFSIGNALED(status) || WIFEXITED(status));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 1s) << "workers outlived their master by over a second";
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+TEST(WorkerFailure, APoolCanBeMadeWhileThreadsRun) {
+  mpdemo::ThreadPool threads(2);
+  std::atomic<bool> stop{false};
+  // A thread allocating all the time: a fork may catch it holding the allocator's lock.
+  std::thread allocator([&] {
+    while (!stop) {
+      std::vector<double> churn(1000, 1.0);
+      (void)threads.size();
+      if (churn[999] != 1.0) std::abort();
+    }
+  });
+  const auto input = iota_input(10000);
+  for (int i = 0; i < 20; ++i) {
+    mpdemo::ProcessPool pool(2);
+    const auto out = pool.map([](int x) { return x * 2; }, input);
+    ASSERT_EQ(out[9999], 19998);
+    const auto from_threads = threads.map([](int x) { return x * 2; }, input);
+    ASSERT_EQ(from_threads, out);
+  }
+  stop = true;
+  allocator.join();
+}
+
+TEST(WorkerFailure, InterruptedSystemCallsAreRetried) {
+  // A signal handler without SA_RESTART, fired every 200 us: every blocking call sees EINTR.
+  struct sigaction action {};
+  action.sa_handler = [](int) {};
+  sigemptyset(&action.sa_mask);
+  struct sigaction previous {};
+  ASSERT_EQ(sigaction(SIGALRM, &action, &previous), 0);
+  itimerval every{{0, 200}, {0, 200}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &every, nullptr), 0);
+  {
+    mpdemo::ProcessPool pool(2);
+    const auto input = iota_input(200000);
+    for (int i = 0; i < 20; ++i) {
+      const auto out = pool.map([](int x) { return x ^ 0x55; }, input, 100);
+      ASSERT_EQ(out[123456], 123456 ^ 0x55);
+    }
+  }
+  itimerval off{};
+  setitimer(ITIMER_REAL, &off, nullptr);
+  sigaction(SIGALRM, &previous, nullptr);
+}
+
+std::map<int, std::string> open_pipes() {
+  std::map<int, std::string> pipes;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ignored;
+    const auto target = std::filesystem::read_symlink(entry.path(), ignored).string();
+    if (target.rfind("pipe:", 0) == 0) pipes.emplace(std::stoi(entry.path().filename()), target);
+  }
+  return pipes;
+}
+
+TEST(Hygiene, EveryPipeThePoolOpensIsCloseOnExec) {
+  const auto before = open_pipes();  // the test runner's own (stdout may be a pipe) are not ours
+  mpdemo::ProcessPool pool(2);
+  std::size_t new_pipes = 0;
+  for (const auto& [fd, target] : open_pipes()) {
+    if (before.count(fd) != 0) continue;
+    ++new_pipes;
+    EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC) << "fd " << fd << " (" << target << ") survives exec";
+  }
+  EXPECT_EQ(new_pipes, 4u) << "two pipe ends kept per worker";
+}
+
+TEST(Hygiene, AThousandPoolsLeaveNothingBehind) {
+  const std::size_t fds_before = open_descriptors();
+  const std::size_t segments_before = mpdemo::testing::shared_memory_segments();
+  const auto input = iota_input(64);
+  for (int i = 0; i < 1000; ++i) {
+    mpdemo::ProcessPool pool(2);
+    ASSERT_EQ(pool.map([](int x) { return x + 1; }, input)[63], 64) << "pool " << i;
+  }
+  EXPECT_EQ(open_descriptors(), fds_before);
+  EXPECT_EQ(mpdemo::testing::shared_memory_segments(), segments_before);
+  EXPECT_TRUE(children_of(::getpid()).empty()) << "a worker is still alive or unreaped";
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD) << "a child is left to reap";
+}
+
+// --- Signals to the mpdemo executable -------------------------------------------------------------
+
+struct InterruptCase {
+  int signal_number;
+  bool whole_group;  // as Ctrl-C in a terminal: the master and every worker get the signal
+  std::vector<std::string> args;
+};
+
+void PrintTo(const InterruptCase& c, std::ostream* os) {
+  *os << mpdemo::signal_name(c.signal_number) << (c.whole_group ? " to the group" : " to the master");
+}
+
+class Interrupt : public ::testing::TestWithParam<InterruptCase> {};
+
+TEST_P(Interrupt, StopsWorkersReleasesMemoryAndExitsWithTheSignalsStatus) {
+  const InterruptCase& c = GetParam();
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // so no orphan can hide from this test
+  const std::size_t segments_before = mpdemo::testing::shared_memory_segments();
+  std::size_t workers_seen = 0;
+  const auto result = mpdemo::testing::run_mpdemo(
+      c.args, 30s,
+      [&](pid_t pid) {
+        // Signal it only once it has workers, i.e. mid-run.
+        ASSERT_TRUE(eventually([&] { return !children_of(pid).empty(); }, 10s)) << "mpdemo never forked";
+        workers_seen = children_of(pid).size();
+        ::kill(c.whole_group ? -pid : pid, c.signal_number);
+      },
+      /*own_process_group=*/true);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  EXPECT_GT(workers_seen, 0u);
+  EXPECT_EQ(result.exit_code(), 128 + c.signal_number) << result.status.str() << "\n" << result.err;
+  EXPECT_THAT(result.err, HasSubstr("interrupted by " + mpdemo::signal_name(c.signal_number)));
+  EXPECT_THAT(result.err, HasSubstr("workers stopped and reaped"));
+  EXPECT_EQ(mpdemo::testing::shared_memory_segments(), segments_before);
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1) << "an orphaned worker was left behind";
+  EXPECT_EQ(errno, ECHILD);
+}
+
+const std::vector<std::string> kLongRun{"run", "--size", "4e6", "--repeat", "1000", "--mode", "proc"};
+const std::vector<std::string> kLongWarmRun{"run", "--size", "4e6", "--repeat", "1000", "--mode", "warm-proc"};
+
+INSTANTIATE_TEST_SUITE_P(Signals, Interrupt,
+                         ::testing::Values(InterruptCase{SIGINT, false, kLongRun}, InterruptCase{SIGINT, true, kLongRun},
+                                           InterruptCase{SIGTERM, false, kLongRun},
+                                           InterruptCase{SIGINT, true, kLongWarmRun},
+                                           InterruptCase{SIGTERM, true, kLongWarmRun}));
+
+}  // namespace
