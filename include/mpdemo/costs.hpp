@@ -47,7 +47,7 @@ struct CostMeasurement {
 
 /// What `measure_costs` measures and how long it takes (about 3 s with the defaults on 2 cores).
 struct CostOptions {
-  std::size_t repeat = 9;  ///< samples per probe: the median and the spread are over these
+  std::size_t repeat = 11;  ///< samples per probe: the median and the spread are over these
   /// Operations timed together in one sample of the cheap probes (fork, thread start, round trips);
   /// a sample's time is divided by this. The large-parent fork runs operations / 20 (at least 1).
   std::size_t operations = 100;
