@@ -13,6 +13,8 @@
 namespace mpdemo::detail {
 
 /// Master -> worker: apply `kernel` to elements [begin, end) of `input`, writing `output`.
+/// With payload_bytes > 0 (the pipe data path, for comparison only) the chunk's input elements follow
+/// the message in the pipe instead, and the worker sends its results back after its reply.
 struct TaskMessage {
   std::uint64_t job;
   std::uint64_t chunk;
@@ -20,6 +22,8 @@ struct TaskMessage {
   std::uint64_t end;
   const void* input;
   void* output;
+  std::uint64_t payload_bytes;
+  std::uint64_t output_element_bytes;
   ChunkKernel kernel;
 };
 
@@ -30,6 +34,7 @@ struct ReplyMessage {
   ReplyKind kind;
   std::uint64_t job;
   std::uint64_t chunk;
+  std::uint64_t payload_bytes;  ///< result bytes that follow this message (pipe data path only)
   char what[240];  ///< failed: the exception's what(), truncated, NUL-terminated
 };
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@ namespace {
 
 constexpr int kExitOrphaned = 3;
 constexpr int kExitPipeError = 4;
+constexpr int kExitOutOfMemory = 5;
 
 // Only the worker's own two pipe ends (and stdio) stay open: another worker's pipe ends, inherited
 // because the master held them at fork time, would hide that worker's death from the master.
@@ -45,14 +47,42 @@ bool read_whole(int fd, void* data, std::size_t size) noexcept {
   return true;
 }
 
-void send(int fd, const ReplyMessage& reply) noexcept {
-  for (;;) {
-    const ssize_t written = ::write(fd, &reply, sizeof(reply));
-    if (written == static_cast<ssize_t>(sizeof(reply))) return;
+void send(int fd, const void* data, std::size_t size) noexcept {
+  const auto* bytes = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t written = ::write(fd, bytes, size);
     if (written < 0 && errno == EINTR) continue;
-    ::_exit(kExitPipeError);  // the master is gone: nobody is left to tell
+    if (written <= 0) ::_exit(kExitPipeError);  // the master is gone: nobody is left to tell
+    bytes += written;
+    size -= static_cast<std::size_t>(written);
   }
 }
+
+// The pipe data path's slices, in memory of the worker's own: mmap rather than malloc, since the
+// master may have had threads (and so locks in any state) when it forked.
+class PayloadBuffer {
+ public:
+  PayloadBuffer() = default;
+  PayloadBuffer(const PayloadBuffer&) = delete;
+  PayloadBuffer& operator=(const PayloadBuffer&) = delete;
+  ~PayloadBuffer() {
+    if (data_ != nullptr) ::munmap(data_, capacity_);
+  }
+  void* reserve(std::size_t bytes) noexcept {
+    if (bytes > capacity_) {
+      if (data_ != nullptr) ::munmap(data_, capacity_);
+      void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (mapped == MAP_FAILED) ::_exit(kExitOutOfMemory);
+      data_ = mapped;
+      capacity_ = bytes;
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t capacity_ = 0;
+};
 
 void describe(ReplyMessage& reply, const char* what) noexcept {
   std::strncpy(reply.what, what, sizeof(reply.what) - 1);
@@ -90,8 +120,10 @@ void run_worker(const WorkerSetup& setup) noexcept {
 
   ReplyMessage reply{};
   reply.kind = ReplyKind::ready;
-  send(setup.reply_fd, reply);
+  send(setup.reply_fd, &reply, sizeof(reply));
 
+  PayloadBuffer input_slice;
+  PayloadBuffer output_slice;
   for (;;) {
     TaskMessage task;
     if (!read_whole(setup.task_fd, &task, sizeof(task))) ::_exit(0);  // end-of-file: the pool stops
@@ -99,8 +131,20 @@ void run_worker(const WorkerSetup& setup) noexcept {
     reply.kind = ReplyKind::done;
     reply.job = task.job;
     reply.chunk = task.chunk;
+    const std::size_t count = task.end - task.begin;
+    const bool through_pipe = task.payload_bytes > 0;
+    const void* input = task.input;
+    void* output = task.output;
+    std::size_t begin = task.begin;
+    if (through_pipe) {
+      void* slice = input_slice.reserve(task.payload_bytes);
+      if (!read_whole(setup.task_fd, slice, task.payload_bytes)) ::_exit(kExitPipeError);
+      input = slice;
+      output = output_slice.reserve(count * task.output_element_bytes);
+      begin = 0;
+    }
     try {
-      task.kernel(task.input, task.output, task.begin, task.end);
+      task.kernel(input, output, begin, begin + count);
     } catch (const std::exception& e) {
       reply.kind = ReplyKind::failed;
       describe(reply, e.what());
@@ -108,7 +152,9 @@ void run_worker(const WorkerSetup& setup) noexcept {
       reply.kind = ReplyKind::failed;
       describe(reply, "an exception not derived from std::exception");
     }
-    send(setup.reply_fd, reply);
+    if (through_pipe && reply.kind == ReplyKind::done) reply.payload_bytes = count * task.output_element_bytes;
+    send(setup.reply_fd, &reply, sizeof(reply));
+    if (reply.payload_bytes > 0) send(setup.reply_fd, output, reply.payload_bytes);
   }
 }
 

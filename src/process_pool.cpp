@@ -53,12 +53,16 @@ struct ProcessPool::Impl {
   void spawn(std::size_t index);
   void stop() noexcept;
   bool any_in_flight() const noexcept;
-  bool send(std::size_t index, const TaskMessage& task);
+  /// Sends a task (and, on the pipe data path, the chunk's input bytes after it). Returns false if
+  /// the worker is gone (EPIPE).
+  bool send(std::size_t index, const TaskMessage& task, const void* payload);
   /// Reaps a dead worker, forks its replacement, and returns how it ended and what it still held.
   std::pair<ExitStatus, std::deque<std::uint64_t>> replace(std::size_t index);
 
   struct Events {
     std::function<void(std::size_t worker, const ReplyMessage&)> reply;
+    /// Pipe data path: where the results that follow a reply go (null: read and dropped).
+    std::function<void*(const ReplyMessage&)> payload_destination;
     std::function<void(std::size_t worker, pid_t pid, const ExitStatus&, const std::deque<std::uint64_t>& lost)>
         death;
   };
@@ -68,7 +72,16 @@ struct ProcessPool::Impl {
   /// Waits out the tasks of a map that was abandoned (by an interrupt) so their answers cannot be
   /// mistaken for the next map's.
   void drain_abandoned();
-  void dispatch(const TaskMessage& task_template, const ChunkPlan& plan);
+  /// The pipe data path: slices are written into the task pipes and results read back from the
+  /// reply pipes, as Python's Pool pickles them through its queues.
+  struct PipeTransfer {
+    const std::byte* input;
+    std::size_t input_element_bytes;
+    std::byte* output;
+    std::size_t output_element_bytes;
+  };
+  void dispatch(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe);
+  std::vector<std::byte> discarded_payload;
 };
 
 void ProcessPool::Impl::spawn(std::size_t index) {
@@ -110,15 +123,17 @@ bool ProcessPool::Impl::any_in_flight() const noexcept {
   return std::any_of(workers.begin(), workers.end(), [](const WorkerSlot& slot) { return !slot.in_flight.empty(); });
 }
 
-bool ProcessPool::Impl::send(std::size_t index, const TaskMessage& task) {
+bool ProcessPool::Impl::send(std::size_t index, const TaskMessage& task, const void* payload) {
   WorkerSlot& slot = workers[index];
-  const ssize_t written = retry_on_eintr([&] { return ::write(slot.tasks.get(), &task, sizeof(task)); });
-  if (written == static_cast<ssize_t>(sizeof(task))) {
-    slot.in_flight.push_back(task.chunk);
-    return true;
+  try {
+    write_all(slot.tasks.get(), &task, sizeof(task));
+    if (task.payload_bytes > 0) write_all(slot.tasks.get(), payload, task.payload_bytes);
+  } catch (const std::system_error& error) {
+    if (error.code().value() == EPIPE) return false;  // the worker is gone; SIGPIPE is blocked
+    throw;
   }
-  if (written < 0 && errno == EPIPE) return false;  // the worker is gone; SIGPIPE is blocked
-  throw_errno(fmt::format("send a task to worker {}", index));
+  slot.in_flight.push_back(task.chunk);
+  return true;
 }
 
 std::pair<ExitStatus, std::deque<std::uint64_t>> ProcessPool::Impl::replace(std::size_t index) {
@@ -152,6 +167,16 @@ void ProcessPool::Impl::await(const Events& events) {
     const std::size_t index = owners[k];
     ReplyMessage reply{};
     if (read_exact(workers[index].replies.get(), &reply, sizeof(reply))) {
+      if (reply.payload_bytes > 0) {
+        void* destination = events.payload_destination ? events.payload_destination(reply) : nullptr;
+        if (destination == nullptr) {
+          discarded_payload.resize(reply.payload_bytes);
+          destination = discarded_payload.data();
+        }
+        if (!read_exact(workers[index].replies.get(), destination, reply.payload_bytes)) {
+          throw std::runtime_error(fmt::format("worker {} sent a reply without its results", index));
+        }
+      }
       if (!workers[index].in_flight.empty()) workers[index].in_flight.pop_front();
       events.reply(index, reply);
     } else {
@@ -163,12 +188,12 @@ void ProcessPool::Impl::await(const Events& events) {
 }
 
 void ProcessPool::Impl::drain_abandoned() {
-  const Events ignore{[](std::size_t, const ReplyMessage&) {},
+  const Events ignore{[](std::size_t, const ReplyMessage&) {}, {},
                       [](std::size_t, pid_t, const ExitStatus&, const std::deque<std::uint64_t>&) {}};
   while (any_in_flight()) await(ignore);
 }
 
-void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPlan& plan) {
+void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe) {
   drain_abandoned();
   const ScopedSigpipeBlock no_sigpipe;
   const std::uint64_t this_job = ++job;
@@ -183,14 +208,24 @@ void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPl
   };
   // Keeps worker `index` busy with up to kTasksInFlight chunks, until all are handed out or a failure
   // stops the handing out (the chunks already out are still waited for, so none is left behind).
+  // On the pipe data path one task at a time: a worker then only writes results after it has read its
+  // whole slice, and the master only writes slices to workers that are reading, so the two blocking
+  // directions can never wait on each other.
+  const std::size_t depth = pipe != nullptr ? 1 : kTasksInFlight;
   auto feed = [&](std::size_t index) {
-    while (!failure && next_chunk < plan.count() && workers[index].in_flight.size() < kTasksInFlight) {
+    while (!failure && next_chunk < plan.count() && workers[index].in_flight.size() < depth) {
       TaskMessage task = task_template;
       task.job = this_job;
       task.chunk = next_chunk;
       task.begin = plan[next_chunk].begin;
       task.end = plan[next_chunk].end;
-      if (send(index, task)) {
+      const void* payload = nullptr;
+      if (pipe != nullptr) {
+        task.payload_bytes = (task.end - task.begin) * pipe->input_element_bytes;
+        task.output_element_bytes = pipe->output_element_bytes;
+        payload = pipe->input + task.begin * pipe->input_element_bytes;
+      }
+      if (send(index, task, payload)) {
         ++next_chunk;
       } else {
         const pid_t pid = workers[index].process.pid();
@@ -210,6 +245,10 @@ void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPl
                           std::string(reply.what, strnlen(reply.what, sizeof(reply.what))));
         }
         feed(index);
+      },
+      [&](const ReplyMessage& reply) -> void* {
+        if (pipe == nullptr || reply.job != this_job) return nullptr;
+        return pipe->output + plan[reply.chunk].begin * pipe->output_element_bytes;
       },
       [&](std::size_t index, pid_t pid, const ExitStatus& status, const std::deque<std::uint64_t>& lost) {
         record_death(index, pid, status, lost);
@@ -267,6 +306,8 @@ double ProcessPool::startup_seconds() const noexcept { return impl_->startup_sec
 const std::shared_ptr<SharedArena>& ProcessPool::arena() const noexcept { return impl_->arena; }
 const PhaseTimes& ProcessPool::last_map_timings() const noexcept { return impl_->last_map; }
 
+void ProcessPool::add_collect_time(double seconds) noexcept { impl_->last_map.collect += seconds; }
+
 void ProcessPool::check_sizes(std::size_t input, std::size_t output) {
   if (input != output) {
     throw std::invalid_argument(
@@ -278,10 +319,23 @@ void ProcessPool::execute(const Request& request, const std::function<void(const
   PhaseTimes& times = impl_->last_map;
   times = {};
   Stopwatch clock;
+  const ChunkPlan plan(request.size, request.chunksize, size());
+  TaskMessage task{};
+  task.kernel = request.kernel;
+
+  if (request.data_path == DataPath::pipe) {
+    // Nothing is shared: slices travel through the pipes during compute, straight from the caller's
+    // input and into the caller's output.
+    const Impl::PipeTransfer pipe{static_cast<const std::byte*>(request.input), request.input_element_bytes,
+                                  static_cast<std::byte*>(request.output), request.output_element_bytes};
+    impl_->dispatch(task, plan, &pipe);
+    times.compute = clock.lap();
+    return;
+  }
+
   SharedArena& arena = *impl_->arena;
   const std::size_t input_bytes = request.size * request.input_element_bytes;
   const std::size_t output_bytes = request.size * request.output_element_bytes;
-
   // Data the caller made in the arena is used where it is; anything else is copied in (and results
   // copied out), and that copy is the price of moving data between processes.
   SharedArray<std::byte> staged_input;
@@ -299,11 +353,9 @@ void ProcessPool::execute(const Request& request, const std::function<void(const
   }
   times.move_in = clock.lap();
 
-  TaskMessage task{};
   task.input = input;
   task.output = output;
-  task.kernel = request.kernel;
-  impl_->dispatch(task, ChunkPlan(request.size, request.chunksize, size()));
+  impl_->dispatch(task, plan, nullptr);
   times.compute = clock.lap();
 
   if (collect) {

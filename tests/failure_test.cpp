@@ -142,6 +142,30 @@ int segfault_at_777(int x) {
   return x;
 }
 
+TEST(WorkerFailure, FailuresOnThePipeDataPathToo) {
+  mpdemo::ProcessPool pool(2);
+  const auto input = iota_input(5000);
+  const auto cursed = [](int x) {
+    if (x == 4321) throw std::runtime_error("4321 refused");
+    return x;
+  };
+  try {
+    (void)pool.map_through_pipes(cursed, input, 100);
+    FAIL() << "map should have thrown";
+  } catch (const mpdemo::WorkerError& e) {
+    EXPECT_EQ(e.cause(), "4321 refused");
+    EXPECT_EQ(e.chunk_begin(), 4300u);
+  }
+  try {
+    (void)pool.map_through_pipes(&segfault_at_777, input, 100);
+    FAIL() << "map should have thrown";
+  } catch (const mpdemo::WorkerError& e) {
+    EXPECT_THAT(e.cause(), HasSubstr("SIGSEGV"));
+  }
+  const auto out = pool.map_through_pipes([](int x) { return x + 1; }, input, 100);
+  EXPECT_EQ(out[4999], 5000);
+}
+
 TEST(WorkerFailure, ARealSegmentationFaultIsReportedAsSigsegv) {
   mpdemo::ProcessPool pool(2);
   try {

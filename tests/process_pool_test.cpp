@@ -170,6 +170,24 @@ TEST(ProcessPool, ReusedAcrossManyMapsWithoutNewWorkers) {
   EXPECT_EQ(pool.worker_pids(), pids) << "a warm pool forks its workers once";
 }
 
+TEST(ProcessPool, ThePipeDataPathGivesTheSameAnswers) {
+  ProcessPool pool;
+  for (std::size_t n : {0u, 1u, 5u, 7919u, 300'000u}) {
+    const auto input = random_doubles(n);
+    EXPECT_EQ(pool.map_through_pipes(mpdemo::squared, input), squares_of(input)) << n;
+  }
+  // Chunks larger than a pipe's 64 KiB buffer, and tiny ones, and another type.
+  const auto input = random_doubles(100'000);
+  EXPECT_EQ(pool.map_through_pipes(mpdemo::squared, input, 50'000), squares_of(input));
+  EXPECT_EQ(pool.map_through_pipes(mpdemo::squared, input, 1), squares_of(input));
+  std::vector<std::int64_t> numbers(1000);
+  std::iota(numbers.begin(), numbers.end(), 1);
+  const auto steps = pool.map_through_pipes(&collatz_steps, numbers, 3);
+  for (std::size_t i = 0; i < numbers.size(); ++i) EXPECT_EQ(steps[i], collatz_steps(numbers[i]));
+  // And the shared-memory path still works on the same workers afterwards.
+  EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input));
+}
+
 TEST(ProcessPool, PhasesAreMeasured) {
   ProcessPool pool;
   EXPECT_GT(pool.startup_seconds(), 0.0);

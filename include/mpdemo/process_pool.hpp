@@ -41,6 +41,12 @@
 
 namespace mpdemo {
 
+/// How a map's data reaches the workers and comes back.
+enum class DataPath {
+  shared_memory,  ///< through the shared arena (zero copy when the caller's arrays live there)
+  pipe,           ///< serialized through the pipes, as Python's Pool pickles through its queues: for comparison
+};
+
 struct ProcessPoolOptions {
   std::size_t workers = 0;                ///< 0: the physical cores this process may use
   bool pin_workers = true;                ///< pin worker w to physical core w (see Topology)
@@ -80,12 +86,29 @@ class ProcessPool {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
     std::vector<R> result;
-    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
-             nullptr, sizeof(R), chunksize},
+    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T), nullptr, sizeof(R),
+             chunksize, DataPath::shared_memory},
             [&](const void* staged) {
               const auto* first = static_cast<const R*>(staged);
               result.assign(first, first + std::ranges::size(input));
             });
+    return result;
+  }
+
+  /// map, with the data moved the way Python's Pool moves it: every slice written into a pipe and
+  /// every result read back from one. Slower by design; it exists to measure the difference.
+  template <class F, std::ranges::contiguous_range Input>
+    requires ElementFunction<F, std::ranges::range_value_t<Input>>
+  auto map_through_pipes(F fn, const Input& input, std::size_t chunksize = 0) {
+    using T = std::ranges::range_value_t<Input>;
+    using R = map_result_t<F, T>;
+    const Stopwatch clock;
+    std::vector<R> result(std::ranges::size(input));
+    const double allocate = clock.seconds();
+    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T), result.data(),
+             sizeof(R), chunksize, DataPath::pipe},
+            {});
+    add_collect_time(allocate);  // the results are written in place as they arrive: only the vector cost
     return result;
   }
 
@@ -100,7 +123,7 @@ class ProcessPool {
     using R = std::ranges::range_value_t<Output>;
     check_sizes(std::ranges::size(input), std::ranges::size(output));
     execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
-             std::ranges::data(output), sizeof(R), chunksize},
+             std::ranges::data(output), sizeof(R), chunksize, DataPath::shared_memory},
             {});
   }
 
@@ -116,11 +139,14 @@ class ProcessPool {
     void* output;  ///< null: results are staged in shared memory and handed to `collect`
     std::size_t output_element_bytes;
     std::size_t chunksize;
+    DataPath data_path;
   };
 
  private:
+
   void execute(const Request& request, const std::function<void(const void*)>& collect);
   static void check_sizes(std::size_t input, std::size_t output);
+  void add_collect_time(double seconds) noexcept;
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
