@@ -1,0 +1,785 @@
+// mpdemo_bench_ratios: what a warm process pool gains over a loop and costs against threads, measured
+// in one run, with the fixed costs behind it and the memory the zero-copy path holds.
+//
+//   mpdemo_bench_ratios                       N = 10^8: the ratio table, pool start, map fixed cost, peak RSS
+//   mpdemo_bench_ratios --size 10000000 --repeat 3 --format json
+//   mpdemo_bench_ratios --lesson              the lesson's methods at N = 10^6 (bench/compare_python.sh)
+//
+// Every mode squares through one compiled loop, mpdemo::detail::apply_chunk<squared, double>, handed
+// around as a ChunkKernel, so a ratio measures processes, threads or a loop and nothing else. The modes
+// of one table run interleaved, round after round, so a drift of the machine (another job, the host
+// taking memory back) touches all of them alike; each figure is the median over rounds, with its range.
+//
+// Benchmarks measure; they do not pass or fail. "met" only compares the median with the target.
+#include "mpdemo/child_process.hpp"
+#include "mpdemo/chunk_plan.hpp"
+#include "mpdemo/experiment.hpp"
+#include "mpdemo/fd.hpp"
+#include "mpdemo/kernels.hpp"
+#include "mpdemo/process_pool.hpp"
+#include "mpdemo/thread_pool.hpp"
+#include "mpdemo/timing.hpp"
+#include "mpdemo/topology.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <pthread.h>
+#include <sstream>
+#include <sched.h>
+#include <string>
+#include <sys/resource.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#ifndef MPDEMO_BENCH_COMPILER
+#define MPDEMO_BENCH_COMPILER "unknown compiler"
+#endif
+#ifndef MPDEMO_BENCH_CXX_FLAGS
+#define MPDEMO_BENCH_CXX_FLAGS "unknown flags"
+#endif
+#ifndef MPDEMO_BENCH_BUILD_TYPE
+#define MPDEMO_BENCH_BUILD_TYPE "unknown"
+#endif
+
+namespace {
+
+using mpdemo::PhaseTimes;
+using mpdemo::Stopwatch;
+using mpdemo::Summary;
+
+constexpr double kMiB = 1024.0 * 1024.0;
+constexpr std::size_t kBytesPerElement = 2 * sizeof(double);  // one double read, one written
+
+struct Options {
+  std::size_t size = 100'000'000;
+  std::size_t workers = 0;
+  std::size_t chunksize = 0;
+  std::size_t repeat = 7;
+  std::size_t starts = 200;
+  std::size_t calls = 5000;
+  std::uint64_t seed = 2024;
+  bool lesson = false;
+  bool memory_probe = true;
+  std::string format = "table";
+};
+
+// ---------------------------------------------------------------------------------------------------
+// The one data model the renderers read.
+
+/// One way of squaring the array, timed once per round.
+struct Timing {
+  std::string key;       ///< short name: "warm-proc"
+  std::string label;     ///< what exactly runs, and with which semantics (fresh or reused output)
+  std::string function;  ///< the lesson's function name, for the lesson's own methods
+  std::vector<double> seconds;          ///< wall time of each round, in run order
+  std::vector<PhaseTimes> phases;       ///< the library's phases of each round, when it reports them
+  std::vector<double> minor_faults;     ///< page faults of each round, this process and its workers
+  bool verified = true;                 ///< every round's output equal, bit for bit, to the loop's
+};
+
+Timing named(std::string key, std::string label, std::string function = {}) {
+  Timing t;
+  t.key = std::move(key);
+  t.label = std::move(label);
+  t.function = std::move(function);
+  return t;
+}
+
+/// A derived figure: a ratio of two timings, or a fixed cost, with the target when there is one.
+struct Figure {
+  std::string key;
+  std::string label;
+  Summary value;
+  std::string unit;  ///< "x", "us" or "MiB"
+  std::string target;
+  std::optional<bool> met;
+};
+
+struct Report {
+  std::string title;
+  std::size_t size = 0;
+  std::size_t workers = 0;
+  std::size_t chunksize = 0;
+  std::size_t repeat = 0;
+  std::string cpus;
+  std::vector<Timing> timings;
+  std::vector<Figure> figures;
+  std::vector<std::string> notes;
+};
+
+const Timing& timing(const Report& report, std::string_view key) {
+  for (const Timing& t : report.timings) {
+    if (t.key == key) return t;
+  }
+  throw std::logic_error(fmt::format("no timing named {}", key));
+}
+
+/// Round by round, how many times faster `contender` was than `baseline`.
+Summary speedup(const Timing& baseline, const Timing& contender) {
+  std::vector<double> ratios;
+  for (std::size_t r = 0; r < std::min(baseline.seconds.size(), contender.seconds.size()); ++r) {
+    ratios.push_back(baseline.seconds[r] / contender.seconds[r]);
+  }
+  return Summary::of(ratios);
+}
+
+Summary scaled(Summary s, double factor) { return {s.median * factor, s.min * factor, s.max * factor}; }
+
+PhaseTimes median_phases(const std::vector<PhaseTimes>& samples) {
+  auto median_of = [&](double PhaseTimes::*phase) {
+    std::vector<double> values;
+    for (const PhaseTimes& p : samples) values.push_back(p.*phase);
+    return Summary::of(values).median;
+  };
+  return {median_of(&PhaseTimes::start_workers), median_of(&PhaseTimes::move_in), median_of(&PhaseTimes::compute),
+          median_of(&PhaseTimes::collect), median_of(&PhaseTimes::stop_workers)};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Renderers.
+
+std::string with_commas(std::size_t n) {
+  std::string digits = std::to_string(n);
+  for (std::size_t i = digits.size(); i > 3; i -= 3) digits.insert(i - 3, 1, ',');
+  return digits;
+}
+
+std::string format_value(double value, std::string_view unit) {
+  if (unit == "x") return fmt::format("{:.2f}x", value);
+  if (unit == "us") return fmt::format("{:.1f} us", value);
+  if (unit == "MiB") return fmt::format("{:.0f} MiB", value);
+  return fmt::format("{:.4g} {}", value, unit);
+}
+
+std::string kernel_note() {
+  return fmt::format("kernel: {} {} ({}); every mode runs the same compiled loop, "
+                     "mpdemo::detail::apply_chunk<squared, double>, through mpdemo::ChunkKernel "
+                     "(GCC 12 leaves this loop scalar at -O2; -O3 vectorises it)",
+                     MPDEMO_BENCH_COMPILER, MPDEMO_BENCH_CXX_FLAGS, MPDEMO_BENCH_BUILD_TYPE);
+}
+
+void print_table(const Report& report, bool lesson_boxes, std::ostream& out) {
+  out << fmt::format("{}\n", report.title);
+  out << fmt::format("N = {} doubles ({:.1f} MB in, {:.1f} MB out), {} workers on CPUs {}, chunksize {}, "
+                     "{} rounds (modes interleaved in each round)\n",
+                     with_commas(report.size), static_cast<double>(report.size * sizeof(double)) / 1e6,
+                     static_cast<double>(report.size * sizeof(double)) / 1e6, report.workers, report.cpus,
+                     with_commas(report.chunksize), report.repeat);
+  out << kernel_note() << "\n\n";
+
+  if (lesson_boxes) {
+    for (const Timing& t : report.timings) {
+      if (t.function.empty() || t.seconds.empty()) continue;
+      const Summary s = Summary::of(t.seconds);
+      out << mpdemo::benchmark_box(t.function, s.median);
+      out << fmt::format("(median of {} runs; min {:.5f}s, max {:.5f}s, first {:.5f}s; {})\n\n", t.seconds.size(),
+                         s.min, s.max, t.seconds.front(), t.verified ? "same result as the loop" : "RESULT DIFFERS");
+    }
+  }
+
+  out << fmt::format("{:<18} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9}  {:<8} {}\n", "mode", "median s", "min s",
+                     "max s", "first s", "GB/s", "faults", "verified", "what");
+  for (const Timing& t : report.timings) {
+    const Summary s = Summary::of(t.seconds);
+    const double gbps = s.median > 0 ? static_cast<double>(report.size * kBytesPerElement) / s.median / 1e9 : 0;
+    out << fmt::format("{:<18} {:>10.5f} {:>10.5f} {:>10.5f} {:>10.5f} {:>7.1f} {:>9.0f}  {:<8} {}\n", t.key, s.median,
+                       s.min, s.max, t.seconds.empty() ? 0.0 : t.seconds.front(), gbps,
+                       Summary::of(t.minor_faults).median, t.verified ? "yes" : "NO", t.label);
+  }
+  out << "(GB/s: 16 bytes of traffic per element over the median time; faults: median minor page faults per run, "
+         "this process and its workers)\n\n";
+
+  bool header = false;
+  for (const Timing& t : report.timings) {
+    if (t.phases.empty()) continue;
+    if (!header) {
+      out << fmt::format("{:<18}", "phases, median s");
+      for (std::string_view name : mpdemo::kPhaseNames) out << fmt::format(" {:>10}", name);
+      out << "\n";
+      header = true;
+    }
+    out << fmt::format("{:<18}", t.key);
+    for (double v : mpdemo::phase_values(median_phases(t.phases))) out << fmt::format(" {:>10.5f}", v);
+    out << "\n";
+  }
+  if (header) out << "\n";
+
+  out << fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", "figure", "median", "[min .. max]", "target", "met");
+  for (const Figure& f : report.figures) {
+    const std::string range = fmt::format("[{} .. {}]", format_value(f.value.min, f.unit),
+                                          format_value(f.value.max, f.unit));
+    out << fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", f.label, format_value(f.value.median, f.unit), range,
+                       f.target.empty() ? "-" : f.target, f.met ? (*f.met ? "yes" : "NO") : "-");
+  }
+  for (const std::string& note : report.notes) out << fmt::format("\nnote: {}", note);
+  out << "\n";
+}
+
+nlohmann::json summary_json(const Summary& s) { return {{"median", s.median}, {"min", s.min}, {"max", s.max}}; }
+
+void print_json(const Report& report, std::ostream& out) {
+  nlohmann::json timings = nlohmann::json::array();
+  for (const Timing& t : report.timings) {
+    nlohmann::json row = summary_json(Summary::of(t.seconds));
+    row["key"] = t.key;
+    row["label"] = t.label;
+    if (!t.function.empty()) row["function"] = t.function;
+    row["seconds"] = t.seconds;
+    row["first"] = t.seconds.empty() ? 0.0 : t.seconds.front();
+    row["verified"] = t.verified;
+    row["minor_faults"] = t.minor_faults;
+    if (!t.phases.empty()) {
+      const auto values = mpdemo::phase_values(median_phases(t.phases));
+      nlohmann::json phases;
+      for (std::size_t i = 0; i < values.size(); ++i) phases[std::string(mpdemo::kPhaseNames[i])] = values[i];
+      row["phases_median"] = phases;
+    }
+    timings.push_back(row);
+  }
+  nlohmann::json figures = nlohmann::json::array();
+  for (const Figure& f : report.figures) {
+    nlohmann::json row = summary_json(f.value);
+    row["key"] = f.key;
+    row["label"] = f.label;
+    row["unit"] = f.unit;
+    row["target"] = f.target;
+    row["met"] = f.met ? nlohmann::json(*f.met) : nlohmann::json(nullptr);
+    figures.push_back(row);
+  }
+  const nlohmann::json document{
+      {"benchmark", report.title},
+      {"size", report.size},
+      {"workers", report.workers},
+      {"chunksize", report.chunksize},
+      {"repeat", report.repeat},
+      {"cpus", report.cpus},
+      {"compiler", MPDEMO_BENCH_COMPILER},
+      {"cxx_flags", MPDEMO_BENCH_CXX_FLAGS},
+      {"build_type", MPDEMO_BENCH_BUILD_TYPE},
+      {"kernel", "mpdemo::detail::apply_chunk<squared, double> via mpdemo::ChunkKernel, one for every mode"},
+      {"timings", timings},
+      {"figures", figures},
+      {"notes", report.notes}};
+  out << document.dump(2) << "\n";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Measurements.
+
+/// One timed run of one mode: seconds, the library's phases if it gives them, and whether it was right.
+struct Run {
+  double seconds = 0;
+  std::optional<PhaseTimes> phases;
+  bool verified = true;
+};
+
+struct Contender {
+  Timing timing;
+  std::function<Run()> run;
+  std::vector<pid_t> workers{};  ///< live processes whose page faults count too (a warm pool's)
+};
+
+/// Minor page faults so far of this process, of its reaped children (a fresh pool's workers) and of
+/// `live` (field 10 of /proc/PID/stat). Workers that first touch shared pages pay one fault per page,
+/// which is where a process pool can lose to threads that share the master's page tables.
+double minor_faults_now(const std::vector<pid_t>& live) {
+  rusage self{};
+  rusage children{};
+  ::getrusage(RUSAGE_SELF, &self);
+  ::getrusage(RUSAGE_CHILDREN, &children);
+  double faults = static_cast<double>(self.ru_minflt + children.ru_minflt);
+  for (pid_t pid : live) {
+    std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+    std::string text;
+    std::getline(stat, text);  // one line
+    std::istringstream fields(text.substr(text.rfind(')') + 1));  // the name in parentheses may hold spaces
+    std::string field;
+    for (int i = 0; i < 8; ++i) fields >> field;  // state ppid pgrp session tty_nr tpgid flags minflt
+    faults += std::stod(field);
+  }
+  return faults;
+}
+
+/// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike.
+std::vector<Timing> run_rounds(std::vector<Contender> contenders, std::size_t rounds) {
+  for (std::size_t r = 0; r < rounds; ++r) {
+    for (Contender& c : contenders) {
+      const double faults_before = minor_faults_now(c.workers);
+      const Run run = c.run();
+      c.timing.minor_faults.push_back(minor_faults_now(c.workers) - faults_before);
+      c.timing.seconds.push_back(run.seconds);
+      if (run.phases) c.timing.phases.push_back(*run.phases);
+      c.timing.verified = c.timing.verified && run.verified;
+    }
+  }
+  std::vector<Timing> timings;
+  for (Contender& c : contenders) timings.push_back(std::move(c.timing));
+  return timings;
+}
+
+void pin_this_thread(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  CPU_SET(static_cast<std::size_t>(cpu), &mask);
+  pthread_setaffinity_np(pthread_self(), sizeof(mask), &mask);  // best effort, as the pools do
+}
+
+/// memcpy of n doubles split over `threads` threads pinned like the pools' workers: the bandwidth
+/// ceiling for a job that moves 16 bytes per element and computes almost nothing.
+double timed_copy(const double* from, double* to, std::size_t n, std::size_t threads, const std::vector<int>& cpus) {
+  const Stopwatch clock;
+  std::vector<std::thread> team;
+  for (std::size_t t = 0; t < threads; ++t) {
+    const std::size_t begin = n * t / threads;
+    const std::size_t end = n * (t + 1) / threads;
+    const int cpu = cpus.empty() ? -1 : cpus[t % cpus.size()];
+    team.emplace_back([=] {
+      pin_this_thread(cpu);
+      std::memcpy(to + begin, from + begin, (end - begin) * sizeof(double));
+    });
+  }
+  for (std::thread& thread : team) thread.join();
+  return clock.seconds();
+}
+
+/// Forks a child that runs `body` and leaves with _exit(body()), never returning into main (nor
+/// flushing a copy of this process's stdio buffers).
+template <class Body>
+mpdemo::ChildProcess fork_child(std::string_view what, Body body) {
+  std::cout.flush();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::system_category(), fmt::format("fork {}", what));
+  if (pid == 0) {
+    try {
+      ::_exit(body());
+    } catch (...) {
+      ::_exit(127);
+    }
+  }
+  return mpdemo::ChildProcess(pid);
+}
+
+/// Bytes of a "VmHWM:"-style line of /proc/self/status (reported in kB).
+double status_bytes(std::string_view field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with(field) && line.size() > field.size() && line[field.size()] == ':') {
+      return std::stod(line.substr(field.size() + 1)) * 1024.0;
+    }
+  }
+  throw std::runtime_error(fmt::format("no {} in /proc/self/status", field));
+}
+
+struct MemoryProbe {
+  double baseline_bytes = 0;     ///< the probe's VmRSS before it allocated anything
+  double master_peak_bytes = 0;  ///< VmHWM of the process that owns the pool and the arrays
+  double worker_peak_bytes = 0;  ///< the largest ru_maxrss among its reaped workers
+  bool verified = false;
+  bool ok = false;
+};
+
+/// The zero-copy path alone, in a child forked before this program made any thread or touched any big
+/// buffer, so that nothing else measured here shows in its high-water mark. The child leaves with
+/// _exit and hands its numbers back through a pipe.
+MemoryProbe probe_zero_copy_memory(const Options& options, std::size_t workers) {
+  mpdemo::Pipe channel = mpdemo::Pipe::create();
+  mpdemo::ChildProcess child = fork_child("the memory probe", [&] {
+    channel.read_end.reset();
+    MemoryProbe probe;
+    try {
+      probe.baseline_bytes = status_bytes("VmRSS");
+      {
+        mpdemo::ProcessPool pool(workers);
+        auto input = pool.make_shared_array<double>(options.size);
+        auto output = pool.make_shared_array<double>(options.size);
+        mpdemo::fill_uniform_random(input.span(), options.seed);
+        mpdemo::square_with_warm_processes(pool, input, output, options.chunksize);
+        probe.verified = true;
+        for (std::size_t i = 0; i < options.size; ++i) probe.verified = probe.verified && output[i] == input[i] * input[i];
+        probe.master_peak_bytes = status_bytes("VmHWM");
+      }
+      rusage children{};
+      ::getrusage(RUSAGE_CHILDREN, &children);
+      probe.worker_peak_bytes = static_cast<double>(children.ru_maxrss) * 1024.0;
+      probe.ok = true;
+    } catch (...) {
+      probe.ok = false;
+    }
+    mpdemo::write_all(channel.write_end.get(), &probe, sizeof(probe));
+    return probe.ok ? 0 : 1;
+  });
+  channel.write_end.reset();
+  MemoryProbe probe;
+  const bool got = mpdemo::read_exact(channel.read_end.get(), &probe, sizeof(probe));
+  const mpdemo::ExitStatus status = child.wait();
+  if (!got || !probe.ok || !status.success()) {
+    throw std::runtime_error(fmt::format("the memory probe failed: it {}", status.str()));
+  }
+  return probe;
+}
+
+/// Pins the calling thread to one CPU for its lifetime, then gives it back the mask it had.
+class ScopedPin {
+ public:
+  explicit ScopedPin(int cpu) {
+    pthread_getaffinity_np(pthread_self(), sizeof(saved_), &saved_);
+    pin_this_thread(cpu);
+  }
+  ~ScopedPin() { pthread_setaffinity_np(pthread_self(), sizeof(saved_), &saved_); }
+  ScopedPin(const ScopedPin&) = delete;
+  ScopedPin& operator=(const ScopedPin&) = delete;
+
+ private:
+  cpu_set_t saved_{};
+};
+
+/// One-byte pipe ping-pong with a forked echo process: the floor under a map's fixed cost, which is
+/// one task written and one answer read. -1 leaves that side unpinned.
+std::vector<double> pipe_round_trips(int master_cpu, int echo_cpu, std::size_t count) {
+  mpdemo::Pipe ping = mpdemo::Pipe::create();
+  mpdemo::Pipe pong = mpdemo::Pipe::create();
+  mpdemo::ChildProcess echo = fork_child("the pipe echo", [&] {
+    // Only system calls from here on: the parent may have threads.
+    ping.write_end.reset();
+    pong.read_end.reset();
+    pin_this_thread(echo_cpu);
+    char byte = 0;
+    while (::read(ping.read_end.get(), &byte, 1) == 1) {
+      if (::write(pong.write_end.get(), &byte, 1) != 1) break;
+    }
+    return 0;
+  });
+  ping.read_end.reset();
+  pong.write_end.reset();
+  std::vector<double> samples;
+  {
+    const ScopedPin pinned(master_cpu);
+    const std::size_t warm_up = std::max<std::size_t>(count / 10, 10);
+    char byte = 0;
+    for (std::size_t i = 0; i < warm_up + count; ++i) {
+      const Stopwatch clock;
+      mpdemo::write_all(ping.write_end.get(), &byte, 1);
+      if (!mpdemo::read_exact(pong.read_end.get(), &byte, 1)) throw std::runtime_error("the pipe echo died");
+      if (i >= warm_up) samples.push_back(clock.seconds());
+    }
+  }
+  ping.write_end.reset();  // end-of-file: the echo leaves
+  echo.wait();
+  return samples;
+}
+
+/// A fixed cost measured for one placement of the calling (master) thread.
+struct Placed {
+  std::string placement;
+  std::vector<double> seconds;
+};
+
+struct FixedCosts {
+  std::vector<double> pool_start;  ///< ProcessPool construction: all workers forked and ready
+  std::vector<double> pool_stop;   ///< ProcessPool destruction: all workers stopped and reaped
+  std::vector<Placed> pipe;        ///< 1-byte pipe round trips
+  std::vector<Placed> process_map;  ///< one map_into of 2 elements, chunksize 1, on a warm pool
+  std::vector<Placed> thread_map;   ///< the same on a warm ThreadPool
+};
+
+FixedCosts measure_fixed_costs(const Options& options, std::size_t workers) {
+  FixedCosts costs;
+  { mpdemo::ProcessPool first(workers); }  // discovers the topology and maps the arena: not a start's cost
+  for (std::size_t i = 0; i < options.starts; ++i) {
+    Stopwatch clock;
+    {
+      mpdemo::ProcessPool pool(workers);
+      costs.pool_start.push_back(pool.startup_seconds());
+      clock.lap();
+    }
+    costs.pool_stop.push_back(clock.lap());
+  }
+
+  // Where the master runs decides what a tiny map costs: with chunksize 1 both chunks go to worker 0
+  // (two tasks in flight per worker), so the master either shares worker 0's CPU or wakes another one.
+  const std::vector<int>& cpus = mpdemo::system_topology().worker_cpus;
+  std::vector<std::pair<std::string, int>> placements{{"master unpinned", -1}};
+  if (!cpus.empty()) placements.emplace_back(fmt::format("master on worker 0's CPU {}", cpus[0]), cpus[0]);
+  if (cpus.size() > 1) placements.emplace_back(fmt::format("master on CPU {}, worker 0 on {}", cpus[1], cpus[0]), cpus[1]);
+
+  if (cpus.size() > 1) {
+    costs.pipe.push_back({"across cores", pipe_round_trips(cpus[1], cpus[0], options.calls)});
+    costs.pipe.push_back({"same core", pipe_round_trips(cpus[0], cpus[0], options.calls)});
+  }
+
+  mpdemo::ProcessPool pool(workers);
+  mpdemo::ThreadPool threads(workers);
+  auto input = pool.make_shared_array<double>(2);
+  auto output = pool.make_shared_array<double>(2);
+  input[0] = 0.5;
+  input[1] = 0.25;
+  const std::size_t warm_up = std::max<std::size_t>(options.calls / 10, 10);
+  for (const auto& [placement, cpu] : placements) {
+    const ScopedPin pinned(cpu);
+    Placed process{placement, {}};
+    Placed thread{placement, {}};
+    for (std::size_t i = 0; i < warm_up + options.calls; ++i) {
+      const Stopwatch clock;
+      pool.map_into(mpdemo::squared, input, output, 1);
+      const double process_seconds = clock.seconds();
+      const Stopwatch thread_clock;
+      threads.map_into(mpdemo::squared, input, output, 1);
+      const double thread_seconds = thread_clock.seconds();
+      if (i >= warm_up) {
+        process.seconds.push_back(process_seconds);
+        thread.seconds.push_back(thread_seconds);
+      }
+    }
+    costs.process_map.push_back(std::move(process));
+    costs.thread_map.push_back(std::move(thread));
+  }
+  if (output[0] != 0.25 || output[1] != 0.0625) throw std::runtime_error("the tiny map gave a wrong answer");
+  return costs;
+}
+
+Report make_report(std::string title, const Options& options, std::size_t workers) {
+  Report report;
+  report.title = std::move(title);
+  report.size = options.size;
+  report.workers = workers;
+  report.chunksize = mpdemo::ChunkPlan(options.size, options.chunksize, workers).chunksize();
+  report.repeat = options.repeat;
+  const mpdemo::Topology& topology = mpdemo::system_topology();
+  std::vector<int> used;
+  for (std::size_t w = 0; w < workers && !topology.worker_cpus.empty(); ++w) {
+    used.push_back(topology.worker_cpus[w % topology.worker_cpus.size()]);
+  }
+  std::sort(used.begin(), used.end());
+  used.erase(std::unique(used.begin(), used.end()), used.end());
+  report.cpus = fmt::format("{} (of {} logical CPUs, {} physical cores)", mpdemo::format_cpu_list(used),
+                            topology.logical_cpus, topology.physical_cores);
+  return report;
+}
+
+/// A method with the lesson's semantics, timed from the call until its new result is in hand.
+Contender fresh_contender(std::string key, std::string label, std::string function,
+                          std::function<mpdemo::Squared()> call, const std::vector<double>& reference) {
+  return {named(std::move(key), std::move(label), std::move(function)), [call = std::move(call), &reference] {
+            const Stopwatch clock;
+            const mpdemo::Squared result = call();
+            const double seconds = clock.seconds();
+            return Run{seconds, result.phases, mpdemo::same_values(result.values, reference)};
+          }};
+}
+
+/// The lesson's methods, fresh result every call, pool or threads started inside the timed region.
+std::vector<Contender> lesson_contenders(const std::vector<double>& input, const std::vector<double>& reference,
+                                         std::size_t workers, std::size_t chunksize) {
+  auto lesson_name = [](mpdemo::Method method) { return std::string(mpdemo::lesson_function_name(method)); };
+  std::vector<Contender> contenders;
+  contenders.push_back(fresh_contender("fresh-seq", "loop returning a new vector", lesson_name(mpdemo::Method::sequential),
+                                       [&input] { return mpdemo::square_sequentially(input); }, reference));
+  contenders.push_back(fresh_contender(
+      "fresh-proc",
+      "pool forked, input copied into shared memory, result copied into a new vector, pool stopped, all timed",
+      lesson_name(mpdemo::Method::fresh_processes),
+      [&input, workers, chunksize] { return mpdemo::square_with_fresh_processes(input, workers, chunksize); },
+      reference));
+  contenders.push_back(fresh_contender(
+      "fresh-thread", "threads started, new vector, threads joined, all timed", lesson_name(mpdemo::Method::fresh_threads),
+      [&input, workers, chunksize] { return mpdemo::square_with_fresh_threads(input, workers, chunksize); },
+      reference));
+  return contenders;
+}
+
+Report run_lesson(const Options& options, std::size_t workers) {
+  Report report = make_report("mpdemo_bench_ratios --lesson: the lesson's methods, pool created inside the timed "
+                              "region", options, workers);
+  const std::vector<double> input = mpdemo::uniform_random_array(options.size, options.seed);
+  const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
+  report.timings = run_rounds(lesson_contenders(input, reference, workers, options.chunksize), options.repeat);
+  report.figures.push_back({"fresh_pool_vs_fresh_loop", "pool created inside the timed region vs loop",
+                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc")), "x", "", {}});
+  report.figures.push_back({"fresh_threads_vs_fresh_loop", "threads started inside the timed region vs loop",
+                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")), "x", "", {}});
+  report.notes.push_back("the lesson's semantics: each call returns a new array; Python's side is bench/lesson.py, "
+                         "and bench/compare_python.sh divides the two");
+  return report;
+}
+
+Report run_ratios(const Options& options, std::size_t workers) {
+  Report report = make_report("mpdemo_bench_ratios: warm pool, threads, loop and fresh pool, measured in one run",
+                              options, workers);
+  const std::size_t n = options.size;
+  const double in_out_bytes = static_cast<double>(n * kBytesPerElement);
+
+  // Before any thread or big buffer exists: the memory probe forks a clean child.
+  std::optional<MemoryProbe> memory;
+  if (options.memory_probe) memory = probe_zero_copy_memory(options, workers);
+  const FixedCosts costs = measure_fixed_costs(options, workers);
+
+  mpdemo::ProcessPool pool(workers);
+  mpdemo::ThreadPool threads(workers);
+  auto input = pool.make_shared_array<double>(n);
+  auto output = pool.make_shared_array<double>(n);
+  mpdemo::fill_uniform_random(input.span(), options.seed);
+  const std::vector<double> ordinary_input(input.begin(), input.end());  // the lesson's array: private memory
+  const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
+  const std::vector<int>& cpus = mpdemo::system_topology().worker_cpus;
+
+  // Warm modes share one input and one output, both in shared memory and already touched. The output
+  // is poisoned before each run, so a mode that skipped elements could not pass on its predecessor's work.
+  auto warm = [&](std::string key, std::string label, std::function<void()> body) {
+    return Contender{named(std::move(key), std::move(label)), [&output, &reference, body = std::move(body)] {
+                       std::memset(output.data(), 0xff, output.size() * sizeof(double));
+                       const Stopwatch clock;
+                       body();
+                       const double seconds = clock.seconds();
+                       return Run{seconds, std::nullopt, mpdemo::same_values(output.span(), reference)};
+                     }};
+  };
+  auto copy = [&](std::size_t team) {
+    return Contender{named(fmt::format("memcpy-{}", team), fmt::format("memcpy of the input, {} thread(s), pinned", team)),
+                     [&, team] {
+                       const double seconds = timed_copy(input.data(), output.data(), n, team, cpus);
+                       return Run{seconds, std::nullopt, mpdemo::same_values(output.span(), input.span())};
+                     }};
+  };
+  std::vector<Contender> warm_modes;
+  warm_modes.push_back(warm("seq", "loop on this thread, sequential_map_into, preallocated shared output",
+                            [&] { mpdemo::sequential_map_into(mpdemo::squared, input, output); }));
+  warm_modes.push_back(warm("warm-proc", "warm ProcessPool, map_into, input and output made in shared memory",
+                            [&] { mpdemo::square_with_warm_processes(pool, input, output, options.chunksize); }));
+  warm_modes.back().workers = pool.worker_pids();
+  warm_modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output",
+                            [&] { mpdemo::square_with_warm_threads(threads, input.span(), output.span(), options.chunksize); }));
+  warm_modes.push_back(copy(1));
+  warm_modes.push_back(copy(workers));
+  run_rounds(warm_modes, 1);  // an untimed round first: pages mapped, caches and predictors warm
+  report.timings = run_rounds(std::move(warm_modes), options.repeat);
+
+  std::vector<Contender> fresh_modes = lesson_contenders(ordinary_input, reference, workers, options.chunksize);
+  fresh_modes.push_back(fresh_contender(
+      "fresh-proc-shm", "as fresh-proc, but the input already in shared memory (no copy in)", "",
+      [&] { return mpdemo::square_with_fresh_processes(input.span(), workers, options.chunksize); }, reference));
+  for (Timing& t : run_rounds(std::move(fresh_modes), options.repeat)) report.timings.push_back(std::move(t));
+
+  const Timing& seq = timing(report, "seq");
+  const Timing& warm_proc = timing(report, "warm-proc");
+  const Summary warm_vs_seq = speedup(seq, warm_proc);
+  const Summary warm_vs_threads = speedup(timing(report, "warm-thread"), warm_proc);
+  const Summary fresh_vs_seq = speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc"));
+  const Summary start = scaled(Summary::of(costs.pool_start), 1e6);
+  report.figures = {
+      {"warm_pool_vs_seq", "warm pool vs loop (zero copy, reused output)", warm_vs_seq, "x", ">= 1.8x",
+       warm_vs_seq.median >= 1.8},
+      {"warm_pool_vs_threads", "warm pool vs warm threads", warm_vs_threads, "x", ">= 0.91x (<= 10% slower)",
+       warm_vs_threads.median >= 1.0 / 1.1},
+      {"fresh_pool_vs_fresh_seq", "pool created in the timed region vs loop (fresh)", fresh_vs_seq, "x", "", {}},
+      {"fresh_pool_shm_vs_fresh_seq", "same, input already in shared memory",
+       speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-shm")), "x", "", {}},
+      {"fresh_threads_vs_fresh_seq", "threads started in the timed region vs loop (fresh)",
+       speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")), "x", "", {}},
+      {"memcpy_ceiling", fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),
+       speedup(timing(report, "memcpy-1"), timing(report, fmt::format("memcpy-{}", workers))), "x", "", {}},
+      {"pool_start_us", fmt::format("pool start, {} workers ({} starts)", workers, costs.pool_start.size()), start, "us",
+       "< 500 us", start.median < 500},
+      {"pool_stop_us", fmt::format("pool stop, {} workers", workers), scaled(Summary::of(costs.pool_stop), 1e6), "us",
+       "", {}},
+  };
+  for (std::size_t i = 0; i < costs.process_map.size(); ++i) {
+    const Summary map = scaled(Summary::of(costs.process_map[i].seconds), 1e6);
+    const bool first = i == 0;  // the target is about what a caller gets: the master left unpinned
+    report.figures.push_back({first ? "map_fixed_cost_us" : fmt::format("map_fixed_cost_us_{}", i),
+                              fmt::format("warm pool map of 2, chunksize 1, {}", costs.process_map[i].placement), map,
+                              "us", first ? "< 15 us" : "", first ? std::optional<bool>(map.median < 15) : std::nullopt});
+  }
+  for (std::size_t i = 0; i < costs.thread_map.size(); ++i) {
+    report.figures.push_back({fmt::format("thread_map_fixed_cost_us_{}", i),
+                              fmt::format("warm threads map of 2, {}", costs.thread_map[i].placement),
+                              scaled(Summary::of(costs.thread_map[i].seconds), 1e6), "us", "", {}});
+  }
+  for (std::size_t i = 0; i < costs.pipe.size(); ++i) {
+    report.figures.push_back({fmt::format("pipe_round_trip_us_{}", i),
+                              fmt::format("pipe round trip, 1 byte, {}", costs.pipe[i].placement),
+                              scaled(Summary::of(costs.pipe[i].seconds), 1e6), "us", "", {}});
+  }
+  if (memory) {
+    const double limit = in_out_bytes + 64 * kMiB;
+    const double master = memory->master_peak_bytes / kMiB;
+    report.figures.push_back({"zero_copy_peak_rss_mib", "zero-copy peak RSS, master (VmHWM, forked probe)",
+                              {master, master, master}, "MiB",
+                              fmt::format("<= {:.0f} MiB (in+out+64)", limit / kMiB),
+                              memory->master_peak_bytes <= limit && memory->verified});
+    const double worker = memory->worker_peak_bytes / kMiB;
+    report.figures.push_back({"zero_copy_worker_peak_rss_mib", "zero-copy peak RSS, largest worker (ru_maxrss)",
+                              {worker, worker, worker}, "MiB", "", {}});
+    report.notes.push_back(fmt::format(
+        "memory probe: input + output = {:.0f} MiB; the probe started at {:.1f} MiB RSS; shared pages count in the "
+        "RSS of every process that touched them, so the workers' RSS is not extra memory",
+        in_out_bytes / kMiB, memory->baseline_bytes / kMiB));
+  }
+  report.notes.push_back("warm modes reuse one output in shared memory; fresh modes (the lesson's semantics) return "
+                         "a new array each call and count allocating it and its page faults");
+  report.notes.push_back("ratios are taken round by round (modes interleaved), then summarised: median [min .. max]");
+  return report;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mpdemo_bench_ratios: a warm process pool against a loop and threads, its fixed costs and its memory,\n"
+               "measured in one run. --lesson times the lesson's own methods instead (pool created inside the\n"
+               "timed region), for bench/compare_python.sh.",
+               "mpdemo_bench_ratios"};
+  Options options;
+  CLI::Option* size = app.add_option("--size,-n", options.size, "Elements (default 10^8, or 10^6 with --lesson)")
+                          ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 34));
+  app.add_option("--workers,-w", options.workers, "Workers (default: physical cores this process may use)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1024}));
+  app.add_option("--chunksize,-c", options.chunksize, "Chunk size (default as Pool.map: ceil(N / (4 * workers)))");
+  app.add_option("--repeat,-r", options.repeat, "Rounds per mode; median, min and max are reported")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}))
+      ->capture_default_str();
+  app.add_option("--starts", options.starts, "Pool starts timed for the start-up figure")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+      ->capture_default_str();
+  app.add_option("--calls", options.calls, "Tiny maps timed for the fixed-cost figure")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}))
+      ->capture_default_str();
+  app.add_option("--seed", options.seed, "Seed of the random input")->capture_default_str();
+  app.add_flag("--lesson", options.lesson, "Time the lesson's methods (fresh results, pool started inside)");
+  app.add_flag("!--no-memory-probe", options.memory_probe, "Skip the forked peak-memory probe");
+  app.add_option("--format,-f", options.format, "Output: table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+  if (options.lesson && size->count() == 0) options.size = 1'000'000;
+
+  try {
+    const std::size_t workers =
+        options.workers != 0 ? options.workers : mpdemo::system_topology().default_workers();
+    const Report report = options.lesson ? run_lesson(options, workers) : run_ratios(options, workers);
+    if (options.format == "json") {
+      print_json(report, std::cout);
+    } else {
+      print_table(report, options.lesson, std::cout);
+    }
+    return 0;
+  } catch (const std::exception& error) {
+    std::cerr << fmt::format("mpdemo_bench_ratios: error: {}\n", error.what());
+    return 1;
+  }
+}
