@@ -227,16 +227,20 @@ CostMeasurement row(std::string name, std::string unit, const Summary& summary, 
 }  // namespace
 
 std::string format_duration(double seconds) {
+  // Round to three significant digits before choosing the unit, so 999.7 ns reads "1.00 us".
   const double magnitude = std::fabs(seconds);
-  const auto three_digits = [](double value, const char* unit) {
-    if (std::fabs(value) >= 100) return fmt::format("{:.0f} {}", value, unit);
-    if (std::fabs(value) >= 10) return fmt::format("{:.1f} {}", value, unit);
+  const double step = magnitude > 0 ? std::pow(10.0, std::floor(std::log10(magnitude)) - 2) : 1.0;
+  const double rounded = std::round(magnitude / step) * step;
+  const auto three_digits = [seconds](double scale, const char* unit) {
+    const double value = seconds * scale;
+    if (std::fabs(value) >= 99.95) return fmt::format("{:.0f} {}", value, unit);
+    if (std::fabs(value) >= 9.995) return fmt::format("{:.1f} {}", value, unit);
     return fmt::format("{:.2f} {}", value, unit);
   };
-  if (magnitude >= 1) return three_digits(seconds, "s");
-  if (magnitude >= 1e-3) return three_digits(seconds * 1e3, "ms");
-  if (magnitude >= 1e-6) return three_digits(seconds * 1e6, "us");
-  return three_digits(seconds * 1e9, "ns");
+  if (rounded >= 1) return three_digits(1, "s");
+  if (rounded >= 1e-3) return three_digits(1e3, "ms");
+  if (rounded >= 1e-6) return three_digits(1e6, "us");
+  return three_digits(1e9, "ns");
 }
 
 Summary measure_fork(std::size_t repeats, std::size_t forks) {
@@ -549,7 +553,7 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
   const double shared_rate = ratio(static_cast<double>(bytes), by_shared.median);
   costs.push_back(row("transfer_pipe", "seconds per " + size, by_pipe, repeats,
                       fmt::format("Moving {} to another process through a pipe takes {} ({:.1f} GB/s): every byte is "
-                                  "copied into the kernel and out again.",
+                                  "copied into the kernel and out again, one pipe buffer at a time, each a wake-up.",
                                   size, format_duration(by_pipe.median), pipe_rate / 1e9),
                       {{"bytes", static_cast<double>(bytes)}, {"bytes_per_second", pipe_rate}}));
   costs.push_back(row("transfer_shared_memory", "seconds per " + size, by_shared, repeats,
