@@ -226,22 +226,6 @@ CostMeasurement row(std::string name, std::string unit, const Summary& summary, 
 
 }  // namespace
 
-std::string format_duration(double seconds) {
-  // Round to three significant digits before choosing the unit, so 999.7 ns reads "1.00 us".
-  const double magnitude = std::fabs(seconds);
-  const double step = magnitude > 0 ? std::pow(10.0, std::floor(std::log10(magnitude)) - 2) : 1.0;
-  const double rounded = std::round(magnitude / step) * step;
-  const auto three_digits = [seconds](double scale, const char* unit) {
-    const double value = seconds * scale;
-    if (std::fabs(value) >= 99.95) return fmt::format("{:.0f} {}", value, unit);
-    if (std::fabs(value) >= 9.995) return fmt::format("{:.1f} {}", value, unit);
-    return fmt::format("{:.2f} {}", value, unit);
-  };
-  if (rounded >= 1) return three_digits(1, "s");
-  if (rounded >= 1e-3) return three_digits(1e3, "ms");
-  if (rounded >= 1e-6) return three_digits(1e6, "us");
-  return three_digits(1e9, "ns");
-}
 
 Summary measure_fork(std::size_t repeats, std::size_t forks) {
   return per_operation(repeats, forks, [forks] {

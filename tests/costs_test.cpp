@@ -179,16 +179,6 @@ TEST(MeasureCosts, RejectsZeroRepeatWithItsName) {
   }
 }
 
-TEST(FormatDuration, PicksAUnitAndThreeSignificantDigits) {
-  EXPECT_EQ(mpdemo::format_duration(1.25), "1.25 s");
-  EXPECT_EQ(mpdemo::format_duration(0.0062), "6.20 ms");
-  EXPECT_EQ(mpdemo::format_duration(95.34e-6), "95.3 us");
-  EXPECT_EQ(mpdemo::format_duration(123.4e-9), "123 ns");
-  EXPECT_EQ(mpdemo::format_duration(999.7e-9), "1.00 us");  // rounding carries into the next unit
-  EXPECT_EQ(mpdemo::format_duration(9.999e-3), "10.0 ms");
-  EXPECT_EQ(mpdemo::format_duration(0.0), "0.00 ns");
-}
-
 // ---- Renderers, on fixed data -------------------------------------------------------------------
 
 std::vector<CostMeasurement> sample_costs() {

@@ -116,7 +116,6 @@ CopyOnWriteDemo show_copy_on_write();
 /// Two CPUs on two different physical cores this process may use, if it may use two.
 std::optional<CpuPair> cpus_on_two_cores(const Topology& topology);
 
-/// "95.3 us", "6.20 ms", "12.4 ns", "1.25 s": three significant digits in a unit that suits.
-std::string format_duration(double seconds);
+
 
 }  // namespace mpdemo

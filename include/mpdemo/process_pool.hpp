@@ -114,16 +114,17 @@ class ProcessPool {
 
   /// output[i] = fn(input[i]) into a buffer the caller owns. When both live in the pool's arena
   /// (make_shared_array) nothing is copied and nothing is allocated. output.size() must equal
-  /// input.size() (std::invalid_argument otherwise).
+  /// input.size() (std::invalid_argument otherwise). DataPath::pipe moves the data through the pipes.
   template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
     requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
              std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
-  void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0) {
+  void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0,
+                DataPath path = DataPath::shared_memory) {
     using T = std::ranges::range_value_t<Input>;
     using R = std::ranges::range_value_t<Output>;
     check_sizes(std::ranges::size(input), std::ranges::size(output));
     execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
-             std::ranges::data(output), sizeof(R), chunksize, DataPath::shared_memory},
+             std::ranges::data(output), sizeof(R), chunksize, path},
             {});
   }
 

@@ -53,6 +53,10 @@ struct Summary {
   static Summary of(std::span<const double> samples);
 };
 
+/// A duration to three significant digits in the unit that suits it: "1.23 ms", "456 us", "7.80 ns";
+/// "0" for zero.
+std::string format_duration(double seconds);
+
 /// The lesson's `@benchmark` decorator output:
 ///   ------...------ NAME ------...------   (50 dashes each side)
 ///   func: NAME executed in 0.00001s.

@@ -34,9 +34,9 @@ void print_phases(std::ostream& out, std::span<const MethodTiming> methods) {
   out << fmt::format("  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}   (where the time went)\n", "", "start", "move in",
                      "compute", "collect", "stop");
   for (const MethodTiming& m : methods) {
-    out << fmt::format("  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n", m.name, human_seconds(m.phases.start_workers),
-                       human_seconds(m.phases.move_in), human_seconds(m.phases.compute),
-                       human_seconds(m.phases.collect), human_seconds(m.phases.stop_workers));
+    out << fmt::format("  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n", m.name, format_duration(m.phases.start_workers),
+                       format_duration(m.phases.move_in), format_duration(m.phases.compute),
+                       format_duration(m.phases.collect), format_duration(m.phases.stop_workers));
   }
 }
 
@@ -79,7 +79,7 @@ int run_lesson(std::ostream& out, const LessonOptions& options) {
       if (method == Method::warm_processes) {
         out << fmt::format("Now the same map on warm pools: workers started beforehand ({} for the processes, paid "
                            "once), data already in shared memory, results written in place.\n",
-                           human_seconds(runner.warm_pool_startup_seconds()));
+                           format_duration(runner.warm_pool_startup_seconds()));
       }
       out << benchmark_box(lesson_function_name(method), summary.median_run.total());
       timings.push_back({std::string(lesson_function_name(method)), summary.median_run,

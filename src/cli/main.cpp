@@ -2,8 +2,10 @@
 // and turns every failure into a one-line message and an exit status:
 //   0 success, 1 a failure while running, 2 bad input, 128 + N killed by signal N (130 for Ctrl-C).
 #include "command.hpp"
+#include "costs_command.hpp"
 #include "lesson_command.hpp"
 #include "run_command.hpp"
+#include "sweep_command.hpp"
 #include "topology_command.hpp"
 
 #include "mpdemo/interrupt.hpp"
@@ -26,7 +28,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
 
   const Command lesson = add_lesson_command(app);
-  const std::vector<Command> subcommands{add_run_command(app), add_topology_command(app)};
+  const std::vector<Command> subcommands{add_run_command(app), add_costs_command(app), add_sweep_command(app),
+                                        add_topology_command(app)};
 
   try {
     app.parse(argc, argv);

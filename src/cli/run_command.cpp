@@ -90,9 +90,9 @@ void render_table(std::ostream& out, const RunReport& report) {
     const PhaseTimes& p = mode.summary.median_run;
     const Summary& t = mode.summary.total;
     out << fmt::format("{:<12} {:>34} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n", method_name(mode.method),
-                       fmt::format("{} [{} - {}]", human_seconds(t.median), human_seconds(t.min), human_seconds(t.max)),
-                       human_seconds(p.start_workers), human_seconds(p.move_in), human_seconds(p.compute),
-                       human_seconds(p.collect), human_seconds(p.stop_workers),
+                       fmt::format("{} [{} - {}]", format_duration(t.median), format_duration(t.min), format_duration(t.max)),
+                       format_duration(p.start_workers), format_duration(p.move_in), format_duration(p.compute),
+                       format_duration(p.collect), format_duration(p.stop_workers),
                        mode.summary.verified ? "yes" : "NO");
     timings.push_back({std::string(method_name(mode.method)), p, mode.method == Method::sequential,
                        mode.method == Method::sequential ? 1 : report.workers,
@@ -100,7 +100,7 @@ void render_table(std::ostream& out, const RunReport& report) {
   }
   if (report.warm_pool_startup > 0) {
     out << fmt::format("warm-proc started its workers once, before timing: {}\n",
-                       human_seconds(report.warm_pool_startup));
+                       format_duration(report.warm_pool_startup));
   }
   out << explain_fastest(timings) << explain_warm(timings);
 }

@@ -7,12 +7,6 @@
 
 namespace mpdemo::cli {
 
-std::string human_seconds(double seconds) {
-  if (seconds >= 1) return fmt::format("{:.3f} s", seconds);
-  if (seconds >= 1e-3) return fmt::format("{:.3f} ms", seconds * 1e3);
-  return fmt::format("{:.1f} us", seconds * 1e6);
-}
-
 namespace {
 double overhead(const PhaseTimes& phases) { return phases.total() - phases.compute; }
 double safe_ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
@@ -27,7 +21,7 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
   const MethodTiming fastest = by_total.front();
   const auto loop = std::find_if(methods.begin(), methods.end(), [](const MethodTiming& m) { return m.sequential; });
 
-  std::string text = fmt::format("Fastest: {} ({})", fastest.name, human_seconds(fastest.phases.total()));
+  std::string text = fmt::format("Fastest: {} ({})", fastest.name, format_duration(fastest.phases.total()));
   for (std::size_t i = 1; i < by_total.size(); ++i) {
     text += fmt::format("{} {:.1f}x faster than {}", i == 1 ? ":" : ",",
                         safe_ratio(by_total[i].phases.total(), fastest.phases.total()), by_total[i].name);
@@ -37,8 +31,8 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
 
   // Then every parallel method against the loop: what its workers gained in compute, and what
   // starting, feeding and stopping them cost.
-  text += fmt::format("Why, against the loop ({} in all, {} of it computing):\n", human_seconds(loop->phases.total()),
-                      human_seconds(loop->phases.compute));
+  text += fmt::format("Why, against the loop ({} in all, {} of it computing):\n", format_duration(loop->phases.total()),
+                      format_duration(loop->phases.compute));
   for (const MethodTiming& m : by_total) {
     if (m.sequential) continue;
     const PhaseTimes& p = m.phases;
@@ -46,11 +40,11 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
     text += fmt::format(
         "  {}: {} workers computed in {}{}; overhead {} (start {}, move in {}, collect {}, stop {}) = {:.0f}% of "
         "its time -> {}\n",
-        m.name, m.workers, human_seconds(p.compute),
+        m.name, m.workers, format_duration(p.compute),
         loop->phases.compute >= 1e-6 ? fmt::format(" ({:.2f}x the loop's speed)", safe_ratio(loop->phases.compute, p.compute))
                                      : std::string(),
-        human_seconds(overhead(p)), human_seconds(p.start_workers), human_seconds(p.move_in),
-        human_seconds(p.collect), human_seconds(p.stop_workers), 100 * safe_ratio(overhead(p), p.total()),
+        format_duration(overhead(p)), format_duration(p.start_workers), format_duration(p.move_in),
+        format_duration(p.collect), format_duration(p.stop_workers), 100 * safe_ratio(overhead(p), p.total()),
         versus_loop >= 1 ? fmt::format("{:.2f}x faster than the loop", versus_loop)
                          : fmt::format("{:.2f}x slower than the loop: the price of parallelism exceeds what it saves",
                                        safe_ratio(p.total(), loop->phases.total())));
@@ -73,7 +67,7 @@ std::string explain_warm(std::span<const MethodTiming> methods) {
   if (text.empty()) return {};
   text = fmt::format("Warm pools against the loop's compute alone ({}; all write into buffers that already exist): "
                      "{}.\n",
-                     human_seconds(loop->phases.compute), text);
+                     format_duration(loop->phases.compute), text);
   if (warm_processes != nullptr && warm_threads != nullptr) {
     text += fmt::format("Processes vs threads, both warm: {:.2f}x (1.00x means separate address spaces cost nothing "
                         "once the data lives in shared memory).\n",

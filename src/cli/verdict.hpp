@@ -24,7 +24,5 @@ std::string explain_fastest(std::span<const MethodTiming> methods);
 /// warm processes against warm threads: the like-for-like comparison of the parallel machinery.
 std::string explain_warm(std::span<const MethodTiming> methods);
 
-/// "1.234 ms", "56.7 us", "2.345 s": three significant decimals in a unit that suits the value.
-std::string human_seconds(double seconds);
 
 }  // namespace mpdemo::cli

@@ -1,0 +1,37 @@
+// Plots through gnuplot: a chart of named series over a log-scaled x axis, to a PNG or SVG file or,
+// with "-", to the terminal as text.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mpdemo::cli {
+
+struct Series {
+  std::string title;
+  std::vector<double> x;
+  std::vector<double> y;
+};
+
+struct Chart {
+  std::string title;
+  std::string x_label;
+  std::string y_label;
+  std::vector<Series> series;
+  std::optional<double> marker_x;  ///< a vertical line (the crossover), with its label
+  std::string marker_label;
+  double reference_y = 1.0;        ///< a horizontal line (speedup 1: as fast as the loop)
+};
+
+/// The gnuplot to run: $MPDEMO_GNUPLOT if set (tests point it at a missing program), else "gnuplot".
+std::string gnuplot_program();
+
+/// Throws UsageError unless `path` is "-" or ends in .png or .svg and can be written.
+void check_plot_path(const std::string& path);
+
+/// Draws `chart` into `path` (or the terminal for "-"). Throws UsageError (exit status 2) with the
+/// command that installs gnuplot when it is missing, and std::runtime_error if gnuplot fails.
+void draw(const Chart& chart, const std::string& path);
+
+}  // namespace mpdemo::cli
