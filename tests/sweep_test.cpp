@@ -1,0 +1,259 @@
+// Sweep: the crossover finder and the cost model on synthetic timings, the three data paths on real
+// workers, and the sweep command's JSON, CSV and plots (with and without gnuplot).
+#include "mpdemo/sweep.hpp"
+
+#include "mpdemo/kernels.hpp"
+#include "mpdemo/process_pool.hpp"
+#include "support/run_program.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace {
+
+using ::testing::HasSubstr;
+using mpdemo::testing::run_mpdemo;
+
+const std::vector<std::size_t> kSizes{10, 100, 1000, 10000};
+
+TEST(Crossover, FoundAtTheFirstSizeWhereTheMethodIsFaster) {
+  const std::vector<double> loop{1, 10, 100, 1000};
+  const std::vector<double> pool{50, 55, 80, 520};
+  EXPECT_EQ(mpdemo::find_crossover(kSizes, loop, pool), std::optional<std::size_t>(1000));
+}
+
+TEST(Crossover, NeverCrosses) {
+  const std::vector<double> loop{1, 10, 100, 1000};
+  const std::vector<double> pool{50, 60, 150, 1500};
+  EXPECT_EQ(mpdemo::find_crossover(kSizes, loop, pool), std::nullopt);
+}
+
+TEST(Crossover, CrossesAtTheFirstSize) {
+  const std::vector<double> loop{5, 10, 100, 1000};
+  const std::vector<double> pool{4, 6, 60, 600};
+  EXPECT_EQ(mpdemo::find_crossover(kSizes, loop, pool), std::optional<std::size_t>(10));
+}
+
+TEST(CostModel, FitsFixedAndPerElementCosts) {
+  // t = 2 + 0.5 n, exactly.
+  const std::vector<double> seconds{2 + 5, 2 + 50, 2 + 500, 2 + 5000};
+  const mpdemo::CostModel model = mpdemo::fit_cost_model(kSizes, seconds);
+  EXPECT_DOUBLE_EQ(model.per_element_seconds, 0.5);
+  EXPECT_DOUBLE_EQ(model.fixed_seconds, 2.0);
+  EXPECT_DOUBLE_EQ(model.at(100), 52.0);
+}
+
+TEST(CostModel, PredictsWhereTwoModelsCross) {
+  const mpdemo::CostModel loop{0.0, 1.0};
+  const mpdemo::CostModel pool{100.0, 0.5};
+  EXPECT_DOUBLE_EQ(*mpdemo::predict_crossover(loop, pool), 200.0);  // 100 + 0.5 n = n
+  EXPECT_EQ(mpdemo::predict_crossover(loop, mpdemo::CostModel{100.0, 1.5}), std::nullopt);  // never catches up
+  EXPECT_EQ(mpdemo::predict_crossover(loop, mpdemo::CostModel{0.0, 0.5}), std::optional<double>(0.0));
+}
+
+TEST(Sweep, AnalysisOfSyntheticPointsGivesBothCrossovers) {
+  mpdemo::SweepResult result;
+  result.options.routes = {mpdemo::DataRoute::shared};
+  const std::vector<double> loop{1e-8, 1e-7, 1e-6, 1e-5, 1e-4};
+  const std::vector<double> pool{2e-5, 2e-5, 2.05e-5, 2.5e-5, 7e-5};  // 2e-5 + 5e-10 n
+  std::size_t n = 10;
+  for (std::size_t i = 0; i < loop.size(); ++i, n *= 10) {
+    mpdemo::SweepPoint point;
+    point.size = n;
+    point.sequential = loop[i];
+    point.pool_with_start = {pool[i]};
+    point.pool_warm = {pool[i]};
+    result.points.push_back(point);
+  }
+  mpdemo::analyse_sweep(result);
+  ASSERT_EQ(result.crossovers.size(), 1u);
+  EXPECT_EQ(result.crossovers[0].measured, std::optional<std::size_t>(100000));
+  ASSERT_TRUE(result.crossovers[0].predicted.has_value());
+  // 2e-5 + 5e-10 n = 1e-9 n  =>  n = 40000
+  EXPECT_NEAR(*result.crossovers[0].predicted, 40000, 1000);
+}
+
+TEST(DataPaths, PipeCopyAndSharedGiveIdenticalResults) {
+  mpdemo::ProcessPool pool(2);
+  std::mt19937_64 engine(3);
+  std::uniform_real_distribution<double> uniform(0, 1);
+  const std::size_t n = 123'457;
+  std::vector<double> input(n);
+  for (double& x : input) x = uniform(engine);
+  const mpdemo::SquaredWithWork kernel{7};
+  std::vector<double> expected(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    double y = input[i] * input[i];
+    for (int k = 0; k < 7; ++k) y = y * 0.999999 + 1e-7;
+    expected[i] = y;
+  }
+  std::vector<double> through_pipes(n);
+  pool.map_into(kernel, input, through_pipes, 0, mpdemo::DataPath::pipe);
+  std::vector<double> copied(n);
+  pool.map_into(kernel, input, copied);
+  auto shared_in = pool.make_shared_array<double>(n);
+  auto shared_out = pool.make_shared_array<double>(n);
+  std::copy(input.begin(), input.end(), shared_in.begin());
+  pool.map_into(kernel, shared_in, shared_out);
+  EXPECT_EQ(through_pipes, expected);
+  EXPECT_EQ(copied, expected);
+  EXPECT_TRUE(std::equal(shared_out.begin(), shared_out.end(), expected.begin()));
+}
+
+TEST(Sweep, RunsEveryMethodAndVerifiesThem) {
+  mpdemo::SweepOptions options;
+  options.sizes = {1000, 10, 20000};
+  options.repeat = 1;
+  options.workers = 2;
+  options.work = 3;
+  const mpdemo::SweepResult result = mpdemo::run_sweep(options);
+  ASSERT_EQ(result.points.size(), 3u);
+  EXPECT_EQ(result.points[0].size, 10u) << "sizes are run in ascending order";
+  for (const auto& point : result.points) {
+    EXPECT_TRUE(point.verified) << point.size;
+    EXPECT_GT(point.sequential, 0);
+    EXPECT_GT(point.threads_warm, 0);
+    ASSERT_EQ(point.pool_warm.size(), 3u);
+    for (double t : point.pool_with_start) EXPECT_GT(t, 0);
+  }
+  EXPECT_EQ(result.crossovers.size(), 3u);
+}
+
+TEST(Sweep, SkipsSizesBeyondTheTimeBudget) {
+  mpdemo::SweepOptions options;
+  options.sizes = {10, 100, 1'000'000'000};  // the last would take seconds: predicted, then skipped
+  options.repeat = 1;
+  options.max_seconds = 0.5;
+  options.routes = {mpdemo::DataRoute::shared};
+  const mpdemo::SweepResult result = mpdemo::run_sweep(options);
+  EXPECT_EQ(result.points.size(), 2u);
+  EXPECT_EQ(result.skipped, std::vector<std::size_t>{1'000'000'000});
+}
+
+// --- the command ---------------------------------------------------------------------------------
+
+const std::vector<std::string> kQuickSweep{"sweep", "--sizes", "10,1000,1e4", "--repeat", "1", "--workers", "2"};
+
+std::vector<std::string> quick_sweep(std::vector<std::string> extra) {
+  std::vector<std::string> args = kQuickSweep;
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+TEST(SweepCommand, JsonHasRowsForEveryMethodAndTheCrossovers) {
+  const auto result = run_mpdemo(quick_sweep({"--format", "json"}));
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_TRUE(json.at("verified").get<bool>());
+  EXPECT_EQ(json.at("rows").size(), 3u * 9u);  // 3 sizes x (seq, 2 thread, 2 x 3 routes)
+  for (const auto& row : json.at("rows")) {
+    EXPECT_GT(row.at("seconds").get<double>(), 0.0);
+    EXPECT_TRUE(row.contains("speedup_vs_seq"));
+    EXPECT_TRUE(row.contains("data"));
+  }
+  ASSERT_EQ(json.at("crossovers").size(), 3u);
+  for (const auto& c : json.at("crossovers")) {
+    EXPECT_TRUE(c.contains("measured"));
+    EXPECT_TRUE(c.contains("predicted"));
+  }
+}
+
+TEST(SweepCommand, CsvHasTheDocumentedColumns) {
+  const auto result = run_mpdemo(quick_sweep({"--format", "csv", "--data", "shared"}));
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  std::istringstream lines(result.out);
+  std::string header;
+  std::getline(lines, header);
+  EXPECT_EQ(header, "size,method,data,seconds,speedup_vs_seq");
+  std::size_t rows = 0;
+  for (std::string line; std::getline(lines, line); ++rows) {
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 4) << line;
+  }
+  EXPECT_EQ(rows, 3u * 5u);  // seq, threads, threads+start, proc, proc+start
+}
+
+TEST(SweepCommand, TableNamesTheCrossover) {
+  const auto result = run_mpdemo(quick_sweep({"--work", "50"}));
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("Crossover"));
+  EXPECT_THAT(result.out, HasSubstr("predicted"));
+  EXPECT_THAT(result.out, HasSubstr("proc+start pipe"));
+}
+
+class SweepPlot : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SweepPlot, WritesANonEmptyImage) {
+  const auto path = std::filesystem::temp_directory_path() / ("mpdemo-sweep-test." + GetParam());
+  std::filesystem::remove(path);
+  const auto result = run_mpdemo(quick_sweep({"--plot", path.string()}));
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  ASSERT_TRUE(std::filesystem::exists(path));
+  std::ifstream image(path, std::ios::binary);
+  std::ostringstream contents;
+  contents << image.rdbuf();
+  if (GetParam() == "png") {
+    EXPECT_EQ(contents.str().substr(1, 3), "PNG");
+  } else {
+    EXPECT_THAT(contents.str(), HasSubstr("<svg"));
+  }
+  EXPECT_GT(std::filesystem::file_size(path), 1000u);
+  std::filesystem::remove(path);
+}
+INSTANTIATE_TEST_SUITE_P(Formats, SweepPlot, ::testing::Values("png", "svg"));
+
+TEST(SweepCommand, PlotsToTheTerminal) {
+  const auto result = run_mpdemo(quick_sweep({"--plot", "-"}));
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("Speedup over the loop"));
+  EXPECT_THAT(result.out, HasSubstr("as fast as the loop"));
+}
+
+TEST(SweepCommand, WithoutGnuplotSaysHowToInstallItAndKeepsTheTable) {
+  ASSERT_EQ(::setenv("MPDEMO_GNUPLOT", "/nonexistent/gnuplot", 1), 0);  // inherited by the child
+  const auto path = std::filesystem::temp_directory_path() / "mpdemo-no-gnuplot.png";
+  const auto result = run_mpdemo(quick_sweep({"--plot", path.string()}));
+  ::unsetenv("MPDEMO_GNUPLOT");
+  std::filesystem::remove(path);
+  EXPECT_EQ(result.exit_code(), 2);
+  EXPECT_THAT(result.err, HasSubstr("apt-get install gnuplot-nox"));
+  EXPECT_THAT(result.out, HasSubstr("Crossover")) << "the table must still print";
+}
+
+TEST(SweepCommand, BadPlotPathsAndOptionsExitWith2) {
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{"--plot", "/nonexistent-dir/x.png"}, {"--plot", "chart.jpg"},
+        {"--max-seconds", "0"}, {"--max-seconds", "-3"}, {"--data", "carrier-pigeon"}, {"--work", "-1"},
+        {"--sizes", "10,abc"}, {"--repeat", "0"}, {"--format", "xml"}}) {
+    const auto result = run_mpdemo(quick_sweep(extra));
+    EXPECT_EQ(result.exit_code(), 2) << extra[0] << " " << extra[1] << ": " << result.err;
+    EXPECT_TRUE(result.out.empty()) << extra[0] << " " << extra[1];
+    EXPECT_THAT(result.err, HasSubstr(extra[0]));
+  }
+}
+
+TEST(CostsCommand, JsonAndCsvHaveTheDocumentedFields) {
+  const auto json_run = run_mpdemo({"costs", "--repeat", "1", "--large-parent-mib", "16", "--format", "json"});
+  ASSERT_EQ(json_run.exit_code(), 0) << json_run.err;
+  const auto json = nlohmann::json::parse(json_run.out);
+  ASSERT_GE(json.size(), 10u);
+  for (const auto& cost : json) {
+    for (const char* field : {"name", "unit", "median", "min", "max", "repeats", "lesson"}) {
+      EXPECT_TRUE(cost.contains(field)) << field;
+    }
+  }
+  const auto csv_run = run_mpdemo({"costs", "--repeat", "1", "--large-parent-mib", "16", "--format", "csv"});
+  ASSERT_EQ(csv_run.exit_code(), 0) << csv_run.err;
+  EXPECT_EQ(csv_run.out.substr(0, csv_run.out.find('\n')).substr(0, 10), "name,unit,");
+  const auto bad = run_mpdemo({"costs", "--repeat", "0"});
+  EXPECT_EQ(bad.exit_code(), 2);
+  EXPECT_THAT(bad.err, HasSubstr("--repeat"));
+}
+
+}  // namespace
