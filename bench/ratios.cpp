@@ -302,7 +302,7 @@ double minor_faults_now(const std::vector<pid_t>& live) {
   for (pid_t pid : live) {
     std::ifstream stat(fmt::format("/proc/{}/stat", pid));
     std::string text;
-    std::getline(stat, text);  // one line
+    if (!std::getline(stat, text)) continue;  // one line; none if the worker was replaced meanwhile
     std::istringstream fields(text.substr(text.rfind(')') + 1));  // the name in parentheses may hold spaces
     std::string field;
     for (int i = 0; i < 8; ++i) fields >> field;  // state ppid pgrp session tty_nr tpgid flags minflt
