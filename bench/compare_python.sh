@@ -51,6 +51,7 @@ target = 500.0
 rows = [
     ("loop", "array_squared_sp", "fresh-seq", None),
     ("pool created inside the timed region", "array_squared_mp", "fresh-proc", target),
+    ("  the same, copying in and out", "array_squared_mp", "fresh-proc-copy", None),
 ]
 print(f"The lesson at N = {py['size']:,}: Python {py['python']} (numpy {py['numpy']}, "
       f"mp.Pool({py['physical_cores']}), start method {py['start_method']}) vs mpdemo ({cpp['compiler']} "

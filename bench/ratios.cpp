@@ -576,22 +576,29 @@ Contender fresh_contender(std::string key, std::string label, std::string functi
             const Stopwatch clock;
             const mpdemo::Squared result = call();
             const double seconds = clock.seconds();
-            return Run{seconds, result.phases, mpdemo::same_values(result.values, reference)};
+            return Run{seconds, result.phases, mpdemo::same_values(result.result(), reference)};
           }};
 }
 
 /// The lesson's methods, fresh result every call, pool or threads started inside the timed region.
-std::vector<Contender> lesson_contenders(const std::vector<double>& input, const std::vector<double>& reference,
-                                         std::size_t workers, std::size_t chunksize) {
+/// `input` is the lesson's array in private memory, `shared_input` the same numbers made in shared memory.
+std::vector<Contender> lesson_contenders(const std::vector<double>& input, const mpdemo::SharedArray<double>& shared_input,
+                                         const std::vector<double>& reference, std::size_t workers,
+                                         std::size_t chunksize) {
   auto lesson_name = [](mpdemo::Method method) { return std::string(mpdemo::lesson_function_name(method)); };
   std::vector<Contender> contenders;
   contenders.push_back(fresh_contender("fresh-seq", "loop returning a new vector", lesson_name(mpdemo::Method::sequential),
                                        [&input] { return mpdemo::square_sequentially(input); }, reference));
   contenders.push_back(fresh_contender(
-      "fresh-proc",
-      "pool forked, input copied into shared memory, result copied into a new vector, pool stopped, all timed",
+      "fresh-proc", "pool forked, input made in shared memory, result a new SharedArray, pool stopped, all timed",
       lesson_name(mpdemo::Method::fresh_processes),
-      [&input, workers, chunksize] { return mpdemo::square_with_fresh_processes(input, workers, chunksize); },
+      [&shared_input, workers, chunksize] { return mpdemo::square_with_fresh_processes(shared_input, workers, chunksize); },
+      reference));
+  contenders.push_back(fresh_contender(
+      "fresh-proc-copy",
+      "pool forked, input copied into shared memory, result copied into a new vector, pool stopped, all timed",
+      lesson_name(mpdemo::Method::fresh_processes_copy),
+      [&input, workers, chunksize] { return mpdemo::square_with_fresh_processes_copying(input, workers, chunksize); },
       reference));
   contenders.push_back(fresh_contender(
       "fresh-thread", "threads started, new vector, threads joined, all timed", lesson_name(mpdemo::Method::fresh_threads),
@@ -600,59 +607,19 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input, const
   return contenders;
 }
 
-/// square_with_fresh_processes as it would be if a fresh result could stay in shared memory: the pool
-/// forked inside the timed region, the input copied into shared memory unless it is there already,
-/// the result a new SharedArray (no copy out), the pool stopped. Not in the library: a measured proposal.
-struct SharedSquared {
-  mpdemo::SharedArray<double> values;
-  PhaseTimes phases;
-};
-
-SharedSquared square_with_fresh_processes_in_place(std::span<const double> input, std::size_t workers,
-                                                   std::size_t chunksize) {
-  SharedSquared out;
-  Stopwatch clock;
-  {
-    mpdemo::ProcessPool pool(workers);
-    out.phases.start_workers = clock.lap();
-    mpdemo::SharedArray<double> staged;
-    std::span<const double> shared_input = input;
-    if (!pool.arena()->contains(input.data(), input.size_bytes())) {
-      staged = pool.make_shared_array<double>(input.size());
-      std::copy(input.begin(), input.end(), staged.begin());
-      shared_input = staged.span();
-    }
-    out.values = pool.make_shared_array<double>(input.size());
-    out.phases.move_in = clock.lap();
-    pool.map_into(mpdemo::squared, shared_input, out.values, chunksize);
-    out.phases.compute = clock.lap();
-  }
-  out.phases.stop_workers = clock.lap();
-  return out;
-}
-
-Contender fresh_in_place_contender(std::span<const double> input, const std::vector<double>& reference,
-                                   std::size_t workers, std::size_t chunksize) {
-  return {named("fresh-proc-zc", "as fresh-proc, but the result a new SharedArray (no copy out), input copied "
-                                 "in only if not already shared"),
-          [input, &reference, workers, chunksize] {
-            const SharedSquared result = square_with_fresh_processes_in_place(input, workers, chunksize);
-            return Run{result.phases.total(), result.phases, mpdemo::same_values(result.values.span(), reference)};
-          }};
-}
-
 Report run_lesson(const Options& options, std::size_t workers) {
   Report report = make_report("mpdemo_bench_ratios --lesson: the lesson's methods, pool created inside the timed "
                               "region", options, workers);
   const std::vector<double> input = mpdemo::uniform_random_array(options.size, options.seed);
   const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
-  std::vector<Contender> contenders = lesson_contenders(input, reference, workers, options.chunksize);
-  contenders.push_back(fresh_in_place_contender(input, reference, workers, options.chunksize));
+  mpdemo::SharedArray<double> shared_input(mpdemo::SharedArena::process_default(), input.size());
+  std::copy(input.begin(), input.end(), shared_input.begin());
+  std::vector<Contender> contenders = lesson_contenders(input, shared_input, reference, workers, options.chunksize);
   report.timings = run_rounds(std::move(contenders), options.repeat);
   report.figures.push_back({"fresh_pool_vs_fresh_loop", "pool created inside the timed region vs loop",
                             speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc")), "x", "", {}});
-  report.figures.push_back({"fresh_pool_zc_vs_fresh_loop", "same, result left in shared memory (not in the library)",
-                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-zc")), "x", "", {}});
+  report.figures.push_back({"fresh_pool_copy_vs_fresh_loop", "same, from and into ordinary vectors (copies timed)",
+                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")), "x", "", {}});
   report.figures.push_back({"fresh_threads_vs_fresh_loop", "threads started inside the timed region vs loop",
                             speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")), "x", "", {}});
   report.notes.push_back("the lesson's semantics: each call returns a new array; Python's side is bench/lesson.py, "
@@ -711,11 +678,7 @@ Report run_ratios(const Options& options, std::size_t workers) {
   run_rounds(warm_modes, 1);  // an untimed round first: pages mapped, caches and predictors warm
   report.timings = run_rounds(std::move(warm_modes), options.repeat);
 
-  std::vector<Contender> fresh_modes = lesson_contenders(ordinary_input, reference, workers, options.chunksize);
-  fresh_modes.push_back(fresh_contender(
-      "fresh-proc-shm", "as fresh-proc, but the input already in shared memory (no copy in)", "",
-      [&] { return mpdemo::square_with_fresh_processes(input.span(), workers, options.chunksize); }, reference));
-  fresh_modes.push_back(fresh_in_place_contender(input.span(), reference, workers, options.chunksize));
+  std::vector<Contender> fresh_modes = lesson_contenders(ordinary_input, input, reference, workers, options.chunksize);
   for (Timing& t : run_rounds(std::move(fresh_modes), options.repeat)) report.timings.push_back(std::move(t));
 
   const Timing& seq = timing(report, "seq");
@@ -729,11 +692,10 @@ Report run_ratios(const Options& options, std::size_t workers) {
        warm_vs_seq.median >= 1.8},
       {"warm_pool_vs_threads", "warm pool vs warm threads", warm_vs_threads, "x", ">= 0.91x (<= 10% slower)",
        warm_vs_threads.median >= 1.0 / 1.1},
-      {"fresh_pool_vs_fresh_seq", "pool created in the timed region vs loop (fresh)", fresh_vs_seq, "x", "", {}},
-      {"fresh_pool_shm_vs_fresh_seq", "same, input already in shared memory",
-       speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-shm")), "x", "", {}},
-      {"fresh_pool_zc_vs_fresh_seq", "same, input and new result in shared memory (no copies)",
-       speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-zc")), "x", "", {}},
+      {"fresh_pool_vs_fresh_seq", "pool created in the timed region vs loop (fresh result, data made shared)",
+       fresh_vs_seq, "x", "", {}},
+      {"fresh_pool_copy_vs_fresh_seq", "same, from and into ordinary vectors (copies timed)",
+       speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")), "x", "", {}},
       {"fresh_threads_vs_fresh_seq", "threads started in the timed region vs loop (fresh)",
        speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")), "x", "", {}},
       {"memcpy_ceiling", fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),

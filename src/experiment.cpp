@@ -12,6 +12,7 @@ std::string_view method_name(Method method) noexcept {
   switch (method) {
     case Method::sequential: return "seq";
     case Method::fresh_processes: return "proc";
+    case Method::fresh_processes_copy: return "proc-copy";
     case Method::fresh_threads: return "thread";
     case Method::warm_processes: return "warm-proc";
     case Method::warm_threads: return "warm-thread";
@@ -23,6 +24,7 @@ std::string_view lesson_function_name(Method method) noexcept {
   switch (method) {
     case Method::sequential: return "array_squared_sp";
     case Method::fresh_processes: return "array_squared_mp";
+    case Method::fresh_processes_copy: return "array_squared_mp_copy";
     case Method::fresh_threads: return "array_squared_threads";
     case Method::warm_processes: return "array_squared_mp_warm";
     case Method::warm_threads: return "array_squared_threads_warm";
@@ -52,7 +54,23 @@ Squared square_sequentially(std::span<const double> input) {
   return out;
 }
 
-Squared square_with_fresh_processes(std::span<const double> input, std::size_t workers, std::size_t chunksize) {
+Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_t workers, std::size_t chunksize) {
+  Squared out;
+  Stopwatch clock;
+  {
+    ProcessPool pool(workers);
+    out.phases.start_workers = clock.lap();
+    out.shared = pool.make_shared_array<double>(input.size());
+    out.phases.collect = clock.lap();
+    pool.map_into(squared, input, out.shared, chunksize);
+    out.phases.compute = clock.lap();
+  }
+  out.phases.stop_workers = clock.lap();
+  return out;
+}
+
+Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers,
+                                            std::size_t chunksize) {
   Squared out;
   Stopwatch clock;
   {

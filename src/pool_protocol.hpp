@@ -23,6 +23,7 @@ struct TaskMessage {
   const void* input;
   void* output;
   std::uint64_t payload_bytes;
+  std::uint64_t input_element_bytes;
   std::uint64_t output_element_bytes;
   ChunkKernel kernel;
 };

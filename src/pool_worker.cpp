@@ -89,6 +89,38 @@ void describe(ReplyMessage& reply, const char* what) noexcept {
   reply.what[sizeof(reply.what) - 1] = '\0';
 }
 
+// Faults in, with one call per range, the pages a chunk will read and write. A worker that has not
+// touched them yet would otherwise take a page fault per 4 KiB page, several times slower than
+// MADV_POPULATE_* (Linux 5.14). Ranges it has populated are remembered, so a warm pool pays this
+// once per array and chunk layout; small ranges are left to ordinary faults, cheaper than a call.
+class PagePopulator {
+ public:
+  void ensure(const void* address, std::size_t bytes, bool for_writing) noexcept {
+    if (bytes < kSmallestRange) return;
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<std::uintptr_t>(address) & ~(page - 1);
+    const auto end = (reinterpret_cast<std::uintptr_t>(address) + bytes + page - 1) & ~(page - 1);
+    for (std::size_t i = 0; i < count_; ++i) {
+      const Range& seen = seen_[i];
+      if (seen.begin <= begin && end <= seen.end && (seen.for_writing || !for_writing)) return;
+    }
+    // Best effort: an old kernel (EINVAL) or a failure leaves the pages to ordinary faults.
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, for_writing ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+    if (count_ == seen_.size()) count_ = 0;
+    seen_[count_++] = {begin, end, for_writing};
+  }
+
+ private:
+  static constexpr std::size_t kSmallestRange = std::size_t{256} << 10;
+  struct Range {
+    std::uintptr_t begin;
+    std::uintptr_t end;
+    bool for_writing;
+  };
+  std::array<Range, 256> seen_{};
+  std::size_t count_ = 0;
+};
+
 }  // namespace
 
 void run_worker(const WorkerSetup& setup) noexcept {
@@ -124,6 +156,7 @@ void run_worker(const WorkerSetup& setup) noexcept {
 
   PayloadBuffer input_slice;
   PayloadBuffer output_slice;
+  PagePopulator pages;
   for (;;) {
     TaskMessage task;
     if (!read_whole(setup.task_fd, &task, sizeof(task))) ::_exit(0);  // end-of-file: the pool stops
@@ -142,6 +175,11 @@ void run_worker(const WorkerSetup& setup) noexcept {
       input = slice;
       output = output_slice.reserve(count * task.output_element_bytes);
       begin = 0;
+    } else {
+      pages.ensure(static_cast<const char*>(input) + begin * task.input_element_bytes,
+                   count * task.input_element_bytes, false);
+      pages.ensure(static_cast<char*>(output) + begin * task.output_element_bytes,
+                   count * task.output_element_bytes, true);
     }
     try {
       task.kernel(input, output, begin, begin + count);

@@ -31,6 +31,7 @@ namespace {
 // worker is already busy with the second, so a pipe round trip is not paid between chunks.
 constexpr std::size_t kTasksInFlight = 2;
 constexpr auto kStopGrace = std::chrono::milliseconds(1000);
+constexpr int kSendAttempts = 3;
 
 struct WorkerSlot {
   ChildProcess process;
@@ -206,14 +207,17 @@ void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPl
     const ChunkRange range = plan[lost.front()];
     failure.emplace(index, pid, range.begin, range.end, fmt::format("the worker was {}", status.str()));
   };
-  // Keeps worker `index` busy with up to kTasksInFlight chunks, until all are handed out or a failure
-  // stops the handing out (the chunks already out are still waited for, so none is left behind).
   // On the pipe data path one task at a time: a worker then only writes results after it has read its
   // whole slice, and the master only writes slices to workers that are reading, so the two blocking
   // directions can never wait on each other.
   const std::size_t depth = pipe != nullptr ? 1 : kTasksInFlight;
-  auto feed = [&](std::size_t index) {
-    while (!failure && next_chunk < plan.count() && workers[index].in_flight.size() < depth) {
+  // Sends worker `index` the next chunk. A worker found dead is replaced, and the chunk goes to the
+  // replacement; if the dead one held chunks of this map, the map fails once the others are done.
+  auto feed_one = [&](std::size_t index) {
+    for (int attempt = 0; !failure && next_chunk < plan.count(); ++attempt) {
+      if (attempt == kSendAttempts) {
+        throw std::runtime_error(fmt::format("worker {} died {} times in a row on start-up", index, kSendAttempts));
+      }
       TaskMessage task = task_template;
       task.job = this_job;
       task.chunk = next_chunk;
@@ -222,20 +226,30 @@ void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPl
       const void* payload = nullptr;
       if (pipe != nullptr) {
         task.payload_bytes = (task.end - task.begin) * pipe->input_element_bytes;
-        task.output_element_bytes = pipe->output_element_bytes;
         payload = pipe->input + task.begin * pipe->input_element_bytes;
       }
       if (send(index, task, payload)) {
         ++next_chunk;
-      } else {
-        const pid_t pid = workers[index].process.pid();
-        const auto [status, lost] = replace(index);
-        record_death(index, pid, status, lost);
+        return;
       }
+      const pid_t pid = workers[index].process.pid();
+      const auto [status, lost] = replace(index);
+      record_death(index, pid, status, lost);
     }
   };
+  // Keeps worker `index` busy with up to `depth` chunks, until all are handed out or a failure stops
+  // the handing out (the chunks already out are still waited for, so none is left behind).
+  auto feed = [&](std::size_t index) {
+    while (!failure && next_chunk < plan.count() && workers[index].in_flight.size() < depth) feed_one(index);
+  };
 
-  for (std::size_t i = 0; i < workers.size(); ++i) feed(i);
+  // The first tasks go round the workers one at a time, so that a map of two chunks on two workers
+  // runs on both, not twice on the first; from then on whoever answers is fed.
+  for (std::size_t round = 1; round <= depth; ++round) {
+    for (std::size_t i = 0; i < workers.size() && next_chunk < plan.count(); ++i) {
+      if (workers[i].in_flight.size() < round) feed_one(i);
+    }
+  }
   const Events events{
       [&](std::size_t index, const ReplyMessage& reply) {
         if (reply.job != this_job) return;
@@ -322,6 +336,8 @@ void ProcessPool::execute(const Request& request, const std::function<void(const
   const ChunkPlan plan(request.size, request.chunksize, size());
   TaskMessage task{};
   task.kernel = request.kernel;
+  task.input_element_bytes = request.input_element_bytes;
+  task.output_element_bytes = request.output_element_bytes;
 
   if (request.data_path == DataPath::pipe) {
     // Nothing is shared: slices travel through the pipes during compute, straight from the caller's

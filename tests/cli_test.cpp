@@ -39,7 +39,7 @@ TEST(Cli, RunJsonHasEveryModeAndItsPhasesAddUp) {
     EXPECT_NEAR(phases.at("total").get<double>(), total.at("median").get<double>(), 1e-9);
     EXPECT_GT(phases.at("compute").get<double>(), 0.0);
   }
-  EXPECT_EQ(names, (std::set<std::string>{"seq", "proc", "thread", "warm-proc", "warm-thread"}));
+  EXPECT_EQ(names, (std::set<std::string>{"seq", "proc", "proc-copy", "thread", "warm-proc", "warm-thread"}));
 }
 
 TEST(Cli, RunOneModeWithAChunksize) {
@@ -66,7 +66,8 @@ TEST(Cli, TheLessonPrintsItsBoxesAndVerifies) {
   const auto result = run_mpdemo({"--large-size", "200000"});
   ASSERT_EQ(result.exit_code(), 0) << result.err;
   const std::string dashes(50, '-');
-  for (const char* name : {"array_squared_sp", "array_squared_mp", "array_squared_threads", "array_squared_mp_warm"}) {
+  for (const char* name : {"array_squared_sp", "array_squared_mp", "array_squared_mp_copy", "array_squared_threads",
+                           "array_squared_mp_warm"}) {
     const std::string title = dashes + " " + name + " " + dashes;
     EXPECT_THAT(result.out, HasSubstr(title + "\nfunc: " + name + " executed in ")) << name;
     EXPECT_THAT(result.out, HasSubstr("s.\n" + std::string(title.size(), '-') + "\n")) << name;

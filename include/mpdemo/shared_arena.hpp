@@ -43,8 +43,10 @@ class SharedArena {
   std::size_t free_bytes() const;
 
   /// Freed blocks at least this large are punched out (MADV_REMOVE): memory returns to the system at
-  /// the price of fresh page faults the next time. Smaller ones stay resident for reuse.
-  static constexpr std::size_t kTrimThreshold = std::size_t{256} << 20;
+  /// the price of fresh page faults the next time. Smaller ones stay resident for reuse. 32 MiB is
+  /// glibc malloc's largest mmap threshold, so a SharedArray and a std::vector of the same size get
+  /// fresh or recycled pages alike, and comparisons between them measure the work, not the allocator.
+  static constexpr std::size_t kTrimThreshold = std::size_t{32} << 20;
 
  private:
   struct Impl;

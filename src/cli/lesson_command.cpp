@@ -61,7 +61,8 @@ int run_lesson(std::ostream& out, const LessonOptions& options) {
     const std::vector<double> reference = reference_squares(input);
     MethodRunner runner(input, workers, 0);
 
-    std::vector<Method> methods{Method::sequential, Method::fresh_processes, Method::fresh_threads};
+    std::vector<Method> methods{Method::sequential, Method::fresh_processes, Method::fresh_processes_copy,
+                                Method::fresh_threads};
     if (size == options.large_size) {
       methods.push_back(Method::warm_processes);
       methods.push_back(Method::warm_threads);

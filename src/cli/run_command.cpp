@@ -30,12 +30,13 @@ const std::map<std::string, std::vector<Method>>& modes() {
   static const std::map<std::string, std::vector<Method>> table{
       {"seq", {Method::sequential}},
       {"proc", {Method::fresh_processes}},
+      {"proc-copy", {Method::fresh_processes_copy}},
       {"thread", {Method::fresh_threads}},
       {"warm-proc", {Method::warm_processes}},
       {"warm-thread", {Method::warm_threads}},
       {"all",
-       {Method::sequential, Method::fresh_processes, Method::fresh_threads, Method::warm_processes,
-        Method::warm_threads}},
+       {Method::sequential, Method::fresh_processes, Method::fresh_processes_copy, Method::fresh_threads,
+        Method::warm_processes, Method::warm_threads}},
   };
   return table;
 }
@@ -150,8 +151,9 @@ Command add_run_command(CLI::App& root) {
   std::vector<std::string> mode_names;
   for (const auto& [name, methods] : modes()) mode_names.push_back(name);
   app->add_option("--mode,-m", options->mode,
-                  "seq: one loop; proc / thread: a pool created inside the timed call (the lesson); warm-proc / "
-                  "warm-thread: a pool started beforehand, data in place; all (default)")
+                  "seq: one loop; proc / thread: a pool created inside the timed call (the lesson), proc with data "
+                  "made in shared memory, proc-copy from and into ordinary vectors; warm-proc / warm-thread: a "
+                  "pool started beforehand, data in place; all (default)")
       ->check(CLI::IsMember(mode_names));
   app->add_option("--seed", options->seed, "random seed, for reproducible data (default 1)");
   app->add_option_function<std::string>(

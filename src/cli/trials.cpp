@@ -29,7 +29,12 @@ std::vector<double> reference_squares(std::span<const double> input) {
 }
 
 MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize)
-    : input_(input), workers_(workers), chunksize_(chunksize) {}
+    : input_(input),
+      workers_(workers),
+      chunksize_(chunksize),
+      shared_input_(SharedArena::process_default(), input.size()) {
+  std::copy(input.begin(), input.end(), shared_input_.begin());
+}
 
 Trial MethodRunner::check(const PhaseTimes& phases, std::span<const double> result,
                           std::span<const double> reference) const {
@@ -40,22 +45,24 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
   switch (method) {
     case Method::sequential: {
       const Squared squared = square_sequentially(input_);
-      return check(squared.phases, squared.values, reference);
+      return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_processes: {
-      const Squared squared = square_with_fresh_processes(input_, workers_, chunksize_);
-      return check(squared.phases, squared.values, reference);
+      const Squared squared = square_with_fresh_processes(shared_input_, workers_, chunksize_);
+      return check(squared.phases, squared.result(), reference);
+    }
+    case Method::fresh_processes_copy: {
+      const Squared squared = square_with_fresh_processes_copying(input_, workers_, chunksize_);
+      return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_threads: {
       const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_);
-      return check(squared.phases, squared.values, reference);
+      return check(squared.phases, squared.result(), reference);
     }
     case Method::warm_processes: {
       if (!warm_processes_) {
         warm_processes_.emplace(workers_);
-        shared_input_ = warm_processes_->make_shared_array<double>(input_.size());
         shared_output_ = warm_processes_->make_shared_array<double>(input_.size());
-        std::copy(input_.begin(), input_.end(), shared_input_.begin());
         square_with_warm_processes(*warm_processes_, shared_input_, shared_output_, chunksize_);  // warm-up
       }
       std::fill(shared_output_.begin(), shared_output_.end(), -1.0);  // a stale answer cannot pass

@@ -40,8 +40,8 @@ class MethodRunner {
   std::span<const double> input_;
   std::size_t workers_;
   std::size_t chunksize_;
+  SharedArray<double> shared_input_;  ///< the input, made in shared memory before any timing
   std::optional<ProcessPool> warm_processes_;
-  SharedArray<double> shared_input_;
   SharedArray<double> shared_output_;
   std::optional<ThreadPool> warm_threads_;
   std::vector<double> thread_output_;
