@@ -5,6 +5,7 @@
 
 #include "mpdemo/chunk_kernel.hpp"
 
+#include <chrono>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +49,7 @@ struct WorkerSetup {
   int reply_fd;    ///< write end of the reply pipe
   pid_t master;    ///< to notice a master that died before the parent-death signal was armed
   int cpu;         ///< CPU to pin to, or -1
+  std::chrono::microseconds spin;  ///< how long to poll for the next task before sleeping
 };
 
 /// The worker process's whole life after fork. Never returns: leaves with _exit, so nothing of the

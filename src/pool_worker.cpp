@@ -1,6 +1,7 @@
 // The worker side of the ProcessPool. Runs in a child forked from a master that may have threads,
 // so it sticks to system calls and the kernel it is sent: no locks of the master's, no stdio.
 #include "pool_protocol.hpp"
+#include "spin_wait.hpp"
 
 #include <algorithm>
 #include <array>
@@ -158,6 +159,9 @@ void run_worker(const WorkerSetup& setup) noexcept {
   PayloadBuffer output_slice;
   PagePopulator pages;
   for (;;) {
+    pollfd next_task{setup.task_fd, POLLIN, 0};
+    while (poll_after_spinning(&next_task, 1, setup.spin) < 0 && errno == EINTR) {
+    }
     TaskMessage task;
     if (!read_whole(setup.task_fd, &task, sizeof(task))) ::_exit(0);  // end-of-file: the pool stops
     reply = ReplyMessage{};

@@ -8,6 +8,7 @@
 #include "mpdemo/interrupt.hpp"
 #include "mpdemo/topology.hpp"
 #include "pool_protocol.hpp"
+#include "spin_wait.hpp"
 
 #include <algorithm>
 #include <csignal>
@@ -45,6 +46,7 @@ struct WorkerSlot {
 
 struct ProcessPool::Impl {
   std::shared_ptr<SharedArena> arena;
+  std::chrono::microseconds spin{};
   std::vector<WorkerSlot> workers;
   pid_t master = ::getpid();
   double startup_seconds = 0;
@@ -92,7 +94,7 @@ void ProcessPool::Impl::spawn(std::size_t index) {
   const pid_t pid = ::fork();
   if (pid < 0) throw_errno(fmt::format("fork worker {}", index));
   if (pid == 0) {
-    detail::run_worker({tasks.read_end.get(), replies.write_end.get(), master, slot.cpu});
+    detail::run_worker({tasks.read_end.get(), replies.write_end.get(), master, slot.cpu, spin});
   }
   slot.process = ChildProcess(pid);
   slot.tasks = std::move(tasks.write_end);
@@ -157,7 +159,7 @@ void ProcessPool::Impl::await(const Events& events) {
   const int wake_fd = interrupt_wake_fd();
   if (wake_fd >= 0) fds.push_back({wake_fd, POLLIN, 0});
 
-  if (::poll(fds.data(), fds.size(), -1) < 0) {
+  if (detail::poll_after_spinning(fds.data(), fds.size(), spin) < 0) {
     if (errno == EINTR) return;  // a signal: the caller loops, and the wake-up descriptor tells which
     throw_errno("wait for the workers");
   }
@@ -279,6 +281,7 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) : impl_(std::make_unique<Im
   const Topology& topology = system_topology();
   const std::size_t count = options.workers != 0 ? options.workers : topology.default_workers();
   impl_->arena = options.arena ? std::move(options.arena) : SharedArena::process_default();
+  impl_->spin = options.spin;
   impl_->workers.resize(count);
   try {
     for (std::size_t i = 0; i < count; ++i) {

@@ -2,7 +2,9 @@
 
 #include "mpdemo/chunk_plan.hpp"
 #include "mpdemo/errors.hpp"
+#include "mpdemo/process_pool.hpp"
 #include "mpdemo/topology.hpp"
+#include "spin_wait.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -21,16 +23,18 @@ struct ThreadPool::Impl {
   std::condition_variable work_finished;
   std::vector<std::thread> threads;
 
-  // The current job, guarded by `mutex` except the chunk counter, which threads race for.
-  std::uint64_t generation = 0;
-  bool stopping = false;
+  // The current job, written under `mutex`. `generation` and `threads_busy` are atomics too, so
+  // that a waiter can spin on them before it sleeps (the same policy as the process pool).
+  std::atomic<std::uint64_t> generation{0};
+  std::atomic<bool> stopping{false};
   ChunkKernel kernel{};
   const void* input = nullptr;
   void* output = nullptr;
   ChunkPlan plan{0, 1, 1};
   std::atomic<std::size_t> next_chunk{0};
-  std::size_t threads_busy = 0;
+  std::atomic<std::size_t> threads_busy{0};
   std::exception_ptr first_error;
+  std::chrono::microseconds spin{ProcessPoolOptions::kDefaultSpin};
 
   void run(int cpu) {
     if (cpu >= 0) {
@@ -42,6 +46,9 @@ struct ThreadPool::Impl {
     std::uint64_t seen = 0;
     std::unique_lock lock(mutex);
     for (;;) {
+      lock.unlock();
+      detail::spin_until([&] { return stopping || generation != seen; }, spin);
+      lock.lock();
       work_posted.wait(lock, [&] { return stopping || generation != seen; });
       if (stopping) return;
       seen = generation;
@@ -122,6 +129,9 @@ void ThreadPool::execute(const ChunkKernel& kernel, const void* input, void* out
   impl.threads_busy = impl.threads.size();
   ++impl.generation;
   impl.work_posted.notify_all();
+  lock.unlock();
+  detail::spin_until([&] { return impl.threads_busy == 0; }, impl.spin);
+  lock.lock();
   impl.work_finished.wait(lock, [&] { return impl.threads_busy == 0; });
   last_map_.compute = clock.seconds();
   if (impl.first_error) std::rethrow_exception(std::exchange(impl.first_error, nullptr));
