@@ -2,7 +2,9 @@
 
 #include "mpdemo/errors.hpp"
 
+#include <algorithm>
 #include <csignal>
+#include <stdexcept>
 #include <cstring>
 #include <fmt/format.h>
 #include <poll.h>
@@ -47,6 +49,7 @@ bool ChildProcess::send_signal(int signal_number) const {
 }
 
 ExitStatus ChildProcess::wait() {
+  if (pid_ <= 0) throw std::logic_error("ChildProcess::wait: no child (already reaped, or empty)");
   int status = 0;
   if (retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); }) < 0) {
     throw_errno(fmt::format("wait for process {}", pid_));
@@ -56,6 +59,7 @@ ExitStatus ChildProcess::wait() {
 }
 
 std::optional<ExitStatus> ChildProcess::try_wait() {
+  if (pid_ <= 0) throw std::logic_error("ChildProcess::try_wait: no child (already reaped, or empty)");
   int status = 0;
   const pid_t reaped = retry_on_eintr([&] { return ::waitpid(pid_, &status, WNOHANG); });
   if (reaped < 0) throw_errno(fmt::format("wait for process {}", pid_));
@@ -65,15 +69,21 @@ std::optional<ExitStatus> ChildProcess::try_wait() {
 }
 
 ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcept {
+  if (pid_ <= 0) return ExitStatus(0);  // never kill(-1) or kill(0): that would reach far more than a child
   // A pidfd turns "has it ended yet?" into an event we can poll with a timeout, instead of a loop of
   // sleeps and WNOHANG checks.
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
   if (pidfd >= 0) {
     pollfd ready{pidfd, POLLIN, 0};
-    const int timeout_ms = static_cast<int>(timeout.count());
-    const int polled = retry_on_eintr([&] { return ::poll(&ready, 1, timeout_ms); });
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int polled = 0;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      polled = ::poll(&ready, 1, static_cast<int>(std::max<long long>(0, left.count())));
+      if (polled >= 0 || errno != EINTR) break;  // retried with what is left of the timeout, not all of it
+    }
     ::close(pidfd);
-    if (polled == 0) ::kill(pid_, SIGKILL);
+    if (polled <= 0) ::kill(pid_, SIGKILL);
   } else {
     ::kill(pid_, SIGKILL);
   }

@@ -36,16 +36,27 @@ Interrupted::Interrupted(int signal_number)
 
 InterruptGuard::InterruptGuard() {
   if (g_installed.exchange(true)) throw std::logic_error("only one InterruptGuard may be installed at a time");
-  Pipe wake = Pipe::create(O_NONBLOCK);
-  g_pending = 0;
-  g_wake_read = wake.read_end.release();
-  g_wake_write = wake.write_end.release();
-  struct sigaction action {};
-  action.sa_handler = on_interrupt;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = 0;  // no SA_RESTART: a blocking call returns EINTR and its caller looks again
-  if (sigaction(SIGINT, &action, &g_previous_int) != 0 || sigaction(SIGTERM, &action, &g_previous_term) != 0) {
-    throw_errno("install the SIGINT/SIGTERM handlers");
+  try {
+    Pipe wake = Pipe::create(O_NONBLOCK);
+    g_pending = 0;
+    g_wake_read = wake.read_end.release();
+    g_wake_write = wake.write_end.release();
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: a blocking call returns EINTR and its caller looks again
+    if (sigaction(SIGINT, &action, &g_previous_int) != 0) throw_errno("install the SIGINT handler");
+    if (sigaction(SIGTERM, &action, &g_previous_term) != 0) {
+      const int error = errno;
+      sigaction(SIGINT, &g_previous_int, nullptr);
+      errno = error;
+      throw_errno("install the SIGTERM handler");
+    }
+  } catch (...) {
+    ::close(g_wake_read.exchange(-1));
+    ::close(g_wake_write.exchange(-1));
+    g_installed = false;
+    throw;
   }
 }
 
@@ -59,6 +70,15 @@ InterruptGuard::~InterruptGuard() {
 
 int pending_interrupt() noexcept { return g_pending.load(); }
 int interrupt_wake_fd() noexcept { return g_wake_read.load(); }
+
+void clear_interrupt() noexcept {
+  g_pending = 0;
+  char drained[64];
+  if (const int fd = g_wake_read.load(); fd >= 0) {
+    while (::read(fd, drained, sizeof(drained)) > 0) {
+    }
+  }
+}
 
 void throw_if_interrupted() {
   if (const int signal_number = g_pending.load(); signal_number != 0) throw Interrupted(signal_number);

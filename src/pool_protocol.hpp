@@ -1,6 +1,7 @@
 // The control protocol between a ProcessPool master and its workers: fixed-size messages, each
-// smaller than PIPE_BUF so that one write() delivers it whole. Data never travels here, only
-// where it is (pointers into the shared arena) and what to do with it.
+// smaller than PIPE_BUF so that one write() delivers it whole. Data does not travel here, only where
+// it is (pointers into the shared arena) and what to do with it; the one exception is the pipe data
+// path, kept to measure what Python's way costs, whose slices follow their messages.
 #pragma once
 
 #include "mpdemo/chunk_kernel.hpp"

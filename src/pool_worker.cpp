@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,16 +26,24 @@ constexpr int kExitOutOfMemory = 5;
 
 // Only the worker's own two pipe ends (and stdio) stay open: another worker's pipe ends, inherited
 // because the master held them at fork time, would hide that worker's death from the master.
+void close_range_or_each(unsigned first, unsigned last) noexcept {
+  if (::syscall(SYS_close_range, first, last, 0) == 0) return;
+  // No close_range (a kernel before 5.9, or a seccomp filter): close them one by one, up to the limit.
+  rlimit files{};
+  const rlim_t limit = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY ? files.rlim_cur : 65536;
+  for (rlim_t fd = first; fd <= last && fd < limit; ++fd) ::close(static_cast<int>(fd));
+}
+
 void close_other_descriptors(int keep_a, int keep_b) noexcept {
   std::array<int, 5> keep{0, 1, 2, keep_a, keep_b};
   std::sort(keep.begin(), keep.end());
   unsigned first = 0;
   for (int fd : keep) {
     const auto kept = static_cast<unsigned>(fd);
-    if (kept > first) ::syscall(SYS_close_range, first, kept - 1, 0);
+    if (kept > first) close_range_or_each(first, kept - 1);
     first = std::max(first, kept + 1);
   }
-  ::syscall(SYS_close_range, first, ~0U, 0);
+  close_range_or_each(first, ~0U);
 }
 
 bool read_whole(int fd, void* data, std::size_t size) noexcept {

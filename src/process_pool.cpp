@@ -51,30 +51,35 @@ struct ProcessPool::Impl {
   pid_t master = ::getpid();
   double startup_seconds = 0;
   PhaseTimes last_map{};
+  MapTraffic last_traffic{};
   std::uint64_t job = 0;
+  // Reused by every wait, so that a warm map allocates nothing.
+  std::vector<pollfd> poll_set;
+  std::vector<std::size_t> poll_owners;
+  std::vector<std::byte> discarded_payload;
 
+  /// Forks the worker of slot `index` and waits until it says it is ready.
   void spawn(std::size_t index);
+  /// Forks workers for slots whose worker died in an earlier map (see bury).
+  void respawn_missing();
   void stop() noexcept;
   bool any_in_flight() const noexcept;
   /// Sends a task (and, on the pipe data path, the chunk's input bytes after it). Returns false if
   /// the worker is gone (EPIPE).
   bool send(std::size_t index, const TaskMessage& task, const void* payload);
-  /// Reaps a dead worker, forks its replacement, and returns how it ended and what it still held.
-  std::pair<ExitStatus, std::deque<std::uint64_t>> replace(std::size_t index);
+  /// Reaps a dead worker and empties its slot; returns how it ended and the chunks it still held.
+  /// The slot is refilled by respawn_missing at the next map, so a failing map throws at once.
+  std::pair<ExitStatus, std::deque<std::uint64_t>> bury(std::size_t index);
+  /// SIGKILLs and reaps every worker with tasks in flight: after an exception leaves a map half-way,
+  /// none of them may write into memory the unwinding is about to free.
+  void abandon_in_flight() noexcept;
 
-  struct Events {
-    std::function<void(std::size_t worker, const ReplyMessage&)> reply;
-    /// Pipe data path: where the results that follow a reply go (null: read and dropped).
-    std::function<void*(const ReplyMessage&)> payload_destination;
-    std::function<void(std::size_t worker, pid_t pid, const ExitStatus&, const std::deque<std::uint64_t>& lost)>
-        death;
-  };
-  /// Blocks in poll() until answers or deaths arrive from workers with tasks in flight, or an
-  /// interrupt (then throws Interrupted); reports each to `events`.
-  void await(const Events& events);
-  /// Waits out the tasks of a map that was abandoned (by an interrupt) so their answers cannot be
-  /// mistaken for the next map's.
-  void drain_abandoned();
+  /// Blocks (spinning first) until answers or deaths arrive from workers with tasks in flight, or an
+  /// interrupt (then throws Interrupted), and reports each: on_reply(worker, reply),
+  /// on_death(worker, pid, status, lost chunks), destination(reply) for the pipe path's results.
+  template <class OnReply, class OnDeath, class Destination>
+  void await(OnReply&& on_reply, OnDeath&& on_death, Destination&& destination);
+
   /// The pipe data path: slices are written into the task pipes and results read back from the
   /// reply pipes, as Python's Pool pickles them through its queues.
   struct PipeTransfer {
@@ -84,36 +89,64 @@ struct ProcessPool::Impl {
     std::size_t output_element_bytes;
   };
   void dispatch(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe);
-  std::vector<std::byte> discarded_payload;
+  void run_chunks(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe);
 };
 
 void ProcessPool::Impl::spawn(std::size_t index) {
   WorkerSlot& slot = workers[index];
+  slot.tasks.reset();
+  slot.replies.reset();
+  slot.in_flight.clear();
   Pipe tasks = Pipe::create();
   Pipe replies = Pipe::create();
+  // Signals stay blocked across fork, so the child cannot run the master's handlers (an
+  // InterruptGuard's, say) before it has set its own dispositions; it unblocks them itself.
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  check_error_number(pthread_sigmask(SIG_SETMASK, &all, &previous), "block signals around fork");
   const pid_t pid = ::fork();
-  if (pid < 0) throw_errno(fmt::format("fork worker {}", index));
   if (pid == 0) {
     detail::run_worker({tasks.read_end.get(), replies.write_end.get(), master, slot.cpu, spin});
   }
+  const int fork_error = errno;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (pid < 0) {
+    errno = fork_error;
+    throw_errno(fmt::format("fork worker {}", index));
+  }
   slot.process = ChildProcess(pid);
+  // The master keeps only its own ends: from now on end-of-file on `replies` means exactly one
+  // thing, that this worker is gone (and so a worker that dies before it is ready is noticed).
+  tasks.read_end.reset();
+  replies.write_end.reset();
   slot.tasks = std::move(tasks.write_end);
   slot.replies = std::move(replies.read_end);
-  slot.in_flight.clear();
-  // The child's ends close here, as `tasks` and `replies` go out of scope: from now on end-of-file on
-  // `slot.replies` means exactly one thing, that this worker is gone.
   ReplyMessage ready{};
-  if (!read_exact(slot.replies.get(), &ready, sizeof(ready)) || ready.kind != ReplyKind::ready) {
-    const pid_t failed = slot.process.pid();
-    const ExitStatus status = slot.process.wait();
-    throw std::runtime_error(fmt::format("worker {} (pid {}) did not start: {}", index, failed, status.str()));
+  bool started = false;
+  try {
+    started = read_exact(slot.replies.get(), &ready, sizeof(ready)) && ready.kind == ReplyKind::ready;
+  } catch (const std::system_error&) {
+    started = false;
+  }
+  if (!started) {
+    const ExitStatus status = slot.process.wait_or_kill(kStopGrace);
+    slot.tasks.reset();
+    slot.replies.reset();
+    throw std::runtime_error(fmt::format("worker {} (pid {}) did not start: {}", index, pid, status.str()));
+  }
+}
+
+void ProcessPool::Impl::respawn_missing() {
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    if (!workers[i].process.running()) spawn(i);
   }
 }
 
 void ProcessPool::Impl::stop() noexcept {
   for (WorkerSlot& slot : workers) {
     // A worker still busy with an abandoned map would finish its chunk first: nobody wants it.
-    if (!slot.in_flight.empty()) slot.process.send_signal(SIGKILL);
+    if (!slot.in_flight.empty() && slot.process.running()) ::kill(slot.process.pid(), SIGKILL);
     slot.tasks.reset();  // end-of-file: a worker waiting for work leaves
   }
   for (WorkerSlot& slot : workers) {
@@ -135,77 +168,107 @@ bool ProcessPool::Impl::send(std::size_t index, const TaskMessage& task, const v
     if (error.code().value() == EPIPE) return false;  // the worker is gone; SIGPIPE is blocked
     throw;
   }
+  last_traffic.pipe_bytes += sizeof(task) + task.payload_bytes;
   slot.in_flight.push_back(task.chunk);
   return true;
 }
 
-std::pair<ExitStatus, std::deque<std::uint64_t>> ProcessPool::Impl::replace(std::size_t index) {
+std::pair<ExitStatus, std::deque<std::uint64_t>> ProcessPool::Impl::bury(std::size_t index) {
   WorkerSlot& slot = workers[index];
-  ExitStatus status = slot.process.wait();
+  const ExitStatus status = slot.process.wait();
   std::deque<std::uint64_t> lost = std::move(slot.in_flight);
   slot.in_flight.clear();
-  spawn(index);
+  slot.tasks.reset();
+  slot.replies.reset();
   return {status, std::move(lost)};
 }
 
-void ProcessPool::Impl::await(const Events& events) {
-  std::vector<pollfd> fds;
-  std::vector<std::size_t> owners;
+void ProcessPool::Impl::abandon_in_flight() noexcept {
+  for (WorkerSlot& slot : workers) {
+    if (slot.in_flight.empty()) continue;
+    slot.process.kill_and_wait();
+    slot.in_flight.clear();
+    slot.tasks.reset();
+    slot.replies.reset();
+  }
+}
+
+template <class OnReply, class OnDeath, class Destination>
+void ProcessPool::Impl::await(OnReply&& on_reply, OnDeath&& on_death, Destination&& destination) {
+  poll_set.clear();
+  poll_owners.clear();
   for (std::size_t i = 0; i < workers.size(); ++i) {
     if (workers[i].in_flight.empty()) continue;
-    fds.push_back({workers[i].replies.get(), POLLIN, 0});
-    owners.push_back(i);
+    poll_set.push_back({workers[i].replies.get(), POLLIN, 0});
+    poll_owners.push_back(i);
   }
   const int wake_fd = interrupt_wake_fd();
-  if (wake_fd >= 0) fds.push_back({wake_fd, POLLIN, 0});
+  if (wake_fd >= 0) poll_set.push_back({wake_fd, POLLIN, 0});
 
-  if (detail::poll_after_spinning(fds.data(), fds.size(), spin) < 0) {
+  if (detail::poll_after_spinning(poll_set.data(), poll_set.size(), spin) < 0) {
     if (errno == EINTR) return;  // a signal: the caller loops, and the wake-up descriptor tells which
     throw_errno("wait for the workers");
   }
-  if (wake_fd >= 0 && fds.back().revents != 0) throw Interrupted(pending_interrupt());
+  if (wake_fd >= 0 && poll_set.back().revents != 0) {
+    if (const int signal_number = pending_interrupt(); signal_number != 0) throw Interrupted(signal_number);
+    clear_interrupt();  // a wake-up with nothing pending (cleared meanwhile): not ours to act on
+  }
 
-  for (std::size_t k = 0; k < owners.size(); ++k) {
-    if (fds[k].revents == 0) continue;
-    const std::size_t index = owners[k];
+  for (std::size_t k = 0; k < poll_owners.size(); ++k) {
+    if (poll_set[k].revents == 0) continue;
+    const std::size_t index = poll_owners[k];
+    const int fd = workers[index].replies.get();
     ReplyMessage reply{};
-    if (read_exact(workers[index].replies.get(), &reply, sizeof(reply))) {
-      if (reply.payload_bytes > 0) {
-        void* destination = events.payload_destination ? events.payload_destination(reply) : nullptr;
-        if (destination == nullptr) {
+    bool whole = false;
+    // A reply, and on the pipe path the results after it; end-of-file or a torn message in either
+    // means the worker died, and is reported as a death, not as a protocol error.
+    try {
+      whole = read_exact(fd, &reply, sizeof(reply));
+      if (whole && reply.payload_bytes > 0) {
+        void* into = destination(reply);
+        if (into == nullptr) {
           discarded_payload.resize(reply.payload_bytes);
-          destination = discarded_payload.data();
+          into = discarded_payload.data();
         }
-        if (!read_exact(workers[index].replies.get(), destination, reply.payload_bytes)) {
-          throw std::runtime_error(fmt::format("worker {} sent a reply without its results", index));
-        }
+        whole = read_exact(fd, into, reply.payload_bytes);
+        last_traffic.pipe_bytes += reply.payload_bytes;
       }
+    } catch (const std::system_error&) {
+      whole = false;
+    }
+    if (whole) {
+      last_traffic.pipe_bytes += sizeof(reply);
       if (!workers[index].in_flight.empty()) workers[index].in_flight.pop_front();
-      events.reply(index, reply);
+      on_reply(index, reply);
     } else {
       const pid_t pid = workers[index].process.pid();
-      const auto [status, lost] = replace(index);
-      events.death(index, pid, status, lost);
+      const auto [status, lost] = bury(index);
+      on_death(index, pid, status, lost);
     }
   }
 }
 
-void ProcessPool::Impl::drain_abandoned() {
-  const Events ignore{[](std::size_t, const ReplyMessage&) {}, {},
-                      [](std::size_t, pid_t, const ExitStatus&, const std::deque<std::uint64_t>&) {}};
-  while (any_in_flight()) await(ignore);
+void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe) {
+  respawn_missing();
+  const ScopedSigpipeBlock no_sigpipe;
+  try {
+    run_chunks(task_template, plan, pipe);
+  } catch (const WorkerError&) {
+    throw;  // every chunk handed out was answered or died with its worker: nothing is left running
+  } catch (...) {
+    abandon_in_flight();
+    throw;
+  }
 }
 
-void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe) {
-  drain_abandoned();
-  const ScopedSigpipeBlock no_sigpipe;
+void ProcessPool::Impl::run_chunks(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe) {
   const std::uint64_t this_job = ++job;
   std::uint64_t next_chunk = 0;
   std::optional<WorkerError> failure;
 
   auto record_death = [&](std::size_t index, pid_t pid, const ExitStatus& status,
                           const std::deque<std::uint64_t>& lost) {
-    if (lost.empty() || failure) return;  // died idle: the replacement simply takes over
+    if (lost.empty() || failure) return;
     const ChunkRange range = plan[lost.front()];
     failure.emplace(index, pid, range.begin, range.end, fmt::format("the worker was {}", status.str()));
   };
@@ -213,10 +276,11 @@ void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPl
   // whole slice, and the master only writes slices to workers that are reading, so the two blocking
   // directions can never wait on each other.
   const std::size_t depth = pipe != nullptr ? 1 : kTasksInFlight;
-  // Sends worker `index` the next chunk. A worker found dead is replaced, and the chunk goes to the
-  // replacement; if the dead one held chunks of this map, the map fails once the others are done.
+  // Sends worker `index` the next chunk. A worker found dead when sent a task died idle: it held no
+  // chunk of this map, so it is replaced at once and the chunk goes to its replacement.
   auto feed_one = [&](std::size_t index) {
     for (int attempt = 0; !failure && next_chunk < plan.count(); ++attempt) {
+      if (!workers[index].process.running()) return;  // died mid-map: refilled at the next map
       if (attempt == kSendAttempts) {
         throw std::runtime_error(fmt::format("worker {} died {} times in a row on start-up", index, kSendAttempts));
       }
@@ -235,14 +299,18 @@ void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPl
         return;
       }
       const pid_t pid = workers[index].process.pid();
-      const auto [status, lost] = replace(index);
+      const auto [status, lost] = bury(index);
       record_death(index, pid, status, lost);
+      if (lost.empty()) spawn(index);
     }
   };
   // Keeps worker `index` busy with up to `depth` chunks, until all are handed out or a failure stops
   // the handing out (the chunks already out are still waited for, so none is left behind).
   auto feed = [&](std::size_t index) {
-    while (!failure && next_chunk < plan.count() && workers[index].in_flight.size() < depth) feed_one(index);
+    while (!failure && next_chunk < plan.count() && workers[index].process.running() &&
+           workers[index].in_flight.size() < depth) {
+      feed_one(index);
+    }
   };
 
   // The first tasks go round the workers one at a time, so that a map of two chunks on two workers
@@ -252,26 +320,32 @@ void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPl
       if (workers[i].in_flight.size() < round) feed_one(i);
     }
   }
-  const Events events{
-      [&](std::size_t index, const ReplyMessage& reply) {
-        if (reply.job != this_job) return;
-        if (reply.kind == ReplyKind::failed && !failure) {
-          const ChunkRange range = plan[reply.chunk];
-          failure.emplace(index, workers[index].process.pid(), range.begin, range.end,
-                          std::string(reply.what, strnlen(reply.what, sizeof(reply.what))));
-        }
-        feed(index);
-      },
-      [&](const ReplyMessage& reply) -> void* {
-        if (pipe == nullptr || reply.job != this_job) return nullptr;
-        return pipe->output + plan[reply.chunk].begin * pipe->output_element_bytes;
-      },
-      [&](std::size_t index, pid_t pid, const ExitStatus& status, const std::deque<std::uint64_t>& lost) {
-        record_death(index, pid, status, lost);
-        feed(index);
-      }};
-  while (any_in_flight()) await(events);
+  while (any_in_flight()) {
+    await(
+        [&](std::size_t index, const ReplyMessage& reply) {
+          if (reply.job != this_job) return;
+          if (reply.kind == ReplyKind::failed && !failure) {
+            const ChunkRange range = plan[reply.chunk];
+            failure.emplace(index, workers[index].process.pid(), range.begin, range.end,
+                            std::string(reply.what, strnlen(reply.what, sizeof(reply.what))));
+          }
+          feed(index);
+        },
+        [&](std::size_t index, pid_t pid, const ExitStatus& status, const std::deque<std::uint64_t>& lost) {
+          record_death(index, pid, status, lost);
+        },
+        [&](const ReplyMessage& reply) -> void* {
+          if (pipe == nullptr || reply.job != this_job) return nullptr;
+          return pipe->output + plan[reply.chunk].begin * pipe->output_element_bytes;
+        });
+  }
   if (failure) throw *failure;
+  // Every chunk must have been handed out: if all workers died idle and could not be replaced, say so
+  // rather than return a partial result.
+  if (next_chunk < plan.count()) {
+    throw std::runtime_error(fmt::format("only {} of {} chunks could be handed out: no worker is left",
+                                         next_chunk, plan.count()));
+  }
 }
 
 ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(ProcessPoolOptions{workers}) {}
@@ -315,13 +389,14 @@ std::size_t ProcessPool::size() const noexcept { return impl_->workers.size(); }
 
 std::vector<pid_t> ProcessPool::worker_pids() const {
   std::vector<pid_t> pids;
-  for (const WorkerSlot& slot : impl_->workers) pids.push_back(slot.process.pid());
+  for (const WorkerSlot& slot : impl_->workers) pids.push_back(slot.process.running() ? slot.process.pid() : -1);
   return pids;
 }
 
 double ProcessPool::startup_seconds() const noexcept { return impl_->startup_seconds; }
 const std::shared_ptr<SharedArena>& ProcessPool::arena() const noexcept { return impl_->arena; }
 const PhaseTimes& ProcessPool::last_map_timings() const noexcept { return impl_->last_map; }
+const MapTraffic& ProcessPool::last_map_traffic() const noexcept { return impl_->last_traffic; }
 
 void ProcessPool::add_collect_time(double seconds) noexcept { impl_->last_map.collect += seconds; }
 
@@ -335,6 +410,7 @@ void ProcessPool::check_sizes(std::size_t input, std::size_t output) {
 void ProcessPool::execute(const Request& request, const std::function<void(const void*)>& collect) {
   PhaseTimes& times = impl_->last_map;
   times = {};
+  impl_->last_traffic = {};
   Stopwatch clock;
   const ChunkPlan plan(request.size, request.chunksize, size());
   TaskMessage task{};
@@ -362,6 +438,7 @@ void ProcessPool::execute(const Request& request, const std::function<void(const
   if (request.size > 0 && !arena.contains(input, input_bytes)) {
     staged_input = SharedArray<std::byte>(impl_->arena, input_bytes);
     std::memcpy(staged_input.data(), request.input, input_bytes);
+    impl_->last_traffic.copied_in_bytes = input_bytes;
     input = staged_input.data();
   }
   SharedArray<std::byte> staged_output;
@@ -382,6 +459,7 @@ void ProcessPool::execute(const Request& request, const std::function<void(const
   } else if (staged_output.data() != nullptr) {
     std::memcpy(request.output, staged_output.data(), output_bytes);
   }
+  if (staged_output.data() != nullptr) impl_->last_traffic.copied_out_bytes = output_bytes;
   staged_input = {};
   staged_output = {};
   times.collect = clock.lap();

@@ -6,6 +6,7 @@
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <fmt/format.h>
+#include <cstdint>
 #include <mutex>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -34,7 +35,11 @@ struct SharedArena::Impl {
   mutable std::mutex mutex;
 
   explicit Impl(std::size_t capacity)
-      : region(map(capacity)), heap(bip::create_only, region.get_address(), region.get_size()) {}
+      : region(map(capacity)), heap(bip::create_only, region.get_address(), region.get_size()) {
+    // A crashing worker would otherwise dump the whole arena into its core file before its pipes
+    // close, delaying the master's notice of its death by as long as that takes.
+    ::madvise(region.get_address(), region.get_size(), MADV_DONTDUMP);
+  }
 
   static bip::mapped_region map(std::size_t capacity) {
     try {
@@ -70,6 +75,7 @@ std::shared_ptr<SharedArena> SharedArena::process_default() {
 
 void* SharedArena::allocate(std::size_t bytes) {
   const std::size_t page = page_size();
+  if (bytes > capacity()) throw ArenaExhausted(bytes, free_bytes(), capacity());  // also keeps bytes + page finite
   const std::lock_guard lock(impl_->mutex);
   // One extra page in front holds the header, so the block proper starts on a page boundary and
   // its pages belong to it alone (which is what makes trimming it with MADV_REMOVE safe).
@@ -94,10 +100,11 @@ void SharedArena::deallocate(void* block) noexcept {
 }
 
 bool SharedArena::contains(const void* pointer, std::size_t bytes) const noexcept {
-  const auto* base = static_cast<const std::byte*>(impl_->region.get_address());
-  const auto* p = static_cast<const std::byte*>(pointer);
-  return p >= base && bytes <= impl_->region.get_size() &&
-         static_cast<std::size_t>(p - base) <= impl_->region.get_size() - bytes;
+  // As integers: ordering pointers into unrelated objects is unspecified.
+  const auto base = reinterpret_cast<std::uintptr_t>(impl_->region.get_address());
+  const auto p = reinterpret_cast<std::uintptr_t>(pointer);
+  const std::size_t size = impl_->region.get_size();
+  return p >= base && bytes <= size && p - base <= size - bytes;
 }
 
 std::size_t SharedArena::capacity() const noexcept { return impl_->region.get_size(); }

@@ -36,5 +36,8 @@ int pending_interrupt() noexcept;
 int interrupt_wake_fd() noexcept;
 /// Throws Interrupted if a signal arrived under the guard.
 void throw_if_interrupted();
+/// Forgets a signal that arrived (and drains the wake-up descriptor): an interrupt stays raised, and
+/// every pool wait throws Interrupted, until this is called. For programs that recover from Ctrl-C.
+void clear_interrupt() noexcept;
 
 }  // namespace mpdemo

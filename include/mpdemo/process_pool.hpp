@@ -8,8 +8,8 @@
 //   pool.map_into(square, in, out);                         // nothing copied, nothing allocated
 //
 // How it works. The constructor forks the workers, each exactly once, pinned one per physical core.
-// Data never goes through a pipe: inputs and outputs live in a SharedArena, mapped before the fork
-// and so at the same address in every worker. Each worker has two pipes: the master writes a task
+// Data does not go through the pipes (except on the comparison path map_through_pipes): inputs and
+// outputs live in a SharedArena, mapped before the fork and so at the same address in every worker. Each worker has two pipes: the master writes a task
 // ("apply this kernel to elements [b, e)", ~150 bytes) and the worker answers done or failed. Chunks
 // are handed out dynamically, two in flight per worker, so a worker that finishes early takes more.
 // The master waits in poll() on the answers: it polls without blocking for up to 50 us first (so
@@ -17,12 +17,18 @@
 //
 // Failures. If fn throws in a worker, map throws WorkerError in the master with the worker, its pid,
 // the chunk and the original what(). If a worker dies (a signal, a crash), map notices at once
-// (end-of-file on its pipe), reaps it, forks a replacement and throws WorkerError naming the signal.
+// (end-of-file on its pipe), reaps it and throws WorkerError naming the signal; the next map forks a
+// replacement first. If anything else interrupts a map (Interrupted, a system error), the workers
+// still busy with it are killed and reaped before the exception leaves, so none writes into memory
+// the caller is about to reuse. A worker that dies while idle is reaped and replaced by the next map.
 // Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore SIGINT/SIGTERM/SIGQUIT:
 // Ctrl-C reaches the whole process group, and the decision belongs to the master (see interrupt.hpp).
 //
-// Thread safety: one thread at a time may call map on a pool; the thread that created the pool must
-// outlive it (Linux sends the parent-death signal when that *thread* exits).
+// Thread safety: one thread at a time may call map on a pool. Every thread that creates the pool or
+// calls map on it must outlive it: Linux sends a worker's parent-death signal when the *thread* that
+// forked it exits, and a map may fork a replacement worker.
+// Limits: one map's staged or shared data must fit in the arena (SharedArena::capacity(), half of
+// physical memory by default); beyond it, allocation throws ArenaExhausted.
 // After fork, a worker only reads and writes its pipes and runs fn: fn must not rely on threads,
 // locks or other state of the master beyond what it was given.
 #pragma once
@@ -59,6 +65,13 @@ struct ProcessPoolOptions {
   static constexpr std::chrono::microseconds kDefaultSpin{50};
 };
 
+/// What the last map moved, in bytes: the price of not sharing.
+struct MapTraffic {
+  std::size_t copied_in_bytes = 0;   ///< input copied into shared memory (0: it was made there)
+  std::size_t copied_out_bytes = 0;  ///< results copied out of shared memory (0: written in place)
+  std::size_t pipe_bytes = 0;        ///< everything written to or read from the pipes, messages included
+};
+
 class ProcessPool {
  public:
   /// Forks `workers` processes (0: one per physical core) and waits until each is ready.
@@ -71,6 +84,8 @@ class ProcessPool {
   ProcessPool& operator=(ProcessPool&&) noexcept;
 
   std::size_t size() const noexcept;
+  /// The workers' pids; -1 for a slot whose worker died in the last map (it is replaced when the
+  /// next map starts).
   std::vector<pid_t> worker_pids() const;
   /// Seconds the constructor took to fork all workers and hear that each is ready.
   double startup_seconds() const noexcept;
@@ -85,7 +100,8 @@ class ProcessPool {
   /// Like Pool.map(fn, input, chunksize): a new vector with fn(x) for every x, in input order.
   /// chunksize 0 means Python's default, ceil(n / (4 * workers)). Input outside the pool's arena is
   /// copied in, and results copied out: both copies are timed (see last_map_timings()).
-  /// Throws WorkerError if a worker fails, Interrupted on SIGINT/SIGTERM under an InterruptGuard.
+  /// Throws WorkerError if a worker fails, Interrupted on SIGINT/SIGTERM under an InterruptGuard,
+  /// ArenaExhausted if the staged data does not fit, std::system_error if a system call fails.
   template <class F, std::ranges::contiguous_range Input>
     requires ElementFunction<F, std::ranges::range_value_t<Input>>
   auto map(F fn, const Input& input, std::size_t chunksize = 0) {
@@ -136,6 +152,8 @@ class ProcessPool {
 
   /// Where the last map's time went: move_in, compute and collect (start/stop are the pool's own).
   const PhaseTimes& last_map_timings() const noexcept;
+  /// What the last map copied and sent through pipes.
+  const MapTraffic& last_map_traffic() const noexcept;
 
   /// One map, type-erased: what map and map_into hand to the dispatcher.
   struct Request {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <stdexcept>
 #include <memory>
 #include <span>
 #include <string>
@@ -73,7 +75,7 @@ class SharedArray {
   SharedArray() noexcept = default;
   SharedArray(std::shared_ptr<SharedArena> arena, std::size_t size)
       : arena_(std::move(arena)),
-        data_(size == 0 ? nullptr : static_cast<T*>(arena_->allocate(size * sizeof(T)))),
+        data_(size == 0 ? nullptr : static_cast<T*>(arena_->allocate(checked_bytes(size)))),
         size_(size) {}
   SharedArray(SharedArray&& other) noexcept
       : arena_(std::move(other.arena_)), data_(std::exchange(other.data_, nullptr)),
@@ -103,6 +105,10 @@ class SharedArray {
   std::span<const T> span() const noexcept { return {data_, size_}; }
 
  private:
+  static std::size_t checked_bytes(std::size_t size) {
+    if (size > SIZE_MAX / sizeof(T)) throw std::length_error("SharedArray: size * sizeof(T) overflows");
+    return size * sizeof(T);
+  }
   void release() noexcept {
     if (data_ != nullptr) arena_->deallocate(data_);
     data_ = nullptr;
