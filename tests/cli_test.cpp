@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <thread>
 
 namespace {
 
@@ -133,6 +134,13 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{{"topology", "--format", "yaml"}, "--format"},
                       BadInput{{"frobnicate"}, "frobnicate"},
                       BadInput{{"run", "--size"}, "--size"},
-                      BadInput{{"--large-size", "5"}, "--large-size"}));
+                      BadInput{{"--large-size", "5"}, "--large-size"},
+                      BadInput{{"run", "--workers", std::to_string(64 * std::thread::hardware_concurrency() + 1)},
+                               "--workers"},
+                      BadInput{{"run", "--seed", "-1"}, "--seed"},
+                      BadInput{{"run", "--seed", "18446744073709551616"}, "--seed"},
+                      BadInput{{"sweep", "--sizes", "10", "--format", "json", "--plot", "-"}, "--plot"},
+                      BadInput{{"sweep", "--sizes", "1e12"}, "MemAvailable"},
+                      BadInput{{"costs", "--repeat", "abc"}, "--repeat"}));
 
 }  // namespace

@@ -145,9 +145,49 @@ TEST(ProcessPool, ZeroCopyMapWritesStraightIntoSharedMemory) {
   pool.map_into(mpdemo::squared, input, output);
   const auto expected = squares_of(values);
   EXPECT_TRUE(std::equal(output.begin(), output.end(), expected.begin()));
-  // Nothing to move: both arrays were already where the workers could see them.
-  EXPECT_EQ(pool.last_map_timings().move_in >= 0, true);
-  EXPECT_TRUE(pool.arena()->contains(output.data(), n * sizeof(double)));
+  EXPECT_EQ(pool.last_map_traffic().copied_in_bytes, 0u) << "nothing to move: both arrays were already shared";
+}
+
+// Reports whether the element it is given lives inside [begin, end): the kernel passes each element
+// by reference, so this tells where the worker read it from.
+struct ReadFrom {
+  const double* begin;
+  const double* end;
+  double operator()(const double& x) const {
+    const auto at = reinterpret_cast<std::uintptr_t>(&x);
+    return at >= reinterpret_cast<std::uintptr_t>(begin) && at < reinterpret_cast<std::uintptr_t>(end) ? 1.0 : 0.0;
+  }
+};
+
+TEST(ProcessPool, SharedArraysAreReadInPlaceAndResultsWrittenInPlace) {
+  ProcessPool pool(2);
+  const std::size_t n = 50'000;
+  auto input = pool.make_shared_array<double>(n);
+  auto output = pool.make_shared_array<double>(n);
+  std::fill(input.begin(), input.end(), 0.5);
+  pool.map_into(ReadFrom{input.data(), input.data() + n}, input, output);
+  EXPECT_EQ(std::count(output.begin(), output.end(), 1.0), static_cast<long>(n)) << "a worker read a copy";
+  const auto& traffic = pool.last_map_traffic();
+  EXPECT_EQ(traffic.copied_in_bytes, 0u);
+  EXPECT_EQ(traffic.copied_out_bytes, 0u);
+  // Only control messages crossed the pipes: far fewer bytes than the data itself.
+  EXPECT_GT(traffic.pipe_bytes, 0u);
+  EXPECT_LT(traffic.pipe_bytes, n * sizeof(double) / 10);
+}
+
+TEST(ProcessPool, OrdinaryVectorsAreCopiedAndThePipesStillCarryNoData) {
+  ProcessPool pool(2);
+  const std::vector<double> input(50'000, 0.5);
+  const auto where = pool.map(ReadFrom{input.data(), input.data() + input.size()}, input);
+  EXPECT_EQ(std::count(where.begin(), where.end(), 0.0), static_cast<long>(input.size()))
+      << "workers cannot see the master's private vector: they must read a copy";
+  const auto& traffic = pool.last_map_traffic();
+  EXPECT_EQ(traffic.copied_in_bytes, input.size() * sizeof(double));
+  EXPECT_EQ(traffic.copied_out_bytes, input.size() * sizeof(double));
+  EXPECT_LT(traffic.pipe_bytes, input.size() * sizeof(double) / 10);
+  (void)pool.map_through_pipes(mpdemo::squared, input);
+  EXPECT_GE(pool.last_map_traffic().pipe_bytes, 2 * input.size() * sizeof(double)) << "the pipe path sends it all";
+  EXPECT_EQ(pool.last_map_traffic().copied_in_bytes, 0u);
 }
 
 TEST(ProcessPool, MapIntoAnOrdinaryBufferCopiesOut) {

@@ -43,8 +43,11 @@ void print_phases(std::ostream& out, std::span<const MethodTiming> methods) {
 int run_lesson(std::ostream& out, const LessonOptions& options) {
   const Topology& topology = system_topology();
   const std::size_t workers = topology.default_workers();
-  require_available_memory(6 * options.large_size * sizeof(double), fmt::format("the lesson at {} numbers",
-                                                                                 with_commas(options.large_size)));
+  // At most: input, reference, shared input, two warm outputs and a copying pool's three arrays;
+  // of them, four at once in the pool's arena.
+  const std::string what = fmt::format("the lesson at {} numbers", with_commas(options.large_size));
+  require_available_memory(8 * options.large_size * sizeof(double), what);
+  require_arena_capacity(4 * options.large_size * sizeof(double), what);
   out << fmt::format(
       "mpdemo: the lesson. Square an array of random numbers (uniform in [0, 1)) with a plain loop, with a pool of\n"
       "processes and with threads, and time each.\n"
@@ -107,7 +110,7 @@ Command add_lesson_command(CLI::App& root) {
           },
           "the lesson's large array (default 10,000,000)")
       ->type_name("N");
-  root.add_option("--seed", options->seed, "random seed of the lesson's arrays (default 1)");
+  add_seed_option(root, options->seed, "random seed of the lesson's arrays (default 1)");
   return {&root, [options](std::ostream& out) { return run_lesson(out, *options); }};
 }
 

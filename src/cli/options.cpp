@@ -1,7 +1,10 @@
 #include "options.hpp"
 
 #include "command.hpp"
+#include "mpdemo/shared_arena.hpp"
+#include "mpdemo/topology.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -64,6 +67,21 @@ CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers) {
           "--workers,-w",
           [&workers](const std::string& text) {
             workers = parse_count(text, "--workers", 1, kMaxWorkers);
+            const std::size_t cpus = std::max<std::size_t>(1, system_topology().allowed_cpus.size());
+            if (workers > kMaxWorkersPerCpu * cpus) {
+              throw CLI::ValidationError("--workers", fmt::format("{} is more than {} per CPU this process may use "
+                                                                  "({} here)",
+                                                                  workers, kMaxWorkersPerCpu, kMaxWorkersPerCpu * cpus));
+            }
+            // Two pools may be alive at once (a warm one and a fresh one), each worker with two pipe
+            // ends in the master, plus what the program itself has open.
+            rlimit files{};
+            if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+                4 * workers + 64 > files.rlim_cur) {
+              throw CLI::ValidationError("--workers", fmt::format("{} workers need {} open files, more than this "
+                                                                  "process may have (ulimit -n = {})",
+                                                                  workers, 4 * workers + 64, files.rlim_cur));
+            }
             rlimit processes{};
             if (::getrlimit(RLIMIT_NPROC, &processes) == 0 && processes.rlim_cur != RLIM_INFINITY &&
                 workers >= processes.rlim_cur) {
@@ -74,6 +92,22 @@ CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers) {
           },
           "worker processes/threads (default: one per physical core this process may use)")
       ->type_name("W");
+}
+
+CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& description) {
+  return app
+      .add_option_function<std::string>(
+          "--seed",
+          [&seed](const std::string& text) {
+            const char* end = text.data() + text.size();
+            const auto [stop, error] = std::from_chars(text.data(), end, seed);
+            if (text.empty() || error != std::errc() || stop != end) {
+              throw CLI::ValidationError("--seed", fmt::format("'{}' is not a whole number from 0 to {}", text,
+                                                               UINT64_MAX));
+            }
+          },
+          description)
+      ->type_name("S");
 }
 
 CLI::Option* add_chunksize_option(CLI::App& app, std::size_t& chunksize) {
@@ -124,6 +158,24 @@ std::string human_bytes(double bytes) {
     ++unit;
   }
   return unit == 0 ? fmt::format("{:.0f} {}", bytes, kUnits[unit]) : fmt::format("{:.1f} {}", bytes, kUnits[unit]);
+}
+
+void require_arena_capacity(std::size_t bytes, const std::string& what) {
+  const std::size_t capacity = SharedArena::process_default()->capacity();
+  if (bytes > capacity) {
+    throw UsageError(fmt::format("{} needs {} of shared memory at once but the pool's arena holds {} (half of "
+                                 "physical memory); choose a smaller size",
+                                 what, human_bytes(static_cast<double>(bytes)),
+                                 human_bytes(static_cast<double>(capacity))));
+  }
+}
+
+void raise_open_file_limit() noexcept {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
 }
 
 void require_available_memory(std::size_t bytes, const std::string& what) {

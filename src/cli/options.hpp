@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace mpdemo::cli {
@@ -12,6 +13,9 @@ enum class Format { table, json, csv };
 
 /// Upper bounds that keep a typo from becoming a hang or an OOM kill.
 inline constexpr std::size_t kMaxWorkers = 4096;
+/// More workers than this per usable CPU only adds start-up, memory and context switches (4000
+/// workers on a 2-CPU, 24 GiB machine were OOM-killed): refused with a message.
+inline constexpr std::size_t kMaxWorkersPerCpu = 64;
 inline constexpr std::size_t kMaxElements = std::size_t{1} << 40;
 
 /// Parses an element count: "10000000", "10_000_000", "1e7" or "10^7". Throws CLI::ValidationError
@@ -23,6 +27,8 @@ CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string
 /// --workers W, 1 to kMaxWorkers and no more than this user may fork; 0 (the default) means one per
 /// physical core available to this process.
 CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers);
+/// --seed S: a whole number from 0 to 2^64 - 1 (no sign, no wrap-around).
+CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& description);
 /// --chunksize C, at least 1; 0 (unset) means Python's default.
 CLI::Option* add_chunksize_option(CLI::App& app, std::size_t& chunksize);
 /// --format with the given choices (table is always the default).
@@ -30,6 +36,10 @@ CLI::Option* add_format_option(CLI::App& app, Format& format, bool allow_csv);
 
 /// Throws UsageError if `bytes` exceed MemAvailable, naming what needs them and both sizes.
 void require_available_memory(std::size_t bytes, const std::string& what);
+/// Throws UsageError if `bytes` do not fit in the process pool's shared arena at once.
+void require_arena_capacity(std::size_t bytes, const std::string& what);
+/// Raises this process's open-file soft limit to its hard limit (each worker holds two pipe ends).
+void raise_open_file_limit() noexcept;
 /// MemAvailable from /proc/meminfo, in bytes.
 std::size_t available_memory_bytes();
 /// "1.5 GiB", "800.0 MiB", "12 B".

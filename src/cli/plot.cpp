@@ -4,11 +4,12 @@
 #include "mpdemo/child_process.hpp"
 #include "mpdemo/errors.hpp"
 #include "mpdemo/fd.hpp"
+#include "mpdemo/interrupt.hpp"
 
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
-#include <fstream>
+#include <filesystem>
 #include <sstream>
 #include <unistd.h>
 
@@ -69,15 +70,28 @@ std::string gnuplot_program() {
   return configured != nullptr && *configured != '\0' ? configured : "gnuplot";
 }
 
+bool gnuplot_available() {
+  const std::string program = gnuplot_program();
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::istringstream directories(path != nullptr ? path : "/usr/bin:/bin");
+  for (std::string directory; std::getline(directories, directory, ':');) {
+    if (::access((directory.empty() ? program : directory + "/" + program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
 void check_plot_path(const std::string& path) {
   if (path == "-") return;
   if (!ends_with(path, ".png") && !ends_with(path, ".svg")) {
     throw UsageError(fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", path));
   }
-  std::ofstream probe(path, std::ios::app);
-  if (!probe) {
-    throw UsageError(fmt::format("--plot: cannot write '{}': {}", path, std::strerror(errno)));
-  }
+  // Checked without creating anything, so a run that fails later leaves no empty file behind.
+  const std::filesystem::path file(path);
+  const std::filesystem::path directory = file.has_parent_path() ? file.parent_path() : ".";
+  const bool writable = std::filesystem::exists(file) ? ::access(path.c_str(), W_OK) == 0
+                                                      : ::access(directory.c_str(), W_OK | X_OK) == 0;
+  if (!writable) throw UsageError(fmt::format("--plot: cannot write '{}': {}", path, std::strerror(errno)));
 }
 
 void draw(const Chart& chart, const std::string& path) {
@@ -110,6 +124,7 @@ void draw(const Chart& chart, const std::string& path) {
   }
   script_pipe.write_end.reset();
   const ExitStatus status = gnuplot.wait();
+  throw_if_interrupted();  // Ctrl-C reached gnuplot too: report the interrupt, not gnuplot's death
   if (!status.success()) throw std::runtime_error(fmt::format("gnuplot {} while drawing {}", status.str(), path));
 }
 

@@ -27,6 +27,9 @@ struct Chart {
 /// The gnuplot to run: $MPDEMO_GNUPLOT if set (tests point it at a missing program), else "gnuplot".
 std::string gnuplot_program();
 
+/// Whether gnuplot_program() names an executable (a path, or a name found on $PATH).
+bool gnuplot_available();
+
 /// Throws UsageError unless `path` is "-" or ends in .png or .svg and can be written.
 void check_plot_path(const std::string& path);
 

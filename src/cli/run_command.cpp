@@ -41,6 +41,30 @@ const std::map<std::string, std::vector<Method>>& modes() {
   return table;
 }
 
+// How many arrays of N doubles a run holds at its peak: the input, the reference answer and the
+// input's shared copy always; each warm method's output for the whole run; and the largest number
+// a single fresh call holds at once.
+struct Footprint {
+  std::size_t arrays;         ///< in memory
+  std::size_t shared_arrays;  ///< of those, in the pool's arena
+};
+
+Footprint footprint(const std::vector<Method>& methods) {
+  Footprint persistent{3, 1};
+  Footprint transient{0, 0};
+  for (const Method method : methods) {
+    switch (method) {
+      case Method::warm_processes: persistent.arrays += 1; persistent.shared_arrays += 1; break;
+      case Method::warm_threads: persistent.arrays += 1; break;
+      case Method::fresh_processes: transient = {std::max<std::size_t>(transient.arrays, 1), std::max<std::size_t>(transient.shared_arrays, 1)}; break;
+      case Method::fresh_processes_copy: transient = {std::max<std::size_t>(transient.arrays, 3), std::max<std::size_t>(transient.shared_arrays, 2)}; break;
+      case Method::sequential:
+      case Method::fresh_threads: transient.arrays = std::max<std::size_t>(transient.arrays, 1); break;
+    }
+  }
+  return {persistent.arrays + transient.arrays, persistent.shared_arrays + transient.shared_arrays};
+}
+
 struct ModeResult {
   Method method;
   TrialSummary summary;
@@ -108,10 +132,11 @@ void render_table(std::ostream& out, const RunReport& report) {
 
 int run(std::ostream& out, const RunOptions& options) {
   const std::size_t workers = options.workers != 0 ? options.workers : system_topology().default_workers();
-  // Input, reference, and at most three more arrays at once (a fresh pool's staged input and output
-  // and the result it returns).
-  require_available_memory(5 * options.size * sizeof(double), fmt::format("--size {}", options.size));
   const std::vector<Method>& methods = modes().at(options.mode);
+  const Footprint peak = footprint(methods);
+  const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
+  require_available_memory(peak.arrays * options.size * sizeof(double), what);
+  require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
 
   const std::vector<double> input = uniform_random_array(options.size, options.seed);
   const std::vector<double> reference = reference_squares(input);
@@ -155,7 +180,7 @@ Command add_run_command(CLI::App& root) {
                   "made in shared memory, proc-copy from and into ordinary vectors; warm-proc / warm-thread: a "
                   "pool started beforehand, data in place; all (default)")
       ->check(CLI::IsMember(mode_names));
-  app->add_option("--seed", options->seed, "random seed, for reproducible data (default 1)");
+  add_seed_option(*app, options->seed, "random seed, for reproducible data (default 1)");
   app->add_option_function<std::string>(
          "--repeat,-r",
          [options](const std::string& text) { options->repeat = parse_count(text, "--repeat", 1, 1000); },

@@ -193,8 +193,20 @@ int run(std::ostream& out, SweepCommandOptions& options) {
   std::size_t largest = 0;
   for (std::size_t n : options.sweep.sizes) largest = std::max(largest, n);
   if (options.sweep.sizes.empty()) largest = 100'000'000;
-  // Input, expected, output, a shared input and output, and a staged copy of each: seven arrays.
-  require_available_memory(7 * largest * sizeof(double), fmt::format("a sweep up to {} elements", largest));
+  // Input, expected, output, a shared input and output, and a staged copy of each: seven arrays, four
+  // of them in the pool's arena.
+  const std::string what = fmt::format("a sweep up to {} elements", largest);
+  require_available_memory(7 * largest * sizeof(double), what);
+  require_arena_capacity(4 * largest * sizeof(double), what);
+  if (options.plot == "-" && options.format != Format::table) {
+    throw UsageError("--plot - draws on the terminal, into the same output as --format json/csv; write the plot "
+                     "to a .png or .svg file instead");
+  }
+  if (!options.plot.empty() && !gnuplot_available()) {
+    std::cerr << fmt::format("mpdemo: warning: gnuplot ('{}') is not installed: the table will print, but no plot "
+                             "(sudo apt-get install gnuplot-nox)\n",
+                             gnuplot_program());
+  }
 
   const bool show_progress = ::isatty(STDERR_FILENO) == 1;
   const SweepResult result = run_sweep(options.sweep, [&](std::size_t i, std::size_t count, std::size_t n, double t) {
@@ -262,7 +274,7 @@ Command add_sweep_command(CLI::App& root) {
       ->delimiter(',')
       ->check(CLI::IsMember({"pipe", "copy", "shared", "all"}));
   add_workers_option(*app, options->sweep.workers);
-  app->add_option("--seed", options->sweep.seed, "random seed (default 1)");
+  add_seed_option(*app, options->sweep.seed, "random seed (default 1)");
   add_format_option(*app, options->format, true);
   app->add_option("--plot", options->plot,
                   "draw speedup vs size with gnuplot into FILE.png or FILE.svg, or - for the terminal");
