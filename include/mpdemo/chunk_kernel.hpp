@@ -50,7 +50,7 @@ class ChunkKernel {
   static ChunkKernel of(F fn) noexcept {
     ChunkKernel kernel;
     kernel.apply_ = &detail::apply_chunk<F, T>;
-    std::memcpy(kernel.callable_.data(), &fn, sizeof(F));
+    if constexpr (!std::is_empty_v<F>) std::memcpy(kernel.callable_.data(), &fn, sizeof(F));  // a lambda without captures has no bytes worth sending
     return kernel;
   }
 

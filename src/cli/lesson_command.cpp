@@ -38,6 +38,8 @@ void print_phases(std::ostream& out, std::span<const MethodTiming> methods) {
                        format_duration(m.phases.move_in), format_duration(m.phases.compute),
                        format_duration(m.phases.collect), format_duration(m.phases.stop_workers));
   }
+  out << "  (A new result's pages are faulted in by whoever first writes them: the loop and threads pay that in\n"
+         "  collect, zeroing the new vector; a process pool's workers pay it in compute, in parallel.)\n";
 }
 
 int run_lesson(std::ostream& out, const LessonOptions& options) {

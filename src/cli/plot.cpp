@@ -40,7 +40,7 @@ std::string script_for(const Chart& chart, const std::string& path) {
     script << "set terminal pngcairo size 900,560\nset output " << quoted(path) << '\n';
   }
   script << "set title " << quoted(chart.title) << "\nset xlabel " << quoted(chart.x_label) << "\nset ylabel "
-         << quoted(chart.y_label) << "\nset logscale xy 10\nset format x '10^{%L}'\nset format y '%g'\nset key top left\nset grid\n";
+         << quoted(chart.y_label) << "\nset logscale xy 10\nset format x '10^{%L}'\nset format y '%g'\nset key bottom right\nset grid\n";
   if (path == "-") script << "set format x '1e%L'\n";
   if (chart.marker_x) {
     script << fmt::format("set arrow from {0},graph 0 to {0},graph 1 nohead dashtype 2 linecolor rgb 'black'\n"

@@ -23,7 +23,7 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
 
   std::string text = fmt::format("Fastest: {} ({})", fastest.name, format_duration(fastest.phases.total()));
   for (std::size_t i = 1; i < by_total.size(); ++i) {
-    text += fmt::format("{} {:.1f}x faster than {}", i == 1 ? ":" : ",",
+    text += fmt::format("{} {:.3g}x faster than {}", i == 1 ? ":" : ",",
                         safe_ratio(by_total[i].phases.total(), fastest.phases.total()), by_total[i].name);
   }
   text += ".\n";
@@ -45,8 +45,8 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
                                      : std::string(),
         format_duration(overhead(p)), format_duration(p.start_workers), format_duration(p.move_in),
         format_duration(p.collect), format_duration(p.stop_workers), 100 * safe_ratio(overhead(p), p.total()),
-        versus_loop >= 1 ? fmt::format("{:.2f}x faster than the loop", versus_loop)
-                         : fmt::format("{:.2f}x slower than the loop: the price of parallelism exceeds what it saves",
+        versus_loop >= 1 ? fmt::format("{:.3g}x faster than the loop", versus_loop)
+                         : fmt::format("{:.3g}x slower than the loop: the price of parallelism exceeds what it saves",
                                        safe_ratio(p.total(), loop->phases.total())));
   }
   return text;
