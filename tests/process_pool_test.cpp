@@ -3,6 +3,8 @@
 #include "mpdemo/kernels.hpp"
 #include "mpdemo/topology.hpp"
 
+#include "support/expected.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,23 +18,10 @@
 
 namespace {
 
+using mpdemo::testing::random_doubles;
+using mpdemo::testing::squares_of;
+
 using mpdemo::ProcessPool;
-
-std::vector<double> random_doubles(std::size_t n, unsigned seed = 42) {
-  std::mt19937_64 engine(seed);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  std::vector<double> values(n);
-  for (double& v : values) v = uniform(engine);
-  return values;
-}
-
-// The independent answer: written out here, not through any of mpdemo's code paths.
-std::vector<double> squares_of(const std::vector<double>& values) {
-  std::vector<double> expected;
-  expected.reserve(values.size());
-  for (double v : values) expected.push_back(v * v);
-  return expected;
-}
 
 std::size_t cores() { return mpdemo::system_topology().default_workers(); }
 
@@ -204,7 +193,7 @@ TEST(ProcessPool, ReusedAcrossManyMapsWithoutNewWorkers) {
   ProcessPool pool;
   const auto pids = pool.worker_pids();
   for (std::size_t n : {10u, 1000u, 0u, 77u, 100'000u}) {
-    const auto input = random_doubles(n, static_cast<unsigned>(n));
+    const auto input = random_doubles(n, n);
     EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input)) << n;
   }
   EXPECT_EQ(pool.worker_pids(), pids) << "a warm pool forks its workers once";

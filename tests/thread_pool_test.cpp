@@ -3,6 +3,8 @@
 
 #include "mpdemo/kernels.hpp"
 
+#include "support/expected.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -14,19 +16,8 @@
 
 namespace {
 
-std::vector<double> random_doubles(std::size_t n) {
-  std::mt19937_64 engine(7);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  std::vector<double> values(n);
-  for (double& v : values) v = uniform(engine);
-  return values;
-}
-
-std::vector<double> squares_of(const std::vector<double>& values) {
-  std::vector<double> expected;
-  for (double v : values) expected.push_back(v * v);
-  return expected;
-}
+using mpdemo::testing::random_doubles;
+using mpdemo::testing::squares_of;
 
 TEST(ThreadPool, MapEqualsAnIndependentLoop) {
   mpdemo::ThreadPool pool;
