@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -236,6 +237,25 @@ TEST(SweepCommand, BadPlotPathsAndOptionsExitWith2) {
     EXPECT_TRUE(result.out.empty()) << extra[0] << " " << extra[1];
     EXPECT_THAT(result.err, HasSubstr(extra[0]));
   }
+}
+
+TEST(SweepCommand, ProgressOnlyWhenStderrIsATerminal) {
+  // Not a terminal: nothing on stderr.
+  const auto piped = run_mpdemo(quick_sweep({"--data", "shared"}));
+  ASSERT_EQ(piped.exit_code(), 0) << piped.err;
+  EXPECT_EQ(piped.err.find("sweep: size"), std::string::npos) << piped.err;
+  // A terminal, through script(1) from util-linux: the progress line is there.
+  if (!std::filesystem::exists("/usr/bin/script")) GTEST_SKIP() << "no /usr/bin/script to give mpdemo a terminal";
+  const std::string command = std::string("/usr/bin/script -qec '") + MPDEMO_EXECUTABLE +
+                              " sweep --sizes 10,1000 --repeat 1 --workers 2 --data shared' /dev/null";
+  FILE* terminal = ::popen(command.c_str(), "r");
+  ASSERT_NE(terminal, nullptr);
+  std::string seen;
+  char buffer[4096];
+  for (std::size_t got; (got = std::fread(buffer, 1, sizeof(buffer), terminal)) > 0;) seen.append(buffer, got);
+  EXPECT_EQ(::pclose(terminal), 0);
+  EXPECT_THAT(seen, HasSubstr("sweep: size 1000 (2/2)"));
+  EXPECT_THAT(seen, HasSubstr("Crossover"));
 }
 
 TEST(CostsCommand, JsonAndCsvHaveTheDocumentedFields) {
