@@ -41,7 +41,8 @@ std::string script_for(const Chart& chart, const std::string& path) {
   }
   script << "set title " << quoted(chart.title) << "\nset xlabel " << quoted(chart.x_label) << "\nset ylabel "
          << quoted(chart.y_label) << "\nset logscale xy 10\nset format x '10^{%L}'\nset format y '%g'\nset key bottom right\nset grid\n";
-  if (path == "-") script << "set format x '1e%L'\n";
+  // A text chart has no room inside its frame for the key: put it underneath.
+  if (path == "-") script << "set format x '1e%L'\nset key below\n";
   if (chart.marker_x) {
     script << fmt::format("set arrow from {0},graph 0 to {0},graph 1 nohead dashtype 2 linecolor rgb 'black'\n"
                           "set label {1} at {0},graph 0.95 left offset 1,0\n",
