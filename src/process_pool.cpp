@@ -400,13 +400,6 @@ const MapTraffic& ProcessPool::last_map_traffic() const noexcept { return impl_-
 
 void ProcessPool::add_collect_time(double seconds) noexcept { impl_->last_map.collect += seconds; }
 
-void ProcessPool::check_sizes(std::size_t input, std::size_t output) {
-  if (input != output) {
-    throw std::invalid_argument(
-        fmt::format("map_into: output has {} elements but input has {}; they must be equal", output, input));
-  }
-}
-
 void ProcessPool::execute(const Request& request, const std::function<void(const void*)>& collect) {
   PhaseTimes& times = impl_->last_map;
   times = {};

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <functional>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 namespace mpdemo {
@@ -66,5 +68,14 @@ class ChunkKernel {
 };
 
 static_assert(std::is_trivially_copyable_v<ChunkKernel>);
+
+/// Every map_into (processes, threads, the loop) writes one output element per input element:
+/// throws std::invalid_argument, naming `caller`, when the two sizes differ.
+inline void require_same_size(std::size_t input, std::size_t output, const char* caller) {
+  if (input != output) {
+    throw std::invalid_argument(std::string(caller) + ": output has " + std::to_string(output) +
+                                " elements but input has " + std::to_string(input) + "; they must be equal");
+  }
+}
 
 }  // namespace mpdemo

@@ -144,7 +144,7 @@ class ProcessPool {
                 DataPath path = DataPath::shared_memory) {
     using T = std::ranges::range_value_t<Input>;
     using R = std::ranges::range_value_t<Output>;
-    check_sizes(std::ranges::size(input), std::ranges::size(output));
+    require_same_size(std::ranges::size(input), std::ranges::size(output), "ProcessPool::map_into");
     execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
              std::ranges::data(output), sizeof(R), chunksize, path},
             {});
@@ -170,7 +170,6 @@ class ProcessPool {
  private:
 
   void execute(const Request& request, const std::function<void(const void*)>& collect);
-  static void check_sizes(std::size_t input, std::size_t output);
   void add_collect_time(double seconds) noexcept;
 
   struct Impl;

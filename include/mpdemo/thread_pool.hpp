@@ -14,7 +14,6 @@
 #include <cstddef>
 #include <memory>
 #include <ranges>
-#include <stdexcept>
 #include <vector>
 
 namespace mpdemo {
@@ -51,9 +50,7 @@ class ThreadPool {
              std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
   void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0) {
     using T = std::ranges::range_value_t<Input>;
-    if (std::ranges::size(input) != std::ranges::size(output)) {
-      throw std::invalid_argument("map_into: output and input must have the same number of elements");
-    }
+    require_same_size(std::ranges::size(input), std::ranges::size(output), "ThreadPool::map_into");
     execute(ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::data(output), std::ranges::size(input),
             chunksize);
   }
@@ -74,9 +71,7 @@ template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_
   requires ElementFunction<F, std::ranges::range_value_t<Input>>
 void sequential_map_into(F fn, const Input& input, Output&& output) {
   using T = std::ranges::range_value_t<Input>;
-  if (std::ranges::size(input) != std::ranges::size(output)) {
-    throw std::invalid_argument("sequential_map_into: output and input must have the same number of elements");
-  }
+  require_same_size(std::ranges::size(input), std::ranges::size(output), "sequential_map_into");
   ChunkKernel::of<T>(fn)(std::ranges::data(input), std::ranges::data(output), 0, std::ranges::size(input));
 }
 
