@@ -58,16 +58,6 @@ ExitStatus ChildProcess::wait() {
   return ExitStatus(status);
 }
 
-std::optional<ExitStatus> ChildProcess::try_wait() {
-  if (pid_ <= 0) throw std::logic_error("ChildProcess::try_wait: no child (already reaped, or empty)");
-  int status = 0;
-  const pid_t reaped = retry_on_eintr([&] { return ::waitpid(pid_, &status, WNOHANG); });
-  if (reaped < 0) throw_errno(fmt::format("wait for process {}", pid_));
-  if (reaped == 0) return std::nullopt;
-  pid_ = -1;
-  return ExitStatus(status);
-}
-
 ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcept {
   if (pid_ <= 0) return ExitStatus(0);  // never kill(-1) or kill(0): that would reach far more than a child
   // A pidfd turns "has it ended yet?" into an event we can poll with a timeout, instead of a loop of

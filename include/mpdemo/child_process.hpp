@@ -3,7 +3,6 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <utility>
@@ -49,8 +48,6 @@ class ChildProcess {
   bool send_signal(int signal_number) const;
   /// Blocks until the child ends, reaps it and returns how it ended.
   ExitStatus wait();
-  /// Reaps the child if it has ended; never blocks.
-  std::optional<ExitStatus> try_wait();
   /// Waits up to `timeout` for the child to end on its own, then kills it with SIGKILL. Never throws.
   ExitStatus wait_or_kill(std::chrono::milliseconds timeout) noexcept;
   /// SIGKILL then reap; a no-op for an empty or already reaped child. Never throws.
