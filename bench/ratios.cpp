@@ -670,7 +670,9 @@ Report run_ratios(const Options& options, std::size_t workers) {
                             [&] { mpdemo::sequential_map_into(mpdemo::squared, input, output); }));
   warm_modes.push_back(warm("warm-proc", "warm ProcessPool, map_into, input and output made in shared memory",
                             [&] { mpdemo::square_with_warm_processes(pool, input, output, options.chunksize); }));
-  warm_modes.back().workers = pool.worker_pids();
+  for (const std::optional<pid_t>& pid : pool.worker_pids()) {
+    if (pid) warm_modes.back().workers.push_back(*pid);
+  }
   warm_modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output",
                             [&] { mpdemo::square_with_warm_threads(threads, input.span(), output.span(), options.chunksize); }));
   warm_modes.push_back(copy(1));

@@ -1,5 +1,6 @@
 #include "mpdemo/experiment.hpp"
 
+#include "mpdemo/interrupt.hpp"
 #include "mpdemo/kernels.hpp"
 
 #include <algorithm>
@@ -35,11 +36,13 @@ std::string_view lesson_function_name(Method method) noexcept {
 void fill_uniform_random(std::span<double> values, std::uint64_t seed) {
   std::mt19937_64 engine(seed);
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  for (double& v : values) v = uniform(engine);
+  for_each_block(values.size(), [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) values[i] = uniform(engine);
+  });
 }
 
 std::vector<double> uniform_random_array(std::size_t n, std::uint64_t seed) {
-  std::vector<double> values(n);
+  std::vector<double> values = interruptible_vector<double>(n);
   fill_uniform_random(values, seed);
   return values;
 }
@@ -47,7 +50,7 @@ std::vector<double> uniform_random_array(std::size_t n, std::uint64_t seed) {
 Squared square_sequentially(std::span<const double> input) {
   Squared out;
   Stopwatch clock;
-  out.values.resize(input.size());
+  out.values = interruptible_vector<double>(input.size());
   out.phases.collect = clock.lap();
   sequential_map_into(squared, input, out.values);
   out.phases.compute = clock.lap();
@@ -114,8 +117,13 @@ PhaseTimes square_with_warm_threads(ThreadPool& pool, std::span<const double> in
   return pool.last_map_timings();
 }
 
-bool same_values(std::span<const double> a, std::span<const double> b) noexcept {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size_bytes()) == 0);
+bool same_values(std::span<const double> a, std::span<const double> b) {
+  if (a.size() != b.size()) return false;
+  bool same = true;
+  for_each_block(a.size(), [&](std::size_t begin, std::size_t end) {
+    same = same && std::memcmp(a.data() + begin, b.data() + begin, (end - begin) * sizeof(double)) == 0;
+  });
+  return same;
 }
 
 }  // namespace mpdemo

@@ -53,6 +53,10 @@ struct WorkerSetup {
   std::chrono::microseconds spin;  ///< how long to poll for the next task before sleeping
 };
 
+/// A worker's exit status when its function called exit() or quick_exit(): the worker's own handler
+/// runs first and leaves with it, so the master's atexit handlers and stdio buffers never run there.
+inline constexpr int kExitCalledExit = 6;
+
 /// The worker process's whole life after fork. Never returns: leaves with _exit, so nothing of the
 /// master (atexit handlers, stdio buffers, a test framework) runs twice.
 [[noreturn]] void run_worker(const WorkerSetup& setup) noexcept;

@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <sched.h>
@@ -152,6 +153,13 @@ void run_worker(const WorkerSetup& setup) noexcept {
   ::sigprocmask(SIG_SETMASK, &nothing_blocked, nullptr);
 
   close_other_descriptors(setup.task_fd, setup.reply_fd);
+
+  // exit() in fn would run the master's atexit handlers (and C++ static destructors, and flush the
+  // master's stdio buffers) here. Handlers run last-registered first, so this one, registered after
+  // fork, runs before any of them and leaves at once. glibc's fork keeps malloc usable in the child,
+  // which atexit may need.
+  std::atexit([] { ::_exit(kExitCalledExit); });
+  std::at_quick_exit([] { ::_exit(kExitCalledExit); });
 
   if (setup.cpu >= 0) {
     cpu_set_t mask;

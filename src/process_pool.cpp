@@ -11,11 +11,16 @@
 #include "spin_wait.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <iostream>
+#include <mutex>
 #include <optional>
 #include <poll.h>
 #include <unistd.h>
@@ -47,6 +52,15 @@ struct WorkerSlot {
 struct ProcessPool::Impl {
   std::shared_ptr<SharedArena> arena;
   std::chrono::microseconds spin{};
+  std::chrono::milliseconds map_timeout{};
+  std::chrono::milliseconds start_timeout{};
+  // terminate() may come from another thread: it takes `control`, and either kills the workers
+  // itself (no map running) or wakes the running map through `terminate_wake`, whose thread kills
+  // them. Everything else is touched only by the one thread that runs maps.
+  mutable std::mutex control;
+  bool map_running = false;
+  std::atomic<bool> terminated{false};
+  Pipe terminate_wake = Pipe::create(O_NONBLOCK);
   std::vector<WorkerSlot> workers;
   pid_t master = ::getpid();
   double startup_seconds = 0;
@@ -58,8 +72,18 @@ struct ProcessPool::Impl {
   std::vector<std::size_t> poll_owners;
   std::vector<std::byte> discarded_payload;
 
-  /// Forks the worker of slot `index` and waits until it says it is ready.
+  /// Forks the worker of slot `index` and waits until it says it is ready (up to start_timeout,
+  /// answering interrupts, deadlines and terminate() meanwhile).
   void spawn(std::size_t index);
+  /// Waits until `fd` is readable: throws Interrupted, DeadlineExceeded or PoolTerminated if one of
+  /// those comes first, and returns false when `timeout` (-1: none) passes.
+  bool wait_readable(int fd, int timeout_ms);
+  /// The poll timeout, in milliseconds, until the first of `map_deadline` and the ScopedDeadline; -1
+  /// for none.
+  static int milliseconds_until(std::optional<std::chrono::steady_clock::time_point> map_deadline);
+  /// Throws what woke a wait on the interrupt or terminate descriptors, if anything did.
+  void throw_if_stopped();
+  void kill_all() noexcept;
   /// Forks workers for slots whose worker died in an earlier map (see bury).
   void respawn_missing();
   void stop() noexcept;
@@ -78,7 +102,8 @@ struct ProcessPool::Impl {
   /// interrupt (then throws Interrupted), and reports each: on_reply(worker, reply),
   /// on_death(worker, pid, status, lost chunks), destination(reply) for the pipe path's results.
   template <class OnReply, class OnDeath, class Destination>
-  void await(OnReply&& on_reply, OnDeath&& on_death, Destination&& destination);
+  void await(OnReply&& on_reply, OnDeath&& on_death, Destination&& destination,
+             std::optional<std::chrono::steady_clock::time_point> map_deadline);
 
   /// The pipe data path: slices are written into the task pipes and results read back from the
   /// reply pipes, as Python's Pool pickles them through its queues.
@@ -104,16 +129,21 @@ void ProcessPool::Impl::spawn(std::size_t index) {
   sigset_t all;
   sigset_t previous;
   sigfillset(&all);
+  // What the master has buffered for stdout must not be written twice, once by the master and once
+  // by a worker whose fn calls exit().
+  std::cout.flush();
+  std::fflush(nullptr);
   check_error_number(pthread_sigmask(SIG_SETMASK, &all, &previous), "block signals around fork");
   const pid_t pid = ::fork();
   if (pid == 0) {
+    detail::reset_interrupt_state_after_fork();
     detail::run_worker({tasks.read_end.get(), replies.write_end.get(), master, slot.cpu, spin});
   }
   const int fork_error = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (pid < 0) {
     errno = fork_error;
-    throw_errno(fmt::format("fork worker {}", index));
+    throw_errno_with_limits(fmt::format("fork worker {}", index));
   }
   slot.process = ChildProcess(pid);
   // The master keeps only its own ends: from now on end-of-file on `replies` means exactly one
@@ -124,16 +154,76 @@ void ProcessPool::Impl::spawn(std::size_t index) {
   slot.replies = std::move(replies.read_end);
   ReplyMessage ready{};
   bool started = false;
+  bool in_time = false;
   try {
-    started = read_exact(slot.replies.get(), &ready, sizeof(ready)) && ready.kind == ReplyKind::ready;
+    in_time = wait_readable(slot.replies.get(), static_cast<int>(start_timeout.count()));
+    started = in_time && read_exact(slot.replies.get(), &ready, sizeof(ready)) && ready.kind == ReplyKind::ready;
   } catch (const std::system_error&) {
     started = false;
-  }
-  if (!started) {
-    const ExitStatus status = slot.process.wait_or_kill(kStopGrace);
+  } catch (...) {  // an interrupt, a deadline, terminate(): this worker goes with the rest
+    slot.process.kill_and_wait();
     slot.tasks.reset();
     slot.replies.reset();
+    throw;
+  }
+  if (!started) {
+    const ExitStatus status = in_time ? slot.process.wait_or_kill(kStopGrace) : (slot.process.kill_and_wait(), ExitStatus(0));
+    slot.tasks.reset();
+    slot.replies.reset();
+    if (!in_time) {
+      throw std::runtime_error(fmt::format("worker {} (pid {}) did not say it was ready within {} ms (stopped, or "
+                                           "starved of CPU): it was killed",
+                                           index, pid, start_timeout.count()));
+    }
     throw std::runtime_error(fmt::format("worker {} (pid {}) did not start: {}", index, pid, status.str()));
+  }
+}
+
+int ProcessPool::Impl::milliseconds_until(std::optional<std::chrono::steady_clock::time_point> map_deadline) {
+  std::optional<std::chrono::steady_clock::time_point> first = current_deadline();
+  if (map_deadline && (!first || *map_deadline < *first)) first = map_deadline;
+  if (!first) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*first - std::chrono::steady_clock::now());
+  return static_cast<int>(std::clamp<long long>(left.count(), 0, 24LL * 3600 * 1000));
+}
+
+void ProcessPool::Impl::throw_if_stopped() {
+  throw_if_interrupted();
+  char drained[16];
+  if (::read(terminate_wake.read_end.get(), drained, sizeof(drained)) > 0 || terminated) {
+    throw PoolTerminated("ProcessPool: terminate() was called: its workers were killed");
+  }
+}
+
+bool ProcessPool::Impl::wait_readable(int fd, int timeout_ms) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    throw_if_stopped();
+    int left = -1;
+    if (timeout_ms >= 0) {
+      const auto remaining = std::chrono::ceil<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
+      if (remaining.count() <= 0) return false;
+      left = static_cast<int>(remaining.count());
+    }
+    if (const int deadline_ms = milliseconds_until(std::nullopt); deadline_ms >= 0 && (left < 0 || deadline_ms < left)) {
+      left = deadline_ms;
+    }
+    pollfd fds[3] = {{fd, POLLIN, 0}, {terminate_wake.read_end.get(), POLLIN, 0}, {interrupt_wake_fd(), POLLIN, 0}};
+    const int ready = ::poll(fds, fds[2].fd >= 0 ? 3 : 2, left);
+    if (ready < 0 && errno != EINTR) throw_errno("wait for a worker");
+    if (ready > 0 && fds[0].revents != 0) return true;
+    // Otherwise: a signal, a wake-up or a timeout; the top of the loop tells which. A wake-up with
+    // nothing pending (an interrupt cleared meanwhile) is drained, not acted on.
+    if (ready > 0 && fds[2].revents != 0 && pending_interrupt() == 0) clear_interrupt();
+  }
+}
+
+void ProcessPool::Impl::kill_all() noexcept {
+  for (WorkerSlot& slot : workers) {
+    slot.process.kill_and_wait();
+    slot.in_flight.clear();
+    slot.tasks.reset();
+    slot.replies.reset();
   }
 }
 
@@ -194,7 +284,8 @@ void ProcessPool::Impl::abandon_in_flight() noexcept {
 }
 
 template <class OnReply, class OnDeath, class Destination>
-void ProcessPool::Impl::await(OnReply&& on_reply, OnDeath&& on_death, Destination&& destination) {
+void ProcessPool::Impl::await(OnReply&& on_reply, OnDeath&& on_death, Destination&& destination,
+                              std::optional<std::chrono::steady_clock::time_point> map_deadline) {
   poll_set.clear();
   poll_owners.clear();
   for (std::size_t i = 0; i < workers.size(); ++i) {
@@ -202,15 +293,30 @@ void ProcessPool::Impl::await(OnReply&& on_reply, OnDeath&& on_death, Destinatio
     poll_set.push_back({workers[i].replies.get(), POLLIN, 0});
     poll_owners.push_back(i);
   }
+  const std::size_t stop_index = poll_set.size();
+  poll_set.push_back({terminate_wake.read_end.get(), POLLIN, 0});
   const int wake_fd = interrupt_wake_fd();
   if (wake_fd >= 0) poll_set.push_back({wake_fd, POLLIN, 0});
 
-  if (detail::poll_after_spinning(poll_set.data(), poll_set.size(), spin) < 0) {
+  const int timeout_ms = milliseconds_until(map_deadline);
+  const int ready = detail::poll_after_spinning(poll_set.data(), poll_set.size(), spin, timeout_ms);
+  if (ready < 0) {
     if (errno == EINTR) return;  // a signal: the caller loops, and the wake-up descriptor tells which
     throw_errno("wait for the workers");
   }
+  if (ready == 0) {  // a timeout: the ScopedDeadline's, or the map's own
+    throw_if_interrupted();
+    if (map_deadline && std::chrono::steady_clock::now() >= *map_deadline) {
+      throw MapTimeout(fmt::format("ProcessPool::map did not finish within {} ms (map_timeout): its busy workers "
+                                   "were killed, and are replaced at the next map",
+                                   map_timeout.count()));
+    }
+    return;
+  }
+  for (std::size_t k = stop_index; k < poll_set.size(); ++k) {
+    if (poll_set[k].revents != 0) throw_if_stopped();
+  }
   if (wake_fd >= 0 && poll_set.back().revents != 0) {
-    if (const int signal_number = pending_interrupt(); signal_number != 0) throw Interrupted(signal_number);
     clear_interrupt();  // a wake-up with nothing pending (cleared meanwhile): not ours to act on
   }
 
@@ -249,13 +355,27 @@ void ProcessPool::Impl::await(OnReply&& on_reply, OnDeath&& on_death, Destinatio
 }
 
 void ProcessPool::Impl::dispatch(const TaskMessage& task_template, const ChunkPlan& plan, const PipeTransfer* pipe) {
-  respawn_missing();
+  {
+    const std::lock_guard lock(control);
+    if (terminated) throw PoolTerminated("ProcessPool: terminate() was called: the pool runs no more maps");
+    map_running = true;
+  }
+  // Whatever way the map ends: a terminate() that came meanwhile is carried out here, by this thread.
+  struct MapEnd {
+    Impl& impl;
+    ~MapEnd() {
+      const std::lock_guard lock(impl.control);
+      impl.map_running = false;
+      if (impl.terminated) impl.kill_all();
+    }
+  } map_end{*this};
   const ScopedSigpipeBlock no_sigpipe;
   try {
+    respawn_missing();
     run_chunks(task_template, plan, pipe);
-  } catch (const WorkerError&) {
-    throw;  // every chunk handed out was answered or died with its worker: nothing is left running
   } catch (...) {
+    // After an exception (a death, an interrupt, a timeout) workers may still be busy with chunks of
+    // this map: none of them may write into memory the unwinding is about to free.
     abandon_in_flight();
     throw;
   }
@@ -265,12 +385,19 @@ void ProcessPool::Impl::run_chunks(const TaskMessage& task_template, const Chunk
   const std::uint64_t this_job = ++job;
   std::uint64_t next_chunk = 0;
   std::optional<WorkerError> failure;
+  bool a_worker_died = false;
+  const std::optional<std::chrono::steady_clock::time_point> map_deadline =
+      map_timeout.count() > 0 ? std::optional(std::chrono::steady_clock::now() + map_timeout) : std::nullopt;
 
   auto record_death = [&](std::size_t index, pid_t pid, const ExitStatus& status,
                           const std::deque<std::uint64_t>& lost) {
     if (lost.empty() || failure) return;
     const ChunkRange range = plan[lost.front()];
-    failure.emplace(index, pid, range.begin, range.end, fmt::format("the worker was {}", status.str()));
+    a_worker_died = true;
+    const std::string how = status.exited() && status.exit_code() == detail::kExitCalledExit
+                                ? std::string("its function called exit() or quick_exit() in the worker")
+                                : fmt::format("the worker was {}", status.str());
+    failure.emplace(index, pid, range.begin, range.end, how);
   };
   // On the pipe data path one task at a time: a worker then only writes results after it has read its
   // whole slice, and the master only writes slices to workers that are reading, so the two blocking
@@ -320,7 +447,10 @@ void ProcessPool::Impl::run_chunks(const TaskMessage& task_template, const Chunk
       if (workers[i].in_flight.size() < round) feed_one(i);
     }
   }
-  while (any_in_flight()) {
+  // A death abandons the map at once (dispatch kills the workers still busy): waiting for the
+  // survivors' long chunks would only delay the error. A thrown exception waits for the chunks already
+  // handed out, which end by themselves.
+  while (any_in_flight() && !a_worker_died) {
     await(
         [&](std::size_t index, const ReplyMessage& reply) {
           if (reply.job != this_job) return;
@@ -337,7 +467,8 @@ void ProcessPool::Impl::run_chunks(const TaskMessage& task_template, const Chunk
         [&](const ReplyMessage& reply) -> void* {
           if (pipe == nullptr || reply.job != this_job) return nullptr;
           return pipe->output + plan[reply.chunk].begin * pipe->output_element_bytes;
-        });
+        },
+        map_deadline);
   }
   if (failure) throw *failure;
   // Every chunk must have been handed out: if all workers died idle and could not be replaced, say so
@@ -356,6 +487,8 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) : impl_(std::make_unique<Im
   const std::size_t count = options.workers != 0 ? options.workers : topology.default_workers();
   impl_->arena = options.arena ? std::move(options.arena) : SharedArena::process_default();
   impl_->spin = options.spin;
+  impl_->map_timeout = options.map_timeout;
+  impl_->start_timeout = options.start_timeout;
   impl_->workers.resize(count);
   try {
     for (std::size_t i = 0; i < count; ++i) {
@@ -385,22 +518,51 @@ ProcessPool& ProcessPool::operator=(ProcessPool&& other) noexcept {
   return *this;
 }
 
-std::size_t ProcessPool::size() const noexcept { return impl_->workers.size(); }
+std::size_t ProcessPool::size() const noexcept { return impl_ ? impl_->workers.size() : 0; }
 
-std::vector<pid_t> ProcessPool::worker_pids() const {
-  std::vector<pid_t> pids;
-  for (const WorkerSlot& slot : impl_->workers) pids.push_back(slot.process.running() ? slot.process.pid() : -1);
+ProcessPool::Impl& ProcessPool::impl() const {
+  if (!impl_) throw std::logic_error("ProcessPool: this pool was moved from; it has no workers");
+  return *impl_;
+}
+
+std::vector<std::optional<pid_t>> ProcessPool::worker_pids() const {
+  const Impl& state = impl();
+  const std::lock_guard lock(state.control);
+  std::vector<std::optional<pid_t>> pids;
+  for (const WorkerSlot& slot : state.workers) {
+    pids.push_back(slot.process.running() ? std::optional(slot.process.pid()) : std::nullopt);
+  }
   return pids;
 }
 
-double ProcessPool::startup_seconds() const noexcept { return impl_->startup_seconds; }
-const std::shared_ptr<SharedArena>& ProcessPool::arena() const noexcept { return impl_->arena; }
-const PhaseTimes& ProcessPool::last_map_timings() const noexcept { return impl_->last_map; }
-const MapTraffic& ProcessPool::last_map_traffic() const noexcept { return impl_->last_traffic; }
+void ProcessPool::terminate() noexcept {
+  if (!impl_) return;
+  const std::lock_guard lock(impl_->control);
+  if (impl_->terminated) return;
+  impl_->terminated = true;
+  if (impl_->map_running) {
+    const char byte = 1;
+    [[maybe_unused]] const auto ignored = ::write(impl_->terminate_wake.write_end.get(), &byte, 1);
+  } else {
+    impl_->kill_all();
+  }
+}
+
+bool ProcessPool::terminated() const noexcept {
+  if (!impl_) return false;
+  const std::lock_guard lock(impl_->control);
+  return impl_->terminated;
+}
+
+double ProcessPool::startup_seconds() const noexcept { return impl_ ? impl_->startup_seconds : 0.0; }
+const std::shared_ptr<SharedArena>& ProcessPool::arena() const { return impl().arena; }
+const PhaseTimes& ProcessPool::last_map_timings() const { return impl().last_map; }
+const MapTraffic& ProcessPool::last_map_traffic() const { return impl().last_traffic; }
 
 void ProcessPool::add_collect_time(double seconds) noexcept { impl_->last_map.collect += seconds; }
 
 void ProcessPool::execute(const Request& request, const std::function<void(const void*)>& collect) {
+  impl();  // a moved-from pool throws here, before anything is touched
   PhaseTimes& times = impl_->last_map;
   times = {};
   impl_->last_traffic = {};
@@ -430,7 +592,7 @@ void ProcessPool::execute(const Request& request, const std::function<void(const
   const void* input = request.input;
   if (request.size > 0 && !arena.contains(input, input_bytes)) {
     staged_input = SharedArray<std::byte>(impl_->arena, input_bytes);
-    std::memcpy(staged_input.data(), request.input, input_bytes);
+    interruptible_copy(staged_input.data(), request.input, input_bytes);
     impl_->last_traffic.copied_in_bytes = input_bytes;
     input = staged_input.data();
   }
@@ -450,7 +612,7 @@ void ProcessPool::execute(const Request& request, const std::function<void(const
   if (collect) {
     collect(output);
   } else if (staged_output.data() != nullptr) {
-    std::memcpy(request.output, staged_output.data(), output_bytes);
+    interruptible_copy(request.output, staged_output.data(), output_bytes);
   }
   if (staged_output.data() != nullptr) impl_->last_traffic.copied_out_bytes = output_bytes;
   staged_input = {};

@@ -21,9 +21,9 @@ inline long long monotonic_nanoseconds() noexcept {
   return static_cast<long long>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
 }
 
-/// poll(fds, n, -1), after spinning up to `spin` with non-blocking polls. Returns what poll returns
-/// (-1 with errno EINTR when a signal interrupted the blocking part).
-inline int poll_after_spinning(pollfd* fds, nfds_t n, std::chrono::microseconds spin) noexcept {
+/// poll(fds, n, timeout_ms) (-1: no timeout), after spinning up to `spin` with non-blocking polls.
+/// Returns what poll returns (-1 with errno EINTR when a signal interrupted the blocking part).
+inline int poll_after_spinning(pollfd* fds, nfds_t n, std::chrono::microseconds spin, int timeout_ms = -1) noexcept {
   if (spin.count() > 0) {
     const long long deadline = monotonic_nanoseconds() + spin.count() * 1000;
     do {
@@ -32,7 +32,7 @@ inline int poll_after_spinning(pollfd* fds, nfds_t n, std::chrono::microseconds 
       ::sched_yield();
     } while (monotonic_nanoseconds() < deadline);
   }
-  return ::poll(fds, n, -1);
+  return ::poll(fds, n, timeout_ms);
 }
 
 /// Spins (yielding) until `done()` or `spin` has passed; returns done(). The threads' twin of

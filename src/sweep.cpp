@@ -91,11 +91,11 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
   SweepPoint point;
   point.size = n;
   const std::vector<double> input = uniform_random_array(n, options.seed);
-  std::vector<double> expected(n);
-  std::vector<double> output(n);
+  std::vector<double> expected = interruptible_vector<double>(n);
+  std::vector<double> output = interruptible_vector<double>(n);
   SharedArray<double> shared_input = warm_pool.make_shared_array<double>(n);
   SharedArray<double> shared_output = warm_pool.make_shared_array<double>(n);
-  std::copy(input.begin(), input.end(), shared_input.begin());
+  interruptible_copy(shared_input.data(), input.data(), n * sizeof(double));
   bool verified = true;
   auto check = [&](std::span<const double> result) { verified = verified && same_values(result, expected); };
 
@@ -127,13 +127,13 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
     auto result = [&]() -> std::span<const double> {
       return route == DataRoute::shared ? shared_output.span() : std::span<const double>(output);
     };
-    std::fill(output.begin(), output.end(), -1.0);
-    std::fill(shared_output.begin(), shared_output.end(), -1.0);
+    interruptible_fill(std::span<double>(output), -1.0);
+    interruptible_fill(shared_output.span(), -1.0);
     for (int i = 0; i < kWarmUpMaps; ++i) map_with(warm_pool);
     point.pool_warm.push_back(median_seconds(options.repeat, [&] { map_with(warm_pool); }));
     check(result());
-    std::fill(output.begin(), output.end(), -1.0);
-    std::fill(shared_output.begin(), shared_output.end(), -1.0);
+    interruptible_fill(std::span<double>(output), -1.0);
+    interruptible_fill(shared_output.span(), -1.0);
     point.pool_with_start.push_back(median_seconds(options.repeat, [&] {
       ProcessPool pool(options.workers);
       map_with(pool);

@@ -123,7 +123,7 @@ TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
   const auto pids_after = pool.worker_pids();
   for (std::size_t w = 0; w < pids_before.size(); ++w) {
     if (pids_after[w] != pids_before[w]) {
-      EXPECT_FALSE(process_exists(pids_before[w])) << "worker left a zombie";
+      EXPECT_FALSE(process_exists(pids_before[w].value())) << "worker left a zombie";
     }
   }
   EXPECT_NE(pids_after, pids_before);
@@ -197,7 +197,7 @@ TEST(WorkerFailure, AnInterruptedMapKillsItsWorkersAndThePoolStaysCorrect) {
     const auto pids = pool.worker_pids();
     EXPECT_THROW((void)pool.map(InterruptMasterAt{100}, input, 50), mpdemo::Interrupted);
     // The workers still busy with the abandoned map were killed and reaped before the throw.
-    for (pid_t pid : pids) EXPECT_FALSE(process_exists(pid)) << "worker " << pid << " outlived the interrupt";
+    for (const auto& pid : pids) EXPECT_FALSE(process_exists(pid.value())) << "worker " << *pid << " outlived the interrupt";
     mpdemo::clear_interrupt();
   }
   // Fresh workers, and no stale answer from the abandoned map finds its way into this one.
@@ -209,7 +209,7 @@ TEST(WorkerFailure, AnInterruptedMapKillsItsWorkersAndThePoolStaysCorrect) {
 
 TEST(WorkerFailure, AWorkerThatDiedWhileIdleIsReplacedWithoutSigpipe) {
   mpdemo::ProcessPool pool(2);
-  const pid_t victim = pool.worker_pids()[0];
+  const pid_t victim = pool.worker_pids()[0].value();
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   // Wait until it is dead (a zombie, still unreaped by the pool): the next send hits a closed pipe.
   ASSERT_TRUE(eventually(
@@ -236,7 +236,8 @@ TEST(WorkerFailure, WorkersDieWithTheirMaster) {
     // Never let an exception unwind into the test framework in this copy of the test process.
     try {
       mpdemo::ProcessPool pool(2);
-      const auto pids = pool.worker_pids();
+      std::vector<pid_t> pids;
+      for (const auto& pid : pool.worker_pids()) pids.push_back(pid.value());
       mpdemo::write_all(report.write_end.get(), pids.data(), pids.size() * sizeof(pid_t));
       for (;;) ::pause();  // until SIGKILL
     } catch (...) {
@@ -333,7 +334,7 @@ TEST(Hygiene, EveryPipeThePoolOpensIsCloseOnExec) {
     ++new_pipes;
     EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC) << "fd " << fd << " (" << target << ") survives exec";
   }
-  EXPECT_EQ(new_pipes, 4u) << "two pipe ends kept per worker";
+  EXPECT_EQ(new_pipes, 2u * 2 + 2) << "two pipe ends kept per worker, and the pool's terminate() wake-up";
 }
 
 TEST(Hygiene, AThousandPoolsLeaveNothingBehind) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <sys/types.h>
 #include <utility>
@@ -41,7 +42,12 @@ class ChildProcess {
   /// Kills (SIGKILL) and reaps a child that has not been waited for.
   ~ChildProcess() { kill_and_wait(); }
 
-  pid_t pid() const noexcept { return pid_; }
+  /// The child's pid; throws std::logic_error for an empty or reaped child, so that no sentinel
+  /// (-1, which kill() takes for "every process") ever leaves this class.
+  pid_t pid() const {
+    if (pid_ <= 0) throw std::logic_error("ChildProcess::pid: no child (never started, or already reaped)");
+    return pid_;
+  }
   bool running() const noexcept { return pid_ > 0; }
 
   /// Sends a signal; returns false if the child is already gone (ESRCH).

@@ -49,4 +49,25 @@ class WorkerError : public std::runtime_error {
   std::string cause_;
 };
 
+/// A map that did not finish within ProcessPoolOptions::map_timeout. Its busy workers were killed
+/// (they are replaced at the next map); the pool stays usable.
+class MapTimeout : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A call on a pool after terminate() (or a map that terminate() cut short).
+class PoolTerminated : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Why a system call failed, for people: for the errors that mean a resource limit was hit (EAGAIN
+/// from fork, EMFILE, ENOMEM, ...), which limit and its current value ("the process limit, ulimit -u
+/// = 50"); an empty string for other errors.
+std::string limit_hint(int error_number);
+
+/// throw_errno, with limit_hint appended to the message when there is one.
+[[noreturn]] void throw_errno_with_limits(std::string_view doing);
+
 }  // namespace mpdemo

@@ -16,15 +16,19 @@
 // back-to-back maps do not pay a core's wake-up each), then sleeps. Workers wait for tasks the same way.
 //
 // Failures. If fn throws in a worker, map throws WorkerError in the master with the worker, its pid,
-// the chunk and the original what(). If a worker dies (a signal, a crash), map notices at once
-// (end-of-file on its pipe), reaps it and throws WorkerError naming the signal; the next map forks a
-// replacement first. If anything else interrupts a map (Interrupted, a system error), the workers
+// the chunk and the original what(), once the chunks already handed out are answered (no new ones
+// are handed out). If a worker dies (a signal, a crash, exit() in fn), map notices at once
+// (end-of-file on its pipe), abandons the map at once -- the workers still busy with it are killed,
+// whatever they are doing -- and throws WorkerError naming the signal; the next map forks
+// replacements first. A map that never ends (fn never returns) is bounded by map_timeout, by a
+// ScopedDeadline, by an interrupt, or by terminate() from another thread. If anything else interrupts a map (Interrupted, a system error), the workers
 // still busy with it are killed and reaped before the exception leaves, so none writes into memory
 // the caller is about to reuse. A worker that dies while idle is reaped and replaced by the next map.
 // Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore SIGINT/SIGTERM/SIGQUIT:
 // Ctrl-C reaches the whole process group, and the decision belongs to the master (see interrupt.hpp).
 //
-// Thread safety: one thread at a time may call map on a pool. Every thread that creates the pool or
+// Thread safety: one thread at a time may call map on a pool; terminate() may be called from any
+// thread at any time (that is what it is for). Every thread that creates the pool or
 // calls map on it must outlive it: Linux sends a worker's parent-death signal when the *thread* that
 // forked it exits, and a map may fork a replacement worker.
 // Limits: one map's staged or shared data must fit in the arena (SharedArena::capacity(), half of
@@ -42,6 +46,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ranges>
 #include <span>
 #include <sys/types.h>
@@ -63,6 +68,12 @@ struct ProcessPoolOptions {
   /// src/spin_wait.hpp). 0: always sleep at once, paying a wake-up for every message.
   std::chrono::microseconds spin{kDefaultSpin};
   static constexpr std::chrono::microseconds kDefaultSpin{50};
+  /// A map still running after this long throws MapTimeout, its busy workers killed (and replaced at
+  /// the next map). 0: no limit.
+  std::chrono::milliseconds map_timeout{0};
+  /// How long a new worker may take to say it is ready before it is killed and the constructor (or
+  /// the map that replaces it) throws: a worker stopped (SIGSTOP) or starved never hangs the master.
+  std::chrono::milliseconds start_timeout{10'000};
 };
 
 /// What the last map moved, in bytes: the price of not sharing.
@@ -80,16 +91,23 @@ class ProcessPool {
   /// Stops the workers (end-of-file on their task pipes; SIGKILL if they are mid-chunk or do not leave
   /// within a second) and reaps every one.
   ~ProcessPool();
+  /// A moved-from pool has no workers: size() is 0, and every other call throws std::logic_error.
   ProcessPool(ProcessPool&&) noexcept;
   ProcessPool& operator=(ProcessPool&&) noexcept;
 
   std::size_t size() const noexcept;
-  /// The workers' pids; -1 for a slot whose worker died in the last map (it is replaced when the
-  /// next map starts).
-  std::vector<pid_t> worker_pids() const;
+  /// The workers' pids, by slot; empty for a slot whose worker died or was killed (it is replaced
+  /// when the next map starts). Never -1 or 0, which kill() would take for "every process".
+  std::vector<std::optional<pid_t>> worker_pids() const;
+  /// Python's Pool.terminate(): kills every worker now. A map running in another thread throws
+  /// PoolTerminated within milliseconds; every later map throws PoolTerminated. Thread-safe;
+  /// calling it again is a no-op.
+  void terminate() noexcept;
+  /// Whether terminate() was called.
+  bool terminated() const noexcept;
   /// Seconds the constructor took to fork all workers and hear that each is ready.
   double startup_seconds() const noexcept;
-  const std::shared_ptr<SharedArena>& arena() const noexcept;
+  const std::shared_ptr<SharedArena>& arena() const;
 
   /// An uninitialised array in the pool's shared memory: fill it, and map/map_into read it in place.
   template <class T>
@@ -112,7 +130,11 @@ class ProcessPool {
              chunksize, DataPath::shared_memory},
             [&](const void* staged) {
               const auto* first = static_cast<const R*>(staged);
-              result.assign(first, first + std::ranges::size(input));
+              const std::size_t n = std::ranges::size(input);
+              result.reserve(n);
+              for_each_block(n, [&](std::size_t begin, std::size_t end) {
+                result.insert(result.end(), first + begin, first + end);
+              });
             });
     return result;
   }
@@ -125,7 +147,7 @@ class ProcessPool {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
     const Stopwatch clock;
-    std::vector<R> result(std::ranges::size(input));
+    std::vector<R> result = interruptible_vector<R>(std::ranges::size(input));
     const double allocate = clock.seconds();
     execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T), result.data(),
              sizeof(R), chunksize, DataPath::pipe},
@@ -151,9 +173,9 @@ class ProcessPool {
   }
 
   /// Where the last map's time went: move_in, compute and collect (start/stop are the pool's own).
-  const PhaseTimes& last_map_timings() const noexcept;
+  const PhaseTimes& last_map_timings() const;
   /// What the last map copied and sent through pipes.
-  const MapTraffic& last_map_traffic() const noexcept;
+  const MapTraffic& last_map_traffic() const;
 
   /// One map, type-erased: what map and map_into hand to the dispatcher.
   struct Request {
@@ -173,6 +195,7 @@ class ProcessPool {
   void add_collect_time(double seconds) noexcept;
 
   struct Impl;
+  Impl& impl() const;  ///< throws std::logic_error on a moved-from pool
   std::unique_ptr<Impl> impl_;
 };
 

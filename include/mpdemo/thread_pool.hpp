@@ -37,7 +37,7 @@ class ThreadPool {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
     Stopwatch clock;
-    std::vector<R> result(std::ranges::size(input));
+    std::vector<R> result = interruptible_vector<R>(std::ranges::size(input));
     const double allocate = clock.seconds();
     execute(ChunkKernel::of<T>(fn), std::ranges::data(input), result.data(), std::ranges::size(input), chunksize);
     last_map_.collect = allocate;  // the results are already in place: only the vector cost anything
@@ -79,7 +79,7 @@ void sequential_map_into(F fn, const Input& input, Output&& output) {
 template <class F, std::ranges::contiguous_range Input>
   requires ElementFunction<F, std::ranges::range_value_t<Input>>
 auto sequential_map(F fn, const Input& input) {
-  std::vector<map_result_t<F, std::ranges::range_value_t<Input>>> result(std::ranges::size(input));
+  auto result = interruptible_vector<map_result_t<F, std::ranges::range_value_t<Input>>>(std::ranges::size(input));
   sequential_map_into(fn, input, result);
   return result;
 }

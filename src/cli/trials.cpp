@@ -1,11 +1,16 @@
 #include "trials.hpp"
 
+#include "mpdemo/interrupt.hpp"
+
 #include <algorithm>
 
 namespace mpdemo::cli {
 
 namespace {
 constexpr int kWarmUpMaps = 2;
+
+// A stale answer cannot pass verification.
+void poison(std::span<double> values) { interruptible_fill(values, -1.0); }
 }  // namespace
 
 TrialSummary summarize(std::span<const Trial> trials) {
@@ -27,8 +32,10 @@ TrialSummary summarize(std::span<const Trial> trials) {
 }
 
 std::vector<double> reference_squares(std::span<const double> input) {
-  std::vector<double> squares(input.size());
-  std::transform(input.begin(), input.end(), squares.begin(), [](double x) { return x * x; });
+  std::vector<double> squares = interruptible_vector<double>(input.size());
+  for_each_block(input.size(), [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) squares[i] = input[i] * input[i];
+  });
   return squares;
 }
 
@@ -37,7 +44,7 @@ MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, s
       workers_(workers),
       chunksize_(chunksize),
       shared_input_(SharedArena::process_default(), input.size()) {
-  std::copy(input.begin(), input.end(), shared_input_.begin());
+  interruptible_copy(shared_input_.data(), input.data(), input.size_bytes());
 }
 
 Trial MethodRunner::check(const PhaseTimes& phases, std::span<const double> result,
@@ -72,17 +79,17 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
           square_with_warm_processes(*warm_processes_, shared_input_, shared_output_, chunksize_);
         }
       }
-      std::fill(shared_output_.begin(), shared_output_.end(), -1.0);  // a stale answer cannot pass
+      poison(shared_output_.span());  // a stale answer cannot pass
       const PhaseTimes phases = square_with_warm_processes(*warm_processes_, shared_input_, shared_output_, chunksize_);
       return check(phases, shared_output_.span(), reference);
     }
     case Method::warm_threads: {
       if (!warm_threads_) {
         warm_threads_.emplace(workers_);
-        thread_output_.assign(input_.size(), 0.0);
+        thread_output_ = interruptible_vector<double>(input_.size());
         for (int i = 0; i < kWarmUpMaps; ++i) square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
       }
-      std::fill(thread_output_.begin(), thread_output_.end(), -1.0);
+      poison(thread_output_);
       const PhaseTimes phases = square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
       return check(phases, thread_output_, reference);
     }
