@@ -25,15 +25,15 @@ void FileDescriptor::reset() noexcept {
 
 Pipe Pipe::create(int flags) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC | flags) != 0) throw_errno("create a pipe");
+  if (::pipe2(fds, O_CLOEXEC | flags) != 0) throw_errno_with_limits("create a pipe");
   return Pipe{FileDescriptor(fds[0]), FileDescriptor(fds[1])};
 }
 
-void write_all(int fd, const void* data, std::size_t size) {
+void write_all(int fd, const void* data, std::size_t size, std::string_view doing) {
   const auto* bytes = static_cast<const std::byte*>(data);
   while (size > 0) {
     const ssize_t written = retry_on_eintr([&] { return ::write(fd, bytes, size); });
-    if (written < 0) throw_errno("write to a pipe");
+    if (written < 0) throw_errno(doing);
     bytes += written;
     size -= static_cast<std::size_t>(written);
   }

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <cstdint>
 #include <mutex>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -54,6 +55,17 @@ struct SharedArena::Impl {
 SharedArena::SharedArena(std::size_t capacity_bytes) : impl_(std::make_unique<Impl>(capacity_bytes)) {}
 SharedArena::~SharedArena() = default;
 
+std::size_t SharedArena::default_capacity_target() noexcept {
+  std::size_t target = physical_memory_bytes() / 2;
+  // Under an address-space limit (ulimit -v) the arena takes at most a quarter of it, so that the
+  // program's own vectors still fit beside it.
+  rlimit address_space{};
+  if (::getrlimit(RLIMIT_AS, &address_space) == 0 && address_space.rlim_cur != RLIM_INFINITY) {
+    target = std::min<std::size_t>(target, address_space.rlim_cur / 4);
+  }
+  return target;
+}
+
 std::shared_ptr<SharedArena> SharedArena::process_default() {
   static std::mutex creation;
   static std::shared_ptr<SharedArena> arena;
@@ -61,7 +73,7 @@ std::shared_ptr<SharedArena> SharedArena::process_default() {
   if (!arena) {
     // Address space, not memory: pages are only allocated when touched. A strict overcommit policy
     // may still refuse a large reservation, so ask for less until it is granted.
-    for (std::size_t capacity = physical_memory_bytes() / 2;; capacity /= 2) {
+    for (std::size_t capacity = default_capacity_target();; capacity /= 2) {
       try {
         arena = std::make_shared<SharedArena>(capacity);
         break;

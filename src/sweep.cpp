@@ -151,14 +151,19 @@ SweepResult run_sweep(SweepOptions options, const SweepProgress& progress) {
     for (std::size_t n = 10; n <= 100'000'000; n *= 10) options.sizes.push_back(n);
   }
   std::sort(options.sizes.begin(), options.sizes.end());
+  // A size measured twice would give the cost model two points at one n (a zero-length run).
+  options.sizes.erase(std::unique(options.sizes.begin(), options.sizes.end()), options.sizes.end());
   if (options.workers == 0) options.workers = system_topology().default_workers();
   if (options.repeat == 0) options.repeat = 1;
 
   SweepResult result;
   result.options = options;
-  ProcessPool warm_pool(options.workers);
-  ThreadPool warm_threads(options.workers);
   const Stopwatch elapsed;
+  const ScopedDeadline budget(std::chrono::steady_clock::now() +
+                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                  std::chrono::duration<double>(options.max_seconds)));
+  std::optional<ProcessPool> warm_pool;
+  std::optional<ThreadPool> warm_threads;
   double last_size_seconds = 0;
   std::size_t last_size = 0;
   for (std::size_t i = 0; i < options.sizes.size(); ++i) {
@@ -171,9 +176,17 @@ SweepResult run_sweep(SweepOptions options, const SweepProgress& progress) {
     }
     if (progress) progress(i, options.sizes.size(), n, elapsed.seconds());
     const Stopwatch this_size;
-    result.points.push_back(options.work == 0
-                                ? measure_size(options, squared, n, warm_pool, warm_threads)
-                                : measure_size(options, SquaredWithWork{options.work}, n, warm_pool, warm_threads));
+    try {
+      if (!warm_pool) warm_pool.emplace(options.workers);
+      if (!warm_threads) warm_threads.emplace(options.workers);
+      result.points.push_back(options.work == 0
+                                  ? measure_size(options, squared, n, *warm_pool, *warm_threads)
+                                  : measure_size(options, SquaredWithWork{options.work}, n, *warm_pool, *warm_threads));
+    } catch (const DeadlineExceeded&) {
+      result.unfinished = n;
+      result.skipped.assign(options.sizes.begin() + static_cast<std::ptrdiff_t>(i), options.sizes.end());
+      break;
+    }
     last_size_seconds = this_size.seconds();
     last_size = n;
   }

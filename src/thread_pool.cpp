@@ -9,6 +9,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <fmt/format.h>
+#include <system_error>
 #include <mutex>
 #include <pthread.h>
 #include <sched.h>
@@ -79,7 +81,13 @@ ThreadPool::ThreadPool(std::size_t workers, bool pin_workers) : impl_(std::make_
       const int cpu = pin_workers && !topology.worker_cpus.empty()
                           ? topology.worker_cpus[i % topology.worker_cpus.size()]
                           : -1;
-      impl_->threads.emplace_back([impl = impl_.get(), cpu] { impl->run(cpu); });
+      try {
+        impl_->threads.emplace_back([impl = impl_.get(), cpu] { impl->run(cpu); });
+      } catch (const std::system_error& error) {
+        const std::string hint = limit_hint(error.code().value());
+        throw std::system_error(error.code(), fmt::format("start thread {} of {}{}", i, count,
+                                                          hint.empty() ? "" : fmt::format(" ({})", hint)));
+      }
     }
   } catch (...) {
     {
@@ -112,10 +120,11 @@ ThreadPool& ThreadPool::operator=(ThreadPool&& other) noexcept {
   return *this;
 }
 
-std::size_t ThreadPool::size() const noexcept { return impl_->threads.size(); }
+std::size_t ThreadPool::size() const noexcept { return impl_ ? impl_->threads.size() : 0; }
 
 void ThreadPool::execute(const ChunkKernel& kernel, const void* input, void* output, std::size_t size,
                          std::size_t chunksize) {
+  if (!impl_) throw std::logic_error("ThreadPool: this pool was moved from; it has no threads");
   last_map_ = {};
   const Stopwatch clock;
   Impl& impl = *impl_;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string_view>
 #include <utility>
 
 namespace mpdemo {
@@ -11,6 +12,8 @@ class FileDescriptor {
  public:
   FileDescriptor() noexcept = default;
   explicit FileDescriptor(int fd) noexcept : fd_(fd) {}
+  /// Takes ownership of a descriptor returned by a system call (-1, a failed call, gives an empty one).
+  static FileDescriptor adopt(int fd) noexcept { return FileDescriptor(fd); }
   FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   FileDescriptor& operator=(FileDescriptor&& other) noexcept;
   FileDescriptor(const FileDescriptor&) = delete;
@@ -37,7 +40,8 @@ struct Pipe {
 
 /// Writes all of [data, data + size), retrying on EINTR and short writes. Throws std::system_error
 /// (EPIPE included: callers block SIGPIPE, see ScopedSigpipeBlock).
-void write_all(int fd, const void* data, std::size_t size);
+/// `doing` names the write in the error ("write the plot to x.png").
+void write_all(int fd, const void* data, std::size_t size, std::string_view doing = "write to a pipe");
 
 /// Reads exactly size bytes. Returns false on end-of-file before the first byte; throws
 /// std::system_error on an error or on end-of-file in the middle (a torn message).

@@ -34,6 +34,9 @@ class SharedArena {
   /// (halved again until the kernel accepts it), kept for the life of the process so that pools
   /// created later reuse pages earlier ones touched (as malloc keeps freed memory).
   static std::shared_ptr<SharedArena> process_default();
+  /// What process_default() asks for first: half of physical memory, or a quarter of this process's
+  /// address-space limit (ulimit -v) if that is less. (A strict overcommit policy may grant less.)
+  static std::size_t default_capacity_target() noexcept;
 
   /// Page-aligned block of at least `bytes`; throws ArenaExhausted when it does not fit.
   void* allocate(std::size_t bytes);

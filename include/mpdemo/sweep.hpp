@@ -70,7 +70,9 @@ struct RouteCrossover {
 struct SweepResult {
   SweepOptions options;         ///< as run (sizes and workers filled in)
   std::vector<SweepPoint> points;
-  std::vector<std::size_t> skipped;  ///< sizes left out to stay within max_seconds
+  std::vector<std::size_t> skipped;  ///< sizes left out to stay within max_seconds (the unfinished one too)
+  /// The size being measured when max_seconds ran out: its partial results were discarded.
+  std::optional<std::size_t> unfinished;
   CostModel sequential_model;
   std::vector<RouteCrossover> crossovers;  ///< one per route
 };
@@ -78,7 +80,9 @@ struct SweepResult {
 /// Called before each size with (index, count, size, seconds elapsed so far).
 using SweepProgress = std::function<void(std::size_t, std::size_t, std::size_t, double)>;
 
-/// Runs the sweep. Throws Interrupted between measurements after SIGINT/SIGTERM (see interrupt.hpp).
+/// Runs the sweep. max_seconds bounds it all, the first size included: a ScopedDeadline stops the
+/// size being measured when the budget runs out (so no other ScopedDeadline may be alive). Throws
+/// Interrupted within milliseconds of SIGINT/SIGTERM under an InterruptGuard (see interrupt.hpp).
 SweepResult run_sweep(SweepOptions options, const SweepProgress& progress = {});
 
 /// Fills crossovers and models from the points (run_sweep calls it; exposed for tests).

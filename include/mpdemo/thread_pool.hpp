@@ -6,6 +6,10 @@
 //   auto squares = pool.map(square, input);     // threads share memory: no copy in or out
 //
 // Thread safety: one thread at a time may call map on a pool.
+//
+// What threads cannot do that processes can: a thread running a function that never returns cannot
+// be killed, so there is no terminate() and no map timeout here. Interrupts and a ScopedDeadline do
+// stop a map -- the kernel checks between blocks of elements -- but only a function that returns.
 #pragma once
 
 #include "mpdemo/chunk_kernel.hpp"
@@ -24,6 +28,7 @@ class ThreadPool {
   explicit ThreadPool(std::size_t workers = 0, bool pin_workers = true);
   /// Stops and joins the threads.
   ~ThreadPool();
+  /// A moved-from pool has no threads: size() is 0, and map throws std::logic_error.
   ThreadPool(ThreadPool&&) noexcept;
   ThreadPool& operator=(ThreadPool&&) noexcept;
 

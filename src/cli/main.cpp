@@ -1,6 +1,7 @@
 // mpdemo: processes vs threads vs a loop, measured. Parses the command line, runs one subcommand,
 // and turns every failure into a one-line message and an exit status:
-//   0 success, 1 a failure while running, 2 bad input, 128 + N killed by signal N (130 for Ctrl-C).
+//   0 success, 1 a failure while running (output that could not be written included), 2 bad input,
+//   128 + N killed by signal N (130 for Ctrl-C; 141, quietly, for a reader that went away).
 #include "command.hpp"
 #include "costs_command.hpp"
 #include "lesson_command.hpp"
@@ -9,10 +10,17 @@
 #include "sweep_command.hpp"
 #include "topology_command.hpp"
 
+#include "mpdemo/errors.hpp"
 #include "mpdemo/interrupt.hpp"
 
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <iostream>
+#include <new>
+#include <unistd.h>
 #include <vector>
 
 #ifndef MPDEMO_VERSION
@@ -20,15 +28,86 @@
 #endif
 
 namespace {
+
+void say(const std::string& message) { std::cerr << "mpdemo: " << mpdemo::cli::printable_message(message) << '\n'; }
+
 int report_interrupt(const mpdemo::Interrupted& interrupted) {
-  std::cout.flush();
-  std::cerr << fmt::format("mpdemo: {}: workers stopped and reaped, shared memory released\n", interrupted.what());
+  try {
+    std::cout.flush();
+  } catch (const std::ios_base::failure&) {  // the interrupt is the news, not the lost output
+  }
+  say(fmt::format("{}: workers stopped and reaped, shared memory released", interrupted.what()));
   return interrupted.exit_status();
 }
+
+// A descriptor 0-2 that is closed would be handed to the next pipe or file this program opens, and
+// its output would go there. Fill each with /dev/null, opened read-only for 1 and 2 so that writing
+// to it still fails (EBADF) and is reported. Returns false if standard output was closed.
+bool occupy_closed_standard_descriptors() noexcept {
+  bool stdout_open = true;
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1) continue;
+    if (fd == STDOUT_FILENO) stdout_open = false;
+    const int null = ::open("/dev/null", O_RDONLY);
+    if (null >= 0 && null != fd) {
+      ::dup2(null, fd);
+      ::close(null);
+    }
+  }
+  return stdout_open;
+}
+
+// What was written must have reached standard output: a full disk or a closed descriptor is a
+// failure, not a success with the results lost. A reader that went away (EPIPE) ends the program
+// as SIGPIPE conventionally does, quietly.
+int output_failure(int error) {
+  // The output is lost either way: no second attempt (and no exception) when exit flushes again.
+  std::cout.exceptions(std::ios_base::goodbit);
+  std::clearerr(stdout);
+  if (error == EPIPE) return 128 + SIGPIPE;
+  say(fmt::format("error: cannot write the results to standard output: {}", std::strerror(error)));
+  return 1;
+}
+
+int flush_standard_output(int status) {
+  try {
+    std::cout.flush();
+  } catch (const std::ios_base::failure&) {
+    return output_failure(errno != 0 ? errno : EIO);
+  }
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) return output_failure(errno != 0 ? errno : EIO);
+  return status;
+}
+
+// Parse errors in mpdemo's words: CLI11's "At Most 1 required but received 2" names no remedy.
+std::string parse_error_message(const CLI::ParseError& error) {
+  std::string message = error.what();
+  const std::string repeated = "At Most 1 required but received ";
+  if (const auto at = message.find(repeated); at != std::string::npos) {
+    const std::string option = message.substr(0, message.find(':'));
+    return fmt::format("{}: given {} times; give it once", option, message.substr(at + repeated.size()));
+  }
+  return message;
+}
+
+// Options of the lesson (the root command) given before a subcommand would be silently ignored:
+// `mpdemo --seed 5 run` runs with run's own seed. Refuse, and say where the option goes.
+void reject_root_options_before(const CLI::App& app, const CLI::App& subcommand) {
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->count() == 0 || option->get_name() == "--help" || option->get_name() == "--version") continue;
+    throw mpdemo::cli::UsageError(
+        fmt::format("{} was given before '{}', where it belongs to the lesson (mpdemo with no subcommand); put "
+                    "options after the subcommand: mpdemo {} {} ...",
+                    option->get_name(), subcommand.get_name(), subcommand.get_name(), option->get_name()));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace mpdemo::cli;
+  const bool stdout_open = occupy_closed_standard_descriptors();
   CLI::App app{"mpdemo: what it costs and what it gains to split work across processes instead of one loop or "
                "threads.\nWith no subcommand it runs the lesson: square 10 and 10,000,000 random numbers with a "
                "loop, a process pool and threads, and explain who wins.",
@@ -44,31 +123,44 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    if (error.get_exit_code() == 0) return app.exit(error);  // --help, --version
-    std::cerr << fmt::format("mpdemo: error: {}\nRun 'mpdemo --help' for usage.\n", error.what());
+    if (error.get_exit_code() == 0) return flush_standard_output(app.exit(error));  // --help, --version
+    say(fmt::format("error: {}", parse_error_message(error)));
+    std::cerr << "Run 'mpdemo --help' for usage.\n";
     return 2;
   }
+  if (!stdout_open) {
+    say("error: standard output is closed: there is nowhere to write the results");
+    return 1;
+  }
 
+  // A failed write throws at once, so a run does not go on computing what nobody can read.
+  std::cout.exceptions(std::ios_base::badbit);
   const mpdemo::InterruptGuard interrupts;
   try {
     const Command* chosen = &lesson;
     for (const Command& command : subcommands) {
       if (command.app->parsed()) chosen = &command;
     }
+    if (chosen != &lesson) reject_root_options_before(app, *chosen->app);
     const int status = chosen->run(std::cout);
     mpdemo::throw_if_interrupted();  // a signal during the last moments still ends as an interrupt
-    return status;
+    return flush_standard_output(status);
   } catch (const UsageError& error) {
-    std::cerr << fmt::format("mpdemo: error: {}\n", error.what());
+    say(fmt::format("error: {}", error.what()));
     return 2;
   } catch (const mpdemo::Interrupted& interrupted) {
     return report_interrupt(interrupted);
+  } catch (const std::ios_base::failure&) {
+    return output_failure(errno != 0 ? errno : EIO);
+  } catch (const std::bad_alloc&) {
+    say(fmt::format("error: out of memory: {}", mpdemo::limit_hint(ENOMEM)));
+    return 1;
   } catch (const std::exception& error) {
     // A child killed by the same Ctrl-C can surface as another error first: the signal is the cause.
     if (const int signal_number = mpdemo::pending_interrupt(); signal_number != 0) {
       return report_interrupt(mpdemo::Interrupted(signal_number));
     }
-    std::cerr << fmt::format("mpdemo: error: {}\n", error.what());
+    say(fmt::format("error: {}", error.what()));
     return 1;
   }
 }

@@ -1,6 +1,7 @@
 #include "options.hpp"
 
 #include "command.hpp"
+#include "mpdemo/errors.hpp"
 #include "mpdemo/shared_arena.hpp"
 #include "mpdemo/topology.hpp"
 
@@ -8,6 +9,10 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <unistd.h>
 #include <fmt/format.h>
 #include <fstream>
 #include <sys/resource.h>
@@ -47,10 +52,21 @@ std::size_t parse_count(const std::string& text, const std::string& option, std:
   double value = 0;
   if (!parse_whole_number(strip_separators(text), value) || value < static_cast<double>(min) ||
       value > static_cast<double>(max)) {
-    throw CLI::ValidationError(option, fmt::format("'{}' is not a whole number from {} to {}{}", text, min, max,
+    throw CLI::ValidationError(option, fmt::format("'{}' is not a whole number from {} to {}{}", printable(text), min, max,
                                                    max >= 1'000'000 ? " (1000000, 1e6 and 10^6 are all accepted)" : ""));
   }
   return static_cast<std::size_t>(value);
+}
+
+double parse_seconds(const std::string& text, const std::string& option, double max) {
+  double seconds = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, seconds);
+  if (text.empty() || error != std::errc() || stop != end || !std::isfinite(seconds) || !(seconds > 0) || seconds > max) {
+    throw CLI::ValidationError(option, fmt::format("'{}' is not a number of seconds greater than 0 and at most {}",
+                                                   printable(text), max));
+  }
+  return seconds;
 }
 
 CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string& description) {
@@ -73,22 +89,6 @@ CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers) {
                                                                   "({} here)",
                                                                   workers, kMaxWorkersPerCpu, kMaxWorkersPerCpu * cpus));
             }
-            // Two pools may be alive at once (a warm one and a fresh one), each worker with two pipe
-            // ends in the master, plus what the program itself has open.
-            rlimit files{};
-            if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
-                4 * workers + 64 > files.rlim_cur) {
-              throw CLI::ValidationError("--workers", fmt::format("{} workers need {} open files, more than this "
-                                                                  "process may have (ulimit -n = {})",
-                                                                  workers, 4 * workers + 64, files.rlim_cur));
-            }
-            rlimit processes{};
-            if (::getrlimit(RLIMIT_NPROC, &processes) == 0 && processes.rlim_cur != RLIM_INFINITY &&
-                workers >= processes.rlim_cur) {
-              throw CLI::ValidationError("--workers", fmt::format("{} workers exceed this user's process limit "
-                                                                  "(ulimit -u = {})",
-                                                                  workers, processes.rlim_cur));
-            }
           },
           "worker processes/threads (default: one per physical core this process may use)")
       ->type_name("W");
@@ -102,7 +102,7 @@ CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::stri
             const char* end = text.data() + text.size();
             const auto [stop, error] = std::from_chars(text.data(), end, seed);
             if (text.empty() || error != std::errc() || stop != end) {
-              throw CLI::ValidationError("--seed", fmt::format("'{}' is not a whole number from 0 to {}", text,
+              throw CLI::ValidationError("--seed", fmt::format("'{}' is not a whole number from 0 to {}", printable(text),
                                                                UINT64_MAX));
             }
           },
@@ -131,7 +131,7 @@ CLI::Option* add_format_option(CLI::App& app, Format& format, bool allow_csv) {
             } else if (text == "csv" && allow_csv) {
               format = Format::csv;
             } else {
-              throw CLI::ValidationError("--format", fmt::format("'{}' is not one of: table, json{}", text,
+              throw CLI::ValidationError("--format", fmt::format("'{}' is not one of: table, json{}", printable(text),
                                                                  allow_csv ? ", csv" : ""));
             }
           },
@@ -141,6 +141,12 @@ CLI::Option* add_format_option(CLI::App& app, Format& format, bool allow_csv) {
 
 std::size_t available_memory_bytes() {
   std::ifstream meminfo("/proc/meminfo");
+  if (!meminfo) {
+    const int error = errno;
+    const std::string hint = limit_hint(error);
+    throw std::runtime_error(fmt::format("cannot open /proc/meminfo: {}{}", std::strerror(error),
+                                         hint.empty() ? "" : fmt::format(" ({})", hint)));
+  }
   std::string key;
   std::size_t kib = 0;
   std::string unit;
@@ -148,6 +154,86 @@ std::size_t available_memory_bytes() {
     if (key == "MemAvailable:") return kib * 1024;
   }
   throw std::runtime_error("cannot read MemAvailable from /proc/meminfo");
+}
+
+std::string printable(std::string_view text, std::size_t longest) {
+  std::string shown;
+  for (const char c : text.substr(0, longest)) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      shown += "\\n";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      shown += fmt::format("\\x{:02x}", byte);
+    } else {
+      shown += c;
+    }
+  }
+  if (text.size() > longest) shown += fmt::format("... ({} characters)", text.size());
+  return shown;
+}
+
+std::string printable_message(std::string_view message) {
+  // Each word on its own, so a long value is cut without cutting the words around it.
+  std::string shown;
+  std::size_t start = 0;
+  while (start <= message.size()) {
+    const std::size_t space = std::min(message.find(' ', start), message.size());
+    if (!shown.empty() || start > 0) shown += ' ';
+    shown += printable(message.substr(start, space - start), 80);
+    start = space + 1;
+  }
+  return shown;
+}
+
+namespace {
+// The soft limit of `resource`, or nullopt when unlimited or unknown.
+std::optional<rlim_t> soft_limit(int resource) {
+  rlimit limit{};
+  if (::getrlimit(resource, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return std::nullopt;
+  return limit.rlim_cur;
+}
+
+// Bytes this process may still map under ulimit -v: the limit less what is mapped now.
+std::optional<std::size_t> address_space_left() {
+  const std::optional<rlim_t> limit = soft_limit(RLIMIT_AS);
+  if (!limit) return std::nullopt;
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  for (std::string line; std::getline(status, line);) {
+    std::size_t kib = 0;
+    if (std::sscanf(line.c_str(), "VmSize: %zu kB", &kib) == 1) {
+      return *limit > kib * 1024 ? static_cast<std::size_t>(*limit - kib * 1024) : 0;
+    }
+  }
+  return static_cast<std::size_t>(*limit);
+}
+}  // namespace
+
+void require_process_resources(const ProcessNeeds& needs, const std::string& what) {
+  if (const std::optional<rlim_t> files = soft_limit(RLIMIT_NOFILE); files && needs.descriptors > *files) {
+    throw UsageError(fmt::format("{} needs about {} open files ({} workers' pipes, twice), more than this process may "
+                                 "have (ulimit -n = {}); raise the limit or choose fewer --workers",
+                                 what, needs.descriptors, needs.workers, *files));
+  }
+  // ulimit -u counts this user's processes and threads together; root is exempt from it.
+  if (const std::optional<rlim_t> tasks = soft_limit(RLIMIT_NPROC);
+      tasks && ::geteuid() != 0 && needs.processes + needs.threads >= *tasks) {
+    throw UsageError(fmt::format("{} starts up to {} processes and {} threads, and this user may run {} in all "
+                                 "(ulimit -u); raise the limit or choose fewer --workers",
+                                 what, needs.processes, needs.threads, *tasks));
+  }
+}
+
+ProcessNeeds ProcessNeeds::for_pools(std::size_t workers, bool processes, bool threads) {
+  ProcessNeeds needs;
+  needs.workers = workers;
+  // A warm pool and a fresh one may be alive at once; each process worker holds two pipe ends in
+  // the master, and each pool its terminate() pipe. The rest: stdio, the interrupt pipe, gnuplot's
+  // pipes, /proc files being read.
+  needs.processes = processes ? 2 * workers + 1 : 1;
+  needs.threads = threads ? 2 * workers + 2 : 2;
+  needs.descriptors = processes ? 2 * (2 * workers + 2) + 32 : 32;
+  return needs;
 }
 
 std::string human_bytes(double bytes) {
@@ -163,10 +249,18 @@ std::string human_bytes(double bytes) {
 void require_arena_capacity(std::size_t bytes, const std::string& what) {
   const std::size_t capacity = SharedArena::process_default()->capacity();
   if (bytes > capacity) {
-    throw UsageError(fmt::format("{} needs {} of shared memory at once but the pool's arena holds {} (half of "
-                                 "physical memory); choose a smaller size",
+    const std::size_t half = static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) / 2;
+    const std::string why =
+        capacity >= half ? std::string("half of physical memory")
+                         : fmt::format("less than half of physical memory ({}): all that this process's limits "
+                                       "granted (ulimit -v = {}, or the overcommit policy)",
+                                       human_bytes(static_cast<double>(half)),
+                                       soft_limit(RLIMIT_AS) ? human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))
+                                                             : std::string("unlimited"));
+    throw UsageError(fmt::format("{} needs {} of shared memory at once but the pool's arena holds {} ({}); choose a "
+                                 "smaller size",
                                  what, human_bytes(static_cast<double>(bytes)),
-                                 human_bytes(static_cast<double>(capacity))));
+                                 human_bytes(static_cast<double>(capacity)), why));
   }
 }
 
@@ -185,6 +279,12 @@ void require_available_memory(std::size_t bytes, const std::string& what) {
                                  "size",
                                  what, human_bytes(static_cast<double>(bytes)),
                                  human_bytes(static_cast<double>(available))));
+  }
+  if (const std::optional<std::size_t> left = address_space_left(); left && bytes > *left) {
+    throw UsageError(fmt::format("{} needs {} of memory but this process may map only {} more (ulimit -v = {}); "
+                                 "choose a smaller size or raise the limit",
+                                 what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(*left)),
+                                 human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))));
   }
 }
 

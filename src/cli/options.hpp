@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace mpdemo::cli {
 
@@ -22,6 +23,10 @@ inline constexpr std::size_t kMaxElements = std::size_t{1} << 40;
 /// naming `option` if it is not a whole number in [min, max].
 std::size_t parse_count(const std::string& text, const std::string& option, std::size_t min, std::size_t max);
 
+/// Parses a number of seconds in (0, max]: "2", "0.5", "1e-3". Throws CLI::ValidationError naming
+/// `option` and the range for anything else (words, nan, inf, a sign).
+double parse_seconds(const std::string& text, const std::string& option, double max);
+
 /// --size N (an element count, 0 allowed).
 CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string& description);
 /// --workers W, 1 to kMaxWorkers and no more than this user may fork; 0 (the default) means one per
@@ -34,7 +39,26 @@ CLI::Option* add_chunksize_option(CLI::App& app, std::size_t& chunksize);
 /// --format with the given choices (table is always the default).
 CLI::Option* add_format_option(CLI::App& app, Format& format, bool allow_csv);
 
-/// Throws UsageError if `bytes` exceed MemAvailable, naming what needs them and both sizes.
+/// What a command starts: checked against ulimit -n and ulimit -u before any work.
+struct ProcessNeeds {
+  std::size_t workers = 0;
+  std::size_t processes = 0;
+  std::size_t threads = 0;
+  std::size_t descriptors = 0;
+  /// A warm pool and a fresh one of `workers` each, of processes and/or threads.
+  static ProcessNeeds for_pools(std::size_t workers, bool processes, bool threads);
+};
+/// Throws UsageError naming the limit if what `needs` says does not fit this process's limits.
+void require_process_resources(const ProcessNeeds& needs, const std::string& what);
+
+/// `text` as it may be shown in a one-line message: control characters escaped (\n, \x1b), and
+/// cut after `longest` characters, with the full length said.
+std::string printable(std::string_view text, std::size_t longest = 40);
+/// A whole message made printable word by word: one line, no raw control characters, long words cut.
+std::string printable_message(std::string_view message);
+
+/// Throws UsageError if `bytes` exceed MemAvailable, or what ulimit -v still allows, naming what
+/// needs them and both sizes.
 void require_available_memory(std::size_t bytes, const std::string& what);
 /// Throws UsageError if `bytes` do not fit in the process pool's shared arena at once.
 void require_arena_capacity(std::size_t bytes, const std::string& what);

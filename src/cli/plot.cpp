@@ -5,11 +5,17 @@
 #include "mpdemo/errors.hpp"
 #include "mpdemo/fd.hpp"
 #include "mpdemo/interrupt.hpp"
+#include "options.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <filesystem>
+#include <iostream>
+#include <poll.h>
+#include <tuple>
 #include <sstream>
 #include <unistd.h>
 
@@ -21,24 +27,36 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// A gnuplot string literal that gnuplot reads as text and nothing else. Single quotes, because
+// gnuplot runs `backquoted` shell commands inside double-quoted strings but not inside single-quoted
+// ones, where the only special sequence is '' for a quote. Control characters (a newline would end
+// the command and start another) become spaces; paths never reach gnuplot at all (see draw).
 std::string quoted(const std::string& text) {
-  std::string escaped;
+  std::string literal = "'";
   for (char c : text) {
-    if (c == '"' || c == '\\') escaped += '\\';
-    escaped += c;
+    if (c == '\'') {
+      literal += "''";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      literal += ' ';
+    } else {
+      literal += c;
+    }
   }
-  return '"' + escaped + '"';
+  return literal + "'";
 }
 
+// The script writes the picture to gnuplot's standard output, which draw() reads: the user's path
+// is opened by mpdemo, never named to gnuplot.
 std::string script_for(const Chart& chart, const std::string& path) {
   std::ostringstream script;
   if (path == "-") {
-    script << "set terminal dumb size 100,30\nset output\n";
+    script << "set terminal dumb size 100,30\n";
   } else if (ends_with(path, ".svg")) {
-    script << "set terminal svg size 900,560 dynamic background rgb 'white'\nset output " << quoted(path) << '\n';
+    script << "set terminal svg size 900,560 dynamic background rgb 'white'\n";
   } else {
-    script << "set terminal pngcairo size 900,560\nset output " << quoted(path) << '\n';
+    script << "set terminal pngcairo size 900,560\n";
   }
+  script << "set output\n";
   script << "set title " << quoted(chart.title) << "\nset xlabel " << quoted(chart.x_label) << "\nset ylabel "
          << quoted(chart.y_label) << "\nset logscale xy 10\nset format x '10^{%L}'\nset format y '%g'\nset key bottom right\nset grid\n";
   // A text chart has no room inside its frame for the key: put it underneath.
@@ -84,25 +102,102 @@ bool gnuplot_available() {
 
 void check_plot_path(const std::string& path) {
   if (path == "-") return;
-  if (!ends_with(path, ".png") && !ends_with(path, ".svg")) {
-    throw UsageError(fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", path));
+  for (const char c : path) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      throw UsageError(fmt::format("--plot: '{}' contains a control character; choose a plain file name",
+                                   printable(path)));
+    }
   }
-  // Checked without creating anything, so a run that fails later leaves no empty file behind.
-  const std::filesystem::path file(path);
-  const std::filesystem::path directory = file.has_parent_path() ? file.parent_path() : ".";
-  const bool writable = std::filesystem::exists(file) ? ::access(path.c_str(), W_OK) == 0
-                                                      : ::access(directory.c_str(), W_OK | X_OK) == 0;
-  if (!writable) throw UsageError(fmt::format("--plot: cannot write '{}': {}", path, std::strerror(errno)));
+  if (!ends_with(path, ".png") && !ends_with(path, ".svg")) {
+    throw UsageError(fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path)));
+  }
+  // Checked without creating anything, so a run that fails later leaves no empty file behind. What
+  // the path names (through any symlink) must be a regular file, or nothing yet in a writable
+  // directory: a directory, a device (/dev/full, a terminal) or a pipe is not a place for a picture.
+  namespace fs = std::filesystem;
+  const fs::path file(path);
+  std::error_code error;
+  const fs::file_status status = fs::status(file, error);
+  if (fs::exists(status)) {
+    if (!fs::is_regular_file(status)) {
+      throw UsageError(fmt::format("--plot: '{}' is {}, not a file a picture can be written to", printable(path),
+                                   fs::is_directory(status) ? "a directory" : "a device, pipe or socket"));
+    }
+    if (::access(path.c_str(), W_OK) != 0) {
+      throw UsageError(fmt::format("--plot: cannot write '{}': {}", printable(path), std::strerror(errno)));
+    }
+    return;
+  }
+  const fs::path directory = file.has_parent_path() ? file.parent_path() : ".";
+  if (!fs::is_directory(directory, error) || ::access(directory.c_str(), W_OK | X_OK) != 0) {
+    throw UsageError(fmt::format("--plot: cannot create '{}': {} is not a writable directory", printable(path),
+                                 printable(directory.string())));
+  }
 }
 
-void draw(const Chart& chart, const std::string& path) {
+namespace {
+
+// gnuplot's output and errors, read while its script is written, so that no pipe fills up and stops
+// both sides; an interrupt kills it and throws.
+struct GnuplotOutput {
+  std::string picture;
+  std::string errors;
+};
+
+GnuplotOutput exchange_with(ChildProcess& gnuplot, FileDescriptor script_in, FileDescriptor picture_out,
+                            FileDescriptor errors_out, const std::string& script) {
+  GnuplotOutput output;
+  std::size_t written = 0;
+  const ScopedSigpipeBlock no_sigpipe;  // gnuplot dying early must be an error, not our death
+  while (picture_out.get() >= 0 || errors_out.get() >= 0) {
+    pollfd fds[4] = {{picture_out.get(), POLLIN, 0}, {errors_out.get(), POLLIN, 0},
+                     {script_in.get(), POLLOUT, 0}, {interrupt_wake_fd(), POLLIN, 0}};
+    if (::poll(fds, 4, -1) < 0 && errno != EINTR) throw_errno("wait for gnuplot");
+    if (pending_interrupt() != 0) {
+      gnuplot.kill_and_wait();
+      throw_if_interrupted();
+    }
+    if (fds[2].revents != 0) {
+      const ssize_t n = ::write(script_in.get(), script.data() + written, script.size() - written);
+      if (n > 0) written += static_cast<std::size_t>(n);
+      if (n < 0 && errno != EINTR && errno != EAGAIN) script_in.reset();  // gnuplot stopped reading
+      if (written == script.size()) script_in.reset();  // end-of-file: gnuplot draws and leaves
+    }
+    for (auto [index, descriptor, into] : {std::tuple{0, &picture_out, &output.picture},
+                                           std::tuple{1, &errors_out, &output.errors}}) {
+      if (fds[index].revents == 0) continue;
+      char buffer[1 << 16];
+      const ssize_t n = ::read(descriptor->get(), buffer, sizeof(buffer));
+      if (n > 0) into->append(buffer, static_cast<std::size_t>(n));
+      if (n == 0 || (n < 0 && errno != EINTR)) descriptor->reset();
+    }
+  }
+  return output;
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  FileDescriptor file = FileDescriptor::adopt(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+  if (file.get() < 0) throw_errno(fmt::format("open {} for the plot", printable(path)));
+  write_all(file.get(), bytes.data(), bytes.size(), fmt::format("write the plot to {}", printable(path)));
+  if (::close(file.release()) != 0) throw_errno(fmt::format("write the plot to {}", printable(path)));
+}
+
+}  // namespace
+
+void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
   const std::string program = gnuplot_program();
   Pipe script_pipe = Pipe::create();
+  Pipe picture_pipe = Pipe::create();
+  Pipe errors_pipe = Pipe::create();
   Pipe exec_failure = Pipe::create();  // close-on-exec: stays silent if exec works, carries errno if not
+  std::cout.flush();
+  std::fflush(nullptr);
   const pid_t pid = ::fork();
-  if (pid < 0) throw_errno("fork gnuplot");
+  if (pid < 0) throw_errno_with_limits("fork gnuplot");
   if (pid == 0) {
     ::dup2(script_pipe.read_end.get(), STDIN_FILENO);
+    ::dup2(picture_pipe.write_end.get(), STDOUT_FILENO);
+    ::dup2(errors_pipe.write_end.get(), STDERR_FILENO);
     ::execlp(program.c_str(), program.c_str(), static_cast<char*>(nullptr));
     const int error = errno;
     [[maybe_unused]] const auto ignored = ::write(exec_failure.write_end.get(), &error, sizeof(error));
@@ -110,6 +205,8 @@ void draw(const Chart& chart, const std::string& path) {
   }
   ChildProcess gnuplot(pid);
   script_pipe.read_end.reset();
+  picture_pipe.write_end.reset();
+  errors_pipe.write_end.reset();
   exec_failure.write_end.reset();
   int exec_error = 0;
   if (read_exact(exec_failure.read_end.get(), &exec_error, sizeof(exec_error))) {
@@ -118,15 +215,23 @@ void draw(const Chart& chart, const std::string& path) {
                                  "sudo apt-get install gnuplot-nox (or run bash cmake/install-deps.sh)",
                                  program, std::strerror(exec_error)));
   }
-  const std::string script = script_for(chart, path);
-  {
-    const ScopedSigpipeBlock no_sigpipe;
-    write_all(script_pipe.write_end.get(), script.data(), script.size());
-  }
-  script_pipe.write_end.reset();
+  ::fcntl(script_pipe.write_end.get(), F_SETFL, O_NONBLOCK);
+  const GnuplotOutput output = exchange_with(gnuplot, std::move(script_pipe.write_end),
+                                             std::move(picture_pipe.read_end), std::move(errors_pipe.read_end),
+                                             script_for(chart, path));
   const ExitStatus status = gnuplot.wait();
   throw_if_interrupted();  // Ctrl-C reached gnuplot too: report the interrupt, not gnuplot's death
-  if (!status.success()) throw std::runtime_error(fmt::format("gnuplot {} while drawing {}", status.str(), path));
+  if (!status.success() || output.picture.empty()) {
+    const std::string first_error = output.errors.substr(0, output.errors.find_first_of('\n', output.errors.find_first_not_of(" \n")));
+    throw std::runtime_error(fmt::format("gnuplot {} while drawing {}{}", status.success() ? "drew nothing" : status.str(),
+                                         printable(path), first_error.empty() ? "" : ": " + printable(first_error, 200)));
+  }
+  if (path == "-") {
+    terminal << output.picture;
+    terminal.flush();
+  } else {
+    write_file(path, output.picture);
+  }
 }
 
 }  // namespace mpdemo::cli

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -30,11 +31,15 @@ std::string gnuplot_program();
 /// Whether gnuplot_program() names an executable (a path, or a name found on $PATH).
 bool gnuplot_available();
 
-/// Throws UsageError unless `path` is "-" or ends in .png or .svg and can be written.
+/// Throws UsageError unless `path` is "-", or ends in .png or .svg, has no control characters, and
+/// names a regular file (or nothing yet, in a writable directory). Creates nothing.
 void check_plot_path(const std::string& path);
 
-/// Draws `chart` into `path` (or the terminal for "-"). Throws UsageError (exit status 2) with the
-/// command that installs gnuplot when it is missing, and std::runtime_error if gnuplot fails.
-void draw(const Chart& chart, const std::string& path);
+/// Draws `chart` into `path`, or onto `terminal` as text for "-". gnuplot writes the picture to a
+/// pipe and mpdemo writes the file itself, so no user text is ever part of gnuplot's script but as
+/// a quoted literal. Throws UsageError (exit status 2) with the command that installs gnuplot when it
+/// is missing, std::runtime_error if gnuplot fails (with its first error line), std::system_error if
+/// the file cannot be written (a full disk), Interrupted on Ctrl-C (gnuplot is killed).
+void draw(const Chart& chart, const std::string& path, std::ostream& terminal);
 
 }  // namespace mpdemo::cli

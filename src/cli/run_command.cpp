@@ -7,6 +7,7 @@
 #include "trials.hpp"
 #include "verdict.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <map>
 #include <memory>
@@ -135,6 +136,14 @@ int run(std::ostream& out, const RunOptions& options) {
   const std::vector<Method>& methods = modes().at(options.mode);
   const Footprint peak = footprint(methods);
   const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
+  const auto uses = [&](std::initializer_list<Method> kinds) {
+    return std::any_of(methods.begin(), methods.end(),
+                       [&](Method m) { return std::find(kinds.begin(), kinds.end(), m) != kinds.end(); });
+  };
+  require_process_resources(
+      ProcessNeeds::for_pools(workers, uses({Method::fresh_processes, Method::fresh_processes_copy, Method::warm_processes}),
+                              uses({Method::fresh_threads, Method::warm_threads})),
+      what);
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
 

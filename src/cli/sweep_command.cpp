@@ -1,10 +1,12 @@
 #include "sweep_command.hpp"
 
 #include "mpdemo/sweep.hpp"
+#include "mpdemo/topology.hpp"
 #include "options.hpp"
 #include "plot.hpp"
 #include "verdict.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 #include <iostream>
@@ -22,6 +24,32 @@ struct SweepCommandOptions {
   Format format = Format::table;
   std::string plot;
 };
+
+// Comma-separated (and/or space-separated) sizes. An empty entry ("1,,2", "10,") is a typo, and a
+// size given twice would be measured twice and break the cost model: both are refused.
+std::vector<std::size_t> parse_sizes(const std::vector<std::string>& texts) {
+  std::vector<std::size_t> sizes;
+  for (const std::string& text : texts) {
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t comma = std::min(text.find(',', start), text.size());
+      const std::string entry = text.substr(start, comma - start);
+      if (entry.empty()) {
+        throw CLI::ValidationError("--sizes", fmt::format("'{}' has an empty entry; give sizes as N,N,... (e.g. "
+                                                          "1e3,1e5,1e7)",
+                                                          printable(text)));
+      }
+      const std::size_t n = parse_count(entry, "--sizes", 1, kMaxElements);
+      if (std::find(sizes.begin(), sizes.end(), n) != sizes.end()) {
+        throw CLI::ValidationError("--sizes", fmt::format("{} is given twice; give each size once", n));
+      }
+      sizes.push_back(n);
+      if (comma == text.size()) break;
+      start = comma + 1;
+    }
+  }
+  return sizes;
+}
 
 std::vector<DataRoute> parse_routes(const std::vector<std::string>& names) {
   std::vector<DataRoute> routes;
@@ -71,6 +99,12 @@ std::vector<Row> rows_of(const SweepResult& result) {
   return rows;
 }
 
+// Every measured size verified, and at least one measured: nothing measured is nothing verified.
+bool all_verified(const SweepResult& result) {
+  return !result.points.empty() &&
+         std::all_of(result.points.begin(), result.points.end(), [](const SweepPoint& p) { return p.verified; });
+}
+
 void render_csv(std::ostream& out, const SweepResult& result) {
   out << "size,method,data,seconds,speedup_vs_seq\n";
   for (const Row& row : rows_of(result)) {
@@ -101,9 +135,9 @@ void render_json(std::ostream& out, const SweepResult& result) {
                                   {"pool_fixed_seconds", c.pool_model.fixed_seconds},
                                   {"pool_per_element_seconds", c.pool_model.per_element_seconds}});
   }
-  bool verified = true;
-  for (const SweepPoint& p : result.points) verified = verified && p.verified;
-  json["verified"] = verified;
+  json["unfinished_size"] = result.unfinished ? nlohmann::json(*result.unfinished) : nlohmann::json();
+  json["measured_sizes"] = result.points.size();
+  json["verified"] = all_verified(result);
   out << json.dump(2) << '\n';
 }
 
@@ -137,6 +171,11 @@ void render_table(std::ostream& out, const SweepResult& result) {
       line += fmt::format(" {:>13} {:>17}", speedup(p.pool_warm[r]), speedup(p.pool_with_start[r]));
     }
     out << line << '\n';
+  }
+  if (result.unfinished) {
+    out << fmt::format("--max-seconds {} ran out while size {} was being measured: it was stopped and its partial "
+                       "results discarded.\n",
+                       result.options.max_seconds, *result.unfinished);
   }
   if (!result.skipped.empty()) {
     out << fmt::format("Skipped to stay within --max-seconds {}: sizes {}.\n", result.options.max_seconds,
@@ -196,6 +235,10 @@ int run(std::ostream& out, SweepCommandOptions& options) {
   // Input, expected, output, a shared input and output, and a staged copy of each: seven arrays, four
   // of them in the pool's arena.
   const std::string what = fmt::format("a sweep up to {} elements", largest);
+  require_process_resources(
+      ProcessNeeds::for_pools(options.sweep.workers != 0 ? options.sweep.workers : system_topology().default_workers(),
+                              true, true),
+      what);
   require_available_memory(7 * largest * sizeof(double), what);
   require_arena_capacity(4 * largest * sizeof(double), what);
   if (options.plot == "-" && options.format != Format::table) {
@@ -217,17 +260,21 @@ int run(std::ostream& out, SweepCommandOptions& options) {
   switch (options.format) {
     case Format::json: render_json(out, result); break;
     case Format::csv: render_csv(out, result); break;
-    case Format::table: render_table(out, result); break;
+    case Format::table:
+      if (!result.points.empty()) render_table(out, result);  // else an empty table says nothing
+      break;
   }
   out.flush();
+  if (result.points.empty()) {
+    std::cerr << fmt::format("mpdemo: sweep: nothing was measured within --max-seconds {}; give it more time\n",
+                             options.sweep.max_seconds);
+    return 1;
+  }
   if (!options.plot.empty()) {
-    draw(chart_of(result), options.plot);
-    if (options.plot != "-") std::cerr << fmt::format("sweep: plot written to {}\n", options.plot);
+    draw(chart_of(result), options.plot, out);
+    if (options.plot != "-") std::cerr << fmt::format("sweep: plot written to {}\n", printable(options.plot, 200));
   }
-  for (const SweepPoint& p : result.points) {
-    if (!p.verified) return 1;
-  }
-  return 0;
+  return all_verified(result) ? 0 : 1;
 }
 
 }  // namespace
@@ -238,23 +285,14 @@ Command add_sweep_command(CLI::App& root) {
                "included, starts beating the loop, measured and predicted; compare the data paths");
   auto options = std::make_shared<SweepCommandOptions>();
   app->add_option_function<std::vector<std::string>>(
-         "--sizes",
-         [options](const std::vector<std::string>& texts) {
-           options->sweep.sizes.clear();
-           for (const std::string& text : texts) options->sweep.sizes.push_back(parse_count(text, "--sizes", 1, kMaxElements));
-         },
+         "--sizes", [options](const std::vector<std::string>& texts) { options->sweep.sizes = parse_sizes(texts); },
          "sizes to run, comma-separated (default: 10,100,...,1e8)")
-      ->delimiter(',')
       ->type_name("N,N,...");
-  app->add_option_function<double>(
+  app->add_option_function<std::string>(
          "--max-seconds",
-         [options](double seconds) {
-           if (!(seconds > 0 && seconds <= 86400)) {
-             throw CLI::ValidationError("--max-seconds", fmt::format("{} is not in (0, 86400]", seconds));
-           }
-           options->sweep.max_seconds = seconds;
-         },
-         "time budget; larger sizes that would pass it are skipped (default 60)")
+         [options](const std::string& text) { options->sweep.max_seconds = parse_seconds(text, "--max-seconds", 86400); },
+         "time budget for the whole sweep: a size that would pass it is skipped, and one still running when it "
+         "runs out is stopped (default 60)")
       ->type_name("S");
   app->add_option_function<std::string>(
          "--repeat,-r",
