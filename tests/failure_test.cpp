@@ -13,6 +13,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <pthread.h>
 #include <fmt/format.h>
 #include <fstream>
 #include <map>
@@ -21,6 +24,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <numeric>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -416,5 +420,260 @@ INSTANTIATE_TEST_SUITE_P(Signals, Interrupt,
                                            InterruptCase{SIGINT, true, kLongSweep},
                                            InterruptCase{SIGTERM, false, kLongSweep},
                                            InterruptCase{SIGINT, false, kLongCosts}));
+
+
+
+// ---- Promptness: a death, a timeout, terminate() and a deadline end a map now, not when the work ends.
+
+// Busy for a long time on every element except the victim's: the survivors are deep in long chunks
+// when the victim dies.
+struct DieWhileOthersWork {
+  double* died_at;
+  int victim;
+  int operator()(int x) const {
+    if (x == victim) {
+      *died_at = monotonic_seconds();
+      ::raise(SIGKILL);
+    }
+    const double until = monotonic_seconds() + 0.5;  // 0.5 s per element: a chunk of 10 takes 5 s
+    while (monotonic_seconds() < until) {
+    }
+    return x;
+  }
+};
+
+TEST(Promptness, AWorkerDeathAbandonsTheMapAtOnceWhateverTheOthersAreDoing) {
+  mpdemo::ProcessPool pool(2);
+  auto stamp = pool.make_shared_array<double>(1);
+  stamp[0] = 0;
+  const auto input = iota_input(40);
+  const auto before = pool.worker_pids();
+  double thrown_at = 0;
+  try {
+    // Chunks of 10: worker 0 gets [0, 10) and dies on its first element; worker 1 is 5 s into [10, 20).
+    (void)pool.map(DieWhileOthersWork{stamp.data(), 0}, input, 10);
+    FAIL() << "map should have thrown";
+  } catch (const mpdemo::WorkerError& e) {
+    thrown_at = monotonic_seconds();
+    EXPECT_THAT(e.cause(), HasSubstr("SIGKILL"));
+  }
+  ASSERT_GT(stamp[0], 0.0);
+  EXPECT_LT(thrown_at - stamp[0], 0.100) << "the master waited for the busy survivor";
+  // The busy survivor was killed and reaped too, so that it writes into nothing the caller reuses.
+  for (const auto& pid : before) EXPECT_FALSE(process_exists(pid.value()));
+  for (const auto& pid : pool.worker_pids()) EXPECT_FALSE(pid.has_value()) << "a dead slot shows no pid";
+  EXPECT_EQ(pool.map([](int x) { return x * 5; }, input, 10)[39], 195);
+}
+
+// Never returns: the map's only ways out are the ones the pool provides.
+int spin_forever(int x) {
+  for (volatile int forever = 1; forever != 0;) {
+  }
+  return x;
+}
+
+TEST(Promptness, AMapTimeoutKillsTheBusyWorkersAndThePoolGoesOn) {
+  mpdemo::ProcessPoolOptions options;
+  options.workers = 2;
+  options.map_timeout = 200ms;
+  mpdemo::ProcessPool pool(options);
+  const auto before = pool.worker_pids();
+  const double start = monotonic_seconds();
+  EXPECT_THROW((void)pool.map(&spin_forever, iota_input(10)), mpdemo::MapTimeout);
+  const double took = monotonic_seconds() - start;
+  EXPECT_GE(took, 0.2);
+  EXPECT_LT(took, 1.0);
+  for (const auto& pid : before) EXPECT_FALSE(process_exists(pid.value())) << "a timed-out worker lives on";
+  EXPECT_EQ(pool.map([](int x) { return x + 7; }, iota_input(100))[99], 106);  // replaced, and within time
+}
+
+TEST(Promptness, TerminateFromAnotherThreadStopsARunningMapAndThePool) {
+  mpdemo::ProcessPool pool(2);
+  const auto pids = pool.worker_pids();
+  std::thread terminator([&] {
+    std::this_thread::sleep_for(150ms);
+    pool.terminate();
+  });
+  const double start = monotonic_seconds();
+  EXPECT_THROW((void)pool.map(&spin_forever, iota_input(10)), mpdemo::PoolTerminated);
+  const double took = monotonic_seconds() - start;
+  terminator.join();
+  EXPECT_LT(took, 1.0);
+  EXPECT_TRUE(pool.terminated());
+  for (const auto& pid : pids) EXPECT_FALSE(process_exists(pid.value()));
+  EXPECT_THROW((void)pool.map([](int x) { return x; }, iota_input(10)), mpdemo::PoolTerminated);
+  pool.terminate();  // again: a no-op
+}
+
+TEST(Promptness, TerminateOnAnIdlePoolKillsItsWorkersAtOnce) {
+  mpdemo::ProcessPool pool(2);
+  const auto pids = pool.worker_pids();
+  pool.terminate();
+  for (const auto& pid : pids) EXPECT_FALSE(process_exists(pid.value())) << "terminate() left a worker running";
+  EXPECT_THROW((void)pool.map([](int x) { return x; }, iota_input(10)), mpdemo::PoolTerminated);
+}
+
+TEST(Promptness, ADeadlineStopsTheLoopThreadsAndProcessesAlike) {
+  const auto input = iota_input(2000);
+  std::vector<int> output(input.size());
+  mpdemo::ProcessPool processes(2);
+  mpdemo::ThreadPool threads(2);
+  // Threads cannot be killed, so the kernel's checks (every kCheckBlockElements elements) must be
+  // what stops them and the loop: 1 ms per element is 2 s of work, and a check every 0.5 s.
+  static_assert(mpdemo::kCheckBlockElements <= 512);
+  const auto slow = [](int x) {
+    ::usleep(1'000);
+    return x;
+  };
+  for (int mode = 0; mode < 3; ++mode) {
+    const double start = monotonic_seconds();
+    {
+      const mpdemo::ScopedDeadline deadline(std::chrono::steady_clock::now() + 150ms);
+      if (mode == 0) {
+        EXPECT_THROW(mpdemo::sequential_map_into(slow, input, output), mpdemo::DeadlineExceeded);
+      } else if (mode == 1) {
+        EXPECT_THROW(threads.map_into(slow, input, output), mpdemo::DeadlineExceeded);
+      } else {
+        EXPECT_THROW(processes.map_into(&spin_forever, input, output), mpdemo::DeadlineExceeded);
+      }
+    }
+    EXPECT_LT(monotonic_seconds() - start, 1.5) << "mode " << mode;
+  }
+  // No deadline left behind: everything works again.
+  mpdemo::sequential_map_into(slow, std::vector<int>{1, 2}, std::vector<int>(2));
+  EXPECT_EQ(threads.map([](int x) { return x + 1; }, input)[63], 64);
+  EXPECT_EQ(processes.map([](int x) { return x + 1; }, input)[63], 64);
+}
+
+TEST(Promptness, AnInterruptStopsASequentialLoopWithinABlock) {
+  const mpdemo::InterruptGuard guard;
+  std::vector<int> input(100'000, 1);
+  std::vector<int> output(input.size());
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(100ms);
+    ::kill(::getpid(), SIGINT);
+  });
+  const double start = monotonic_seconds();
+  // 100 us per element: 10 s without the kernel's checks.
+  EXPECT_THROW(mpdemo::sequential_map_into([](int x) { ::usleep(100); return x; }, input, output),
+               mpdemo::Interrupted);
+  interrupter.join();
+  EXPECT_LT(monotonic_seconds() - start, 1.0);
+  EXPECT_THROW((void)mpdemo::interruptible_vector<double>(1000), mpdemo::Interrupted) << "still pending";
+  mpdemo::clear_interrupt();
+  EXPECT_EQ(mpdemo::interruptible_vector<double>(1000).size(), 1000u);
+}
+
+// A child forked by the pool stops itself before it can say it is ready: the master must not wait for
+// it forever, nor ignore Ctrl-C meanwhile.
+std::atomic<bool> g_stop_new_children{false};
+void stop_self_in_child() {
+  if (g_stop_new_children) ::raise(SIGSTOP);
+}
+
+TEST(Promptness, AWorkerStoppedBeforeItIsReadyTimesOutAndIsKilled) {
+  static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_self_in_child);
+  ASSERT_EQ(registered, 0);
+  mpdemo::ProcessPoolOptions options;
+  options.workers = 1;
+  options.start_timeout = 300ms;
+  g_stop_new_children = true;
+  const double start = monotonic_seconds();
+  try {
+    mpdemo::ProcessPool pool(options);
+    g_stop_new_children = false;
+    FAIL() << "a stopped worker was taken for a ready one";
+  } catch (const std::runtime_error& e) {
+    g_stop_new_children = false;
+    EXPECT_THAT(e.what(), HasSubstr("did not say it was ready within 300 ms"));
+  }
+  EXPECT_LT(monotonic_seconds() - start, 1.0);
+  EXPECT_TRUE(children_of(::getpid()).empty()) << "the stopped worker was left behind";
+}
+
+TEST(Promptness, AnInterruptDuringStartUpIsAnsweredAtOnce) {
+  static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_self_in_child);
+  ASSERT_EQ(registered, 0);
+  const mpdemo::InterruptGuard guard;
+  g_stop_new_children = true;
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(150ms);
+    ::kill(::getpid(), SIGINT);
+  });
+  const double start = monotonic_seconds();
+  EXPECT_THROW(mpdemo::ProcessPool pool(1), mpdemo::Interrupted);  // start_timeout is 10 s by default
+  g_stop_new_children = false;
+  interrupter.join();
+  EXPECT_LT(monotonic_seconds() - start, 1.0);
+  EXPECT_TRUE(children_of(::getpid()).empty());
+  mpdemo::clear_interrupt();
+}
+
+// exit() in the function: the master's atexit handlers must not run in the worker, and what the
+// master had buffered for stdout must not be written a second time. Checked in a forked "master"
+// whose stdout is a pipe (fully buffered, as when redirected to a file).
+// Counts, in memory shared by every process forked from the test, how often the master's atexit
+// handler ran: the workers close every descriptor they were not given, so a pipe could not tell.
+std::atomic<int>* g_atexit_runs = nullptr;
+TEST(Promptness, ExitInAWorkerRunsNoneOfTheMastersHandlersNorItsBufferedOutput) {
+  void* shared = ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(shared, MAP_FAILED);
+  g_atexit_runs = new (shared) std::atomic<int>(0);
+  mpdemo::Pipe out = mpdemo::Pipe::create();
+  const pid_t master = ::fork();
+  ASSERT_GE(master, 0);
+  if (master == 0) {
+    ::dup2(out.write_end.get(), STDOUT_FILENO);
+    std::atexit([] { ++*g_atexit_runs; });
+    std::printf("buffered-once;");  // no newline, no flush: still in the master's buffer at fork
+    int status = 1;
+    try {
+      mpdemo::ProcessPool pool(2);
+      (void)pool.map([](int x) {
+        if (x == 3) std::exit(0);
+        return x;
+      }, iota_input(100), 1);
+    } catch (const mpdemo::WorkerError& e) {
+      std::printf("[%s]", e.cause().c_str());
+      status = 0;
+    } catch (...) {
+    }
+    std::fflush(stdout);
+    ::_exit(status);  // not exit(): this copy of the test process must not run gtest's handlers
+  }
+  mpdemo::ChildProcess master_process(master);
+  out.write_end.reset();
+  std::string printed;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(out.read_end.get(), buffer, sizeof(buffer))) > 0;) printed.append(buffer, static_cast<std::size_t>(n));
+  EXPECT_TRUE(master_process.wait().success()) << printed;
+  EXPECT_EQ(printed, "buffered-once;[its function called exit() or quick_exit() in the worker]");
+  EXPECT_EQ(g_atexit_runs->load(), 0) << "the master's atexit handler ran in a worker";
+  ::munmap(shared, sizeof(std::atomic<int>));
+}
+
+TEST(ApiHazards, AMovedFromPoolSaysSoInsteadOfCrashing) {
+  mpdemo::ProcessPool processes(1);
+  mpdemo::ProcessPool taken(std::move(processes));
+  EXPECT_EQ(processes.size(), 0u);  // NOLINT(bugprone-use-after-move): what this test is about
+  EXPECT_THROW((void)processes.map([](int x) { return x; }, iota_input(3)), std::logic_error);
+  EXPECT_THROW((void)processes.worker_pids(), std::logic_error);
+  EXPECT_THROW((void)processes.arena(), std::logic_error);
+  processes.terminate();  // harmless
+  EXPECT_EQ(taken.map([](int x) { return x + 1; }, iota_input(3))[2], 3);
+
+  mpdemo::ThreadPool threads(1);
+  mpdemo::ThreadPool taken_threads(std::move(threads));
+  EXPECT_EQ(threads.size(), 0u);  // NOLINT(bugprone-use-after-move)
+  EXPECT_THROW((void)threads.map([](int x) { return x; }, iota_input(3)), std::logic_error);
+  EXPECT_EQ(taken_threads.map([](int x) { return x + 1; }, iota_input(3))[2], 3);
+}
+
+TEST(ApiHazards, AnEmptyChildProcessHasNoPidToHandOut) {
+  mpdemo::ChildProcess empty;
+  EXPECT_FALSE(empty.running());
+  EXPECT_THROW((void)empty.pid(), std::logic_error);
+  EXPECT_FALSE(empty.send_signal(SIGKILL));  // never kill(-1, ...)
+}
 
 }  // namespace

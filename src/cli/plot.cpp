@@ -105,11 +105,11 @@ void check_plot_path(const std::string& path) {
   for (const char c : path) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       throw UsageError(fmt::format("--plot: '{}' contains a control character; choose a plain file name",
-                                   printable(path)));
+                                   printable(path, 200)));
     }
   }
   if (!ends_with(path, ".png") && !ends_with(path, ".svg")) {
-    throw UsageError(fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path)));
+    throw UsageError(fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path, 200)));
   }
   // Checked without creating anything, so a run that fails later leaves no empty file behind. What
   // the path names (through any symlink) must be a regular file, or nothing yet in a writable
@@ -120,18 +120,18 @@ void check_plot_path(const std::string& path) {
   const fs::file_status status = fs::status(file, error);
   if (fs::exists(status)) {
     if (!fs::is_regular_file(status)) {
-      throw UsageError(fmt::format("--plot: '{}' is {}, not a file a picture can be written to", printable(path),
+      throw UsageError(fmt::format("--plot: '{}' is {}, not a file a picture can be written to", printable(path, 200),
                                    fs::is_directory(status) ? "a directory" : "a device, pipe or socket"));
     }
     if (::access(path.c_str(), W_OK) != 0) {
-      throw UsageError(fmt::format("--plot: cannot write '{}': {}", printable(path), std::strerror(errno)));
+      throw UsageError(fmt::format("--plot: cannot write '{}': {}", printable(path, 200), std::strerror(errno)));
     }
     return;
   }
   const fs::path directory = file.has_parent_path() ? file.parent_path() : ".";
   if (!fs::is_directory(directory, error) || ::access(directory.c_str(), W_OK | X_OK) != 0) {
-    throw UsageError(fmt::format("--plot: cannot create '{}': {} is not a writable directory", printable(path),
-                                 printable(directory.string())));
+    throw UsageError(fmt::format("--plot: cannot create '{}': {} is not a writable directory", printable(path, 200),
+                                 printable(directory.string(), 200)));
   }
 }
 
@@ -177,9 +177,9 @@ GnuplotOutput exchange_with(ChildProcess& gnuplot, FileDescriptor script_in, Fil
 
 void write_file(const std::string& path, const std::string& bytes) {
   FileDescriptor file = FileDescriptor::adopt(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
-  if (file.get() < 0) throw_errno(fmt::format("open {} for the plot", printable(path)));
-  write_all(file.get(), bytes.data(), bytes.size(), fmt::format("write the plot to {}", printable(path)));
-  if (::close(file.release()) != 0) throw_errno(fmt::format("write the plot to {}", printable(path)));
+  if (file.get() < 0) throw_errno(fmt::format("open {} for the plot", printable(path, 200)));
+  write_all(file.get(), bytes.data(), bytes.size(), fmt::format("write the plot to {}", printable(path, 200)));
+  if (::close(file.release()) != 0) throw_errno(fmt::format("write the plot to {}", printable(path, 200)));
 }
 
 }  // namespace
@@ -224,7 +224,7 @@ void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
   if (!status.success() || output.picture.empty()) {
     const std::string first_error = output.errors.substr(0, output.errors.find_first_of('\n', output.errors.find_first_not_of(" \n")));
     throw std::runtime_error(fmt::format("gnuplot {} while drawing {}{}", status.success() ? "drew nothing" : status.str(),
-                                         printable(path), first_error.empty() ? "" : ": " + printable(first_error, 200)));
+                                         printable(path, 200), first_error.empty() ? "" : ": " + printable(first_error, 200)));
   }
   if (path == "-") {
     terminal << output.picture;

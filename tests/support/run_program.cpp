@@ -12,12 +12,19 @@
 
 namespace mpdemo::testing {
 
+std::string mpdemo_executable() { return MPDEMO_EXECUTABLE; }
+
 ProgramResult run_mpdemo(const std::vector<std::string>& arguments, std::chrono::milliseconds timeout,
                          const std::function<void(pid_t)>& on_started, bool own_process_group) {
+  std::vector<std::string> command{MPDEMO_EXECUTABLE};
+  command.insert(command.end(), arguments.begin(), arguments.end());
+  return run_program(command, timeout, on_started, own_process_group);
+}
+
+ProgramResult run_program(std::vector<std::string> argv_strings, std::chrono::milliseconds timeout,
+                          const std::function<void(pid_t)>& on_started, bool own_process_group) {
   Pipe out = Pipe::create();
   Pipe err = Pipe::create();
-  std::vector<std::string> argv_strings{MPDEMO_EXECUTABLE};
-  argv_strings.insert(argv_strings.end(), arguments.begin(), arguments.end());
   std::vector<char*> argv;
   for (std::string& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -28,7 +35,7 @@ ProgramResult run_mpdemo(const std::vector<std::string>& arguments, std::chrono:
     if (own_process_group) ::setpgid(0, 0);
     ::dup2(out.write_end.get(), STDOUT_FILENO);
     ::dup2(err.write_end.get(), STDERR_FILENO);
-    ::execv(argv[0], argv.data());
+    ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
   if (own_process_group) ::setpgid(pid, pid);  // also here, so it holds before on_started signals the group

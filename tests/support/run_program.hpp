@@ -25,6 +25,14 @@ ProgramResult run_mpdemo(const std::vector<std::string>& arguments,
                          std::chrono::milliseconds timeout = std::chrono::seconds(60),
                          const std::function<void(pid_t)>& on_started = {}, bool own_process_group = false);
 
+/// Runs any program (argv[0] looked up on $PATH) the same way: `prlimit ... mpdemo ...`, or
+/// `/bin/sh -c 'exec mpdemo ... >/dev/full'` for what a pipe cannot show.
+ProgramResult run_program(std::vector<std::string> argv, std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                          const std::function<void(pid_t)>& on_started = {}, bool own_process_group = false);
+
+/// The path of the mpdemo executable under test.
+std::string mpdemo_executable();
+
 /// The pids of the children of `pid` right now (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
 
