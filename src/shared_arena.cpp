@@ -46,8 +46,10 @@ struct SharedArena::Impl {
     try {
       return bip::mapped_region(bip::anonymous_shared_memory(capacity));
     } catch (const bip::interprocess_exception& e) {
+      const std::string hint = limit_hint(e.get_native_error());
       throw std::system_error(e.get_native_error(), std::system_category(),
-                              fmt::format("reserve {} bytes of shared memory", capacity));
+                              fmt::format("reserve {} bytes of shared memory{}", capacity,
+                                          hint.empty() ? "" : fmt::format(" ({})", hint)));
     }
   }
 };

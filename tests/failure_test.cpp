@@ -459,6 +459,7 @@ TEST(Promptness, AWorkerDeathAbandonsTheMapAtOnceWhateverTheOthersAreDoing) {
   }
   ASSERT_GT(stamp[0], 0.0);
   EXPECT_LT(thrown_at - stamp[0], 0.100) << "the master waited for the busy survivor";
+  RecordProperty("death_to_throw_us", static_cast<int>((thrown_at - stamp[0]) * 1e6));
   // The busy survivor was killed and reaped too, so that it writes into nothing the caller reuses.
   for (const auto& pid : before) EXPECT_FALSE(process_exists(pid.value()));
   for (const auto& pid : pool.worker_pids()) EXPECT_FALSE(pid.has_value()) << "a dead slot shows no pid";
@@ -483,6 +484,7 @@ TEST(Promptness, AMapTimeoutKillsTheBusyWorkersAndThePoolGoesOn) {
   const double took = monotonic_seconds() - start;
   EXPECT_GE(took, 0.2);
   EXPECT_LT(took, 1.0);
+  RecordProperty("timeout_200ms_total_ms", static_cast<int>(took * 1e3));
   for (const auto& pid : before) EXPECT_FALSE(process_exists(pid.value())) << "a timed-out worker lives on";
   EXPECT_EQ(pool.map([](int x) { return x + 7; }, iota_input(100))[99], 106);  // replaced, and within time
 }
@@ -499,6 +501,7 @@ TEST(Promptness, TerminateFromAnotherThreadStopsARunningMapAndThePool) {
   const double took = monotonic_seconds() - start;
   terminator.join();
   EXPECT_LT(took, 1.0);
+  RecordProperty("terminate_after_150ms_total_ms", static_cast<int>(took * 1e3));
   EXPECT_TRUE(pool.terminated());
   for (const auto& pid : pids) EXPECT_FALSE(process_exists(pid.value()));
   EXPECT_THROW((void)pool.map([](int x) { return x; }, iota_input(10)), mpdemo::PoolTerminated);
