@@ -175,6 +175,16 @@ TEST(Limits, TooFewOpenFilesIsNamedBeforeAnyWork) {
   EXPECT_TRUE(result.out.empty());
 }
 
+TEST(Limits, TooLowAProcessLimitIsNamedBeforeAnyWork) {
+  // ulimit -u does not bind root: run as nobody, which needs root to arrange.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to run mpdemo as another user (root is exempt from ulimit -u)";
+  const auto result = run_program({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "prlimit",
+                                   "--nproc=5", mpdemo_executable(), "run", "--size", "1000", "--workers", "2"});
+  EXPECT_EQ(result.exit_code(), 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("this user may run 5 in all (ulimit -u)"));
+  EXPECT_TRUE(result.out.empty());
+}
+
 TEST(Limits, AnAddressSpaceLimitIsNamedAndTheArenaIsSizedTruthfully) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "a sanitizer's shadow memory needs terabytes of address space: ulimit -v cannot be tried under it";

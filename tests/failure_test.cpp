@@ -672,6 +672,21 @@ TEST(ApiHazards, AMovedFromPoolSaysSoInsteadOfCrashing) {
   EXPECT_EQ(taken_threads.map([](int x) { return x + 1; }, iota_input(3))[2], 3);
 }
 
+TEST(ApiHazards, ASystemCallThatHitALimitSaysWhichLimit) {
+  EXPECT_THAT(mpdemo::limit_hint(EAGAIN), HasSubstr("ulimit -u"));
+  EXPECT_THAT(mpdemo::limit_hint(EMFILE), HasSubstr("ulimit -n"));
+  EXPECT_THAT(mpdemo::limit_hint(ENOMEM), HasSubstr("ulimit -v"));
+  EXPECT_EQ(mpdemo::limit_hint(ENOENT), "");
+  errno = EMFILE;
+  try {
+    mpdemo::throw_errno_with_limits("create a pipe");
+    FAIL();
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EMFILE);
+    EXPECT_THAT(e.what(), HasSubstr("create a pipe (this process's open-file limit was reached (ulimit -n = "));
+  }
+}
+
 TEST(ApiHazards, AnEmptyChildProcessHasNoPidToHandOut) {
   mpdemo::ChildProcess empty;
   EXPECT_FALSE(empty.running());
