@@ -1,8 +1,8 @@
 // Micro-benchmarks with Google Benchmark: the fixed costs of the two pools, one number each.
 //   build/release/bench/mpdemo_bench_micro [--benchmark_repetitions=5]
-#include "mpdemo/kernels.hpp"
-#include "mpdemo/process_pool.hpp"
-#include "mpdemo/thread_pool.hpp"
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/pool/thread_pool.hpp"
 
 #include <benchmark/benchmark.h>
 

@@ -11,15 +11,16 @@
 // taking memory back) touches all of them alike; each figure is the median over rounds, with its range.
 //
 // Benchmarks measure; they do not pass or fail. "met" only compares the median with the target.
-#include "mpdemo/child_process.hpp"
-#include "mpdemo/chunk_plan.hpp"
-#include "mpdemo/experiment.hpp"
-#include "mpdemo/fd.hpp"
-#include "mpdemo/kernels.hpp"
-#include "mpdemo/process_pool.hpp"
-#include "mpdemo/thread_pool.hpp"
-#include "mpdemo/timing.hpp"
-#include "mpdemo/topology.hpp"
+#include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/lab/experiment.hpp"
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/spawn.hpp"
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/timing.hpp"
+#include "mpdemo/sys/topology.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -354,21 +355,19 @@ double timed_copy(const double* from, double* to, std::size_t n, std::size_t thr
   return clock.seconds();
 }
 
-/// Forks a child that runs `body` and leaves with _exit(body()), never returning into main (nor
-/// flushing a copy of this process's stdio buffers).
+/// A child that runs `body` (its exit status) with only stdio and `keep` open, made by mpdemo::spawn
+/// like every other child; a body that throws exits 127.
 template <class Body>
-mpdemo::ChildProcess fork_child(std::string_view what, Body body) {
-  std::cout.flush();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::system_category(), fmt::format("fork {}", what));
-  if (pid == 0) {
+mpdemo::ChildProcess fork_child(std::string_view what, std::initializer_list<int> keep, Body body) {
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors.assign(keep.begin(), keep.end());
+  return mpdemo::spawn(what, options, [&body]() noexcept {
     try {
-      ::_exit(body());
+      return body();
     } catch (...) {
-      ::_exit(127);
+      return 127;
     }
-  }
-  return mpdemo::ChildProcess(pid);
+  });
 }
 
 /// Bytes of a "VmHWM:"-style line of /proc/self/status (reported in kB).
@@ -396,7 +395,7 @@ struct MemoryProbe {
 /// _exit and hands its numbers back through a pipe.
 MemoryProbe probe_zero_copy_memory(const Options& options, std::size_t workers) {
   mpdemo::Pipe channel = mpdemo::Pipe::create();
-  mpdemo::ChildProcess child = fork_child("the memory probe", [&] {
+  mpdemo::ChildProcess child = fork_child("the memory probe", {channel.write_end.get()}, [&] {
     channel.read_end.reset();
     MemoryProbe probe;
     try {
@@ -451,7 +450,7 @@ class ScopedPin {
 std::vector<double> pipe_round_trips(int master_cpu, int echo_cpu, std::size_t count) {
   mpdemo::Pipe ping = mpdemo::Pipe::create();
   mpdemo::Pipe pong = mpdemo::Pipe::create();
-  mpdemo::ChildProcess echo = fork_child("the pipe echo", [&] {
+  mpdemo::ChildProcess echo = fork_child("the pipe echo", {ping.read_end.get(), pong.write_end.get()}, [&] {
     // Only system calls from here on: the parent may have threads.
     ping.write_end.reset();
     pong.read_end.reset();

@@ -3,3 +3,10 @@ add_library(mpdemo_warnings INTERFACE)
 target_compile_options(mpdemo_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
   -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+
+# CI builds with warnings as errors (the asan and tsan presets), so a new warning cannot land; a
+# user's build with another compiler is not stopped by one.
+option(MPDEMO_WARNINGS_AS_ERRORS "Treat compiler warnings as errors" OFF)
+if(MPDEMO_WARNINGS_AS_ERRORS)
+  target_compile_options(mpdemo_warnings INTERFACE -Werror)
+endif()

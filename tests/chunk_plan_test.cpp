@@ -1,4 +1,4 @@
-#include "mpdemo/chunk_plan.hpp"
+#include "mpdemo/pool/chunk_plan.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-#include "mpdemo/costs.hpp"
-#include "mpdemo/costs_report.hpp"
+#include "mpdemo/lab/costs.hpp"
+#include "costs_report.hpp"
 
 #include <gtest/gtest.h>
 

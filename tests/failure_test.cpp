@@ -1,12 +1,13 @@
 // Failure paths, for real: functions that throw in a worker, workers killed by signals, a master
 // killed with SIGKILL, SIGINT and SIGTERM to the mpdemo executable, pools made while threads run,
 // and a thousand pools made and destroyed. Nothing may hang, leak, or leave a process behind.
-#include "mpdemo/errors.hpp"
-#include "mpdemo/fd.hpp"
-#include "mpdemo/interrupt.hpp"
-#include "mpdemo/kernels.hpp"
-#include "mpdemo/process_pool.hpp"
-#include "mpdemo/thread_pool.hpp"
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/spawn.hpp"
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/pool/thread_pool.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -234,9 +235,9 @@ TEST(WorkerFailure, WorkersDieWithTheirMaster) {
   // This test process adopts orphans, so it can see what becomes of the workers.
   ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   mpdemo::Pipe report = mpdemo::Pipe::create();
-  const pid_t master = ::fork();
-  ASSERT_GE(master, 0);
-  if (master == 0) {
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors = {report.write_end.get()};
+  mpdemo::ChildProcess master_process = mpdemo::spawn("a master", options, [&]() noexcept {
     // Never let an exception unwind into the test framework in this copy of the test process.
     try {
       mpdemo::ProcessPool pool(2);
@@ -245,10 +246,9 @@ TEST(WorkerFailure, WorkersDieWithTheirMaster) {
       mpdemo::write_all(report.write_end.get(), pids.data(), pids.size() * sizeof(pid_t));
       for (;;) ::pause();  // until SIGKILL
     } catch (...) {
-      ::_exit(1);
+      return 1;
     }
-  }
-  mpdemo::ChildProcess master_process(master);
+  });
   report.write_end.reset();
   std::array<pid_t, 2> workers{};
   ASSERT_TRUE(mpdemo::read_exact(report.read_end.get(), workers.data(), sizeof(workers)));
@@ -623,10 +623,9 @@ TEST(Promptness, ExitInAWorkerRunsNoneOfTheMastersHandlersNorItsBufferedOutput) 
   ASSERT_NE(shared, MAP_FAILED);
   g_atexit_runs = new (shared) std::atomic<int>(0);
   mpdemo::Pipe out = mpdemo::Pipe::create();
-  const pid_t master = ::fork();
-  ASSERT_GE(master, 0);
-  if (master == 0) {
-    ::dup2(out.write_end.get(), STDOUT_FILENO);
+  mpdemo::SpawnOptions options;
+  options.stdout_to = out.write_end.get();
+  mpdemo::ChildProcess master_process = mpdemo::spawn("a master", options, []() noexcept {
     std::atexit([] { ++*g_atexit_runs; });
     std::printf("buffered-once;");  // no newline, no flush: still in the master's buffer at fork
     int status = 1;
@@ -642,9 +641,8 @@ TEST(Promptness, ExitInAWorkerRunsNoneOfTheMastersHandlersNorItsBufferedOutput) 
     } catch (...) {
     }
     std::fflush(stdout);
-    ::_exit(status);  // not exit(): this copy of the test process must not run gtest's handlers
-  }
-  mpdemo::ChildProcess master_process(master);
+    return status;  // spawn leaves with _exit: this copy of the test process runs no gtest handler
+  });
   out.write_end.reset();
   std::string printed;
   char buffer[4096];
@@ -687,11 +685,31 @@ TEST(ApiHazards, ASystemCallThatHitALimitSaysWhichLimit) {
   }
 }
 
+TEST(ApiHazards, EveryErrorOfMpdemosOwnIsAnMpdemoError) {
+  static_assert(std::is_base_of_v<mpdemo::Error, mpdemo::WorkerError>);
+  static_assert(std::is_base_of_v<mpdemo::Error, mpdemo::MapTimeout>);
+  static_assert(std::is_base_of_v<mpdemo::Error, mpdemo::PoolTerminated>);
+  static_assert(std::is_base_of_v<mpdemo::Error, mpdemo::Interrupted>);
+  static_assert(std::is_base_of_v<mpdemo::Error, mpdemo::DeadlineExceeded>);
+  mpdemo::ProcessPool pool(1);
+  EXPECT_THROW((void)pool.map([](int x) {
+    if (x == 1) throw std::runtime_error("no");
+    return x;
+  }, iota_input(3)), mpdemo::Error);
+  pool.terminate();
+  EXPECT_THROW((void)pool.map([](int x) { return x; }, iota_input(3)), mpdemo::Error);
+}
+
 TEST(ApiHazards, AnEmptyChildProcessHasNoPidToHandOut) {
   mpdemo::ChildProcess empty;
   EXPECT_FALSE(empty.running());
   EXPECT_THROW((void)empty.pid(), std::logic_error);
   EXPECT_FALSE(empty.send_signal(SIGKILL));  // never kill(-1, ...)
+  const mpdemo::ExitStatus status = empty.wait_or_kill(10ms);
+  EXPECT_FALSE(status.started());
+  EXPECT_FALSE(status.success()) << "a child that never ran is not a success";
+  EXPECT_EQ(status.str(), "never started");
+  EXPECT_FALSE(mpdemo::ChildProcess::adopt(-1).running()) << "adopting -1 must give an empty owner";
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-#include "mpdemo/process_pool.hpp"
+#include "mpdemo/pool/process_pool.hpp"
 
-#include "mpdemo/kernels.hpp"
-#include "mpdemo/topology.hpp"
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/sys/topology.hpp"
 
 #include "support/expected.hpp"
 

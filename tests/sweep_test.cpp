@@ -1,9 +1,9 @@
 // Sweep: the crossover finder and the cost model on synthetic timings, the three data paths on real
 // workers, and the sweep command's JSON, CSV and plots (with and without gnuplot).
-#include "mpdemo/sweep.hpp"
+#include "mpdemo/lab/sweep.hpp"
 
-#include "mpdemo/kernels.hpp"
-#include "mpdemo/process_pool.hpp"
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/process_pool.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>

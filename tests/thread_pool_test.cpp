@@ -1,7 +1,7 @@
 // ThreadPool: the same API as ProcessPool, on threads. Also built with ThreadSanitizer in CI.
-#include "mpdemo/thread_pool.hpp"
+#include "mpdemo/pool/thread_pool.hpp"
 
-#include "mpdemo/kernels.hpp"
+#include "mpdemo/lab/kernels.hpp"
 
 #include "support/expected.hpp"
 

@@ -1,4 +1,4 @@
-#include "mpdemo/timing.hpp"
+#include "mpdemo/sys/timing.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Topology: hwloc's answer, checked against an independent reading of the kernel's own files, which
 // is how psutil.cpu_count(logical=False) counts physical cores.
-#include "mpdemo/topology.hpp"
+#include "mpdemo/sys/topology.hpp"
 
 #include <gtest/gtest.h>
 

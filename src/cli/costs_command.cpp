@@ -1,7 +1,7 @@
 #include "costs_command.hpp"
 
-#include "mpdemo/costs.hpp"
-#include "mpdemo/costs_report.hpp"
+#include "mpdemo/lab/costs.hpp"
+#include "costs_report.hpp"
 #include "options.hpp"
 
 #include <fmt/format.h>

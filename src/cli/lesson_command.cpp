@@ -1,7 +1,7 @@
 #include "lesson_command.hpp"
 
-#include "mpdemo/interrupt.hpp"
-#include "mpdemo/topology.hpp"
+#include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
 #include "trials.hpp"
 #include "verdict.hpp"

@@ -10,8 +10,8 @@
 #include "sweep_command.hpp"
 #include "topology_command.hpp"
 
-#include "mpdemo/errors.hpp"
-#include "mpdemo/interrupt.hpp"
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/interrupt.hpp"
 
 #include <csignal>
 #include <cstdio>

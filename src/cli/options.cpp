@@ -1,9 +1,9 @@
 #include "options.hpp"
 
 #include "command.hpp"
-#include "mpdemo/errors.hpp"
-#include "mpdemo/shared_arena.hpp"
-#include "mpdemo/topology.hpp"
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/pool/shared_arena.hpp"
+#include "mpdemo/sys/topology.hpp"
 
 #include <algorithm>
 #include <cctype>

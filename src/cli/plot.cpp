@@ -1,10 +1,11 @@
 #include "plot.hpp"
 
 #include "command.hpp"
-#include "mpdemo/child_process.hpp"
-#include "mpdemo/errors.hpp"
-#include "mpdemo/fd.hpp"
-#include "mpdemo/interrupt.hpp"
+#include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "options.hpp"
 
 #include <cstdio>
@@ -190,20 +191,18 @@ void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
   Pipe picture_pipe = Pipe::create();
   Pipe errors_pipe = Pipe::create();
   Pipe exec_failure = Pipe::create();  // close-on-exec: stays silent if exec works, carries errno if not
-  std::cout.flush();
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw_errno_with_limits("fork gnuplot");
-  if (pid == 0) {
-    ::dup2(script_pipe.read_end.get(), STDIN_FILENO);
-    ::dup2(picture_pipe.write_end.get(), STDOUT_FILENO);
-    ::dup2(errors_pipe.write_end.get(), STDERR_FILENO);
+  SpawnOptions options;
+  options.stdin_from = script_pipe.read_end.get();
+  options.stdout_to = picture_pipe.write_end.get();
+  options.stderr_to = errors_pipe.write_end.get();
+  options.keep_descriptors = {exec_failure.write_end.get()};
+  const int exec_failure_fd = exec_failure.write_end.get();
+  ChildProcess gnuplot = spawn("gnuplot", options, [&program, exec_failure_fd]() noexcept {
     ::execlp(program.c_str(), program.c_str(), static_cast<char*>(nullptr));
     const int error = errno;
-    [[maybe_unused]] const auto ignored = ::write(exec_failure.write_end.get(), &error, sizeof(error));
-    ::_exit(127);
-  }
-  ChildProcess gnuplot(pid);
+    [[maybe_unused]] const auto ignored = ::write(exec_failure_fd, &error, sizeof(error));
+    return 127;
+  });
   script_pipe.read_end.reset();
   picture_pipe.write_end.reset();
   errors_pipe.write_end.reset();

@@ -1,8 +1,8 @@
 #include "run_command.hpp"
 
-#include "mpdemo/chunk_plan.hpp"
-#include "mpdemo/interrupt.hpp"
-#include "mpdemo/topology.hpp"
+#include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
 #include "trials.hpp"
 #include "verdict.hpp"

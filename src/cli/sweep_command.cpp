@@ -1,7 +1,7 @@
 #include "sweep_command.hpp"
 
-#include "mpdemo/sweep.hpp"
-#include "mpdemo/topology.hpp"
+#include "mpdemo/lab/sweep.hpp"
+#include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
 #include "plot.hpp"
 #include "verdict.hpp"

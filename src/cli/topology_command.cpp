@@ -1,6 +1,6 @@
 #include "topology_command.hpp"
 
-#include "mpdemo/topology.hpp"
+#include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
 
 #include <fmt/format.h>

@@ -1,6 +1,6 @@
 #include "trials.hpp"
 
-#include "mpdemo/interrupt.hpp"
+#include "mpdemo/sys/interrupt.hpp"
 
 #include <algorithm>
 

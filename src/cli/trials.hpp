@@ -1,7 +1,7 @@
 // Trials: run one method of the experiment, timed and verified, and summarise repeated runs.
 #pragma once
 
-#include "mpdemo/experiment.hpp"
+#include "mpdemo/lab/experiment.hpp"
 
 #include <optional>
 #include <span>

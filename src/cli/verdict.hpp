@@ -1,7 +1,7 @@
 // Verdicts: which method was fastest, by what factor, and why, read off the measured phases.
 #pragma once
 
-#include "mpdemo/timing.hpp"
+#include "mpdemo/sys/timing.hpp"
 
 #include <span>
 #include <string>

@@ -1,7 +1,8 @@
 #include "run_program.hpp"
 
-#include "mpdemo/errors.hpp"
-#include "mpdemo/fd.hpp"
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/spawn.hpp"
 
 #include <array>
 #include <filesystem>
@@ -29,17 +30,17 @@ ProgramResult run_program(std::vector<std::string> argv_strings, std::chrono::mi
   for (std::string& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
 
-  const pid_t pid = ::fork();
-  if (pid < 0) throw_errno("fork for mpdemo");
-  if (pid == 0) {
+  SpawnOptions options;
+  options.stdout_to = out.write_end.get();
+  options.stderr_to = err.write_end.get();
+  // die_with_parent (the default): a test killed by ctest's TIMEOUT takes the program with it.
+  ChildProcess child = spawn(argv[0], options, [&argv, own_process_group]() noexcept {
     if (own_process_group) ::setpgid(0, 0);
-    ::dup2(out.write_end.get(), STDOUT_FILENO);
-    ::dup2(err.write_end.get(), STDERR_FILENO);
     ::execvp(argv[0], argv.data());
-    ::_exit(127);
-  }
+    return 127;
+  });
+  const pid_t pid = child.pid();
   if (own_process_group) ::setpgid(pid, pid);  // also here, so it holds before on_started signals the group
-  ChildProcess child(pid);
   out.write_end.reset();
   err.write_end.reset();
   if (on_started) on_started(pid);

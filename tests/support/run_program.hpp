@@ -1,7 +1,7 @@
 // Test support: run a program (the mpdemo executable) as a real child process and capture what it says.
 #pragma once
 
-#include "mpdemo/child_process.hpp"
+#include "mpdemo/sys/child_process.hpp"
 
 #include <chrono>
 #include <functional>

@@ -1,0 +1,202 @@
+// ProcessPool: Python's multiprocessing.Pool, with processes forked once and data in shared memory.
+//
+//   mpdemo::ProcessPool pool;                               // one worker per physical core, forked now
+//   std::vector<double> squares = pool.map(square, input);  // like pool.map(squared, array)
+//
+//   auto in = pool.make_shared_array<double>(n);            // zero-copy: data born in shared memory
+//   auto out = pool.make_shared_array<double>(n);
+//   pool.map_into(square, in, out);                         // nothing copied, nothing allocated
+//
+// How it works. The constructor forks the workers, each exactly once, pinned one per physical core.
+// Data does not go through the pipes (except on the comparison path map_through_pipes): inputs and
+// outputs live in a SharedArena, mapped before the fork and so at the same address in every worker. Each worker has two pipes: the master writes a task
+// ("apply this kernel to elements [b, e)", ~150 bytes) and the worker answers done or failed. Chunks
+// are handed out dynamically, two in flight per worker, so a worker that finishes early takes more.
+// The master waits in poll() on the answers: it polls without blocking for up to 50 us first (so
+// back-to-back maps do not pay a core's wake-up each), then sleeps. Workers wait for tasks the same way.
+//
+// Failures. If fn throws in a worker, map throws WorkerError in the master with the worker, its pid,
+// the chunk and the original what(), once the chunks already handed out are answered (no new ones
+// are handed out). If a worker dies (a signal, a crash, exit() in fn), map notices at once
+// (end-of-file on its pipe), abandons the map at once -- the workers still busy with it are killed,
+// whatever they are doing -- and throws WorkerError naming the signal; the next map forks
+// replacements first. A map that never ends (fn never returns) is bounded by map_timeout, by a
+// ScopedDeadline, by an interrupt, or by terminate() from another thread. If anything else interrupts a map (Interrupted, a system error), the workers
+// still busy with it are killed and reaped before the exception leaves, so none writes into memory
+// the caller is about to reuse. A worker that dies while idle is reaped and replaced by the next map.
+// Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore SIGINT/SIGTERM/SIGQUIT:
+// Ctrl-C reaches the whole process group, and the decision belongs to the master (see interrupt.hpp).
+//
+// Thread safety: one thread at a time may call map on a pool; terminate() may be called from any
+// thread at any time (that is what it is for). Every thread that creates the pool or
+// calls map on it must outlive it: Linux sends a worker's parent-death signal when the *thread* that
+// forked it exits, and a map may fork a replacement worker.
+// Limits: one map's staged or shared data must fit in the arena (SharedArena::capacity(), half of
+// physical memory by default); beyond it, allocation throws ArenaExhausted.
+// After fork, a worker only reads and writes its pipes and runs fn: fn must not rely on threads,
+// locks or other state of the master beyond what it was given.
+#pragma once
+
+#include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/pool/shared_arena.hpp"
+#include "mpdemo/sys/timing.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <sys/types.h>
+#include <vector>
+
+namespace mpdemo {
+
+/// How a map's data reaches the workers and comes back.
+enum class DataPath {
+  shared_memory,  ///< through the shared arena (zero copy when the caller's arrays live there)
+  pipe,           ///< serialized through the pipes, as Python's Pool pickles through its queues: for comparison
+};
+
+struct ProcessPoolOptions {
+  std::size_t workers = 0;                ///< 0: the physical cores this process may use
+  bool pin_workers = true;                ///< pin worker w to physical core w (see Topology)
+  std::shared_ptr<SharedArena> arena{};   ///< null: SharedArena::process_default()
+  /// How long the master and the workers poll for the next message before they sleep (see
+  /// src/spin_wait.hpp). 0: always sleep at once, paying a wake-up for every message.
+  std::chrono::microseconds spin{kDefaultSpin};
+  static constexpr std::chrono::microseconds kDefaultSpin{50};
+  /// A map still running after this long throws MapTimeout, its busy workers killed (and replaced at
+  /// the next map). 0: no limit.
+  std::chrono::milliseconds map_timeout{0};
+  /// How long a new worker may take to say it is ready before it is killed and the constructor (or
+  /// the map that replaces it) throws: a worker stopped (SIGSTOP) or starved never hangs the master.
+  std::chrono::milliseconds start_timeout{10'000};
+};
+
+/// What the last map moved, in bytes: the price of not sharing.
+struct MapTraffic {
+  std::size_t copied_in_bytes = 0;   ///< input copied into shared memory (0: it was made there)
+  std::size_t copied_out_bytes = 0;  ///< results copied out of shared memory (0: written in place)
+  std::size_t pipe_bytes = 0;        ///< everything written to or read from the pipes, messages included
+};
+
+class ProcessPool {
+ public:
+  /// Forks `workers` processes (0: one per physical core) and waits until each is ready.
+  explicit ProcessPool(std::size_t workers = 0);
+  explicit ProcessPool(ProcessPoolOptions options);
+  /// Stops the workers (end-of-file on their task pipes; SIGKILL if they are mid-chunk or do not leave
+  /// within a second) and reaps every one.
+  ~ProcessPool();
+  /// A moved-from pool has no workers: size() is 0, and every other call throws std::logic_error.
+  ProcessPool(ProcessPool&&) noexcept;
+  ProcessPool& operator=(ProcessPool&&) noexcept;
+
+  std::size_t size() const noexcept;
+  /// The workers' pids, by slot; empty for a slot whose worker died or was killed (it is replaced
+  /// when the next map starts). Never -1 or 0, which kill() would take for "every process".
+  std::vector<std::optional<pid_t>> worker_pids() const;
+  /// Python's Pool.terminate(): kills every worker now. A map running in another thread throws
+  /// PoolTerminated within milliseconds; every later map throws PoolTerminated. Thread-safe;
+  /// calling it again is a no-op.
+  void terminate() noexcept;
+  /// Whether terminate() was called.
+  bool terminated() const noexcept;
+  /// Seconds the constructor took to fork all workers and hear that each is ready.
+  double startup_seconds() const noexcept;
+  const std::shared_ptr<SharedArena>& arena() const;
+
+  /// An uninitialised array in the pool's shared memory: fill it, and map/map_into read it in place.
+  template <class T>
+  SharedArray<T> make_shared_array(std::size_t size) const {
+    return SharedArray<T>(arena(), size);
+  }
+
+  /// Like Pool.map(fn, input, chunksize): a new vector with fn(x) for every x, in input order.
+  /// chunksize 0 means Python's default, ceil(n / (4 * workers)). Input outside the pool's arena is
+  /// copied in, and results copied out: both copies are timed (see last_map_timings()).
+  /// Throws WorkerError if a worker fails, Interrupted on SIGINT/SIGTERM under an InterruptGuard,
+  /// ArenaExhausted if the staged data does not fit, std::system_error if a system call fails.
+  template <class F, std::ranges::contiguous_range Input>
+    requires ElementFunction<F, std::ranges::range_value_t<Input>>
+  auto map(F fn, const Input& input, std::size_t chunksize = 0) {
+    using T = std::ranges::range_value_t<Input>;
+    using R = map_result_t<F, T>;
+    std::vector<R> result;
+    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T), nullptr, sizeof(R),
+             chunksize, DataPath::shared_memory},
+            [&](const void* staged) {
+              const auto* first = static_cast<const R*>(staged);
+              const std::size_t n = std::ranges::size(input);
+              result.reserve(n);
+              for_each_block(n, [&](std::size_t begin, std::size_t end) {
+                result.insert(result.end(), first + begin, first + end);
+              });
+            });
+    return result;
+  }
+
+  /// map, with the data moved the way Python's Pool moves it: every slice written into a pipe and
+  /// every result read back from one. Slower by design; it exists to measure the difference.
+  template <class F, std::ranges::contiguous_range Input>
+    requires ElementFunction<F, std::ranges::range_value_t<Input>>
+  auto map_through_pipes(F fn, const Input& input, std::size_t chunksize = 0) {
+    using T = std::ranges::range_value_t<Input>;
+    using R = map_result_t<F, T>;
+    const Stopwatch clock;
+    std::vector<R> result = interruptible_vector<R>(std::ranges::size(input));
+    const double allocate = clock.seconds();
+    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T), result.data(),
+             sizeof(R), chunksize, DataPath::pipe},
+            {});
+    add_collect_time(allocate);  // the results are written in place as they arrive: only the vector cost
+    return result;
+  }
+
+  /// output[i] = fn(input[i]) into a buffer the caller owns. When both live in the pool's arena
+  /// (make_shared_array) nothing is copied and nothing is allocated. output.size() must equal
+  /// input.size() (std::invalid_argument otherwise). DataPath::pipe moves the data through the pipes.
+  template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
+    requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
+             std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
+  void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0,
+                DataPath path = DataPath::shared_memory) {
+    using T = std::ranges::range_value_t<Input>;
+    using R = std::ranges::range_value_t<Output>;
+    require_same_size(std::ranges::size(input), std::ranges::size(output), "ProcessPool::map_into");
+    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
+             std::ranges::data(output), sizeof(R), chunksize, path},
+            {});
+  }
+
+  /// Where the last map's time went: move_in, compute and collect (start/stop are the pool's own).
+  const PhaseTimes& last_map_timings() const;
+  /// What the last map copied and sent through pipes.
+  const MapTraffic& last_map_traffic() const;
+
+  /// One map, type-erased: what map and map_into hand to the dispatcher.
+  struct Request {
+    ChunkKernel kernel;
+    const void* input;
+    std::size_t size;
+    std::size_t input_element_bytes;
+    void* output;  ///< null: results are staged in shared memory and handed to `collect`
+    std::size_t output_element_bytes;
+    std::size_t chunksize;
+    DataPath data_path;
+  };
+
+ private:
+
+  void execute(const Request& request, const std::function<void(const void*)>& collect);
+  void add_collect_time(double seconds) noexcept;
+
+  struct Impl;
+  Impl& impl() const;  ///< throws std::logic_error on a moved-from pool
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mpdemo

@@ -1,0 +1,82 @@
+// Errors: one way to report a failed system call, and the errors the pool raises.
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <system_error>
+
+namespace mpdemo {
+
+/// Throws std::system_error for the current errno, saying what was being done ("fork a worker").
+[[noreturn]] void throw_errno(std::string_view doing);
+
+/// For calls that *return* an error number instead of setting errno (pthread_*, posix_*).
+void check_error_number(int error_number, std::string_view doing);
+
+/// Runs a system call again while it fails with EINTR (never use it for close()).
+template <class Call>
+auto retry_on_eintr(Call call) {
+  for (;;) {
+    auto result = call();
+    if (result != -1 || errno != EINTR) return result;
+  }
+}
+
+/// What every error of mpdemo's own derives from (a std::runtime_error), so that a program can catch
+/// "mpdemo said no" in one place: WorkerError, MapTimeout, PoolTerminated, Interrupted,
+/// DeadlineExceeded. (ArenaExhausted is a std::bad_alloc, as an allocator's failure should be;
+/// system calls fail with std::system_error, bad arguments with std::invalid_argument.)
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A worker failed while computing a chunk of a map: its function threw, or the worker died.
+/// Thrown by ProcessPool::map in the master; the pool stays usable afterwards.
+class WorkerError : public Error {
+ public:
+  WorkerError(std::size_t worker, pid_t pid, std::size_t chunk_begin, std::size_t chunk_end,
+              std::string cause);
+
+  std::size_t worker() const noexcept { return worker_; }
+  pid_t pid() const noexcept { return pid_; }
+  /// The half-open index range [chunk_begin, chunk_end) of the input that the worker was given.
+  std::size_t chunk_begin() const noexcept { return chunk_begin_; }
+  std::size_t chunk_end() const noexcept { return chunk_end_; }
+  /// The worker's own words: the exception's what(), or how it died ("killed by signal 9 (SIGKILL)").
+  const std::string& cause() const noexcept { return cause_; }
+
+ private:
+  std::size_t worker_;
+  pid_t pid_;
+  std::size_t chunk_begin_;
+  std::size_t chunk_end_;
+  std::string cause_;
+};
+
+/// A map that did not finish within ProcessPoolOptions::map_timeout. Its busy workers were killed
+/// (they are replaced at the next map); the pool stays usable.
+class MapTimeout : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A call on a pool after terminate() (or a map that terminate() cut short).
+class PoolTerminated : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Why a system call failed, for people: for the errors that mean a resource limit was hit (EAGAIN
+/// from fork, EMFILE, ENOMEM, ...), which limit and its current value ("the process limit, ulimit -u
+/// = 50"); an empty string for other errors.
+std::string limit_hint(int error_number);
+
+/// throw_errno, with limit_hint appended to the message when there is one.
+[[noreturn]] void throw_errno_with_limits(std::string_view doing);
+
+}  // namespace mpdemo

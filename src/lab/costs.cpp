@@ -1,0 +1,584 @@
+#include "mpdemo/lab/costs.hpp"
+
+#include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/spawn.hpp"
+#include "mpdemo/pool/shared_arena.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <fmt/format.h>
+#include <initializer_list>
+#include <mutex>
+#include <optional>
+#include <sched.h>
+#include <stdexcept>
+#include <sys/mman.h>
+#include <thread>
+#include <type_traits>
+#include <unistd.h>
+#include <vector>
+
+namespace mpdemo {
+
+namespace {
+
+std::size_t page_size() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
+
+void require_positive(std::size_t value, const char* what) {
+  if (value == 0) throw std::invalid_argument(fmt::format("costs: {} must be at least 1", what));
+}
+
+// Runs `batch` (which returns the seconds it took for `operations` operations) once untimed, so that
+// caches, page tables and lazily bound symbols are warm, then `repeats` times; seconds per operation.
+template <class Batch>
+Summary per_operation(std::size_t repeats, std::size_t operations, Batch batch) {
+  require_positive(repeats, "the number of repeats");
+  require_positive(operations, "the number of operations per sample");
+  batch();
+  std::vector<double> samples;
+  samples.reserve(repeats);
+  for (std::size_t i = 0; i < repeats; ++i) {
+    throw_if_interrupted();
+    samples.push_back(batch() / static_cast<double>(operations));
+  }
+  return Summary::of(samples);
+}
+
+// ---- What a forked child may do ------------------------------------------------------------------
+// The parent may have had other threads at the fork, so a child must not allocate or take a lock: it
+// makes system calls only, and any failure ends it with a status the parent decodes.
+
+constexpr int kChildIoFailed = 3;
+constexpr int kChildPinFailed = 4;
+
+void child_write(int fd, const void* data, std::size_t size) noexcept {
+  const auto* bytes = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t written = retry_on_eintr([&] { return ::write(fd, bytes, size); });
+    if (written < 0) ::_exit(kChildIoFailed);
+    bytes += written;
+    size -= static_cast<std::size_t>(written);
+  }
+}
+
+// False on end-of-file before the first byte: the parent has closed its end, time to leave.
+bool child_read(int fd, void* data, std::size_t size) noexcept {
+  auto* bytes = static_cast<char*>(data);
+  for (std::size_t done = 0; done < size;) {
+    const ssize_t got = retry_on_eintr([&] { return ::read(fd, bytes + done, size - done); });
+    if (got == 0 && done == 0) return false;
+    if (got <= 0) ::_exit(kChildIoFailed);
+    done += static_cast<std::size_t>(got);
+  }
+  return true;
+}
+
+void pin_child(int cpu) noexcept {
+  if (cpu < 0) return;
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  CPU_SET(static_cast<std::size_t>(cpu), &mask);
+  if (::sched_setaffinity(0, sizeof(mask), &mask) != 0) ::_exit(kChildPinFailed);
+}
+
+// A child with nothing but stdio and `keep` open, that runs `body` and exits 0 (spawn does the rest).
+template <class Body>
+ChildProcess fork_child(const char* role, std::initializer_list<int> keep, Body&& body) {
+  static_assert(std::is_nothrow_invocable_v<Body&>, "a forked child's body must not throw");
+  SpawnOptions options;
+  options.keep_descriptors.assign(keep.begin(), keep.end());
+  return spawn(role, options, [&]() noexcept {
+    body();
+    return 0;
+  });
+}
+
+// The two pipe ends a helper child uses: commands from the parent, replies to it.
+struct HelperEnds {
+  int command;
+  int reply;
+};
+
+// A forked child the parent drives with one-byte commands, reading replies back. The child leaves when
+// the parent closes the command pipe; if the parent dies first, so does that pipe, and the child too.
+class HelperProcess {
+ public:
+  /// `body(HelperEnds)` runs in the child, which keeps only its two ends and `keep_in_child` (ends
+  /// of other pipes it uses); every other descriptor is closed there, so that the end-of-file of a
+  /// pipe that belongs to someone else still reaches its reader.
+  template <class Body>
+  HelperProcess(const char* role, std::initializer_list<int> keep_in_child, Body&& body) : role_(role) {
+    static_assert(std::is_nothrow_invocable_v<Body&, HelperEnds>, "a helper's body must not throw");
+    Pipe command = Pipe::create();
+    Pipe reply = Pipe::create();
+    const HelperEnds ends{command.read_end.get(), reply.write_end.get()};
+    std::vector<int> keep{ends.command, ends.reply};
+    keep.insert(keep.end(), keep_in_child.begin(), keep_in_child.end());
+    SpawnOptions options;
+    options.keep_descriptors = std::move(keep);
+    process_ = spawn(role, options, [&]() noexcept {
+      body(ends);
+      return 0;
+    });
+    command_ = std::move(command.write_end);
+    reply_ = std::move(reply.read_end);
+  }
+
+  void send(char command) {
+    const ScopedSigpipeBlock no_sigpipe;  // a dead child must give EPIPE, not kill this process
+    try {
+      write_all(command_.get(), &command, 1);
+    } catch (const std::system_error&) {
+      fail();
+    }
+  }
+
+  void receive(void* data, std::size_t size) {
+    bool complete = false;
+    try {
+      complete = read_exact(reply_.get(), data, size);
+    } catch (const std::system_error&) {
+    }
+    if (!complete) fail();
+  }
+
+  /// Closes the command pipe and waits for the child to leave; throws unless it exited cleanly.
+  void finish() {
+    command_.reset();
+    const ExitStatus status = process_.wait_or_kill(std::chrono::seconds(5));
+    if (!status.success()) throw std::runtime_error(fmt::format("costs: {} {}", role_, status.str()));
+  }
+
+ private:
+  [[noreturn]] void fail() {
+    throw_if_interrupted();  // Ctrl-C reached the child too: report the interrupt, not its death
+    const pid_t pid = process_.pid();
+    const ExitStatus status = process_.wait_or_kill(std::chrono::seconds(1));
+    throw std::runtime_error(fmt::format("costs: {} (pid {}) stopped answering: it {}", role_, pid, status.str()));
+  }
+
+  const char* role_;
+  FileDescriptor command_;
+  FileDescriptor reply_;
+  ChildProcess process_;  // declared last, destroyed first: killed and reaped before its pipes close
+};
+
+// An anonymous private mapping in 4 KiB pages: what a process's own heap is made of.
+class PrivateMemory {
+ public:
+  explicit PrivateMemory(std::size_t bytes) : size_(bytes) {
+    require_positive(bytes, "a memory size");
+    void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED) throw_errno(fmt::format("map {} bytes of private memory", bytes));
+    data_ = static_cast<unsigned char*>(mapped);
+    // Small pages on purpose: fork and copy-on-write pay per page, and transparent huge pages (the
+    // default on some systems) would make them 512 times fewer. Best effort.
+    ::madvise(mapped, bytes, MADV_NOHUGEPAGE);
+  }
+  ~PrivateMemory() { ::munmap(data_, size_); }
+  PrivateMemory(const PrivateMemory&) = delete;
+  PrivateMemory& operator=(const PrivateMemory&) = delete;
+
+  unsigned char* data() noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t pages() const noexcept { return (size_ + page_size() - 1) / page_size(); }
+
+  /// One byte per page: the cheapest write that makes every page present and this process's own.
+  void write_every_page(unsigned char value) noexcept {
+    // volatile: the stores are the experiment, the compiler must not merge or drop them
+    volatile unsigned char* bytes = data_;
+    const std::size_t step = page_size();
+    for (std::size_t offset = 0; offset < size_; offset += step) bytes[offset] = value;
+  }
+
+ private:
+  unsigned char* data_ = nullptr;
+  std::size_t size_;
+};
+
+// ---- Comparing two figures in words ---------------------------------------------------------------
+
+double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+// "3.2x slower than", "2.5x faster than", "about as fast as": how `a` compares with `b` (times).
+std::string compared_with(double a, double b) {
+  const auto times = [](double factor) {
+    return factor >= 10 ? fmt::format("{:.0f}x", factor) : fmt::format("{:.1f}x", factor);
+  };
+  const double r = ratio(a, b);
+  if (r >= 1.15) return times(r) + " slower than";
+  if (r > 0 && r <= 1 / 1.15) return times(1 / r) + " faster than";
+  return "about as fast as";
+}
+
+std::string human_size(std::size_t bytes) {
+  if (bytes % (std::size_t{1} << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
+  if (bytes % (std::size_t{1} << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  return fmt::format("{:.0f} MB", static_cast<double>(bytes) / 1e6);
+}
+
+CostMeasurement row(std::string name, std::string unit, const Summary& summary, std::size_t repeats,
+                    std::string lesson, std::vector<CostDetail> details = {}) {
+  return {std::move(name), std::move(unit), summary, repeats, true, std::move(lesson), std::move(details)};
+}
+
+}  // namespace
+
+
+Summary measure_fork(std::size_t repeats, std::size_t forks) {
+  return per_operation(repeats, forks, [forks] {
+    const Stopwatch clock;
+    for (std::size_t i = 0; i < forks; ++i) {
+      ChildProcess child = fork_child("a child that exits at once", {}, []() noexcept {});
+      const ExitStatus status = child.wait();
+      if (!status.success()) {
+        throw_if_interrupted();
+        throw std::runtime_error("costs: a child that should just exit " + status.str());
+      }
+    }
+    return clock.seconds();
+  });
+}
+
+Summary measure_fork_holding(std::size_t bytes, std::size_t repeats, std::size_t forks) {
+  PrivateMemory held(bytes);
+  held.write_every_page(1);
+  return measure_fork(repeats, forks);
+}
+
+Summary measure_thread_start(std::size_t repeats, std::size_t threads) {
+  return per_operation(repeats, threads, [threads] {
+    const Stopwatch clock;
+    for (std::size_t i = 0; i < threads; ++i) std::thread([] {}).join();
+    return clock.seconds();
+  });
+}
+
+Summary measure_process_round_trip(std::size_t repeats, std::size_t round_trips, CpuPair cpus) {
+  require_positive(round_trips, "the number of round trips");
+  Pipe ping = Pipe::create();
+  Pipe pong = Pipe::create();
+  const int ping_in = ping.read_end.get(), ping_out = ping.write_end.get();
+  const int pong_in = pong.read_end.get(), pong_out = pong.write_end.get();
+
+  HelperProcess echo("the echo process", {ping_in, pong_out}, [&](HelperEnds) noexcept {
+    pin_child(cpus.second);
+    char ball = 0;
+    while (child_read(ping_in, &ball, 1)) child_write(pong_out, &ball, 1);
+  });
+  // The rally is timed inside the child that serves, so the parent's own wake-ups are not counted.
+  HelperProcess server("the serving process", {ping_out, pong_in}, [&](HelperEnds ends) noexcept {
+    pin_child(cpus.first);
+    char ball = 0;
+    while (child_read(ends.command, &ball, 1)) {
+      const auto start = std::chrono::steady_clock::now();  // clock_gettime: no allocation, no lock
+      for (std::size_t i = 0; i < round_trips; ++i) {
+        child_write(ping_out, &ball, 1);
+        if (!child_read(pong_in, &ball, 1)) ::_exit(kChildIoFailed);
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      child_write(ends.reply, &seconds, sizeof seconds);
+    }
+  });
+  // Only the two children hold the rally's pipes now, so either one's death ends the other's read.
+  ping = {};
+  pong = {};
+
+  const Summary summary = per_operation(repeats, round_trips, [&] {
+    server.send('r');
+    double seconds = 0;
+    server.receive(&seconds, sizeof seconds);
+    return seconds;
+  });
+  server.finish();
+  echo.finish();
+  return summary;
+}
+
+Summary measure_thread_round_trip(std::size_t repeats, std::size_t round_trips) {
+  // `hits` is odd while the ball is with the echo thread, even when it is back.
+  struct Rally {
+    std::mutex mutex;
+    std::condition_variable turn;
+    std::uint64_t hits = 0;
+    bool over = false;
+  } rally;
+  std::thread echo([&rally] {
+    std::unique_lock lock(rally.mutex);
+    for (;;) {
+      rally.turn.wait(lock, [&] { return rally.over || rally.hits % 2 == 1; });
+      if (rally.over) return;
+      ++rally.hits;
+      rally.turn.notify_one();
+    }
+  });
+  // Ends the rally and joins on every way out, exceptions included.
+  struct EndRally {
+    Rally& rally;
+    std::thread& echo;
+    ~EndRally() {
+      {
+        const std::lock_guard lock(rally.mutex);
+        rally.over = true;
+      }
+      rally.turn.notify_one();
+      echo.join();
+    }
+  } end_rally{rally, echo};
+
+  return per_operation(repeats, round_trips, [&] {
+    const Stopwatch clock;
+    std::unique_lock lock(rally.mutex);
+    for (std::size_t i = 0; i < round_trips; ++i) {
+      ++rally.hits;
+      rally.turn.notify_one();
+      rally.turn.wait(lock, [&] { return rally.hits % 2 == 0; });
+    }
+    return clock.seconds();
+  });
+}
+
+Summary measure_transfer(TransferPath path, std::size_t bytes, std::size_t repeats) {
+  // The sender's data exists before the clock starts, in its own memory; the receiver's buffer is
+  // already touched, so the figure is the move and not page faults.
+  PrivateMemory source(bytes);
+  std::memset(source.data(), 0x5a, bytes);
+  std::optional<PrivateMemory> received;
+  SharedArray<unsigned char> shared;
+  if (path == TransferPath::pipe) {
+    received.emplace(bytes);
+    std::memset(received->data(), 0, bytes);
+  } else {
+    shared = SharedArray<unsigned char>(SharedArena::process_default(), bytes);
+    std::memset(shared.data(), 0, bytes);
+  }
+  unsigned char* const destination = path == TransferPath::pipe ? received->data() : shared.data();
+  unsigned char* const from = source.data();
+
+  HelperProcess sender("the sending process", {}, [&](HelperEnds ends) noexcept {
+    char tag = 0;
+    while (child_read(ends.command, &tag, 1)) {
+      // Stamp both ends with the tag, so the parent can tell this transfer arrived whole.
+      from[0] = from[bytes - 1] = static_cast<unsigned char>(tag);
+      if (path == TransferPath::pipe) {
+        child_write(ends.reply, from, bytes);
+      } else {
+        std::memcpy(destination, from, bytes);
+        child_write(ends.reply, &tag, 1);
+      }
+    }
+  });
+
+  unsigned char tag = 0;
+  const Summary summary = per_operation(repeats, 1, [&] {
+    tag = static_cast<unsigned char>(tag % 255 + 1);
+    const Stopwatch clock;
+    sender.send(static_cast<char>(tag));
+    if (path == TransferPath::pipe) {
+      sender.receive(destination, bytes);
+    } else {
+      char done = 0;
+      sender.receive(&done, 1);
+    }
+    const double seconds = clock.seconds();
+    if (destination[0] != tag || destination[bytes - 1] != tag) {
+      throw std::runtime_error(fmt::format("costs: transfer {} did not arrive whole (first byte {}, last {})", tag,
+                                           destination[0], destination[bytes - 1]));
+    }
+    return seconds;
+  });
+  sender.finish();
+  return summary;
+}
+
+PageWriteCosts measure_page_writes_after_fork(std::size_t bytes, std::size_t repeats) {
+  require_positive(repeats, "the number of repeats");
+  PrivateMemory memory(bytes);
+  memory.write_every_page(1);
+  const auto pages = static_cast<double>(memory.pages());
+  std::vector<double> first, owned;
+  for (std::size_t i = 0; i < repeats; ++i) {
+    throw_if_interrupted();
+    // A live child holds the pages shared: the parent's first write to each must copy it. (Once the
+    // child has gone, the kernel would hand the page back without a copy.)
+    HelperProcess holder("the process sharing the pages", {}, [](HelperEnds ends) noexcept {
+      char unused = 0;
+      while (child_read(ends.command, &unused, 1)) {
+      }
+    });
+    Stopwatch clock;
+    memory.write_every_page(2);
+    first.push_back(clock.lap() / pages);
+    memory.write_every_page(3);
+    owned.push_back(clock.lap() / pages);
+    holder.finish();
+  }
+  return {Summary::of(first), Summary::of(owned)};
+}
+
+CopyOnWriteDemo show_copy_on_write() {
+  constexpr int kBefore = 1;
+  constexpr int kWritten = 2;
+  CopyOnWriteDemo demo;
+  demo.before = kBefore;
+  demo.written = kWritten;
+
+  std::vector<int> own(1024, kBefore);  // ordinary heap memory: private, copied on write after fork
+  SharedArray<int> shared(SharedArena::process_default(), 1024);
+  std::fill(shared.begin(), shared.end(), kBefore);
+  // volatile: each access is a real load or store, never folded by the compiler into a constant
+  volatile int* const own_value = own.data();
+  volatile int* const shared_value = shared.data();
+
+  HelperProcess child("the copy-on-write child", {}, [&](HelperEnds ends) noexcept {
+    *own_value = kWritten;
+    *shared_value = kWritten;
+    const int seen = *own_value;
+    child_write(ends.reply, &seen, sizeof seen);
+  });
+  child.receive(&demo.child_read, sizeof demo.child_read);
+  child.finish();  // the child has written and left: what the parent reads now is final
+  demo.parent_read_after_child = *own_value;
+  demo.parent_read_after_child_shared = *shared_value;
+
+  std::thread([own_value] { *own_value = kWritten; }).join();
+  demo.parent_read_after_thread = *own_value;
+  return demo;
+}
+
+std::optional<CpuPair> cpus_on_two_cores(const Topology& topology) {
+  if (topology.worker_cpus.size() < 2) return std::nullopt;
+  return CpuPair{topology.worker_cpus[0], topology.worker_cpus[1]};
+}
+
+std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
+  require_positive(options.repeat, "repeat");
+  require_positive(options.operations, "operations");
+  const std::size_t repeats = options.repeat;
+  const std::size_t operations = options.operations;
+  const Topology& topology = system_topology();
+  std::vector<CostMeasurement> costs;
+
+  // Starting a process or a thread. Forking a large parent costs ~50x more: fewer per sample.
+  const Summary fork_small = measure_fork(repeats, operations);
+  const Summary fork_large =
+      measure_fork_holding(options.large_parent_bytes, repeats, std::max<std::size_t>(1, operations / 20));
+  const Summary thread_start = measure_thread_start(repeats, operations);
+  const double fork_per_thread = ratio(fork_small.median, thread_start.median);
+  const double large_per_small = ratio(fork_large.median, fork_small.median);
+  costs.push_back(row("fork_small_parent", "seconds per fork", fork_small, repeats,
+                      fmt::format("Starting and reaping a process (fork, _exit, waitpid) costs {} with a small "
+                                  "parent, {:.0f}x the {} of starting and joining a thread.",
+                                  format_duration(fork_small.median), fork_per_thread,
+                                  format_duration(thread_start.median)),
+                      {{"times_thread_start", fork_per_thread}}));
+  costs.push_back(row("fork_large_parent", "seconds per fork", fork_large, repeats,
+                      fmt::format("A parent holding {} of touched memory forks in {}, {:.0f}x slower: fork copies "
+                                  "the page tables, so its price grows with the memory the parent holds.",
+                                  human_size(options.large_parent_bytes), format_duration(fork_large.median),
+                                  large_per_small),
+                      {{"parent_bytes", static_cast<double>(options.large_parent_bytes)},
+                       {"times_small_parent", large_per_small}}));
+  costs.push_back(row("thread_start", "seconds per thread", thread_start, repeats,
+                      fmt::format("Starting and joining a thread costs {}: it shares its parent's memory, so there "
+                                  "is no address space to copy.",
+                                  format_duration(thread_start.median))));
+
+  // Handing over a message.
+  const Summary process_trip = measure_process_round_trip(repeats, operations);
+  const Summary thread_trip = measure_thread_round_trip(repeats, operations);
+  costs.push_back(row("pipe_round_trip_processes", "seconds per round trip", process_trip, repeats,
+                      fmt::format("One byte to another process and back through two pipes takes {}: a system call "
+                                  "and a wake-up each way.",
+                                  format_duration(process_trip.median))));
+  costs.push_back(row("condvar_round_trip_threads", "seconds per round trip", thread_trip, repeats,
+                      fmt::format("Two threads hand a message there and back in {} with a mutex and a condition "
+                                  "variable, {} two processes over pipes: either way the price is waking the other "
+                                  "side, but between threads the message itself is never copied.",
+                                  format_duration(thread_trip.median),
+                                  compared_with(thread_trip.median, process_trip.median)),
+                      {{"times_process_round_trip", ratio(thread_trip.median, process_trip.median)}}));
+
+  // Context switches: a round trip between two processes is two hand-offs.
+  const auto per_hand_off = [](const Summary& trip) { return Summary{trip.median / 2, trip.min / 2, trip.max / 2}; };
+  const int first_cpu = topology.worker_cpus.empty() ? -1 : topology.worker_cpus.front();
+  const Summary same_core = per_hand_off(measure_process_round_trip(repeats, operations, {first_cpu, first_cpu}));
+  costs.push_back(row("context_switch_same_core", "seconds per switch", same_core, repeats,
+                      fmt::format("Two processes pinned to CPU {} take turns on it: each hand-off is a context "
+                                  "switch and costs {}.",
+                                  first_cpu, format_duration(same_core.median)),
+                      {{"cpu", static_cast<double>(first_cpu)}}));
+  if (const std::optional<CpuPair> pair = cpus_on_two_cores(topology)) {
+    const Summary two_cores = per_hand_off(measure_process_round_trip(repeats, operations, *pair));
+    costs.push_back(row("context_switch_two_cores", "seconds per switch", two_cores, repeats,
+                        fmt::format("Pinned to CPUs {} and {} each process keeps a core, and a hand-off is a "
+                                    "wake-up across cores: {}, {} taking turns on one core.",
+                                    pair->first, pair->second, format_duration(two_cores.median),
+                                    compared_with(two_cores.median, same_core.median)),
+                        {{"first_cpu", static_cast<double>(pair->first)},
+                         {"second_cpu", static_cast<double>(pair->second)},
+                         {"times_same_core", ratio(two_cores.median, same_core.median)}}));
+  } else {
+    costs.push_back({"context_switch_two_cores", "seconds per switch", {}, 0, false,
+                     fmt::format("Not measurable here: this process may use only one physical core (CPUs {}), so "
+                                 "two processes cannot run on two cores.",
+                                 format_cpu_list(topology.allowed_cpus)),
+                     {}});
+  }
+
+  // Moving data.
+  const std::size_t bytes = options.transfer_bytes;
+  const std::string size = human_size(bytes);
+  const Summary by_pipe = measure_transfer(TransferPath::pipe, bytes, repeats);
+  const Summary by_shared = measure_transfer(TransferPath::shared_memory, bytes, repeats);
+  const double pipe_rate = ratio(static_cast<double>(bytes), by_pipe.median);
+  const double shared_rate = ratio(static_cast<double>(bytes), by_shared.median);
+  costs.push_back(row("transfer_pipe", "seconds per " + size, by_pipe, repeats,
+                      fmt::format("Moving {} to another process through a pipe takes {} ({:.1f} GB/s): every byte is "
+                                  "copied into the kernel and out again, one pipe buffer at a time, each a wake-up.",
+                                  size, format_duration(by_pipe.median), pipe_rate / 1e9),
+                      {{"bytes", static_cast<double>(bytes)}, {"bytes_per_second", pipe_rate}}));
+  costs.push_back(row("transfer_shared_memory", "seconds per " + size, by_shared, repeats,
+                      fmt::format("Through shared memory the same {} takes {} ({:.1f} GB/s), {} the pipe: one memcpy "
+                                  "into pages both processes map, and nothing at all if the data is made there.",
+                                  size, format_duration(by_shared.median), shared_rate / 1e9,
+                                  compared_with(by_shared.median, by_pipe.median)),
+                      {{"bytes", static_cast<double>(bytes)},
+                       {"bytes_per_second", shared_rate},
+                       {"times_pipe", ratio(by_shared.median, by_pipe.median)}}));
+
+  // Copy-on-write: shown, then priced.
+  const CopyOnWriteDemo demo = show_copy_on_write();
+  const PageWriteCosts pages = measure_page_writes_after_fork(options.page_probe_bytes, repeats);
+  const double dearer = ratio(pages.first_write_after_fork.median, pages.write_to_owned_page.median);
+  costs.push_back(row(
+      "page_write_after_fork", "seconds per page", pages.first_write_after_fork, repeats,
+      fmt::format("After fork a child wrote {} over the {} in an array and read {} back, yet the parent still "
+                  "read {} (but {} after a thread's write, and {} from a shared mapping the child wrote): the child "
+                  "wrote its own copy of the page, and each first write to a page after fork costs {}, a fault and "
+                  "a 4 KiB copy.",
+                  demo.written, demo.before, demo.child_read, demo.parent_read_after_child,
+                  demo.parent_read_after_thread, demo.parent_read_after_child_shared,
+                  format_duration(pages.first_write_after_fork.median)),
+      {{"value_before", static_cast<double>(demo.before)},
+       {"value_written", static_cast<double>(demo.written)},
+       {"child_read", static_cast<double>(demo.child_read)},
+       {"parent_read_after_child", static_cast<double>(demo.parent_read_after_child)},
+       {"parent_read_after_child_shared", static_cast<double>(demo.parent_read_after_child_shared)},
+       {"parent_read_after_thread", static_cast<double>(demo.parent_read_after_thread)},
+       {"pages", static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size())},
+       {"times_owned_page", dearer}}));
+  costs.push_back(row("page_write_owned", "seconds per page", pages.write_to_owned_page, repeats,
+                      fmt::format("A write to a page the process already owns costs {}, so copy-on-write makes the "
+                                  "first write after fork {:.0f}x dearer.",
+                                  format_duration(pages.write_to_owned_page.median), dearer)));
+  return costs;
+}
+
+}  // namespace mpdemo

@@ -1,0 +1,135 @@
+#include "mpdemo/pool/shared_arena.hpp"
+
+#include "mpdemo/sys/errors.hpp"
+
+#include <boost/interprocess/anonymous_shared_memory.hpp>
+#include <boost/interprocess/managed_external_buffer.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <fmt/format.h>
+#include <cstdint>
+#include <mutex>
+#include <sys/resource.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace mpdemo {
+
+namespace bip = boost::interprocess;
+
+namespace {
+std::size_t page_size() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
+
+// Blocks carry their size in a header the arena writes just below them, so deallocate needs only the
+// pointer. Keeping the header a page below the block keeps the block itself page-aligned.
+struct BlockHeader {
+  std::size_t bytes;
+};
+
+std::size_t physical_memory_bytes() {
+  return static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) * page_size();
+}
+}  // namespace
+
+struct SharedArena::Impl {
+  bip::mapped_region region;
+  bip::managed_external_buffer heap;
+  mutable std::mutex mutex;
+
+  explicit Impl(std::size_t capacity)
+      : region(map(capacity)), heap(bip::create_only, region.get_address(), region.get_size()) {
+    // A crashing worker would otherwise dump the whole arena into its core file before its pipes
+    // close, delaying the master's notice of its death by as long as that takes.
+    ::madvise(region.get_address(), region.get_size(), MADV_DONTDUMP);
+  }
+
+  static bip::mapped_region map(std::size_t capacity) {
+    try {
+      return bip::mapped_region(bip::anonymous_shared_memory(capacity));
+    } catch (const bip::interprocess_exception& e) {
+      const std::string hint = limit_hint(e.get_native_error());
+      throw std::system_error(e.get_native_error(), std::system_category(),
+                              fmt::format("reserve {} bytes of shared memory{}", capacity,
+                                          hint.empty() ? "" : fmt::format(" ({})", hint)));
+    }
+  }
+};
+
+SharedArena::SharedArena(std::size_t capacity_bytes) : impl_(std::make_unique<Impl>(capacity_bytes)) {}
+SharedArena::~SharedArena() = default;
+
+std::size_t SharedArena::default_capacity_target() noexcept {
+  std::size_t target = physical_memory_bytes() / 2;
+  // Under an address-space limit (ulimit -v) the arena takes at most a quarter of it, so that the
+  // program's own vectors still fit beside it.
+  rlimit address_space{};
+  if (::getrlimit(RLIMIT_AS, &address_space) == 0 && address_space.rlim_cur != RLIM_INFINITY) {
+    target = std::min<std::size_t>(target, address_space.rlim_cur / 4);
+  }
+  return target;
+}
+
+std::shared_ptr<SharedArena> SharedArena::process_default() {
+  static std::mutex creation;
+  static std::shared_ptr<SharedArena> arena;
+  const std::lock_guard lock(creation);
+  if (!arena) {
+    // Address space, not memory: pages are only allocated when touched. A strict overcommit policy
+    // may still refuse a large reservation, so ask for less until it is granted.
+    for (std::size_t capacity = default_capacity_target();; capacity /= 2) {
+      try {
+        arena = std::make_shared<SharedArena>(capacity);
+        break;
+      } catch (const std::system_error&) {
+        if (capacity < (std::size_t{64} << 20)) throw;
+      }
+    }
+  }
+  return arena;
+}
+
+void* SharedArena::allocate(std::size_t bytes) {
+  const std::size_t page = page_size();
+  if (bytes > capacity()) throw ArenaExhausted(bytes, free_bytes(), capacity());  // also keeps bytes + page finite
+  const std::lock_guard lock(impl_->mutex);
+  // One extra page in front holds the header, so the block proper starts on a page boundary and
+  // its pages belong to it alone (which is what makes trimming it with MADV_REMOVE safe).
+  void* raw = impl_->heap.allocate_aligned(bytes + page, page, std::nothrow);
+  if (raw == nullptr) throw ArenaExhausted(bytes, impl_->heap.get_free_memory(), capacity());
+  auto* block = static_cast<std::byte*>(raw) + page;
+  auto* header = reinterpret_cast<BlockHeader*>(block - sizeof(BlockHeader));
+  header->bytes = bytes;
+  return block;
+}
+
+void SharedArena::deallocate(void* block) noexcept {
+  if (block == nullptr) return;
+  const std::size_t page = page_size();
+  auto* start = static_cast<std::byte*>(block);
+  const std::size_t bytes = reinterpret_cast<const BlockHeader*>(start - sizeof(BlockHeader))->bytes;
+  if (bytes >= kTrimThreshold) {
+    ::madvise(start, bytes / page * page, MADV_REMOVE);
+  }
+  const std::lock_guard lock(impl_->mutex);
+  impl_->heap.deallocate(start - page);
+}
+
+bool SharedArena::contains(const void* pointer, std::size_t bytes) const noexcept {
+  // As integers: ordering pointers into unrelated objects is unspecified.
+  const auto base = reinterpret_cast<std::uintptr_t>(impl_->region.get_address());
+  const auto p = reinterpret_cast<std::uintptr_t>(pointer);
+  const std::size_t size = impl_->region.get_size();
+  return p >= base && bytes <= size && p - base <= size - bytes;
+}
+
+std::size_t SharedArena::capacity() const noexcept { return impl_->region.get_size(); }
+
+std::size_t SharedArena::free_bytes() const {
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->heap.get_free_memory();
+}
+
+ArenaExhausted::ArenaExhausted(std::size_t requested, std::size_t available, std::size_t capacity)
+    : message_(fmt::format("shared arena exhausted: asked for {} bytes, {} of {} bytes are free", requested,
+                           available, capacity)) {}
+
+}  // namespace mpdemo

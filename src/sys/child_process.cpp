@@ -1,0 +1,95 @@
+#include "mpdemo/sys/child_process.hpp"
+
+#include "mpdemo/sys/errors.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <stdexcept>
+#include <cstring>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mpdemo {
+
+bool ExitStatus::exited() const noexcept { return WIFEXITED(raw_); }
+int ExitStatus::exit_code() const noexcept { return WEXITSTATUS(raw_); }
+bool ExitStatus::killed() const noexcept { return WIFSIGNALED(raw_); }
+int ExitStatus::signal() const noexcept { return WTERMSIG(raw_); }
+
+std::string signal_name(int signal_number) {
+  if (const char* abbreviation = sigabbrev_np(signal_number)) return fmt::format("SIG{}", abbreviation);
+  return fmt::format("signal {}", signal_number);
+}
+
+std::string ExitStatus::str() const {
+  if (!started_) return "never started";
+  if (exited()) return fmt::format("exited with status {}", exit_code());
+  if (killed()) {
+    return fmt::format("killed by signal {} ({}){}", signal(), signal_name(signal()),
+                       WCOREDUMP(raw_) ? ", core dumped" : "");
+  }
+  return fmt::format("ended with wait status {:#x}", raw_);
+}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
+  if (this != &other) {
+    kill_and_wait();
+    pid_ = std::exchange(other.pid_, -1);
+  }
+  return *this;
+}
+
+bool ChildProcess::send_signal(int signal_number) const {
+  if (pid_ <= 0) return false;
+  if (::kill(pid_, signal_number) == 0) return true;
+  if (errno == ESRCH) return false;
+  throw_errno(fmt::format("send {} to process {}", signal_name(signal_number), pid_));
+}
+
+ExitStatus ChildProcess::wait() {
+  if (pid_ <= 0) throw std::logic_error("ChildProcess::wait: no child (already reaped, or empty)");
+  int status = 0;
+  if (retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); }) < 0) {
+    throw_errno(fmt::format("wait for process {}", pid_));
+  }
+  pid_ = -1;
+  return ExitStatus(status);
+}
+
+ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcept {
+  if (pid_ <= 0) return ExitStatus::never_started();  // never kill(-1) or kill(0): that would reach far more than a child
+  // A pidfd turns "has it ended yet?" into an event we can poll with a timeout, instead of a loop of
+  // sleeps and WNOHANG checks.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+  if (pidfd >= 0) {
+    pollfd ready{pidfd, POLLIN, 0};
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int polled = 0;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      polled = ::poll(&ready, 1, static_cast<int>(std::max<long long>(0, left.count())));
+      if (polled >= 0 || errno != EINTR) break;  // retried with what is left of the timeout, not all of it
+    }
+    ::close(pidfd);
+    if (polled <= 0) ::kill(pid_, SIGKILL);
+  } else {
+    ::kill(pid_, SIGKILL);
+  }
+  int status = 0;
+  retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); });
+  pid_ = -1;
+  return ExitStatus(status);
+}
+
+void ChildProcess::kill_and_wait() noexcept {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); });
+  pid_ = -1;
+}
+
+}  // namespace mpdemo

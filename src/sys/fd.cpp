@@ -1,0 +1,84 @@
+#include "mpdemo/sys/fd.hpp"
+
+#include "mpdemo/sys/errors.hpp"
+
+#include <csignal>
+#include <ctime>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace mpdemo {
+
+FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
+  if (this != &other) {
+    reset();
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+void FileDescriptor::reset() noexcept {
+  // Never retry close on EINTR: on Linux the descriptor is released anyway, and a retry could close a
+  // descriptor another thread has just been given.
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+}
+
+Pipe Pipe::create(int flags) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | flags) != 0) throw_errno_with_limits("create a pipe");
+  return Pipe{FileDescriptor::adopt(fds[0]), FileDescriptor::adopt(fds[1])};
+}
+
+void write_all(int fd, const void* data, std::size_t size, std::string_view doing) {
+  const auto* bytes = static_cast<const std::byte*>(data);
+  while (size > 0) {
+    const ssize_t written = retry_on_eintr([&] { return ::write(fd, bytes, size); });
+    if (written < 0) throw_errno(doing);
+    bytes += written;
+    size -= static_cast<std::size_t>(written);
+  }
+}
+
+bool read_exact(int fd, void* data, std::size_t size) {
+  auto* bytes = static_cast<std::byte*>(data);
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t got = retry_on_eintr([&] { return ::read(fd, bytes + done, size - done); });
+    if (got < 0) throw_errno("read from a pipe");
+    if (got == 0) {
+      if (done == 0) return false;
+      throw std::system_error(EPIPE, std::system_category(), "read from a pipe: end of file mid-message");
+    }
+    done += static_cast<std::size_t>(got);
+  }
+  return true;
+}
+
+namespace {
+sigset_t sigpipe_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  return set;
+}
+}  // namespace
+
+ScopedSigpipeBlock::ScopedSigpipeBlock() {
+  const sigset_t set = sigpipe_set();
+  sigset_t old;
+  check_error_number(pthread_sigmask(SIG_BLOCK, &set, &old), "block SIGPIPE");
+  was_blocked_ = sigismember(&old, SIGPIPE) == 1;
+}
+
+ScopedSigpipeBlock::~ScopedSigpipeBlock() {
+  if (was_blocked_) return;
+  const sigset_t set = sigpipe_set();
+  // A SIGPIPE raised by a failed write is pending on this thread: take it before unblocking, or it
+  // would be delivered (and kill the process) the moment the mask is restored.
+  const timespec no_wait{0, 0};
+  while (sigtimedwait(&set, nullptr, &no_wait) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+}  // namespace mpdemo

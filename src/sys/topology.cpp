@@ -1,0 +1,91 @@
+#include "mpdemo/sys/topology.hpp"
+
+#include "mpdemo/sys/errors.hpp"
+
+#include <fmt/format.h>
+#include <hwloc.h>
+#include <memory>
+#include <sched.h>
+
+namespace mpdemo {
+
+namespace {
+
+struct HwlocTopology {
+  hwloc_topology_t handle = nullptr;
+  HwlocTopology() {
+    if (hwloc_topology_init(&handle) != 0) throw_errno("initialise hwloc");
+    // Count the whole machine, as psutil does, even CPUs a cgroup keeps from us; which of them this
+    // process may use is the affinity mask's business, read separately.
+    hwloc_topology_set_flags(handle, HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED);
+    if (hwloc_topology_load(handle) != 0) {
+      hwloc_topology_destroy(handle);
+      throw_errno("load the hwloc topology");
+    }
+  }
+  ~HwlocTopology() { hwloc_topology_destroy(handle); }
+  HwlocTopology(const HwlocTopology&) = delete;
+  HwlocTopology& operator=(const HwlocTopology&) = delete;
+
+  std::size_t count(hwloc_obj_type_t type) const {
+    const int n = hwloc_get_nbobjs_by_type(handle, type);
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+};
+
+std::vector<int> affinity_cpus() {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (sched_getaffinity(0, sizeof(mask), &mask) != 0) throw_errno("read this process's CPU affinity");
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(static_cast<std::size_t>(cpu), &mask)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+}  // namespace
+
+Topology discover_topology() {
+  const HwlocTopology hwloc;
+  Topology topology;
+  topology.logical_cpus = hwloc.count(HWLOC_OBJ_PU);
+  topology.physical_cores = hwloc.count(HWLOC_OBJ_CORE);
+  topology.sockets = hwloc.count(HWLOC_OBJ_PACKAGE);
+  topology.allowed_cpus = affinity_cpus();
+
+  for (std::size_t i = 0; i < topology.physical_cores; ++i) {
+    const hwloc_obj_t core = hwloc_get_obj_by_type(hwloc.handle, HWLOC_OBJ_CORE, static_cast<unsigned>(i));
+    for (int cpu : topology.allowed_cpus) {
+      if (hwloc_bitmap_isset(core->cpuset, static_cast<unsigned>(cpu))) {
+        topology.worker_cpus.push_back(cpu);
+        break;
+      }
+    }
+  }
+  // A machine hwloc describes without cores (some VMs) still has the CPUs we may use: one each.
+  if (topology.physical_cores == 0) {
+    topology.physical_cores = topology.logical_cpus;
+    topology.worker_cpus = topology.allowed_cpus;
+  }
+  return topology;
+}
+
+const Topology& system_topology() {
+  static const Topology topology = discover_topology();
+  return topology;
+}
+
+std::string format_cpu_list(std::span<const int> cpus) {
+  std::string text;
+  for (std::size_t i = 0; i < cpus.size();) {
+    std::size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    if (!text.empty()) text += ',';
+    text += j == i ? fmt::format("{}", cpus[i]) : fmt::format("{}-{}", cpus[i], cpus[j]);
+    i = j + 1;
+  }
+  return text;
+}
+
+}  // namespace mpdemo

@@ -1,0 +1,20 @@
+# ctest runs this script: install the build in BUILD_DIR into a scratch prefix, then configure, build
+# and run the consumer project in SOURCE_DIR against it. Any failing step fails the test.
+file(REMOVE_RECURSE "${WORK_DIR}")
+function(step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "failed (${status}): ${ARGN}\n${out}\n${err}")
+  endif()
+  message(STATUS "${out}")
+endfunction()
+step(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
+foreach(header mpdemo/sys/interrupt.hpp mpdemo/pool/process_pool.hpp mpdemo/lab/sweep.hpp)
+  if(NOT EXISTS "${WORK_DIR}/prefix/include/${header}")
+    message(FATAL_ERROR "the installed package lacks include/${header}")
+  endif()
+endforeach()
+step(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -G "${GENERATOR}"
+     "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" -DCMAKE_BUILD_TYPE=Release)
+step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+step("${WORK_DIR}/build/consumer")
