@@ -11,21 +11,26 @@
 // taking memory back) touches all of them alike; each figure is the median over rounds, with its range.
 //
 // Benchmarks measure; they do not pass or fail. "met" only compares the median with the target.
-#include "mpdemo/sys/child_process.hpp"
-#include "mpdemo/pool/chunk_plan.hpp"
+#include "options.hpp"  // src/cli: the command line's readers of counts
 #include "mpdemo/lab/experiment.hpp"
-#include "mpdemo/sys/fd.hpp"
-#include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/chunk_plan.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -34,13 +39,9 @@
 #include <functional>
 #include <iostream>
 #include <optional>
-#include <pthread.h>
 #include <sstream>
-#include <sched.h>
 #include <string>
-#include <sys/resource.h>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #ifndef MPDEMO_BENCH_COMPILER
@@ -80,13 +81,13 @@ struct Options {
 
 /// One way of squaring the array, timed once per round.
 struct Timing {
-  std::string key;       ///< short name: "warm-proc"
-  std::string label;     ///< what exactly runs, and with which semantics (fresh or reused output)
-  std::string function;  ///< the lesson's function name, for the lesson's own methods
-  std::vector<double> seconds;          ///< wall time of each round, in run order
-  std::vector<PhaseTimes> phases;       ///< the library's phases of each round, when it reports them
-  std::vector<double> minor_faults;     ///< page faults of each round, this process and its workers
-  bool verified = true;                 ///< every round's output equal, bit for bit, to the loop's
+  std::string key;                   ///< short name: "warm-proc"
+  std::string label;                 ///< what exactly runs, and with which semantics (fresh or reused output)
+  std::string function;              ///< the lesson's function name, for the lesson's own methods
+  std::vector<double> seconds;       ///< wall time of each round, in run order
+  std::vector<PhaseTimes> phases;    ///< the library's phases of each round, when it reports them
+  std::vector<double> minor_faults;  ///< page faults of each round, this process and its workers
+  bool verified = true;              ///< every round's output equal, bit for bit, to the loop's
 };
 
 Timing named(std::string key, std::string label, std::string function = {}) {
@@ -164,19 +165,21 @@ std::string format_value(double value, std::string_view unit) {
 }
 
 std::string kernel_note() {
-  return fmt::format("kernel: {} {} ({}); every mode runs the same compiled loop, "
-                     "mpdemo::detail::apply_chunk<squared, double>, through mpdemo::ChunkKernel "
-                     "(GCC 12 leaves this loop scalar at -O2; -O3 vectorises it)",
-                     MPDEMO_BENCH_COMPILER, MPDEMO_BENCH_CXX_FLAGS, MPDEMO_BENCH_BUILD_TYPE);
+  return fmt::format(
+      "kernel: {} {} ({}); every mode runs the same compiled loop, "
+      "mpdemo::detail::apply_chunk<squared, double>, through mpdemo::ChunkKernel "
+      "(GCC 12 leaves this loop scalar at -O2; -O3 vectorises it)",
+      MPDEMO_BENCH_COMPILER, MPDEMO_BENCH_CXX_FLAGS, MPDEMO_BENCH_BUILD_TYPE);
 }
 
 void print_table(const Report& report, bool lesson_boxes, std::ostream& out) {
   out << fmt::format("{}\n", report.title);
-  out << fmt::format("N = {} doubles ({:.1f} MB in, {:.1f} MB out), {} workers on CPUs {}, chunksize {}, "
-                     "{} rounds (modes interleaved in each round)\n",
-                     with_commas(report.size), static_cast<double>(report.size * sizeof(double)) / 1e6,
-                     static_cast<double>(report.size * sizeof(double)) / 1e6, report.workers, report.cpus,
-                     with_commas(report.chunksize), report.repeat);
+  out << fmt::format(
+      "N = {} doubles ({:.1f} MB in, {:.1f} MB out), {} workers on CPUs {}, chunksize {}, "
+      "{} rounds (modes interleaved in each round)\n",
+      with_commas(report.size), static_cast<double>(report.size * sizeof(double)) / 1e6,
+      static_cast<double>(report.size * sizeof(double)) / 1e6, report.workers, report.cpus,
+      with_commas(report.chunksize), report.repeat);
   out << kernel_note() << "\n\n";
 
   if (lesson_boxes) {
@@ -189,8 +192,8 @@ void print_table(const Report& report, bool lesson_boxes, std::ostream& out) {
     }
   }
 
-  out << fmt::format("{:<18} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9}  {:<8} {}\n", "mode", "median s", "min s",
-                     "max s", "first s", "GB/s", "faults", "verified", "what");
+  out << fmt::format("{:<18} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9}  {:<8} {}\n", "mode", "median s", "min s", "max s",
+                     "first s", "GB/s", "faults", "verified", "what");
   for (const Timing& t : report.timings) {
     const Summary s = Summary::of(t.seconds);
     const double gbps = s.median > 0 ? static_cast<double>(report.size * kBytesPerElement) / s.median / 1e9 : 0;
@@ -218,8 +221,8 @@ void print_table(const Report& report, bool lesson_boxes, std::ostream& out) {
 
   out << fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", "figure", "median", "[min .. max]", "target", "met");
   for (const Figure& f : report.figures) {
-    const std::string range = fmt::format("[{} .. {}]", format_value(f.value.min, f.unit),
-                                          format_value(f.value.max, f.unit));
+    const std::string range =
+        fmt::format("[{} .. {}]", format_value(f.value.min, f.unit), format_value(f.value.max, f.unit));
     out << fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", f.label, format_value(f.value.median, f.unit), range,
                        f.target.empty() ? "-" : f.target, f.met ? (*f.met ? "yes" : "NO") : "-");
   }
@@ -303,7 +306,7 @@ double minor_faults_now(const std::vector<pid_t>& live) {
   for (pid_t pid : live) {
     std::ifstream stat(fmt::format("/proc/{}/stat", pid));
     std::string text;
-    if (!std::getline(stat, text)) continue;  // one line; none if the worker was replaced meanwhile
+    if (!std::getline(stat, text)) continue;                      // one line; none if the worker was replaced meanwhile
     std::istringstream fields(text.substr(text.rfind(')') + 1));  // the name in parentheses may hold spaces
     std::string field;
     for (int i = 0; i < 8; ++i) fields >> field;  // state ppid pgrp session tty_nr tpgid flags minflt
@@ -407,7 +410,8 @@ MemoryProbe probe_zero_copy_memory(const Options& options, std::size_t workers) 
         mpdemo::fill_uniform_random(input.span(), options.seed);
         mpdemo::square_with_warm_processes(pool, input, output, options.chunksize);
         probe.verified = true;
-        for (std::size_t i = 0; i < options.size; ++i) probe.verified = probe.verified && output[i] == input[i] * input[i];
+        for (std::size_t i = 0; i < options.size; ++i)
+          probe.verified = probe.verified && output[i] == input[i] * input[i];
         probe.master_peak_bytes = status_bytes("VmHWM");
       }
       rusage children{};
@@ -487,9 +491,9 @@ struct Placed {
 };
 
 struct FixedCosts {
-  std::vector<double> pool_start;  ///< ProcessPool construction: all workers forked and ready
-  std::vector<double> pool_stop;   ///< ProcessPool destruction: all workers stopped and reaped
-  std::vector<Placed> pipe;        ///< 1-byte pipe round trips
+  std::vector<double> pool_start;   ///< ProcessPool construction: all workers forked and ready
+  std::vector<double> pool_stop;    ///< ProcessPool destruction: all workers stopped and reaped
+  std::vector<Placed> pipe;         ///< 1-byte pipe round trips
   std::vector<Placed> process_map;  ///< one map_into of 2 elements, chunksize 1, on a warm pool
   std::vector<Placed> thread_map;   ///< the same on a warm ThreadPool
 };
@@ -512,7 +516,8 @@ FixedCosts measure_fixed_costs(const Options& options, std::size_t workers) {
   const std::vector<int>& cpus = mpdemo::system_topology().worker_cpus;
   std::vector<std::pair<std::string, int>> placements{{"master unpinned", -1}};
   if (!cpus.empty()) placements.emplace_back(fmt::format("master on worker 0's CPU {}", cpus[0]), cpus[0]);
-  if (cpus.size() > 1) placements.emplace_back(fmt::format("master on CPU {}, worker 0 on {}", cpus[1], cpus[0]), cpus[1]);
+  if (cpus.size() > 1)
+    placements.emplace_back(fmt::format("master on CPU {}, worker 0 on {}", cpus[1], cpus[0]), cpus[1]);
 
   if (cpus.size() > 1) {
     costs.pipe.push_back({"across cores", pipe_round_trips(cpus[1], cpus[0], options.calls)});
@@ -558,9 +563,7 @@ Report make_report(std::string title, const Options& options, std::size_t worker
   report.repeat = options.repeat;
   const mpdemo::Topology& topology = mpdemo::system_topology();
   std::vector<int> used;
-  for (std::size_t w = 0; w < workers && !topology.worker_cpus.empty(); ++w) {
-    used.push_back(topology.worker_cpus[w % topology.worker_cpus.size()]);
-  }
+  for (std::size_t w = 0; w < workers && topology.worker_cpu(w) >= 0; ++w) used.push_back(topology.worker_cpu(w));
   std::sort(used.begin(), used.end());
   used.erase(std::unique(used.begin(), used.end()), used.end());
   report.cpus = fmt::format("{} (of {} logical CPUs, {} physical cores)", mpdemo::format_cpu_list(used),
@@ -581,17 +584,21 @@ Contender fresh_contender(std::string key, std::string label, std::string functi
 
 /// The lesson's methods, fresh result every call, pool or threads started inside the timed region.
 /// `input` is the lesson's array in private memory, `shared_input` the same numbers made in shared memory.
-std::vector<Contender> lesson_contenders(const std::vector<double>& input, const mpdemo::SharedArray<double>& shared_input,
+std::vector<Contender> lesson_contenders(const std::vector<double>& input,
+                                         const mpdemo::SharedArray<double>& shared_input,
                                          const std::vector<double>& reference, std::size_t workers,
                                          std::size_t chunksize) {
   auto lesson_name = [](mpdemo::Method method) { return std::string(mpdemo::lesson_function_name(method)); };
   std::vector<Contender> contenders;
-  contenders.push_back(fresh_contender("fresh-seq", "loop returning a new vector", lesson_name(mpdemo::Method::sequential),
-                                       [&input] { return mpdemo::square_sequentially(input); }, reference));
+  contenders.push_back(fresh_contender(
+      "fresh-seq", "loop returning a new vector", lesson_name(mpdemo::Method::sequential),
+      [&input] { return mpdemo::square_sequentially(input); }, reference));
   contenders.push_back(fresh_contender(
       "fresh-proc", "pool forked, input made in shared memory, result a new SharedArray, pool stopped, all timed",
       lesson_name(mpdemo::Method::fresh_processes),
-      [&shared_input, workers, chunksize] { return mpdemo::square_with_fresh_processes(shared_input, workers, chunksize); },
+      [&shared_input, workers, chunksize] {
+        return mpdemo::square_with_fresh_processes(shared_input, workers, chunksize);
+      },
       reference));
   contenders.push_back(fresh_contender(
       "fresh-proc-copy",
@@ -600,29 +607,45 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input, const
       [&input, workers, chunksize] { return mpdemo::square_with_fresh_processes_copying(input, workers, chunksize); },
       reference));
   contenders.push_back(fresh_contender(
-      "fresh-thread", "threads started, new vector, threads joined, all timed", lesson_name(mpdemo::Method::fresh_threads),
+      "fresh-thread", "threads started, new vector, threads joined, all timed",
+      lesson_name(mpdemo::Method::fresh_threads),
       [&input, workers, chunksize] { return mpdemo::square_with_fresh_threads(input, workers, chunksize); },
       reference));
   return contenders;
 }
 
 Report run_lesson(const Options& options, std::size_t workers) {
-  Report report = make_report("mpdemo_bench_ratios --lesson: the lesson's methods, pool created inside the timed "
-                              "region", options, workers);
+  Report report = make_report(
+      "mpdemo_bench_ratios --lesson: the lesson's methods, pool created inside the timed "
+      "region",
+      options, workers);
   const std::vector<double> input = mpdemo::uniform_random_array(options.size, options.seed);
   const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
   mpdemo::SharedArray<double> shared_input(mpdemo::SharedArena::process_default(), input.size());
   std::copy(input.begin(), input.end(), shared_input.begin());
   std::vector<Contender> contenders = lesson_contenders(input, shared_input, reference, workers, options.chunksize);
   report.timings = run_rounds(std::move(contenders), options.repeat);
-  report.figures.push_back({"fresh_pool_vs_fresh_loop", "pool created inside the timed region vs loop",
-                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc")), "x", "", {}});
-  report.figures.push_back({"fresh_pool_copy_vs_fresh_loop", "same, from and into ordinary vectors (copies timed)",
-                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")), "x", "", {}});
-  report.figures.push_back({"fresh_threads_vs_fresh_loop", "threads started inside the timed region vs loop",
-                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")), "x", "", {}});
-  report.notes.push_back("the lesson's semantics: each call returns a new array; Python's side is bench/lesson.py, "
-                         "and bench/compare_python.sh divides the two");
+  report.figures.push_back({"fresh_pool_vs_fresh_loop",
+                            "pool created inside the timed region vs loop",
+                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc")),
+                            "x",
+                            "",
+                            {}});
+  report.figures.push_back({"fresh_pool_copy_vs_fresh_loop",
+                            "same, from and into ordinary vectors (copies timed)",
+                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")),
+                            "x",
+                            "",
+                            {}});
+  report.figures.push_back({"fresh_threads_vs_fresh_loop",
+                            "threads started inside the timed region vs loop",
+                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")),
+                            "x",
+                            "",
+                            {}});
+  report.notes.push_back(
+      "the lesson's semantics: each call returns a new array; Python's side is bench/lesson.py, "
+      "and bench/compare_python.sh divides the two");
   return report;
 }
 
@@ -658,11 +681,12 @@ Report run_ratios(const Options& options, std::size_t workers) {
                      }};
   };
   auto copy = [&](std::size_t team) {
-    return Contender{named(fmt::format("memcpy-{}", team), fmt::format("memcpy of the input, {} thread(s), pinned", team)),
-                     [&, team] {
-                       const double seconds = timed_copy(input.data(), output.data(), n, team, cpus);
-                       return Run{seconds, std::nullopt, mpdemo::same_values(output.span(), input.span())};
-                     }};
+    return Contender{
+        named(fmt::format("memcpy-{}", team), fmt::format("memcpy of the input, {} thread(s), pinned", team)),
+        [&, team] {
+          const double seconds = timed_copy(input.data(), output.data(), n, team, cpus);
+          return Run{seconds, std::nullopt, mpdemo::same_values(output.span(), input.span())};
+        }};
   };
   std::vector<Contender> warm_modes;
   warm_modes.push_back(warm("seq", "loop on this thread, sequential_map_into, preallocated shared output",
@@ -672,8 +696,9 @@ Report run_ratios(const Options& options, std::size_t workers) {
   for (const std::optional<pid_t>& pid : pool.worker_pids()) {
     if (pid) warm_modes.back().workers.push_back(*pid);
   }
-  warm_modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output",
-                            [&] { mpdemo::square_with_warm_threads(threads, input.span(), output.span(), options.chunksize); }));
+  warm_modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output", [&] {
+    mpdemo::square_with_warm_threads(threads, input.span(), output.span(), options.chunksize);
+  }));
   warm_modes.push_back(copy(1));
   warm_modes.push_back(copy(workers));
   run_rounds(warm_modes, 1);  // an untimed round first: pages mapped, caches and predictors warm
@@ -693,53 +718,87 @@ Report run_ratios(const Options& options, std::size_t workers) {
        warm_vs_seq.median >= 1.8},
       {"warm_pool_vs_threads", "warm pool vs warm threads", warm_vs_threads, "x", ">= 0.91x (<= 10% slower)",
        warm_vs_threads.median >= 1.0 / 1.1},
-      {"fresh_pool_vs_fresh_seq", "pool created in the timed region vs loop (fresh result, data made shared)",
-       fresh_vs_seq, "x", "", {}},
-      {"fresh_pool_copy_vs_fresh_seq", "same, from and into ordinary vectors (copies timed)",
-       speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")), "x", "", {}},
-      {"fresh_threads_vs_fresh_seq", "threads started in the timed region vs loop (fresh)",
-       speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")), "x", "", {}},
-      {"memcpy_ceiling", fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),
-       speedup(timing(report, "memcpy-1"), timing(report, fmt::format("memcpy-{}", workers))), "x", "", {}},
-      {"pool_start_us", fmt::format("pool start, {} workers ({} starts)", workers, costs.pool_start.size()), start, "us",
-       "< 500 us", start.median < 500},
-      {"pool_stop_us", fmt::format("pool stop, {} workers", workers), scaled(Summary::of(costs.pool_stop), 1e6), "us",
-       "", {}},
+      {"fresh_pool_vs_fresh_seq",
+       "pool created in the timed region vs loop (fresh result, data made shared)",
+       fresh_vs_seq,
+       "x",
+       "",
+       {}},
+      {"fresh_pool_copy_vs_fresh_seq",
+       "same, from and into ordinary vectors (copies timed)",
+       speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")),
+       "x",
+       "",
+       {}},
+      {"fresh_threads_vs_fresh_seq",
+       "threads started in the timed region vs loop (fresh)",
+       speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")),
+       "x",
+       "",
+       {}},
+      {"memcpy_ceiling",
+       fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),
+       speedup(timing(report, "memcpy-1"), timing(report, fmt::format("memcpy-{}", workers))),
+       "x",
+       "",
+       {}},
+      {"pool_start_us", fmt::format("pool start, {} workers ({} starts)", workers, costs.pool_start.size()), start,
+       "us", "< 500 us", start.median < 500},
+      {"pool_stop_us",
+       fmt::format("pool stop, {} workers", workers),
+       scaled(Summary::of(costs.pool_stop), 1e6),
+       "us",
+       "",
+       {}},
   };
   for (std::size_t i = 0; i < costs.process_map.size(); ++i) {
     const Summary map = scaled(Summary::of(costs.process_map[i].seconds), 1e6);
     const bool first = i == 0;  // the target is about what a caller gets: the master left unpinned
     report.figures.push_back({first ? "map_fixed_cost_us" : fmt::format("map_fixed_cost_us_{}", i),
                               fmt::format("warm pool map of 2, chunksize 1, {}", costs.process_map[i].placement), map,
-                              "us", first ? "< 15 us" : "", first ? std::optional<bool>(map.median < 15) : std::nullopt});
+                              "us", first ? "< 15 us" : "",
+                              first ? std::optional<bool>(map.median < 15) : std::nullopt});
   }
   for (std::size_t i = 0; i < costs.thread_map.size(); ++i) {
     report.figures.push_back({fmt::format("thread_map_fixed_cost_us_{}", i),
                               fmt::format("warm threads map of 2, {}", costs.thread_map[i].placement),
-                              scaled(Summary::of(costs.thread_map[i].seconds), 1e6), "us", "", {}});
+                              scaled(Summary::of(costs.thread_map[i].seconds), 1e6),
+                              "us",
+                              "",
+                              {}});
   }
   for (std::size_t i = 0; i < costs.pipe.size(); ++i) {
     report.figures.push_back({fmt::format("pipe_round_trip_us_{}", i),
                               fmt::format("pipe round trip, 1 byte, {}", costs.pipe[i].placement),
-                              scaled(Summary::of(costs.pipe[i].seconds), 1e6), "us", "", {}});
+                              scaled(Summary::of(costs.pipe[i].seconds), 1e6),
+                              "us",
+                              "",
+                              {}});
   }
   if (memory) {
     const double limit = in_out_bytes + 64 * kMiB;
     const double master = memory->master_peak_bytes / kMiB;
-    report.figures.push_back({"zero_copy_peak_rss_mib", "zero-copy peak RSS, master (VmHWM, forked probe)",
-                              {master, master, master}, "MiB",
+    report.figures.push_back({"zero_copy_peak_rss_mib",
+                              "zero-copy peak RSS, master (VmHWM, forked probe)",
+                              {master, master, master},
+                              "MiB",
                               fmt::format("<= {:.0f} MiB (in+out+64)", limit / kMiB),
                               memory->master_peak_bytes <= limit && memory->verified});
     const double worker = memory->worker_peak_bytes / kMiB;
-    report.figures.push_back({"zero_copy_worker_peak_rss_mib", "zero-copy peak RSS, largest worker (ru_maxrss)",
-                              {worker, worker, worker}, "MiB", "", {}});
+    report.figures.push_back({"zero_copy_worker_peak_rss_mib",
+                              "zero-copy peak RSS, largest worker (ru_maxrss)",
+                              {worker, worker, worker},
+                              "MiB",
+                              "",
+                              {}});
     report.notes.push_back(fmt::format(
         "memory probe: input + output = {:.0f} MiB; the probe started at {:.1f} MiB RSS; shared pages count in the "
         "RSS of every process that touched them, so the workers' RSS is not extra memory",
         in_out_bytes / kMiB, memory->baseline_bytes / kMiB));
   }
-  report.notes.push_back("warm modes reuse one output in shared memory; fresh modes (the lesson's semantics) return "
-                         "a new array each call and count allocating it and its page faults");
+  report.notes.push_back(
+      "warm modes reuse one output in shared memory; fresh modes (the lesson's semantics) return "
+      "a new array each call and count allocating it and its page faults");
   report.notes.push_back("ratios are taken round by round (modes interleaved), then summarised: median [min .. max]");
   return report;
 }
@@ -747,24 +806,23 @@ Report run_ratios(const Options& options, std::size_t workers) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"mpdemo_bench_ratios: a warm process pool against a loop and threads, its fixed costs and its memory,\n"
-               "measured in one run. --lesson times the lesson's own methods instead (pool created inside the\n"
-               "timed region), for bench/compare_python.sh.",
-               "mpdemo_bench_ratios"};
+  CLI::App app{
+      "mpdemo_bench_ratios: a warm process pool against a loop and threads, its fixed costs and its memory,\n"
+      "measured in one run. --lesson times the lesson's own methods instead (pool created inside the\n"
+      "timed region), for bench/compare_python.sh.",
+      "mpdemo_bench_ratios"};
   Options options;
-  CLI::Option* size = app.add_option("--size,-n", options.size, "Elements (default 10^8, or 10^6 with --lesson)")
-                          ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 34));
-  app.add_option("--workers,-w", options.workers, "Workers (default: physical cores this process may use)")
-      ->check(CLI::Range(std::size_t{0}, std::size_t{1024}));
-  app.add_option("--chunksize,-c", options.chunksize, "Chunk size (default as Pool.map: ceil(N / (4 * workers)))");
-  app.add_option("--repeat,-r", options.repeat, "Rounds per mode; median, min and max are reported")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}))
+  // The same readers of counts as mpdemo's own subcommands (1e8, 10^8 and 100_000_000 all work).
+  CLI::Option* size = mpdemo::cli::add_count_option(app, "--size,-n", options.size, 1, std::size_t{1} << 34,
+                                                    "Elements (default 10^8, or 10^6 with --lesson)");
+  mpdemo::cli::add_count_option(app, "--workers,-w", options.workers, 0, 1024,
+                                "Workers (default: physical cores this process may use)");
+  mpdemo::cli::add_count_option(app, "--chunksize,-c", options.chunksize, 0, mpdemo::cli::kMaxElements,
+                                "Chunk size (default as Pool.map: ceil(N / (4 * workers)))");
+  mpdemo::cli::add_repeat_option(app, options.repeat, 10000);
+  mpdemo::cli::add_count_option(app, "--starts", options.starts, 1, 100000, "Pool starts timed for the start-up figure")
       ->capture_default_str();
-  app.add_option("--starts", options.starts, "Pool starts timed for the start-up figure")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
-      ->capture_default_str();
-  app.add_option("--calls", options.calls, "Tiny maps timed for the fixed-cost figure")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}))
+  mpdemo::cli::add_count_option(app, "--calls", options.calls, 1, 10000000, "Tiny maps timed for the fixed-cost figure")
       ->capture_default_str();
   app.add_option("--seed", options.seed, "Seed of the random input")->capture_default_str();
   app.add_flag("--lesson", options.lesson, "Time the lesson's methods (fresh results, pool started inside)");
@@ -781,8 +839,7 @@ int main(int argc, char** argv) {
   if (options.lesson && size->count() == 0) options.size = 1'000'000;
 
   try {
-    const std::size_t workers =
-        options.workers != 0 ? options.workers : mpdemo::system_topology().default_workers();
+    const std::size_t workers = options.workers != 0 ? options.workers : mpdemo::system_topology().default_workers();
     const Report report = options.lesson ? run_lesson(options, workers) : run_ratios(options, workers);
     if (options.format == "json") {
       print_json(report, std::cout);

@@ -8,12 +8,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <thread>
-#include <unistd.h>
 
 namespace {
 
@@ -34,7 +34,8 @@ std::vector<std::string> with(std::vector<std::string> base, const std::vector<s
 
 // A fresh, empty directory for one test.
 fs::path scratch_directory(const std::string& name) {
-  const fs::path directory = fs::temp_directory_path() / fs::path("mpdemo-hostile-" + name + "-" + std::to_string(::getpid()));
+  const fs::path directory =
+      fs::temp_directory_path() / fs::path("mpdemo-hostile-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(directory);
   fs::create_directories(directory);
   return directory;
@@ -89,21 +90,21 @@ TEST(HostilePlotPath, UnusablePathsExitTwoBeforeAnyWorkAndNothingBinaryReachesSt
 }
 
 // Runs mpdemo with its standard output replaced the way a shell would: `>/dev/full`, `>&-`.
-mpdemo::testing::ProgramResult run_with_stdout(const std::string& redirection, const std::vector<std::string>& arguments) {
+mpdemo::testing::ProgramResult run_with_stdout(const std::string& redirection,
+                                               const std::vector<std::string>& arguments) {
   std::vector<std::string> command{"/bin/sh", "-c", "exec \"$0\" \"$@\" " + redirection, mpdemo_executable()};
   command.insert(command.end(), arguments.begin(), arguments.end());
   return run_program(command, 60s);
 }
 
 TEST(OutputErrors, AFullDiskOrAClosedStdoutIsAFailureWithAMessage) {
-  const std::vector<std::vector<std::string>> commands{
-      {"topology"},
-      {"run", "--size", "1000", "--repeat", "1"},
-      {"run", "--size", "1000", "--repeat", "1", "--format", "json"},
-      {"sweep", "--sizes", "10", "--repeat", "1", "--data", "shared"},
-      {"costs", "--repeat", "1"},
-      {"--large-size", "1000"},
-      {"--help"}};
+  const std::vector<std::vector<std::string>> commands{{"topology"},
+                                                       {"run", "--size", "1000", "--repeat", "1"},
+                                                       {"run", "--size", "1000", "--repeat", "1", "--format", "json"},
+                                                       {"sweep", "--sizes", "10", "--repeat", "1", "--data", "shared"},
+                                                       {"costs", "--repeat", "1"},
+                                                       {"--large-size", "1000"},
+                                                       {"--help"}};
   for (const auto& arguments : commands) {
     for (const std::string& redirection : {std::string(">/dev/full"), std::string(">&-")}) {
       const auto result = run_with_stdout(redirection, arguments);
@@ -130,9 +131,9 @@ TEST(InputEdges, EmptyAndRepeatedSizesAreRefused) {
 TEST(InputEdges, MaxSecondsBoundsEvenTheFirstSizeAndNothingMeasuredIsNotVerified) {
   // 10^6 elements with 10^5 dependent steps each: minutes of work at the first size.
   const auto start = std::chrono::steady_clock::now();
-  const auto result = run_mpdemo({"sweep", "--sizes", "1e6", "--work", "100000", "--repeat", "1", "--max-seconds",
-                                  "0.5", "--format", "json"},
-                                 30s);
+  const auto result = run_mpdemo(
+      {"sweep", "--sizes", "1e6", "--work", "100000", "--repeat", "1", "--max-seconds", "0.5", "--format", "json"},
+      30s);
   const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(result.exit_code(), 1) << result.err;
   EXPECT_LT(took, 5s) << "--max-seconds 0.5 did not bound the first size";
@@ -152,9 +153,12 @@ TEST(InputEdges, OptionsBeforeTheSubcommandAreRefusedNotIgnored) {
 
 TEST(InputEdges, MessagesAreOneLineWithoutRawControlCharactersOrKilobytesOfEcho) {
   const std::string huge(3000, '9');
-  for (const auto& arguments : std::vector<std::vector<std::string>>{
-           {"run", "--size", huge}, {"run", "--size", "1\x1b[31m2"}, {"run", "--size", "1", "--size", "2"},
-           {"sweep", "--max-seconds", "soon"}, {"sweep", "--max-seconds", "nan"}, {"run", "--mode", "x\ny"}}) {
+  for (const auto& arguments : std::vector<std::vector<std::string>>{{"run", "--size", huge},
+                                                                     {"run", "--size", "1\x1b[31m2"},
+                                                                     {"run", "--size", "1", "--size", "2"},
+                                                                     {"sweep", "--max-seconds", "soon"},
+                                                                     {"sweep", "--max-seconds", "nan"},
+                                                                     {"run", "--mode", "x\ny"}}) {
     const auto result = run_mpdemo(arguments);
     EXPECT_EQ(result.exit_code(), 2) << result.err;
     const std::string first_line = result.err.substr(0, result.err.find('\n'));
@@ -196,8 +200,8 @@ TEST(Limits, AnAddressSpaceLimitIsNamedAndTheArenaIsSizedTruthfully) {
   EXPECT_THAT(result.err, Not(HasSubstr("(half of physical memory)")));
   EXPECT_TRUE(result.out.empty());
   // And what fits still runs under the same limit.
-  const auto small = run_program({"prlimit", "--as=1073741824", mpdemo_executable(), "run", "--size", "1e5",
-                                  "--repeat", "1"});
+  const auto small =
+      run_program({"prlimit", "--as=1073741824", mpdemo_executable(), "run", "--size", "1e5", "--repeat", "1"});
   EXPECT_EQ(small.exit_code(), 0) << small.err;
 }
 

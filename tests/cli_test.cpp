@@ -44,7 +44,8 @@ TEST(Cli, RunJsonHasEveryModeAndItsPhasesAddUp) {
 }
 
 TEST(Cli, RunOneModeWithAChunksize) {
-  const auto result = run_mpdemo({"run", "-n", "1e4", "--mode", "proc", "--chunksize", "7", "--repeat", "1", "-f", "json"});
+  const auto result =
+      run_mpdemo({"run", "-n", "1e4", "--mode", "proc", "--chunksize", "7", "--repeat", "1", "-f", "json"});
   ASSERT_EQ(result.exit_code(), 0) << result.err;
   const auto json = nlohmann::json::parse(result.out);
   EXPECT_EQ(json.at("size"), 10000);
@@ -91,8 +92,8 @@ TEST(Cli, TopologyJsonIsConsistent) {
 }
 
 TEST(Cli, HelpAndVersionSucceed) {
-  for (const std::vector<std::string>& args : {std::vector<std::string>{"--help"}, {"--version"}, {"run", "--help"},
-                                                {"topology", "--help"}}) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--help"}, {"--version"}, {"run", "--help"}, {"topology", "--help"}}) {
     const auto result = run_mpdemo(args);
     EXPECT_EQ(result.exit_code(), 0) << args.front();
     EXPECT_FALSE(result.out.empty()) << args.front();
@@ -120,27 +121,18 @@ TEST_P(CliBadInput, ExitsWithStatus2AndNamesTheProblem) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, CliBadInput,
-    ::testing::Values(BadInput{{"run", "--size", "-5"}, "--size"}, BadInput{{"run", "--size", "abc"}, "--size"},
-                      BadInput{{"run", "--size", ""}, "--size"},
-                      BadInput{{"run", "--size", "99999999999999999999999999"}, "--size"},
-                      BadInput{{"run", "--size", "1.5"}, "--size"},
-                      BadInput{{"run", "--size", "1e12"}, "MemAvailable"},
-                      BadInput{{"run", "--workers", "0"}, "--workers"},
-                      BadInput{{"run", "--workers", "5000"}, "from 1 to 4096"},
-                      BadInput{{"run", "--chunksize", "0"}, "--chunksize"},
-                      BadInput{{"run", "--repeat", "0"}, "--repeat"},
-                      BadInput{{"run", "--mode", "fast"}, "--mode"},
-                      BadInput{{"run", "--format", "xml"}, "--format"},
-                      BadInput{{"topology", "--format", "yaml"}, "--format"},
-                      BadInput{{"frobnicate"}, "frobnicate"},
-                      BadInput{{"run", "--size"}, "--size"},
-                      BadInput{{"--large-size", "5"}, "--large-size"},
-                      BadInput{{"run", "--workers", std::to_string(64 * std::thread::hardware_concurrency() + 1)},
-                               "--workers"},
-                      BadInput{{"run", "--seed", "-1"}, "--seed"},
-                      BadInput{{"run", "--seed", "18446744073709551616"}, "--seed"},
-                      BadInput{{"sweep", "--sizes", "10", "--format", "json", "--plot", "-"}, "--plot"},
-                      BadInput{{"sweep", "--sizes", "1e12"}, "MemAvailable"},
-                      BadInput{{"costs", "--repeat", "abc"}, "--repeat"}));
+    ::testing::Values(
+        BadInput{{"run", "--size", "-5"}, "--size"}, BadInput{{"run", "--size", "abc"}, "--size"},
+        BadInput{{"run", "--size", ""}, "--size"}, BadInput{{"run", "--size", "99999999999999999999999999"}, "--size"},
+        BadInput{{"run", "--size", "1.5"}, "--size"}, BadInput{{"run", "--size", "1e12"}, "MemAvailable"},
+        BadInput{{"run", "--workers", "0"}, "--workers"}, BadInput{{"run", "--workers", "5000"}, "from 1 to 4096"},
+        BadInput{{"run", "--chunksize", "0"}, "--chunksize"}, BadInput{{"run", "--repeat", "0"}, "--repeat"},
+        BadInput{{"run", "--mode", "fast"}, "--mode"}, BadInput{{"run", "--format", "xml"}, "--format"},
+        BadInput{{"topology", "--format", "yaml"}, "--format"}, BadInput{{"frobnicate"}, "frobnicate"},
+        BadInput{{"run", "--size"}, "--size"}, BadInput{{"--large-size", "5"}, "--large-size"},
+        BadInput{{"run", "--workers", std::to_string(64 * std::thread::hardware_concurrency() + 1)}, "--workers"},
+        BadInput{{"run", "--seed", "-1"}, "--seed"}, BadInput{{"run", "--seed", "18446744073709551616"}, "--seed"},
+        BadInput{{"sweep", "--sizes", "10", "--format", "json", "--plot", "-"}, "--plot"},
+        BadInput{{"sweep", "--sizes", "1e12"}, "MemAvailable"}, BadInput{{"costs", "--repeat", "abc"}, "--repeat"}));
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -10,7 +11,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <sys/wait.h>
 #include <vector>
 
 namespace {
@@ -183,8 +183,13 @@ TEST(MeasureCosts, RejectsZeroRepeatWithItsName) {
 
 std::vector<CostMeasurement> sample_costs() {
   return {
-      {"fork_small_parent", "seconds per fork", {1e-4, 9e-5, 2e-4}, 9, true,
-       "Forking costs 100 us, \"quoted\", with commas.", {{"times_thread_start", 5.0}, {"bytes", 1024.0}}},
+      {"fork_small_parent",
+       "seconds per fork",
+       {1e-4, 9e-5, 2e-4},
+       9,
+       true,
+       "Forking costs 100 us, \"quoted\", with commas.",
+       {{"times_thread_start", 5.0}, {"bytes", 1024.0}}},
       {"context_switch_two_cores", "seconds per switch", {}, 0, false, "Not measurable here: one CPU.", {}},
   };
 }

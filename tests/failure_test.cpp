@@ -1,42 +1,44 @@
 // Failure paths, for real: functions that throw in a worker, workers killed by signals, a master
 // killed with SIGKILL, SIGINT and SIGTERM to the mpdemo executable, pools made while threads run,
 // and a thousand pools made and destroyed. Nothing may hang, leak, or leave a process behind.
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/spawn.hpp"
-#include "mpdemo/lab/kernels.hpp"
-#include "mpdemo/pool/process_pool.hpp"
-#include "mpdemo/pool/thread_pool.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdio>
-#include <cstdlib>
-#include <pthread.h>
-#include <fmt/format.h>
-#include <fstream>
-#include <map>
-#include <csignal>
-#include <ctime>
 #include <fcntl.h>
-#include <filesystem>
-#include <numeric>
+#include <fmt/format.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <thread>
 
 namespace {
 
-using ::testing::HasSubstr;
 using mpdemo::testing::children_of;
 using mpdemo::testing::eventually;
+using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
 std::vector<int> iota_input(int n) {
@@ -118,8 +120,8 @@ TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
     EXPECT_EQ(e.pid(), pids_before[e.worker()]);
     EXPECT_EQ(e.chunk_begin(), 1230u);
     EXPECT_EQ(e.chunk_end(), 1240u);
-    EXPECT_THAT(e.what(), HasSubstr(fmt::format("killed by signal {} ({})", signal_number,
-                                                mpdemo::signal_name(signal_number))));
+    EXPECT_THAT(e.what(),
+                HasSubstr(fmt::format("killed by signal {} ({})", signal_number, mpdemo::signal_name(signal_number))));
   }
   ASSERT_GT(stamp[0], 0.0) << "the worker never reached the fatal element";
   EXPECT_LT(thrown_at - stamp[0], 0.100) << "the master took more than 100 ms to notice the death";
@@ -137,7 +139,9 @@ TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, WorkerKilled, ::testing::Values(SIGKILL, SIGSEGV, SIGABRT),
-                         [](const ::testing::TestParamInfo<int>& param) { return mpdemo::signal_name(param.param).substr(3); });
+                         [](const ::testing::TestParamInfo<int>& param) {
+                           return mpdemo::signal_name(param.param).substr(3);
+                         });
 
 // A real invalid memory access, not raise(): address 8 is never mapped. (Read from a volatile so the
 // compiler cannot see the address and turn the store into a trap instruction.)
@@ -202,7 +206,8 @@ TEST(WorkerFailure, AnInterruptedMapKillsItsWorkersAndThePoolStaysCorrect) {
     const auto pids = pool.worker_pids();
     EXPECT_THROW((void)pool.map(InterruptMasterAt{100}, input, 50), mpdemo::Interrupted);
     // The workers still busy with the abandoned map were killed and reaped before the throw.
-    for (const auto& pid : pids) EXPECT_FALSE(process_exists(pid.value())) << "worker " << *pid << " outlived the interrupt";
+    for (const auto& pid : pids)
+      EXPECT_FALSE(process_exists(pid.value())) << "worker " << *pid << " outlived the interrupt";
     mpdemo::clear_interrupt();
   }
   // Fresh workers, and no stale answer from the abandoned map finds its way into this one.
@@ -343,8 +348,8 @@ TEST(Hygiene, EveryPipeThePoolOpensIsCloseOnExec) {
 
 TEST(Hygiene, AThousandPoolsLeaveNothingBehind) {
   const std::size_t fds_before = open_descriptors();
-  const std::size_t segments_before = mpdemo::testing::shared_memory_segments();
   const auto arena = mpdemo::SharedArena::process_default();
+  const std::size_t mappings_before = mpdemo::testing::shared_mappings();
   const std::size_t arena_free_before = arena->free_bytes();
   const auto input = iota_input(64);
   for (int i = 0; i < 1000; ++i) {
@@ -352,7 +357,7 @@ TEST(Hygiene, AThousandPoolsLeaveNothingBehind) {
     ASSERT_EQ(pool.map([](int x) { return x + 1; }, input)[63], 64) << "pool " << i;
   }
   EXPECT_EQ(open_descriptors(), fds_before);
-  EXPECT_EQ(mpdemo::testing::shared_memory_segments(), segments_before) << "named segments in /dev/shm";
+  EXPECT_EQ(mpdemo::testing::shared_mappings(), mappings_before) << "a pool left a shared mapping behind";
   EXPECT_EQ(arena->free_bytes(), arena_free_before) << "a staged block was never returned to the arena";
   EXPECT_TRUE(children_of(::getpid()).empty()) << "a worker is still alive or unreaped";
   errno = 0;
@@ -411,17 +416,13 @@ const std::vector<std::string> kLongLesson{"--large-size", "3e7"};
 const std::vector<std::string> kLongSweep{"sweep", "--sizes", "1e6,4e6", "--repeat", "1000", "--max-seconds", "600"};
 const std::vector<std::string> kLongCosts{"costs", "--repeat", "100"};
 
-INSTANTIATE_TEST_SUITE_P(Signals, Interrupt,
-                         ::testing::Values(InterruptCase{SIGINT, false, kLongRun}, InterruptCase{SIGINT, true, kLongRun},
-                                           InterruptCase{SIGTERM, false, kLongRun},
-                                           InterruptCase{SIGINT, true, kLongWarmRun},
-                                           InterruptCase{SIGTERM, true, kLongWarmRun},
-                                           InterruptCase{SIGINT, true, kLongLesson},
-                                           InterruptCase{SIGINT, true, kLongSweep},
-                                           InterruptCase{SIGTERM, false, kLongSweep},
-                                           InterruptCase{SIGINT, false, kLongCosts}));
-
-
+INSTANTIATE_TEST_SUITE_P(
+    Signals, Interrupt,
+    ::testing::Values(InterruptCase{SIGINT, false, kLongRun}, InterruptCase{SIGINT, true, kLongRun},
+                      InterruptCase{SIGTERM, false, kLongRun}, InterruptCase{SIGINT, true, kLongWarmRun},
+                      InterruptCase{SIGTERM, true, kLongWarmRun}, InterruptCase{SIGINT, true, kLongLesson},
+                      InterruptCase{SIGINT, true, kLongSweep}, InterruptCase{SIGTERM, false, kLongSweep},
+                      InterruptCase{SIGINT, false, kLongCosts}));
 
 // ---- Promptness: a death, a timeout, terminate() and a deadline end a map now, not when the work ends.
 
@@ -558,7 +559,12 @@ TEST(Promptness, AnInterruptStopsASequentialLoopWithinABlock) {
   });
   const double start = monotonic_seconds();
   // 100 us per element: 10 s without the kernel's checks.
-  EXPECT_THROW(mpdemo::sequential_map_into([](int x) { ::usleep(100); return x; }, input, output),
+  EXPECT_THROW(mpdemo::sequential_map_into(
+                   [](int x) {
+                     ::usleep(100);
+                     return x;
+                   },
+                   input, output),
                mpdemo::Interrupted);
   interrupter.join();
   EXPECT_LT(monotonic_seconds() - start, 1.0);
@@ -631,10 +637,12 @@ TEST(Promptness, ExitInAWorkerRunsNoneOfTheMastersHandlersNorItsBufferedOutput) 
     int status = 1;
     try {
       mpdemo::ProcessPool pool(2);
-      (void)pool.map([](int x) {
-        if (x == 3) std::exit(0);
-        return x;
-      }, iota_input(100), 1);
+      (void)pool.map(
+          [](int x) {
+            if (x == 3) std::exit(0);
+            return x;
+          },
+          iota_input(100), 1);
     } catch (const mpdemo::WorkerError& e) {
       std::printf("[%s]", e.cause().c_str());
       status = 0;
@@ -646,7 +654,8 @@ TEST(Promptness, ExitInAWorkerRunsNoneOfTheMastersHandlersNorItsBufferedOutput) 
   out.write_end.reset();
   std::string printed;
   char buffer[4096];
-  for (ssize_t n; (n = ::read(out.read_end.get(), buffer, sizeof(buffer))) > 0;) printed.append(buffer, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(out.read_end.get(), buffer, sizeof(buffer))) > 0;)
+    printed.append(buffer, static_cast<std::size_t>(n));
   EXPECT_TRUE(master_process.wait().success()) << printed;
   EXPECT_EQ(printed, "buffered-once;[its function called exit() or quick_exit() in the worker]");
   EXPECT_EQ(g_atexit_runs->load(), 0) << "the master's atexit handler ran in a worker";
@@ -668,6 +677,50 @@ TEST(ApiHazards, AMovedFromPoolSaysSoInsteadOfCrashing) {
   EXPECT_EQ(threads.size(), 0u);  // NOLINT(bugprone-use-after-move)
   EXPECT_THROW((void)threads.map([](int x) { return x; }, iota_input(3)), std::logic_error);
   EXPECT_EQ(taken_threads.map([](int x) { return x + 1; }, iota_input(3))[2], 3);
+}
+
+// CPU time a process has used so far (utime + stime from /proc/PID/stat), in seconds.
+double cpu_seconds_of(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string field;
+  long long utime = 0;
+  long long stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoll(field);
+    if (i == 15) stime = std::stoll(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+TEST(Idle, IdleWorkersSleepInsteadOfSpinning) {
+  mpdemo::ProcessPool pool(2);  // spin: 50 us, then poll() blocks
+  (void)pool.map([](int x) { return x; }, iota_input(1000));
+  std::vector<double> before;
+  for (const auto& pid : pool.worker_pids()) before.push_back(cpu_seconds_of(pid.value()));
+  std::this_thread::sleep_for(500ms);
+  const auto pids = pool.worker_pids();
+  for (std::size_t w = 0; w < pids.size(); ++w) {
+    // A spinning worker would use ~0.5 s of CPU here; a sleeping one about none (the clock ticks at
+    // 1/CLK_TCK, 10 ms, so allow a few ticks).
+    EXPECT_LT(cpu_seconds_of(pids[w].value()) - before[w], 0.05) << "worker " << w << " spun while idle";
+  }
+}
+
+TEST(PipePath, OutputsOfAnotherSizeThanTheInputComeBackWhole) {
+  mpdemo::ProcessPool pool(2);
+  std::vector<std::uint8_t> input(10'007);
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<std::uint8_t>(i * 7);
+  const auto widened =
+      pool.map_through_pipes([](std::uint8_t x) { return static_cast<std::uint64_t>(x) * 1'000'003; }, input, 100);
+  ASSERT_EQ(widened.size(), input.size());
+  for (std::size_t i = 0; i < input.size(); ++i)
+    ASSERT_EQ(widened[i], static_cast<std::uint64_t>(input[i]) * 1'000'003) << i;
+  const auto narrowed =
+      pool.map_through_pipes([](std::uint64_t x) { return static_cast<std::uint8_t>(x % 251); }, widened, 333);
+  for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(narrowed[i], widened[i] % 251) << i;
 }
 
 TEST(ApiHazards, ASystemCallThatHitALimitSaysWhichLimit) {
@@ -692,10 +745,13 @@ TEST(ApiHazards, EveryErrorOfMpdemosOwnIsAnMpdemoError) {
   static_assert(std::is_base_of_v<mpdemo::Error, mpdemo::Interrupted>);
   static_assert(std::is_base_of_v<mpdemo::Error, mpdemo::DeadlineExceeded>);
   mpdemo::ProcessPool pool(1);
-  EXPECT_THROW((void)pool.map([](int x) {
-    if (x == 1) throw std::runtime_error("no");
-    return x;
-  }, iota_input(3)), mpdemo::Error);
+  EXPECT_THROW((void)pool.map(
+                   [](int x) {
+                     if (x == 1) throw std::runtime_error("no");
+                     return x;
+                   },
+                   iota_input(3)),
+               mpdemo::Error);
   pool.terminate();
   EXPECT_THROW((void)pool.map([](int x) { return x; }, iota_input(3)), mpdemo::Error);
 }

@@ -7,14 +7,14 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
-#include <sstream>
 #include <numeric>
 #include <random>
 #include <set>
-#include <unistd.h>
+#include <sstream>
 
 namespace {
 
@@ -81,7 +81,7 @@ TEST(ProcessPool, MapsOtherFunctionsAndIntegerTypes) {
   std::iota(numbers.begin(), numbers.end(), 1);
   const auto steps = pool.map(&collatz_steps, numbers, 7);
   ASSERT_EQ(steps.size(), numbers.size());
-  EXPECT_EQ(steps[0], 0);   // 1
+  EXPECT_EQ(steps[0], 0);     // 1
   EXPECT_EQ(steps[26], 111);  // 27 takes 111 steps, the classic long one
   for (std::size_t i = 0; i < numbers.size(); ++i) EXPECT_EQ(steps[i], collatz_steps(numbers[i])) << i;
 

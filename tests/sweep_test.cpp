@@ -19,8 +19,8 @@
 
 namespace {
 
-using ::testing::HasSubstr;
 using mpdemo::testing::run_mpdemo;
+using ::testing::HasSubstr;
 
 const std::vector<std::size_t> kSizes{10, 100, 1000, 10000};
 
@@ -54,7 +54,7 @@ TEST(CostModel, FitsFixedAndPerElementCosts) {
 TEST(CostModel, PredictsWhereTwoModelsCross) {
   const mpdemo::CostModel loop{0.0, 1.0};
   const mpdemo::CostModel pool{100.0, 0.5};
-  EXPECT_DOUBLE_EQ(*mpdemo::predict_crossover(loop, pool), 200.0);  // 100 + 0.5 n = n
+  EXPECT_DOUBLE_EQ(*mpdemo::predict_crossover(loop, pool), 200.0);                          // 100 + 0.5 n = n
   EXPECT_EQ(mpdemo::predict_crossover(loop, mpdemo::CostModel{100.0, 1.5}), std::nullopt);  // never catches up
   EXPECT_EQ(mpdemo::predict_crossover(loop, mpdemo::CostModel{0.0, 0.5}), std::optional<double>(0.0));
 }
@@ -228,10 +228,15 @@ TEST(SweepCommand, WithoutGnuplotSaysHowToInstallItAndKeepsTheTable) {
 }
 
 TEST(SweepCommand, BadPlotPathsAndOptionsExitWith2) {
-  for (const std::vector<std::string>& extra :
-       {std::vector<std::string>{"--plot", "/nonexistent-dir/x.png"}, {"--plot", "chart.jpg"},
-        {"--max-seconds", "0"}, {"--max-seconds", "-3"}, {"--data", "carrier-pigeon"}, {"--work", "-1"},
-        {"--sizes", "10,abc"}, {"--repeat", "0"}, {"--format", "xml"}}) {
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{"--plot", "/nonexistent-dir/x.png"},
+                                                {"--plot", "chart.jpg"},
+                                                {"--max-seconds", "0"},
+                                                {"--max-seconds", "-3"},
+                                                {"--data", "carrier-pigeon"},
+                                                {"--work", "-1"},
+                                                {"--sizes", "10,abc"},
+                                                {"--repeat", "0"},
+                                                {"--format", "xml"}}) {
     const auto result = run_mpdemo(quick_sweep(extra));
     EXPECT_EQ(result.exit_code(), 2) << extra[0] << " " << extra[1] << ": " << result.err;
     EXPECT_TRUE(result.out.empty()) << extra[0] << " " << extra[1];

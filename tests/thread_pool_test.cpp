@@ -1,5 +1,6 @@
 // ThreadPool: the same API as ProcessPool, on threads. Also built with ThreadSanitizer in CI.
 #include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/errors.hpp"
 
 #include "mpdemo/lab/kernels.hpp"
 
@@ -7,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -79,8 +81,12 @@ TEST(ThreadPool, AnExceptionReachesTheCallerAndThePoolStaysUsable) {
   try {
     (void)pool.map(throws_at_500, input, 10);
     FAIL() << "map should have thrown";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "element 500 is cursed");
+  } catch (const mpdemo::WorkerError& e) {  // the same contract as ProcessPool::map
+    EXPECT_EQ(e.cause(), "element 500 is cursed");
+    EXPECT_EQ(e.chunk_begin(), 500u);
+    EXPECT_EQ(e.chunk_end(), 510u);
+    EXPECT_LT(e.worker(), 2u);
+    EXPECT_EQ(e.pid(), ::getpid()) << "threads live in this process";
   }
   EXPECT_EQ(pool.map([](int x) { return x + 1; }, input)[999], 1000);
 }

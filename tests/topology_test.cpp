@@ -4,11 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <sched.h>
 #include <set>
+#include <sstream>
 
 namespace {
 
@@ -92,6 +93,45 @@ TEST(Topology, FormatsCpuListsLikeTheKernel) {
   EXPECT_EQ(mpdemo::format_cpu_list(std::vector<int>{}), "");
   EXPECT_EQ(mpdemo::format_cpu_list(std::vector<int>{0}), "0");
   EXPECT_EQ(mpdemo::format_cpu_list(std::vector<int>{0, 1, 2, 3, 6, 8, 9}), "0-3,6,8-9");
+}
+
+// Machines the test machine is not, described in hwloc's XML (tests/data: hwloc's synthetic topologies
+// "pack:2 core:2 pu:2" and "pack:1 core:4 pu:1", exported with hwloc_topology_export_xmlbuffer).
+std::string fixture(const std::string& name) {
+  std::ifstream file(std::string(MPDEMO_TEST_DATA) + "/" + name);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+TEST(Topology, WithSmtAndTwoSocketsWorkersGoOnePerPhysicalCoreNotPerHardwareThread) {
+  const std::string xml = fixture("two-sockets-two-cores-smt2.xml");
+  ASSERT_FALSE(xml.empty());
+  const std::vector<int> all{0, 1, 2, 3, 4, 5, 6, 7};
+  const mpdemo::Topology machine = mpdemo::topology_from_hwloc_xml(xml, all);
+  EXPECT_EQ(machine.logical_cpus, 8u);    // psutil.cpu_count()
+  EXPECT_EQ(machine.physical_cores, 4u);  // psutil.cpu_count(logical=False): what the lesson's pool uses
+  EXPECT_EQ(machine.sockets, 2u);
+  EXPECT_EQ(machine.worker_cpus, (std::vector<int>{0, 2, 4, 6})) << "one hardware thread of each core";
+  EXPECT_EQ(machine.default_workers(), 4u);
+  EXPECT_EQ(machine.worker_cpu(5), 2) << "worker 5 wraps around to core 1";
+  // Only the second thread of core 0, and both of core 2, allowed: two workers, one per core.
+  const mpdemo::Topology restricted = mpdemo::topology_from_hwloc_xml(xml, std::vector<int>{1, 4, 5});
+  EXPECT_EQ(restricted.worker_cpus, (std::vector<int>{1, 4}));
+  EXPECT_EQ(restricted.default_workers(), 2u);
+}
+
+TEST(Topology, WithoutSmtEveryCpuIsACore) {
+  const mpdemo::Topology machine =
+      mpdemo::topology_from_hwloc_xml(fixture("one-socket-four-cores.xml"), std::vector<int>{0, 1, 2, 3});
+  EXPECT_EQ(machine.logical_cpus, 4u);
+  EXPECT_EQ(machine.physical_cores, 4u);
+  EXPECT_EQ(machine.sockets, 1u);
+  EXPECT_EQ(machine.worker_cpus, (std::vector<int>{0, 1, 2, 3}));
+}
+
+TEST(Topology, XmlHwlocCannotReadIsAnError) {
+  EXPECT_THROW((void)mpdemo::topology_from_hwloc_xml("<not a topology", std::vector<int>{0}), std::runtime_error);
 }
 
 }  // namespace

@@ -10,7 +10,7 @@
 namespace mpdemo::cli {
 
 struct Command {
-  CLI::App* app;                       ///< the CLI11 subcommand (the root app for the lesson)
+  CLI::App* app;                          ///< the CLI11 subcommand (the root app for the lesson)
   std::function<int(std::ostream&)> run;  ///< results to the stream; diagnostics to std::cerr
 };
 

@@ -1,7 +1,7 @@
 #include "costs_command.hpp"
 
-#include "mpdemo/lab/costs.hpp"
 #include "costs_report.hpp"
+#include "mpdemo/lab/costs.hpp"
 #include "options.hpp"
 
 #include <fmt/format.h>
@@ -24,17 +24,13 @@ struct CostsSettings {
 
 Command add_costs_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
-      "costs", "Measure what parallel work is built from on this machine: starting a process or a thread, "
-               "handing a message between them, a context switch, moving 100 MB, copy-on-write; one sentence "
-               "per figure says what it teaches");
+      "costs",
+      "Measure what parallel work is built from on this machine: starting a process or a thread, "
+      "handing a message between them, a context switch, moving 100 MB, copy-on-write; one sentence "
+      "per figure says what it teaches");
   auto settings = std::make_shared<CostsSettings>();
   CostOptions& options = settings->options;
-  app->add_option_function<std::string>(
-         "--repeat,-r",
-         [&options](const std::string& text) { options.repeat = parse_count(text, "--repeat", 1, kMaxRepeat); },
-         fmt::format("samples per figure, 1 to {}; each figure is their median, with min and max (default {})",
-                     kMaxRepeat, options.repeat))
-      ->type_name("R");
+  add_repeat_option(*app, options.repeat, kMaxRepeat);
   app->add_option_function<std::string>(
          "--large-parent-mib",
          [&options](const std::string& text) {
@@ -52,9 +48,15 @@ Command add_costs_command(CLI::App& root) {
                                      fmt::format("--large-parent-mib {}", chosen.large_parent_bytes >> 20));
             const std::vector<CostMeasurement> costs = measure_costs(chosen);
             switch (settings->format) {
-              case Format::json: out << costs_json(costs); break;
-              case Format::csv: out << costs_csv(costs); break;
-              case Format::table: out << costs_table(costs); break;
+              case Format::json:
+                out << costs_json(costs);
+                break;
+              case Format::csv:
+                out << costs_csv(costs);
+                break;
+              case Format::table:
+                out << costs_table(costs);
+                break;
             }
             return 0;
           }};

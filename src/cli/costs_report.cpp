@@ -1,7 +1,7 @@
 #include "costs_report.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace mpdemo {

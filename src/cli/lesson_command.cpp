@@ -58,8 +58,8 @@ int run_lesson(std::ostream& out, const LessonOptions& options) {
       "Workers: {} (one per physical core, as psutil.cpu_count(logical=False)), pinned to CPUs {}.\n"
       "Each box shows the median of {} calls; a pool in the lesson's functions is created and stopped inside the "
       "call.\n\n",
-      topology.logical_cpus, topology.physical_cores, topology.sockets, format_cpu_list(topology.allowed_cpus),
-      workers, format_cpu_list(topology.worker_cpus), kRepeats);
+      topology.logical_cpus, topology.physical_cores, topology.sockets, format_cpu_list(topology.allowed_cpus), workers,
+      format_cpu_list(topology.worker_cpus), kRepeats);
 
   for (const std::size_t size : {std::size_t{10}, options.large_size}) {
     out << fmt::format("=== {} numbers ===\n", with_commas(size));
@@ -84,14 +84,14 @@ int run_lesson(std::ostream& out, const LessonOptions& options) {
       const TrialSummary summary = summarize(trials);
       all_verified = all_verified && summary.verified;
       if (method == Method::warm_processes) {
-        out << fmt::format("Now the same map on warm pools: workers started beforehand ({} for the processes, paid "
-                           "once), data already in shared memory, results written in place.\n",
-                           format_duration(runner.warm_pool_startup_seconds()));
+        out << fmt::format(
+            "Now the same map on warm pools: workers started beforehand ({} for the processes, paid "
+            "once), data already in shared memory, results written in place.\n",
+            format_duration(runner.warm_pool_startup_seconds()));
       }
       out << benchmark_box(lesson_function_name(method), summary.median_run.total());
-      timings.push_back({std::string(lesson_function_name(method)), summary.median_run,
-                         method == Method::sequential, method == Method::sequential ? 1 : workers,
-                         method == Method::warm_processes || method == Method::warm_threads});
+      timings.push_back(
+          MethodTiming::of(method, std::string(lesson_function_name(method)), summary.median_run, workers));
     }
     print_phases(out, timings);
     out << (all_verified ? "All results match the sequential answer exactly.\n"
@@ -106,13 +106,8 @@ int run_lesson(std::ostream& out, const LessonOptions& options) {
 
 Command add_lesson_command(CLI::App& root) {
   auto options = std::make_shared<LessonOptions>();
-  root.add_option_function<std::string>(
-          "--large-size",
-          [options](const std::string& text) {
-            options->large_size = parse_count(text, "--large-size", 11, kMaxElements);
-          },
-          "the lesson's large array (default 10,000,000)")
-      ->type_name("N");
+  add_count_option(root, "--large-size", options->large_size, 11, kMaxElements,
+                   "the lesson's large array (default 10,000,000)");
   add_seed_option(root, options->seed, "random seed of the lesson's arrays (default 1)");
   return {&root, [options](std::ostream& out) { return run_lesson(out, *options); }};
 }

@@ -13,14 +13,14 @@
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
-#include <fmt/format.h>
 #include <iostream>
 #include <new>
-#include <unistd.h>
 #include <vector>
 
 #ifndef MPDEMO_VERSION
@@ -108,17 +108,18 @@ void reject_root_options_before(const CLI::App& app, const CLI::App& subcommand)
 int main(int argc, char** argv) {
   using namespace mpdemo::cli;
   const bool stdout_open = occupy_closed_standard_descriptors();
-  CLI::App app{"mpdemo: what it costs and what it gains to split work across processes instead of one loop or "
-               "threads.\nWith no subcommand it runs the lesson: square 10 and 10,000,000 random numbers with a "
-               "loop, a process pool and threads, and explain who wins.",
-               "mpdemo"};
+  CLI::App app{
+      "mpdemo: what it costs and what it gains to split work across processes instead of one loop or "
+      "threads.\nWith no subcommand it runs the lesson: square 10 and 10,000,000 random numbers with a "
+      "loop, a process pool and threads, and explain who wins.",
+      "mpdemo"};
   app.set_version_flag("--version,-V", "mpdemo " MPDEMO_VERSION);
   app.require_subcommand(0, 1);
 
   raise_open_file_limit();
   const Command lesson = add_lesson_command(app);
   const std::vector<Command> subcommands{add_run_command(app), add_costs_command(app), add_sweep_command(app),
-                                        add_topology_command(app)};
+                                         add_topology_command(app)};
 
   try {
     app.parse(argc, argv);

@@ -1,21 +1,22 @@
 #include "options.hpp"
 
 #include "command.hpp"
-#include "mpdemo/sys/errors.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
+#include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/topology.hpp"
 
+#include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <variant>
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <optional>
-#include <unistd.h>
-#include <fmt/format.h>
 #include <fstream>
-#include <sys/resource.h>
+#include <optional>
 
 namespace mpdemo::cli {
 
@@ -48,13 +49,44 @@ bool parse_whole_number(const std::string& text, double& value) {
 
 }  // namespace
 
-std::size_t parse_count(const std::string& text, const std::string& option, std::size_t min, std::size_t max) {
+namespace {
+// The count `text` names if it is a whole number in [min, max]; otherwise what is wrong with it.
+std::variant<std::size_t, std::string> read_count(const std::string& text, std::size_t min, std::size_t max) {
   double value = 0;
   if (!parse_whole_number(strip_separators(text), value) || value < static_cast<double>(min) ||
       value > static_cast<double>(max)) {
-    throw CLI::ValidationError(option, fmt::format("'{}' is not a whole number from {} to {}{}", printable(text), min, max,
-                                                   max >= 1'000'000 ? " (1000000, 1e6 and 10^6 are all accepted)" : ""));
+    return fmt::format("'{}' is not a whole number from {} to {}{}", printable(text), min, max,
+                       max >= 1'000'000 ? " (1000000, 1e6 and 10^6 are all accepted)" : "");
   }
+  return static_cast<std::size_t>(value);
+}
+}  // namespace
+
+std::size_t parse_count(const std::string& text, const std::string& option, std::size_t min, std::size_t max) {
+  auto count = read_count(text, min, max);
+  if (const auto* error = std::get_if<std::string>(&count)) throw CLI::ValidationError(option, *error);
+  return std::get<std::size_t>(count);
+}
+
+CLI::Validator count_in(std::size_t min, std::size_t max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        auto count = read_count(text, min, max);
+        if (const auto* error = std::get_if<std::string>(&count)) return *error;
+        text = std::to_string(std::get<std::size_t>(count));
+        return {};
+      },
+      fmt::format("from {} to {}", min, max), "count");
+}
+
+CLI::Option* add_repeat_option(CLI::App& app, std::size_t& repeat, std::size_t max) {
+  return app
+      .add_option("--repeat,-r", repeat,
+                  "how many times each measurement runs; the report gives their median, with min and max")
+      ->transform(count_in(1, max))
+      ->type_name("R")
+      ->capture_default_str();
+}
   return static_cast<std::size_t>(value);
 }
 
@@ -62,19 +94,16 @@ double parse_seconds(const std::string& text, const std::string& option, double 
   double seconds = 0;
   const char* end = text.data() + text.size();
   const auto [stop, error] = std::from_chars(text.data(), end, seconds);
-  if (text.empty() || error != std::errc() || stop != end || !std::isfinite(seconds) || !(seconds > 0) || seconds > max) {
-    throw CLI::ValidationError(option, fmt::format("'{}' is not a number of seconds greater than 0 and at most {}",
-                                                   printable(text), max));
+  if (text.empty() || error != std::errc() || stop != end || !std::isfinite(seconds) || !(seconds > 0) ||
+      seconds > max) {
+    throw CLI::ValidationError(
+        option, fmt::format("'{}' is not a number of seconds greater than 0 and at most {}", printable(text), max));
   }
   return seconds;
 }
 
 CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string& description) {
-  return app
-      .add_option_function<std::string>(
-          "--size,-n", [&size](const std::string& text) { size = parse_count(text, "--size", 0, kMaxElements); },
-          description)
-      ->type_name("N");
+  return add_count_option(app, "--size,-n", size, 0, kMaxElements, description);
 }
 
 CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers) {
@@ -85,9 +114,10 @@ CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers) {
             workers = parse_count(text, "--workers", 1, kMaxWorkers);
             const std::size_t cpus = std::max<std::size_t>(1, system_topology().allowed_cpus.size());
             if (workers > kMaxWorkersPerCpu * cpus) {
-              throw CLI::ValidationError("--workers", fmt::format("{} is more than {} per CPU this process may use "
-                                                                  "({} here)",
-                                                                  workers, kMaxWorkersPerCpu, kMaxWorkersPerCpu * cpus));
+              throw CLI::ValidationError("--workers",
+                                         fmt::format("{} is more than {} per CPU this process may use "
+                                                     "({} here)",
+                                                     workers, kMaxWorkersPerCpu, kMaxWorkersPerCpu * cpus));
             }
           },
           "worker processes/threads (default: one per physical core this process may use)")
@@ -102,8 +132,8 @@ CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::stri
             const char* end = text.data() + text.size();
             const auto [stop, error] = std::from_chars(text.data(), end, seed);
             if (text.empty() || error != std::errc() || stop != end) {
-              throw CLI::ValidationError("--seed", fmt::format("'{}' is not a whole number from 0 to {}", printable(text),
-                                                               UINT64_MAX));
+              throw CLI::ValidationError(
+                  "--seed", fmt::format("'{}' is not a whole number from 0 to {}", printable(text), UINT64_MAX));
             }
           },
           description)
@@ -111,11 +141,8 @@ CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::stri
 }
 
 CLI::Option* add_chunksize_option(CLI::App& app, std::size_t& chunksize) {
-  return app
-      .add_option_function<std::string>(
-          "--chunksize,-c",
-          [&chunksize](const std::string& text) { chunksize = parse_count(text, "--chunksize", 1, kMaxElements); },
-          "elements per task handed to a worker (default, as Python's Pool.map: ceil(N / (4 * W)))")
+  return add_count_option(app, "--chunksize,-c", chunksize, 1, kMaxElements,
+                          "elements per task handed to a worker (default, as Python's Pool.map: ceil(N / (4 * W)))")
       ->type_name("C");
 }
 
@@ -211,16 +238,18 @@ std::optional<std::size_t> address_space_left() {
 
 void require_process_resources(const ProcessNeeds& needs, const std::string& what) {
   if (const std::optional<rlim_t> files = soft_limit(RLIMIT_NOFILE); files && needs.descriptors > *files) {
-    throw UsageError(fmt::format("{} needs about {} open files ({} workers' pipes, twice), more than this process may "
-                                 "have (ulimit -n = {}); raise the limit or choose fewer --workers",
-                                 what, needs.descriptors, needs.workers, *files));
+    throw UsageError(
+        fmt::format("{} needs about {} open files ({} workers' pipes, twice), more than this process may "
+                    "have (ulimit -n = {}); raise the limit or choose fewer --workers",
+                    what, needs.descriptors, needs.workers, *files));
   }
   // ulimit -u counts this user's processes and threads together; root is exempt from it.
   if (const std::optional<rlim_t> tasks = soft_limit(RLIMIT_NPROC);
       tasks && ::geteuid() != 0 && needs.processes + needs.threads >= *tasks) {
-    throw UsageError(fmt::format("{} starts up to {} processes and {} threads, and this user may run {} in all "
-                                 "(ulimit -u); raise the limit or choose fewer --workers",
-                                 what, needs.processes, needs.threads, *tasks));
+    throw UsageError(
+        fmt::format("{} starts up to {} processes and {} threads, and this user may run {} in all "
+                    "(ulimit -u); raise the limit or choose fewer --workers",
+                    what, needs.processes, needs.threads, *tasks));
   }
 }
 
@@ -249,18 +278,19 @@ std::string human_bytes(double bytes) {
 void require_arena_capacity(std::size_t bytes, const std::string& what) {
   const std::size_t capacity = SharedArena::process_default()->capacity();
   if (bytes > capacity) {
-    const std::size_t half = static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) / 2;
-    const std::string why =
-        capacity >= half ? std::string("half of physical memory")
-                         : fmt::format("less than half of physical memory ({}): all that this process's limits "
-                                       "granted (ulimit -v = {}, or the overcommit policy)",
-                                       human_bytes(static_cast<double>(half)),
-                                       soft_limit(RLIMIT_AS) ? human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))
-                                                             : std::string("unlimited"));
-    throw UsageError(fmt::format("{} needs {} of shared memory at once but the pool's arena holds {} ({}); choose a "
-                                 "smaller size",
-                                 what, human_bytes(static_cast<double>(bytes)),
-                                 human_bytes(static_cast<double>(capacity)), why));
+    const std::size_t half = physical_memory_bytes() / 2;
+    const std::string why = capacity >= half
+                                ? std::string("half of physical memory")
+                                : fmt::format(
+                                      "less than half of physical memory ({}): all that this process's limits "
+                                      "granted (ulimit -v = {}, or the overcommit policy)",
+                                      human_bytes(static_cast<double>(half)),
+                                      soft_limit(RLIMIT_AS) ? human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))
+                                                            : std::string("unlimited"));
+    throw UsageError(
+        fmt::format("{} needs {} of shared memory at once but the pool's arena holds {} ({}); choose a "
+                    "smaller size",
+                    what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(capacity)), why));
   }
 }
 
@@ -275,16 +305,17 @@ void raise_open_file_limit() noexcept {
 void require_available_memory(std::size_t bytes, const std::string& what) {
   const std::size_t available = available_memory_bytes();
   if (bytes > available) {
-    throw UsageError(fmt::format("{} needs {} of memory but only {} is available (MemAvailable); choose a smaller "
-                                 "size",
-                                 what, human_bytes(static_cast<double>(bytes)),
-                                 human_bytes(static_cast<double>(available))));
+    throw UsageError(
+        fmt::format("{} needs {} of memory but only {} is available (MemAvailable); choose a smaller "
+                    "size",
+                    what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(available))));
   }
   if (const std::optional<std::size_t> left = address_space_left(); left && bytes > *left) {
-    throw UsageError(fmt::format("{} needs {} of memory but this process may map only {} more (ulimit -v = {}); "
-                                 "choose a smaller size or raise the limit",
-                                 what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(*left)),
-                                 human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))));
+    throw UsageError(
+        fmt::format("{} needs {} of memory but this process may map only {} more (ulimit -v = {}); "
+                    "choose a smaller size or raise the limit",
+                    what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(*left)),
+                    human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))));
   }
 }
 

@@ -23,6 +23,22 @@ inline constexpr std::size_t kMaxElements = std::size_t{1} << 40;
 /// naming `option` if it is not a whole number in [min, max].
 std::size_t parse_count(const std::string& text, const std::string& option, std::size_t min, std::size_t max);
 
+/// The one reader of counts for every subcommand and the benchmarks: a CLI11 transformer that accepts
+/// "10000000", "10_000_000", "10,000,000", "1e7" and "10^7" in [min, max], hands the option the plain
+/// number, and says its range in --help. A value outside it fails naming the option and the range.
+CLI::Validator count_in(std::size_t min, std::size_t max);
+
+/// `name` (e.g. "--size,-n") as a count in [min, max] stored into `target`.
+template <class T>
+CLI::Option* add_count_option(CLI::App& app, const std::string& name, T& target, std::size_t min, std::size_t max,
+                              const std::string& description) {
+  return app.add_option(name, target, description)->transform(count_in(min, max))->type_name("N");
+}
+
+/// --repeat,-r, with one meaning everywhere: how many times each measurement runs; reports give their
+/// median, with min and max. At least 1, at most `max`; the current value of `repeat` is the default.
+CLI::Option* add_repeat_option(CLI::App& app, std::size_t& repeat, std::size_t max);
+
 /// Parses a number of seconds in (0, max]: "2", "0.5", "1e-3". Throws CLI::ValidationError naming
 /// `option` and the range for anything else (words, nan, inf, a sign).
 double parse_seconds(const std::string& text, const std::string& option, double max);

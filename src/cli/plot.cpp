@@ -2,23 +2,24 @@
 
 #include "command.hpp"
 #include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/spawn.hpp"
 #include "options.hpp"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
-#include <fcntl.h>
 #include <filesystem>
 #include <iostream>
-#include <poll.h>
-#include <tuple>
 #include <sstream>
-#include <unistd.h>
+#include <tuple>
 
 namespace mpdemo::cli {
 
@@ -59,13 +60,15 @@ std::string script_for(const Chart& chart, const std::string& path) {
   }
   script << "set output\n";
   script << "set title " << quoted(chart.title) << "\nset xlabel " << quoted(chart.x_label) << "\nset ylabel "
-         << quoted(chart.y_label) << "\nset logscale xy 10\nset format x '10^{%L}'\nset format y '%g'\nset key bottom right\nset grid\n";
+         << quoted(chart.y_label)
+         << "\nset logscale xy 10\nset format x '10^{%L}'\nset format y '%g'\nset key bottom right\nset grid\n";
   // A text chart has no room inside its frame for the key: put it underneath.
   if (path == "-") script << "set format x '1e%L'\nset key below\n";
   if (chart.marker_x) {
-    script << fmt::format("set arrow from {0},graph 0 to {0},graph 1 nohead dashtype 2 linecolor rgb 'black'\n"
-                          "set label {1} at {0},graph 0.95 left offset 1,0\n",
-                          *chart.marker_x, quoted(chart.marker_label));
+    script << fmt::format(
+        "set arrow from {0},graph 0 to {0},graph 1 nohead dashtype 2 linecolor rgb 'black'\n"
+        "set label {1} at {0},graph 0.95 left offset 1,0\n",
+        *chart.marker_x, quoted(chart.marker_label));
   }
   // Inline data blocks: one per series, so no temporary file is needed.
   for (std::size_t s = 0; s < chart.series.size(); ++s) {
@@ -105,12 +108,13 @@ void check_plot_path(const std::string& path) {
   if (path == "-") return;
   for (const char c : path) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      throw UsageError(fmt::format("--plot: '{}' contains a control character; choose a plain file name",
-                                   printable(path, 200)));
+      throw UsageError(
+          fmt::format("--plot: '{}' contains a control character; choose a plain file name", printable(path, 200)));
     }
   }
   if (!ends_with(path, ".png") && !ends_with(path, ".svg")) {
-    throw UsageError(fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path, 200)));
+    throw UsageError(
+        fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path, 200)));
   }
   // Checked without creating anything, so a run that fails later leaves no empty file behind. What
   // the path names (through any symlink) must be a regular file, or nothing yet in a writable
@@ -151,8 +155,10 @@ GnuplotOutput exchange_with(ChildProcess& gnuplot, FileDescriptor script_in, Fil
   std::size_t written = 0;
   const ScopedSigpipeBlock no_sigpipe;  // gnuplot dying early must be an error, not our death
   while (picture_out.get() >= 0 || errors_out.get() >= 0) {
-    pollfd fds[4] = {{picture_out.get(), POLLIN, 0}, {errors_out.get(), POLLIN, 0},
-                     {script_in.get(), POLLOUT, 0}, {interrupt_wake_fd(), POLLIN, 0}};
+    pollfd fds[4] = {{picture_out.get(), POLLIN, 0},
+                     {errors_out.get(), POLLIN, 0},
+                     {script_in.get(), POLLOUT, 0},
+                     {interrupt_wake_fd(), POLLIN, 0}};
     if (::poll(fds, 4, -1) < 0 && errno != EINTR) throw_errno("wait for gnuplot");
     if (pending_interrupt() != 0) {
       gnuplot.kill_and_wait();
@@ -162,10 +168,10 @@ GnuplotOutput exchange_with(ChildProcess& gnuplot, FileDescriptor script_in, Fil
       const ssize_t n = ::write(script_in.get(), script.data() + written, script.size() - written);
       if (n > 0) written += static_cast<std::size_t>(n);
       if (n < 0 && errno != EINTR && errno != EAGAIN) script_in.reset();  // gnuplot stopped reading
-      if (written == script.size()) script_in.reset();  // end-of-file: gnuplot draws and leaves
+      if (written == script.size()) script_in.reset();                    // end-of-file: gnuplot draws and leaves
     }
-    for (auto [index, descriptor, into] : {std::tuple{0, &picture_out, &output.picture},
-                                           std::tuple{1, &errors_out, &output.errors}}) {
+    for (auto [index, descriptor, into] :
+         {std::tuple{0, &picture_out, &output.picture}, std::tuple{1, &errors_out, &output.errors}}) {
       if (fds[index].revents == 0) continue;
       char buffer[1 << 16];
       const ssize_t n = ::read(descriptor->get(), buffer, sizeof(buffer));
@@ -210,20 +216,23 @@ void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
   int exec_error = 0;
   if (read_exact(exec_failure.read_end.get(), &exec_error, sizeof(exec_error))) {
     gnuplot.wait();
-    throw UsageError(fmt::format("--plot needs gnuplot, and '{}' could not be run ({}). Install it with: "
-                                 "sudo apt-get install gnuplot-nox (or run bash cmake/install-deps.sh)",
-                                 program, std::strerror(exec_error)));
+    throw UsageError(
+        fmt::format("--plot needs gnuplot, and '{}' could not be run ({}). Install it with: "
+                    "sudo apt-get install gnuplot-nox (or run bash cmake/install-deps.sh)",
+                    program, std::strerror(exec_error)));
   }
   ::fcntl(script_pipe.write_end.get(), F_SETFL, O_NONBLOCK);
-  const GnuplotOutput output = exchange_with(gnuplot, std::move(script_pipe.write_end),
-                                             std::move(picture_pipe.read_end), std::move(errors_pipe.read_end),
-                                             script_for(chart, path));
+  const GnuplotOutput output =
+      exchange_with(gnuplot, std::move(script_pipe.write_end), std::move(picture_pipe.read_end),
+                    std::move(errors_pipe.read_end), script_for(chart, path));
   const ExitStatus status = gnuplot.wait();
   throw_if_interrupted();  // Ctrl-C reached gnuplot too: report the interrupt, not gnuplot's death
   if (!status.success() || output.picture.empty()) {
-    const std::string first_error = output.errors.substr(0, output.errors.find_first_of('\n', output.errors.find_first_not_of(" \n")));
-    throw std::runtime_error(fmt::format("gnuplot {} while drawing {}{}", status.success() ? "drew nothing" : status.str(),
-                                         printable(path, 200), first_error.empty() ? "" : ": " + printable(first_error, 200)));
+    const std::string first_error =
+        output.errors.substr(0, output.errors.find_first_of('\n', output.errors.find_first_not_of(" \n")));
+    throw std::runtime_error(fmt::format("gnuplot {} while drawing {}{}",
+                                         status.success() ? "drew nothing" : status.str(), printable(path, 200),
+                                         first_error.empty() ? "" : ": " + printable(first_error, 200)));
   }
   if (path == "-") {
     terminal << output.picture;

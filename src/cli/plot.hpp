@@ -22,7 +22,7 @@ struct Chart {
   std::vector<Series> series;
   std::optional<double> marker_x;  ///< a vertical line (the crossover), with its label
   std::string marker_label;
-  double reference_y = 1.0;        ///< a horizontal line (speedup 1: as fast as the loop)
+  double reference_y = 1.0;  ///< a horizontal line (speedup 1: as fast as the loop)
 };
 
 /// The gnuplot to run: $MPDEMO_GNUPLOT if set (tests point it at a missing program), else "gnuplot".

@@ -7,8 +7,8 @@
 #include "trials.hpp"
 #include "verdict.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -55,12 +55,23 @@ Footprint footprint(const std::vector<Method>& methods) {
   Footprint transient{0, 0};
   for (const Method method : methods) {
     switch (method) {
-      case Method::warm_processes: persistent.arrays += 1; persistent.shared_arrays += 1; break;
-      case Method::warm_threads: persistent.arrays += 1; break;
-      case Method::fresh_processes: transient = {std::max<std::size_t>(transient.arrays, 1), std::max<std::size_t>(transient.shared_arrays, 1)}; break;
-      case Method::fresh_processes_copy: transient = {std::max<std::size_t>(transient.arrays, 3), std::max<std::size_t>(transient.shared_arrays, 2)}; break;
+      case Method::warm_processes:
+        persistent.arrays += 1;
+        persistent.shared_arrays += 1;
+        break;
+      case Method::warm_threads:
+        persistent.arrays += 1;
+        break;
+      case Method::fresh_processes:
+        transient = {std::max<std::size_t>(transient.arrays, 1), std::max<std::size_t>(transient.shared_arrays, 1)};
+        break;
+      case Method::fresh_processes_copy:
+        transient = {std::max<std::size_t>(transient.arrays, 3), std::max<std::size_t>(transient.shared_arrays, 2)};
+        break;
       case Method::sequential:
-      case Method::fresh_threads: transient.arrays = std::max<std::size_t>(transient.arrays, 1); break;
+      case Method::fresh_threads:
+        transient.arrays = std::max<std::size_t>(transient.arrays, 1);
+        break;
     }
   }
   return {persistent.arrays + transient.arrays, persistent.shared_arrays + transient.shared_arrays};
@@ -89,18 +100,22 @@ nlohmann::json phases_json(const PhaseTimes& phases) {
 }
 
 void render_json(std::ostream& out, const RunReport& report) {
-  nlohmann::json json{{"size", report.size},         {"workers", report.workers}, {"chunksize", report.chunksize},
-                      {"seed", report.seed},         {"unit", "seconds"},         {"modes", nlohmann::json::array()},
+  nlohmann::json json{{"size", report.size},
+                      {"workers", report.workers},
+                      {"chunksize", report.chunksize},
+                      {"seed", report.seed},
+                      {"unit", "seconds"},
+                      {"modes", nlohmann::json::array()},
                       {"warm_pool_startup", report.warm_pool_startup}};
   for (const ModeResult& mode : report.modes) {
-    json["modes"].push_back({{"name", method_name(mode.method)},
-                             {"function", lesson_function_name(mode.method)},
-                             {"repeats", mode.summary.repeats},
-                             {"total", {{"median", mode.summary.total.median},
-                                        {"min", mode.summary.total.min},
-                                        {"max", mode.summary.total.max}}},
-                             {"phases", phases_json(mode.summary.median_run)},
-                             {"verified", mode.summary.verified}});
+    json["modes"].push_back(
+        {{"name", method_name(mode.method)},
+         {"function", lesson_function_name(mode.method)},
+         {"repeats", mode.summary.repeats},
+         {"total",
+          {{"median", mode.summary.total.median}, {"min", mode.summary.total.min}, {"max", mode.summary.total.max}}},
+         {"phases", phases_json(mode.summary.median_run)},
+         {"verified", mode.summary.verified}});
   }
   out << json.dump(2) << '\n';
 }
@@ -115,14 +130,12 @@ void render_table(std::ostream& out, const RunReport& report) {
   for (const ModeResult& mode : report.modes) {
     const PhaseTimes& p = mode.summary.median_run;
     const Summary& t = mode.summary.total;
-    out << fmt::format("{:<12} {:>34} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n", method_name(mode.method),
-                       fmt::format("{} [{} - {}]", format_duration(t.median), format_duration(t.min), format_duration(t.max)),
-                       format_duration(p.start_workers), format_duration(p.move_in), format_duration(p.compute),
-                       format_duration(p.collect), format_duration(p.stop_workers),
-                       mode.summary.verified ? "yes" : "NO");
-    timings.push_back({std::string(method_name(mode.method)), p, mode.method == Method::sequential,
-                       mode.method == Method::sequential ? 1 : report.workers,
-                       mode.method == Method::warm_processes || mode.method == Method::warm_threads});
+    out << fmt::format(
+        "{:<12} {:>34} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n", method_name(mode.method),
+        fmt::format("{} [{} - {}]", format_duration(t.median), format_duration(t.min), format_duration(t.max)),
+        format_duration(p.start_workers), format_duration(p.move_in), format_duration(p.compute),
+        format_duration(p.collect), format_duration(p.stop_workers), mode.summary.verified ? "yes" : "NO");
+    timings.push_back(MethodTiming::of(mode.method, std::string(method_name(mode.method)), p, report.workers));
   }
   if (report.warm_pool_startup > 0) {
     out << fmt::format("warm-proc started its workers once, before timing: {}\n",
@@ -136,14 +149,11 @@ int run(std::ostream& out, const RunOptions& options) {
   const std::vector<Method>& methods = modes().at(options.mode);
   const Footprint peak = footprint(methods);
   const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
-  const auto uses = [&](std::initializer_list<Method> kinds) {
-    return std::any_of(methods.begin(), methods.end(),
-                       [&](Method m) { return std::find(kinds.begin(), kinds.end(), m) != kinds.end(); });
+  const auto uses = [&](Machinery machinery) {
+    return std::any_of(methods.begin(), methods.end(), [&](Method m) { return machinery_of(m) == machinery; });
   };
-  require_process_resources(
-      ProcessNeeds::for_pools(workers, uses({Method::fresh_processes, Method::fresh_processes_copy, Method::warm_processes}),
-                              uses({Method::fresh_threads, Method::warm_threads})),
-      what);
+  require_process_resources(ProcessNeeds::for_pools(workers, uses(Machinery::processes), uses(Machinery::threads)),
+                            what);
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
 
@@ -159,7 +169,7 @@ int run(std::ostream& out, const RunOptions& options) {
     }
   }
   RunReport report{options.size, workers, ChunkPlan(options.size, options.chunksize, workers).chunksize(),
-                   options.seed, {}, runner.warm_pool_startup_seconds()};
+                   options.seed, {},      runner.warm_pool_startup_seconds()};
   bool all_verified = true;
   for (std::size_t m = 0; m < methods.size(); ++m) {
     report.modes.push_back({methods[m], summarize(trials[m])});
@@ -176,8 +186,9 @@ int run(std::ostream& out, const RunOptions& options) {
 }  // namespace
 
 Command add_run_command(CLI::App& root) {
-  CLI::App* app = root.add_subcommand("run", "One configurable run: time each method phase by phase (start workers, "
-                                             "move data in, compute, collect, stop) and verify its result");
+  CLI::App* app = root.add_subcommand("run",
+                                      "One configurable run: time each method phase by phase (start workers, "
+                                      "move data in, compute, collect, stop) and verify its result");
   auto options = std::make_shared<RunOptions>();
   add_size_option(*app, options->size, "elements to square (default 10,000,000; 1e7 and 10^7 work too)");
   add_workers_option(*app, options->workers);
@@ -190,11 +201,7 @@ Command add_run_command(CLI::App& root) {
                   "pool started beforehand, data in place; all (default)")
       ->check(CLI::IsMember(mode_names));
   add_seed_option(*app, options->seed, "random seed, for reproducible data (default 1)");
-  app->add_option_function<std::string>(
-         "--repeat,-r",
-         [options](const std::string& text) { options->repeat = parse_count(text, "--repeat", 1, 1000); },
-         "runs of each method; the report gives median, min and max (default 5)")
-      ->type_name("R");
+  add_repeat_option(*app, options->repeat, 1000);
   add_format_option(*app, options->format, false);
   return {app, [options](std::ostream& out) { return run(out, *options); }};
 }

@@ -6,13 +6,13 @@
 #include "plot.hpp"
 #include "verdict.hpp"
 
+#include <fmt/format.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
-#include <fmt/format.h>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 namespace mpdemo::cli {
 
@@ -78,7 +78,7 @@ struct Row {
   std::string method;  // "seq", "threads", "threads+start", "proc", "proc+start"
   std::string data;    // "-" for in-process methods, else the route
   double seconds;
-  double speedup;      // the loop's time / this one
+  double speedup;  // the loop's time / this one
 };
 
 std::vector<Row> rows_of(const SweepResult& result) {
@@ -125,8 +125,11 @@ void render_json(std::ostream& out, const SweepResult& result) {
                        {{"fixed_seconds", result.sequential_model.fixed_seconds},
                         {"per_element_seconds", result.sequential_model.per_element_seconds}}}};
   for (const Row& row : rows_of(result)) {
-    json["rows"].push_back({{"size", row.size}, {"method", row.method}, {"data", row.data},
-                            {"seconds", row.seconds}, {"speedup_vs_seq", row.speedup}});
+    json["rows"].push_back({{"size", row.size},
+                            {"method", row.method},
+                            {"data", row.data},
+                            {"seconds", row.seconds},
+                            {"speedup_vs_seq", row.speedup}});
   }
   for (const RouteCrossover& c : result.crossovers) {
     json["crossovers"].push_back({{"data", route_name(c.route)},
@@ -173,18 +176,20 @@ void render_table(std::ostream& out, const SweepResult& result) {
     out << line << '\n';
   }
   if (result.unfinished) {
-    out << fmt::format("--max-seconds {} ran out while size {} was being measured: it was stopped and its partial "
-                       "results discarded.\n",
-                       result.options.max_seconds, *result.unfinished);
+    out << fmt::format(
+        "--max-seconds {} ran out while size {} was being measured: it was stopped and its partial "
+        "results discarded.\n",
+        result.options.max_seconds, *result.unfinished);
   }
   if (!result.skipped.empty()) {
     out << fmt::format("Skipped to stay within --max-seconds {}: sizes {}.\n", result.options.max_seconds,
                        fmt::join(result.skipped, ", "));
   }
-  out << fmt::format("\nCrossover: the smallest size at which the process pool, start-up included, beats the loop.\n"
-                     "Model: loop = {} + {} per element.\n",
-                     format_duration(result.sequential_model.fixed_seconds),
-                     format_duration(result.sequential_model.per_element_seconds));
+  out << fmt::format(
+      "\nCrossover: the smallest size at which the process pool, start-up included, beats the loop.\n"
+      "Model: loop = {} + {} per element.\n",
+      format_duration(result.sequential_model.fixed_seconds),
+      format_duration(result.sequential_model.per_element_seconds));
   for (const RouteCrossover& c : result.crossovers) {
     out << fmt::format("  data {:<7} measured: {:<14} predicted: {:<44} (pool = {} + {} per element)\n",
                        route_name(c.route), crossover_text(c.measured), predicted_text(c.predicted),
@@ -194,9 +199,9 @@ void render_table(std::ostream& out, const SweepResult& result) {
 
 Chart chart_of(const SweepResult& result) {
   Chart chart;
-  chart.title = fmt::format("Speedup over the loop, {} workers{}", result.options.workers,
-                            result.options.work > 0 ? fmt::format(", {} extra steps per element", result.options.work)
-                                                    : std::string());
+  chart.title = fmt::format(
+      "Speedup over the loop, {} workers{}", result.options.workers,
+      result.options.work > 0 ? fmt::format(", {} extra steps per element", result.options.work) : std::string());
   chart.x_label = "elements";
   chart.y_label = "speedup (loop time / method time)";
   auto series = [&](std::string title, auto&& time_of) {
@@ -242,13 +247,15 @@ int run(std::ostream& out, SweepCommandOptions& options) {
   require_available_memory(7 * largest * sizeof(double), what);
   require_arena_capacity(4 * largest * sizeof(double), what);
   if (options.plot == "-" && options.format != Format::table) {
-    throw UsageError("--plot - draws on the terminal, into the same output as --format json/csv; write the plot "
-                     "to a .png or .svg file instead");
+    throw UsageError(
+        "--plot - draws on the terminal, into the same output as --format json/csv; write the plot "
+        "to a .png or .svg file instead");
   }
   if (!options.plot.empty() && !gnuplot_available()) {
-    std::cerr << fmt::format("mpdemo: warning: gnuplot ('{}') is not installed: the table will print, but no plot "
-                             "(sudo apt-get install gnuplot-nox)\n",
-                             gnuplot_program());
+    std::cerr << fmt::format(
+        "mpdemo: warning: gnuplot ('{}') is not installed: the table will print, but no plot "
+        "(sudo apt-get install gnuplot-nox)\n",
+        gnuplot_program());
   }
 
   const bool show_progress = ::isatty(STDERR_FILENO) == 1;
@@ -258,8 +265,12 @@ int run(std::ostream& out, SweepCommandOptions& options) {
   if (show_progress) std::cerr << "\r" << std::string(60, ' ') << "\r";
 
   switch (options.format) {
-    case Format::json: render_json(out, result); break;
-    case Format::csv: render_csv(out, result); break;
+    case Format::json:
+      render_json(out, result);
+      break;
+    case Format::csv:
+      render_csv(out, result);
+      break;
     case Format::table:
       if (!result.points.empty()) render_table(out, result);  // else an empty table says nothing
       break;
@@ -281,8 +292,9 @@ int run(std::ostream& out, SweepCommandOptions& options) {
 
 Command add_sweep_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
-      "sweep", "Run every method over a range of sizes; find the crossover size where a process pool, start-up "
-               "included, starts beating the loop, measured and predicted; compare the data paths");
+      "sweep",
+      "Run every method over a range of sizes; find the crossover size where a process pool, start-up "
+      "included, starts beating the loop, measured and predicted; compare the data paths");
   auto options = std::make_shared<SweepCommandOptions>();
   app->add_option_function<std::vector<std::string>>(
          "--sizes", [options](const std::vector<std::string>& texts) { options->sweep.sizes = parse_sizes(texts); },
@@ -290,21 +302,15 @@ Command add_sweep_command(CLI::App& root) {
       ->type_name("N,N,...");
   app->add_option_function<std::string>(
          "--max-seconds",
-         [options](const std::string& text) { options->sweep.max_seconds = parse_seconds(text, "--max-seconds", 86400); },
+         [options](const std::string& text) {
+           options->sweep.max_seconds = parse_seconds(text, "--max-seconds", 86400);
+         },
          "time budget for the whole sweep: a size that would pass it is skipped, and one still running when it "
          "runs out is stopped (default 60)")
       ->type_name("S");
-  app->add_option_function<std::string>(
-         "--repeat,-r",
-         [options](const std::string& text) { options->sweep.repeat = parse_count(text, "--repeat", 1, 1000); },
-         "runs per method and size, median kept (default 3)")
-      ->type_name("R");
-  app->add_option_function<std::string>(
-         "--work",
-         [options](const std::string& text) {
-           options->sweep.work = static_cast<unsigned>(parse_count(text, "--work", 0, 1'000'000));
-         },
-         "extra dependent arithmetic steps per element: compute-bound instead of memory-bound (default 0)")
+  add_repeat_option(*app, options->sweep.repeat, 1000);
+  add_count_option(*app, "--work", options->sweep.work, 0, 1'000'000,
+                   "extra dependent arithmetic steps per element: compute-bound instead of memory-bound (default 0)")
       ->type_name("K");
   app->add_option("--data", options->data,
                   "how the process pool's data travels: pipe (serialized, as Python's Pool), copy (into and out "

@@ -7,7 +7,6 @@
 namespace mpdemo::cli {
 
 namespace {
-constexpr int kWarmUpMaps = 2;
 
 // A stale answer cannot pass verification.
 void poison(std::span<double> values) { interruptible_fill(values, -1.0); }
@@ -87,7 +86,8 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
       if (!warm_threads_) {
         warm_threads_.emplace(workers_);
         thread_output_ = interruptible_vector<double>(input_.size());
-        for (int i = 0; i < kWarmUpMaps; ++i) square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
+        for (int i = 0; i < kWarmUpMaps; ++i)
+          square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
       }
       poison(thread_output_);
       const PhaseTimes phases = square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);

@@ -1,7 +1,7 @@
 #include "verdict.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <iterator>
 #include <vector>
 
@@ -14,7 +14,8 @@ double safe_ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
 std::string explain_fastest(std::span<const MethodTiming> methods) {
   std::vector<MethodTiming> by_total;
-  std::copy_if(methods.begin(), methods.end(), std::back_inserter(by_total), [](const MethodTiming& m) { return !m.warm; });
+  std::copy_if(methods.begin(), methods.end(), std::back_inserter(by_total),
+               [](const MethodTiming& m) { return !m.warm; });
   if (by_total.empty()) return {};
   std::sort(by_total.begin(), by_total.end(),
             [](const MethodTiming& a, const MethodTiming& b) { return a.phases.total() < b.phases.total(); });
@@ -41,8 +42,9 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
         "  {}: {} workers computed in {}{}; overhead {} (start {}, move in {}, collect {}, stop {}) = {:.0f}% of "
         "its time -> {}\n",
         m.name, m.workers, format_duration(p.compute),
-        loop->phases.compute >= 1e-6 ? fmt::format(" ({:.2f}x the loop's speed)", safe_ratio(loop->phases.compute, p.compute))
-                                     : std::string(),
+        loop->phases.compute >= 1e-6
+            ? fmt::format(" ({:.2f}x the loop's speed)", safe_ratio(loop->phases.compute, p.compute))
+            : std::string(),
         format_duration(overhead(p)), format_duration(p.start_workers), format_duration(p.move_in),
         format_duration(p.collect), format_duration(p.stop_workers), 100 * safe_ratio(overhead(p), p.total()),
         versus_loop >= 1 ? fmt::format("{:.3g}x faster than the loop", versus_loop)
@@ -50,6 +52,12 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
                                        safe_ratio(p.total(), loop->phases.total())));
   }
   return text;
+}
+
+MethodTiming MethodTiming::of(Method method, std::string name, const PhaseTimes& phases, std::size_t workers) {
+  const bool loop = machinery_of(method) == Machinery::loop;
+  return {std::move(name),    phases,          loop,
+          loop ? 1 : workers, is_warm(method), machinery_of(method) == Machinery::threads};
 }
 
 std::string explain_warm(std::span<const MethodTiming> methods) {
@@ -60,18 +68,20 @@ std::string explain_warm(std::span<const MethodTiming> methods) {
   const MethodTiming* warm_threads = nullptr;
   for (const MethodTiming& m : methods) {
     if (!m.warm) continue;
-    (m.name.find("thread") != std::string::npos ? warm_threads : warm_processes) = &m;
+    (m.threads ? warm_threads : warm_processes) = &m;
     text += fmt::format("{}{} {:.2f}x", text.empty() ? "" : ", ", m.name,
                         safe_ratio(loop->phases.compute, m.phases.total()));
   }
   if (text.empty()) return {};
-  text = fmt::format("Warm pools against the loop's compute alone ({}; all write into buffers that already exist): "
-                     "{}.\n",
-                     format_duration(loop->phases.compute), text);
+  text = fmt::format(
+      "Warm pools against the loop's compute alone ({}; all write into buffers that already exist): "
+      "{}.\n",
+      format_duration(loop->phases.compute), text);
   if (warm_processes != nullptr && warm_threads != nullptr) {
-    text += fmt::format("Processes vs threads, both warm: {:.2f}x (1.00x means separate address spaces cost nothing "
-                        "once the data lives in shared memory).\n",
-                        safe_ratio(warm_threads->phases.total(), warm_processes->phases.total()));
+    text += fmt::format(
+        "Processes vs threads, both warm: {:.2f}x (1.00x means separate address spaces cost nothing "
+        "once the data lives in shared memory).\n",
+        safe_ratio(warm_threads->phases.total(), warm_processes->phases.total()));
   }
   return text;
 }

@@ -1,6 +1,7 @@
 // Verdicts: which method was fastest, by what factor, and why, read off the measured phases.
 #pragma once
 
+#include "mpdemo/lab/experiment.hpp"
 #include "mpdemo/sys/timing.hpp"
 
 #include <span>
@@ -9,11 +10,15 @@
 namespace mpdemo::cli {
 
 struct MethodTiming {
-  std::string name;     ///< as printed: "array_squared_mp"
+  std::string name;  ///< as printed: "array_squared_mp"
   PhaseTimes phases;
   bool sequential = false;  ///< the baseline every factor is against
   std::size_t workers = 1;
-  bool warm = false;  ///< workers started beforehand, output buffer reused: only compute is paid
+  bool warm = false;     ///< workers started beforehand, output buffer reused: only compute is paid
+  bool threads = false;  ///< threads, not processes
+
+  /// The timing of `method`, printed as `name`, run with `workers` (the loop always has one).
+  static MethodTiming of(Method method, std::string name, const PhaseTimes& phases, std::size_t workers);
 };
 
 /// One paragraph: the fastest method and its factor over each other one, then why, from the phases
@@ -23,6 +28,5 @@ std::string explain_fastest(std::span<const MethodTiming> methods);
 /// Warm methods against the loop's compute alone (both write into buffers that already exist), and
 /// warm processes against warm threads: the like-for-like comparison of the parallel machinery.
 std::string explain_warm(std::span<const MethodTiming> methods);
-
 
 }  // namespace mpdemo::cli

@@ -1,34 +1,33 @@
 #include "mpdemo/lab/costs.hpp"
 
+#include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/spawn.hpp"
-#include "mpdemo/pool/shared_arena.hpp"
 
+#include <fmt/format.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
-#include <fmt/format.h>
 #include <initializer_list>
 #include <mutex>
 #include <optional>
-#include <sched.h>
 #include <stdexcept>
-#include <sys/mman.h>
 #include <thread>
 #include <type_traits>
-#include <unistd.h>
 #include <vector>
 
 namespace mpdemo {
 
 namespace {
-
-std::size_t page_size() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
 
 void require_positive(std::size_t value, const char* what) {
   if (value == 0) throw std::invalid_argument(fmt::format("costs: {} must be at least 1", what));
@@ -223,13 +222,12 @@ std::string human_size(std::size_t bytes) {
   return fmt::format("{:.0f} MB", static_cast<double>(bytes) / 1e6);
 }
 
-CostMeasurement row(std::string name, std::string unit, const Summary& summary, std::size_t repeats,
-                    std::string lesson, std::vector<CostDetail> details = {}) {
+CostMeasurement row(std::string name, std::string unit, const Summary& summary, std::size_t repeats, std::string lesson,
+                    std::vector<CostDetail> details = {}) {
   return {std::move(name), std::move(unit), summary, repeats, true, std::move(lesson), std::move(details)};
 }
 
 }  // namespace
-
 
 Summary measure_fork(std::size_t repeats, std::size_t forks) {
   return per_operation(repeats, forks, [forks] {
@@ -472,19 +470,18 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
   const Summary thread_start = measure_thread_start(repeats, operations);
   const double fork_per_thread = ratio(fork_small.median, thread_start.median);
   const double large_per_small = ratio(fork_large.median, fork_small.median);
-  costs.push_back(row("fork_small_parent", "seconds per fork", fork_small, repeats,
-                      fmt::format("Starting and reaping a process (fork, _exit, waitpid) costs {} with a small "
-                                  "parent, {:.0f}x the {} of starting and joining a thread.",
-                                  format_duration(fork_small.median), fork_per_thread,
-                                  format_duration(thread_start.median)),
-                      {{"times_thread_start", fork_per_thread}}));
-  costs.push_back(row("fork_large_parent", "seconds per fork", fork_large, repeats,
-                      fmt::format("A parent holding {} of touched memory forks in {}, {:.0f}x slower: fork copies "
-                                  "the page tables, so its price grows with the memory the parent holds.",
-                                  human_size(options.large_parent_bytes), format_duration(fork_large.median),
-                                  large_per_small),
-                      {{"parent_bytes", static_cast<double>(options.large_parent_bytes)},
-                       {"times_small_parent", large_per_small}}));
+  costs.push_back(
+      row("fork_small_parent", "seconds per fork", fork_small, repeats,
+          fmt::format("Starting and reaping a process (fork, _exit, waitpid) costs {} with a small "
+                      "parent, {:.0f}x the {} of starting and joining a thread.",
+                      format_duration(fork_small.median), fork_per_thread, format_duration(thread_start.median)),
+          {{"times_thread_start", fork_per_thread}}));
+  costs.push_back(row(
+      "fork_large_parent", "seconds per fork", fork_large, repeats,
+      fmt::format("A parent holding {} of touched memory forks in {}, {:.0f}x slower: fork copies "
+                  "the page tables, so its price grows with the memory the parent holds.",
+                  human_size(options.large_parent_bytes), format_duration(fork_large.median), large_per_small),
+      {{"parent_bytes", static_cast<double>(options.large_parent_bytes)}, {"times_small_parent", large_per_small}}));
   costs.push_back(row("thread_start", "seconds per thread", thread_start, repeats,
                       fmt::format("Starting and joining a thread costs {}: it shares its parent's memory, so there "
                                   "is no address space to copy.",
@@ -497,13 +494,13 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
                       fmt::format("One byte to another process and back through two pipes takes {}: a system call "
                                   "and a wake-up each way.",
                                   format_duration(process_trip.median))));
-  costs.push_back(row("condvar_round_trip_threads", "seconds per round trip", thread_trip, repeats,
-                      fmt::format("Two threads hand a message there and back in {} with a mutex and a condition "
-                                  "variable, {} two processes over pipes: either way the price is waking the other "
-                                  "side, but between threads the message itself is never copied.",
-                                  format_duration(thread_trip.median),
-                                  compared_with(thread_trip.median, process_trip.median)),
-                      {{"times_process_round_trip", ratio(thread_trip.median, process_trip.median)}}));
+  costs.push_back(
+      row("condvar_round_trip_threads", "seconds per round trip", thread_trip, repeats,
+          fmt::format("Two threads hand a message there and back in {} with a mutex and a condition "
+                      "variable, {} two processes over pipes: either way the price is waking the other "
+                      "side, but between threads the message itself is never copied.",
+                      format_duration(thread_trip.median), compared_with(thread_trip.median, process_trip.median)),
+          {{"times_process_round_trip", ratio(thread_trip.median, process_trip.median)}}));
 
   // Context switches: a round trip between two processes is two hand-offs.
   const auto per_hand_off = [](const Summary& trip) { return Summary{trip.median / 2, trip.min / 2, trip.max / 2}; };
@@ -525,7 +522,11 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
                          {"second_cpu", static_cast<double>(pair->second)},
                          {"times_same_core", ratio(two_cores.median, same_core.median)}}));
   } else {
-    costs.push_back({"context_switch_two_cores", "seconds per switch", {}, 0, false,
+    costs.push_back({"context_switch_two_cores",
+                     "seconds per switch",
+                     {},
+                     0,
+                     false,
                      fmt::format("Not measurable here: this process may use only one physical core (CPUs {}), so "
                                  "two processes cannot run on two cores.",
                                  format_cpu_list(topology.allowed_cpus)),

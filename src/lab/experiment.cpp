@@ -1,7 +1,7 @@
 #include "mpdemo/lab/experiment.hpp"
 
-#include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/sys/interrupt.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -11,24 +11,53 @@ namespace mpdemo {
 
 std::string_view method_name(Method method) noexcept {
   switch (method) {
-    case Method::sequential: return "seq";
-    case Method::fresh_processes: return "proc";
-    case Method::fresh_processes_copy: return "proc-copy";
-    case Method::fresh_threads: return "thread";
-    case Method::warm_processes: return "warm-proc";
-    case Method::warm_threads: return "warm-thread";
+    case Method::sequential:
+      return "seq";
+    case Method::fresh_processes:
+      return "proc";
+    case Method::fresh_processes_copy:
+      return "proc-copy";
+    case Method::fresh_threads:
+      return "thread";
+    case Method::warm_processes:
+      return "warm-proc";
+    case Method::warm_threads:
+      return "warm-thread";
   }
   return "?";
 }
 
+Machinery machinery_of(Method method) noexcept {
+  switch (method) {
+    case Method::sequential:
+      return Machinery::loop;
+    case Method::fresh_processes:
+    case Method::fresh_processes_copy:
+    case Method::warm_processes:
+      return Machinery::processes;
+    case Method::fresh_threads:
+    case Method::warm_threads:
+      return Machinery::threads;
+  }
+  return Machinery::loop;
+}
+
+bool is_warm(Method method) noexcept { return method == Method::warm_processes || method == Method::warm_threads; }
+
 std::string_view lesson_function_name(Method method) noexcept {
   switch (method) {
-    case Method::sequential: return "array_squared_sp";
-    case Method::fresh_processes: return "array_squared_mp";
-    case Method::fresh_processes_copy: return "array_squared_mp_copy";
-    case Method::fresh_threads: return "array_squared_threads";
-    case Method::warm_processes: return "array_squared_mp_warm";
-    case Method::warm_threads: return "array_squared_threads_warm";
+    case Method::sequential:
+      return "array_squared_sp";
+    case Method::fresh_processes:
+      return "array_squared_mp";
+    case Method::fresh_processes_copy:
+      return "array_squared_mp_copy";
+    case Method::fresh_threads:
+      return "array_squared_threads";
+    case Method::warm_processes:
+      return "array_squared_mp_warm";
+    case Method::warm_threads:
+      return "array_squared_threads_warm";
   }
   return "?";
 }
@@ -72,8 +101,7 @@ Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_
   return out;
 }
 
-Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers,
-                                            std::size_t chunksize) {
+Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers, std::size_t chunksize) {
   Squared out;
   Stopwatch clock;
   {
@@ -105,8 +133,8 @@ Squared square_with_fresh_threads(std::span<const double> input, std::size_t wor
   return out;
 }
 
-PhaseTimes square_with_warm_processes(ProcessPool& pool, const SharedArray<double>& input,
-                                      SharedArray<double>& output, std::size_t chunksize) {
+PhaseTimes square_with_warm_processes(ProcessPool& pool, const SharedArray<double>& input, SharedArray<double>& output,
+                                      std::size_t chunksize) {
   pool.map_into(squared, input, output, chunksize);
   return pool.last_map_timings();
 }

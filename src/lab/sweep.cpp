@@ -1,10 +1,10 @@
 #include "mpdemo/lab/sweep.hpp"
 
 #include "mpdemo/lab/experiment.hpp"
-#include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/lab/kernels.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
 
@@ -16,9 +16,12 @@ namespace mpdemo {
 
 std::string_view route_name(DataRoute route) noexcept {
   switch (route) {
-    case DataRoute::pipe: return "pipe";
-    case DataRoute::copy: return "copy";
-    case DataRoute::shared: return "shared";
+    case DataRoute::pipe:
+      return "pipe";
+    case DataRoute::copy:
+      return "copy";
+    case DataRoute::shared:
+      return "shared";
   }
   return "?";
 }
@@ -45,8 +48,7 @@ std::optional<double> predict_crossover(const CostModel& baseline, const CostMod
     return 0.0;
   }
   if (method.per_element_seconds >= baseline.per_element_seconds) return std::nullopt;
-  return (method.fixed_seconds - baseline.fixed_seconds) /
-         (baseline.per_element_seconds - method.per_element_seconds);
+  return (method.fixed_seconds - baseline.fixed_seconds) / (baseline.per_element_seconds - method.per_element_seconds);
 }
 
 void analyse_sweep(SweepResult& result) {
@@ -69,8 +71,6 @@ void analyse_sweep(SweepResult& result) {
 }
 
 namespace {
-
-constexpr int kWarmUpMaps = 2;
 
 template <class Run>
 double median_seconds(std::size_t repeat, Run&& run) {
@@ -119,9 +119,15 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
     // memory, or arrays that already live in it.
     auto map_with = [&](ProcessPool& pool) {
       switch (route) {
-        case DataRoute::pipe: pool.map_into(fn, input, output, 0, DataPath::pipe); break;
-        case DataRoute::copy: pool.map_into(fn, input, output); break;
-        case DataRoute::shared: pool.map_into(fn, shared_input, shared_output); break;
+        case DataRoute::pipe:
+          pool.map_into(fn, input, output, 0, DataPath::pipe);
+          break;
+        case DataRoute::copy:
+          pool.map_into(fn, input, output);
+          break;
+        case DataRoute::shared:
+          pool.map_into(fn, shared_input, shared_output);
+          break;
       }
     };
     auto result = [&]() -> std::span<const double> {
@@ -169,7 +175,8 @@ SweepResult run_sweep(SweepOptions options, const SweepProgress& progress) {
   for (std::size_t i = 0; i < options.sizes.size(); ++i) {
     const std::size_t n = options.sizes[i];
     // Cost grows about linearly with n once past the fixed costs: predict this size from the last.
-    const double predicted = last_size == 0 ? 0 : last_size_seconds * static_cast<double>(n) / static_cast<double>(last_size);
+    const double predicted =
+        last_size == 0 ? 0 : last_size_seconds * static_cast<double>(n) / static_cast<double>(last_size);
     if (elapsed.seconds() + predicted > options.max_seconds) {
       result.skipped.assign(options.sizes.begin() + static_cast<std::ptrdiff_t>(i), options.sizes.end());
       break;

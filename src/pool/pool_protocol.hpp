@@ -6,11 +6,11 @@
 
 #include "mpdemo/pool/chunk_kernel.hpp"
 
+#include <sys/types.h>
 #include <chrono>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
-#include <sys/types.h>
 
 namespace mpdemo::detail {
 
@@ -38,7 +38,7 @@ struct ReplyMessage {
   std::uint64_t job;
   std::uint64_t chunk;
   std::uint64_t payload_bytes;  ///< result bytes that follow this message (pipe data path only)
-  char what[240];  ///< failed: the exception's what(), truncated, NUL-terminated
+  char what[240];               ///< failed: the exception's what(), truncated, NUL-terminated
 };
 
 static_assert(sizeof(TaskMessage) <= PIPE_BUF && sizeof(ReplyMessage) <= PIPE_BUF,
@@ -47,8 +47,8 @@ static_assert(sizeof(TaskMessage) <= PIPE_BUF && sizeof(ReplyMessage) <= PIPE_BU
 /// What a worker needs to know, decided by the master before fork (spawn() has already pinned it,
 /// set its signals, armed its parent-death signal and closed every other descriptor).
 struct WorkerSetup {
-  int task_fd;     ///< read end of the master's task pipe
-  int reply_fd;    ///< write end of the reply pipe
+  int task_fd;                     ///< read end of the master's task pipe
+  int reply_fd;                    ///< write end of the reply pipe
   std::chrono::microseconds spin;  ///< how long to poll for the next task before sleeping
 };
 

@@ -3,6 +3,12 @@
 #include "pool_protocol.hpp"
 #include "spin_wait.hpp"
 
+#include "mpdemo/sys/topology.hpp"
+
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -10,10 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 namespace mpdemo::detail {
 
@@ -83,7 +85,7 @@ class PagePopulator {
  public:
   void ensure(const void* address, std::size_t bytes, bool for_writing) noexcept {
     if (bytes < kSmallestRange) return;
-    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto page = static_cast<std::uintptr_t>(page_size());
     const auto begin = reinterpret_cast<std::uintptr_t>(address) & ~(page - 1);
     const auto end = (reinterpret_cast<std::uintptr_t>(address) + bytes + page - 1) & ~(page - 1);
     for (std::size_t i = 0; i < count_; ++i) {
@@ -146,10 +148,10 @@ int run_worker(const WorkerSetup& setup) noexcept {
       output = output_slice.reserve(count * task.output_element_bytes);
       begin = 0;
     } else {
-      pages.ensure(static_cast<const char*>(input) + begin * task.input_element_bytes,
-                   count * task.input_element_bytes, false);
-      pages.ensure(static_cast<char*>(output) + begin * task.output_element_bytes,
-                   count * task.output_element_bytes, true);
+      pages.ensure(static_cast<const char*>(input) + begin * task.input_element_bytes, count * task.input_element_bytes,
+                   false);
+      pages.ensure(static_cast<char*>(output) + begin * task.output_element_bytes, count * task.output_element_bytes,
+                   true);
     }
     try {
       task.kernel(input, output, begin, begin + count);

@@ -1,8 +1,9 @@
 // The master side of the ProcessPool: forking workers, handing out chunks, noticing failures.
 #include "mpdemo/pool/process_pool.hpp"
 
-#include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
@@ -11,20 +12,20 @@
 #include "pool_protocol.hpp"
 #include "spin_wait.hpp"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <fcntl.h>
-#include <fmt/format.h>
 #include <iostream>
 #include <mutex>
 #include <optional>
-#include <poll.h>
-#include <unistd.h>
 
 namespace mpdemo {
 
@@ -42,8 +43,8 @@ constexpr int kSendAttempts = 3;
 
 struct WorkerSlot {
   ChildProcess process;
-  FileDescriptor tasks;    // the master writes tasks here
-  FileDescriptor replies;  // and reads the worker's answers here
+  FileDescriptor tasks;                 // the master writes tasks here
+  FileDescriptor replies;               // and reads the worker's answers here
   std::deque<std::uint64_t> in_flight;  // chunks sent and not yet answered, oldest first
   int cpu = -1;
 };
@@ -162,9 +163,10 @@ void ProcessPool::Impl::start_worker(std::size_t index) {
     slot.tasks.reset();
     slot.replies.reset();
     if (!in_time) {
-      throw std::runtime_error(fmt::format("worker {} (pid {}) did not say it was ready within {} ms (stopped, or "
-                                           "starved of CPU): it was killed",
-                                           index, pid, start_timeout.count()));
+      throw std::runtime_error(
+          fmt::format("worker {} (pid {}) did not say it was ready within {} ms (stopped, or "
+                      "starved of CPU): it was killed",
+                      index, pid, start_timeout.count()));
     }
     throw std::runtime_error(fmt::format("worker {} (pid {}) did not start: {}", index, pid, status.str()));
   }
@@ -196,7 +198,8 @@ bool ProcessPool::Impl::wait_readable(int fd, int timeout_ms) {
       if (remaining.count() <= 0) return false;
       left = static_cast<int>(remaining.count());
     }
-    if (const int deadline_ms = milliseconds_until(std::nullopt); deadline_ms >= 0 && (left < 0 || deadline_ms < left)) {
+    if (const int deadline_ms = milliseconds_until(std::nullopt);
+        deadline_ms >= 0 && (left < 0 || deadline_ms < left)) {
       left = deadline_ms;
     }
     pollfd fds[3] = {{fd, POLLIN, 0}, {terminate_wake.read_end.get(), POLLIN, 0}, {interrupt_wake_fd(), POLLIN, 0}};
@@ -298,9 +301,10 @@ void ProcessPool::Impl::await(OnReply&& on_reply, OnDeath&& on_death, Destinatio
   if (ready == 0) {  // a timeout: the ScopedDeadline's, or the map's own
     throw_if_interrupted();
     if (map_deadline && std::chrono::steady_clock::now() >= *map_deadline) {
-      throw MapTimeout(fmt::format("ProcessPool::map did not finish within {} ms (map_timeout): its busy workers "
-                                   "were killed, and are replaced at the next map",
-                                   map_timeout.count()));
+      throw MapTimeout(
+          fmt::format("ProcessPool::map did not finish within {} ms (map_timeout): its busy workers "
+                      "were killed, and are replaced at the next map",
+                      map_timeout.count()));
     }
     return;
   }
@@ -465,8 +469,8 @@ void ProcessPool::Impl::run_chunks(const TaskMessage& task_template, const Chunk
   // Every chunk must have been handed out: if all workers died idle and could not be replaced, say so
   // rather than return a partial result.
   if (next_chunk < plan.count()) {
-    throw std::runtime_error(fmt::format("only {} of {} chunks could be handed out: no worker is left",
-                                         next_chunk, plan.count()));
+    throw std::runtime_error(
+        fmt::format("only {} of {} chunks could be handed out: no worker is left", next_chunk, plan.count()));
   }
 }
 
@@ -483,9 +487,7 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) : impl_(std::make_unique<Im
   impl_->workers.resize(count);
   try {
     for (std::size_t i = 0; i < count; ++i) {
-      if (options.pin_workers && !topology.worker_cpus.empty()) {
-        impl_->workers[i].cpu = topology.worker_cpus[i % topology.worker_cpus.size()];
-      }
+      if (options.pin_workers) impl_->workers[i].cpu = topology.worker_cpu(i);
       impl_->start_worker(i);
     }
   } catch (...) {

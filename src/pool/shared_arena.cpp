@@ -1,23 +1,23 @@
 #include "mpdemo/pool/shared_arena.hpp"
 
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/topology.hpp"
 
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <boost/interprocess/anonymous_shared_memory.hpp>
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <boost/interprocess/mapped_region.hpp>
-#include <fmt/format.h>
 #include <cstdint>
 #include <mutex>
-#include <sys/resource.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 namespace mpdemo {
 
 namespace bip = boost::interprocess;
 
 namespace {
-std::size_t page_size() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
 
 // Blocks carry their size in a header the arena writes just below them, so deallocate needs only the
 // pointer. Keeping the header a page below the block keeps the block itself page-aligned.
@@ -25,9 +25,6 @@ struct BlockHeader {
   std::size_t bytes;
 };
 
-std::size_t physical_memory_bytes() {
-  return static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) * page_size();
-}
 }  // namespace
 
 struct SharedArena::Impl {
@@ -47,9 +44,9 @@ struct SharedArena::Impl {
       return bip::mapped_region(bip::anonymous_shared_memory(capacity));
     } catch (const bip::interprocess_exception& e) {
       const std::string hint = limit_hint(e.get_native_error());
-      throw std::system_error(e.get_native_error(), std::system_category(),
-                              fmt::format("reserve {} bytes of shared memory{}", capacity,
-                                          hint.empty() ? "" : fmt::format(" ({})", hint)));
+      throw std::system_error(
+          e.get_native_error(), std::system_category(),
+          fmt::format("reserve {} bytes of shared memory{}", capacity, hint.empty() ? "" : fmt::format(" ({})", hint)));
     }
   }
 };
@@ -129,7 +126,7 @@ std::size_t SharedArena::free_bytes() const {
 }
 
 ArenaExhausted::ArenaExhausted(std::size_t requested, std::size_t available, std::size_t capacity)
-    : message_(fmt::format("shared arena exhausted: asked for {} bytes, {} of {} bytes are free", requested,
-                           available, capacity)) {}
+    : message_(fmt::format("shared arena exhausted: asked for {} bytes, {} of {} bytes are free", requested, available,
+                           capacity)) {}
 
 }  // namespace mpdemo

@@ -7,11 +7,11 @@
 // an idle pool still sleeps. Only system calls: safe in a child forked from a threaded master.
 #pragma once
 
-#include <cerrno>
-#include <chrono>
 #include <poll.h>
 #include <sched.h>
 #include <time.h>
+#include <cerrno>
+#include <chrono>
 
 namespace mpdemo::detail {
 

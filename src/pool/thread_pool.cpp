@@ -1,19 +1,20 @@
 #include "mpdemo/pool/thread_pool.hpp"
 
 #include "mpdemo/pool/chunk_plan.hpp"
-#include "mpdemo/sys/errors.hpp"
 #include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "spin_wait.hpp"
 
+#include <fmt/format.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <atomic>
 #include <condition_variable>
 #include <exception>
-#include <fmt/format.h>
-#include <system_error>
 #include <mutex>
-#include <pthread.h>
-#include <sched.h>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -38,7 +39,7 @@ struct ThreadPool::Impl {
   std::exception_ptr first_error;
   std::chrono::microseconds spin{ProcessPoolOptions::kDefaultSpin};
 
-  void run(int cpu) {
+  void run(std::size_t index, int cpu) {
     if (cpu >= 0) {
       cpu_set_t mask;
       CPU_ZERO(&mask);
@@ -56,15 +57,23 @@ struct ThreadPool::Impl {
       seen = generation;
       lock.unlock();
       std::exception_ptr error;
+      ChunkRange range{0, 0};
+      // The same contract as the process pool: fn's exception becomes a WorkerError naming the
+      // worker and the chunk; an interrupt or a deadline stays what it is.
       try {
         for (std::size_t chunk = next_chunk++; chunk < plan.count(); chunk = next_chunk++) {
-          const ChunkRange range = plan[chunk];
+          range = plan[chunk];
           kernel(input, output, range.begin, range.end);
         }
-      } catch (...) {
+      } catch (const Error&) {
         error = std::current_exception();
-        next_chunk = plan.count();  // the others stop taking chunks; the ones in hand finish
+      } catch (const std::exception& e) {
+        error = std::make_exception_ptr(WorkerError(index, ::getpid(), range.begin, range.end, e.what()));
+      } catch (...) {
+        error = std::make_exception_ptr(
+            WorkerError(index, ::getpid(), range.begin, range.end, "an exception not derived from std::exception"));
       }
+      if (error) next_chunk = plan.count();  // the others stop taking chunks; the ones in hand finish
       lock.lock();
       if (error && !first_error) first_error = error;
       if (--threads_busy == 0) work_finished.notify_one();
@@ -78,11 +87,9 @@ ThreadPool::ThreadPool(std::size_t workers, bool pin_workers) : impl_(std::make_
   impl_->threads.reserve(count);
   try {
     for (std::size_t i = 0; i < count; ++i) {
-      const int cpu = pin_workers && !topology.worker_cpus.empty()
-                          ? topology.worker_cpus[i % topology.worker_cpus.size()]
-                          : -1;
+      const int cpu = pin_workers ? topology.worker_cpu(i) : -1;
       try {
-        impl_->threads.emplace_back([impl = impl_.get(), cpu] { impl->run(cpu); });
+        impl_->threads.emplace_back([impl = impl_.get(), i, cpu] { impl->run(i, cpu); });
       } catch (const std::system_error& error) {
         const std::string hint = limit_hint(error.code().value());
         throw std::system_error(error.code(), fmt::format("start thread {} of {}{}", i, count,

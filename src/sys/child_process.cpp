@@ -1,16 +1,17 @@
 #include "mpdemo/sys/child_process.hpp"
 
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 
-#include <algorithm>
-#include <csignal>
-#include <stdexcept>
-#include <cstring>
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <stdexcept>
 
 namespace mpdemo {
 
@@ -60,7 +61,8 @@ ExitStatus ChildProcess::wait() {
 }
 
 ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcept {
-  if (pid_ <= 0) return ExitStatus::never_started();  // never kill(-1) or kill(0): that would reach far more than a child
+  if (pid_ <= 0)
+    return ExitStatus::never_started();  // never kill(-1) or kill(0): that would reach far more than a child
   // A pidfd turns "has it ended yet?" into an event we can poll with a timeout, instead of a loop of
   // sleeps and WNOHANG checks.
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
@@ -69,7 +71,8 @@ ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcep
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     int polled = 0;
     for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       polled = ::poll(&ready, 1, static_cast<int>(std::max<long long>(0, left.count())));
       if (polled >= 0 || errno != EINTR) break;  // retried with what is left of the timeout, not all of it
     }

@@ -1,13 +1,12 @@
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/detail/system_call.hpp"
 
 #include <fmt/format.h>
 #include <sys/resource.h>
 
 namespace mpdemo {
 
-void throw_errno(std::string_view doing) {
-  throw std::system_error(errno, std::system_category(), std::string(doing));
-}
+void throw_errno(std::string_view doing) { throw std::system_error(errno, std::system_category(), std::string(doing)); }
 
 void check_error_number(int error_number, std::string_view doing) {
   if (error_number != 0) throw std::system_error(error_number, std::system_category(), std::string(doing));
@@ -25,15 +24,19 @@ std::string limit_value(int resource, rlim_t scale = 1) {
 std::string limit_hint(int error_number) {
   switch (error_number) {
     case EAGAIN:
-      return fmt::format("the per-user process limit was reached (ulimit -u = {}), or the system's "
-                         "(/proc/sys/kernel/threads-max, a cgroup's pids.max)",
-                         limit_value(RLIMIT_NPROC));
-    case EMFILE: return fmt::format("this process's open-file limit was reached (ulimit -n = {})", limit_value(RLIMIT_NOFILE));
-    case ENFILE: return "the system's open-file limit was reached (/proc/sys/fs/file-max)";
+      return fmt::format(
+          "the per-user process limit was reached (ulimit -u = {}), or the system's "
+          "(/proc/sys/kernel/threads-max, a cgroup's pids.max)",
+          limit_value(RLIMIT_NPROC));
+    case EMFILE:
+      return fmt::format("this process's open-file limit was reached (ulimit -n = {})", limit_value(RLIMIT_NOFILE));
+    case ENFILE:
+      return "the system's open-file limit was reached (/proc/sys/fs/file-max)";
     case ENOMEM:
       return fmt::format("out of memory, or over this process's address-space limit (ulimit -v = {})",
                          limit_value(RLIMIT_AS, 1024));
-    default: return {};
+    default:
+      return {};
   }
 }
 
@@ -46,8 +49,8 @@ void throw_errno_with_limits(std::string_view doing) {
 
 WorkerError::WorkerError(std::size_t worker, pid_t pid, std::size_t chunk_begin, std::size_t chunk_end,
                          std::string cause)
-    : Error(fmt::format("worker {} (pid {}) failed on elements [{}, {}): {}", worker, pid,
-                                     chunk_begin, chunk_end, cause)),
+    : Error(fmt::format("worker {} (pid {}) failed on elements [{}, {}): {}", worker, pid, chunk_begin, chunk_end,
+                        cause)),
       worker_(worker),
       pid_(pid),
       chunk_begin_(chunk_begin),

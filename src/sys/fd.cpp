@@ -1,11 +1,12 @@
 #include "mpdemo/sys/fd.hpp"
 
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 
-#include <csignal>
-#include <ctime>
 #include <fcntl.h>
 #include <unistd.h>
+#include <csignal>
+#include <ctime>
 
 namespace mpdemo {
 

@@ -1,17 +1,18 @@
 #include "mpdemo/sys/interrupt.hpp"
 
 #include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
-#include <fcntl.h>
-#include <fmt/format.h>
 #include <mutex>
 #include <thread>
-#include <unistd.h>
 
 namespace mpdemo {
 

@@ -1,17 +1,18 @@
 #include "mpdemo/sys/spawn.hpp"
 
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 
-#include <algorithm>
-#include <csignal>
-#include <cstdio>
 #include <fmt/format.h>
-#include <iostream>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
 
 namespace mpdemo {
 
@@ -21,7 +22,8 @@ namespace {
 void close_range_or_each(unsigned first, unsigned last) noexcept {
   if (::syscall(SYS_close_range, first, last, 0) == 0) return;
   rlimit files{};
-  const rlim_t limit = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY ? files.rlim_cur : 65536;
+  const rlim_t limit =
+      ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY ? files.rlim_cur : 65536;
   for (rlim_t fd = first; fd <= last && fd < limit; ++fd) ::close(static_cast<int>(fd));
 }
 
@@ -61,8 +63,8 @@ void prepare_child(const SpawnOptions& options, const std::vector<int>& keep, pi
   sigemptyset(&nothing);
   ::sigprocmask(SIG_SETMASK, &nothing, nullptr);
 
-  for (const auto& [from, onto] : {std::pair{options.stdin_from, 0}, std::pair{options.stdout_to, 1},
-                                  std::pair{options.stderr_to, 2}}) {
+  for (const auto& [from, onto] :
+       {std::pair{options.stdin_from, 0}, std::pair{options.stdout_to, 1}, std::pair{options.stderr_to, 2}}) {
     if (from >= 0 && from != onto) ::dup2(from, onto);
   }
   close_all_but(keep);

@@ -1,9 +1,9 @@
 #include "mpdemo/sys/timing.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <fmt/format.h>
 
 namespace mpdemo {
 
@@ -23,8 +23,7 @@ Summary Summary::of(std::span<const double> samples) {
 std::string benchmark_box(std::string_view name, double seconds) {
   const std::string dashes(50, '-');
   const std::string title = fmt::format("{} {} {}", dashes, name, dashes);
-  return fmt::format("{}\nfunc: {} executed in {:.5f}s.\n{}\n", title, name, seconds,
-                     std::string(title.size(), '-'));
+  return fmt::format("{}\nfunc: {} executed in {:.5f}s.\n{}\n", title, name, seconds, std::string(title.size(), '-'));
 }
 
 std::string format_duration(double seconds) {

@@ -1,11 +1,13 @@
 #include "mpdemo/sys/topology.hpp"
 
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 
 #include <fmt/format.h>
 #include <hwloc.h>
-#include <memory>
 #include <sched.h>
+#include <unistd.h>
+#include <memory>
 
 namespace mpdemo {
 
@@ -13,8 +15,13 @@ namespace {
 
 struct HwlocTopology {
   hwloc_topology_t handle = nullptr;
-  HwlocTopology() {
+  /// This machine, or the one `xml` describes.
+  explicit HwlocTopology(const std::string* xml = nullptr) {
     if (hwloc_topology_init(&handle) != 0) throw_errno("initialise hwloc");
+    if (xml != nullptr && hwloc_topology_set_xmlbuffer(handle, xml->data(), static_cast<int>(xml->size()) + 1) != 0) {
+      hwloc_topology_destroy(handle);
+      throw std::runtime_error("hwloc cannot read this topology XML");
+    }
     // Count the whole machine, as psutil does, even CPUs a cgroup keeps from us; which of them this
     // process may use is the affinity mask's business, read separately.
     hwloc_topology_set_flags(handle, HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED);
@@ -46,13 +53,14 @@ std::vector<int> affinity_cpus() {
 
 }  // namespace
 
-Topology discover_topology() {
-  const HwlocTopology hwloc;
+namespace {
+
+Topology describe(const HwlocTopology& hwloc, std::vector<int> allowed_cpus) {
   Topology topology;
   topology.logical_cpus = hwloc.count(HWLOC_OBJ_PU);
   topology.physical_cores = hwloc.count(HWLOC_OBJ_CORE);
   topology.sockets = hwloc.count(HWLOC_OBJ_PACKAGE);
-  topology.allowed_cpus = affinity_cpus();
+  topology.allowed_cpus = std::move(allowed_cpus);
 
   for (std::size_t i = 0; i < topology.physical_cores; ++i) {
     const hwloc_obj_t core = hwloc_get_obj_by_type(hwloc.handle, HWLOC_OBJ_CORE, static_cast<unsigned>(i));
@@ -71,6 +79,15 @@ Topology discover_topology() {
   return topology;
 }
 
+}  // namespace
+
+Topology discover_topology() { return describe(HwlocTopology(), affinity_cpus()); }
+
+Topology topology_from_hwloc_xml(const std::string& xml, std::span<const int> allowed_cpus) {
+  const HwlocTopology hwloc(&xml);
+  return describe(hwloc, std::vector<int>(allowed_cpus.begin(), allowed_cpus.end()));
+}
+
 const Topology& system_topology() {
   static const Topology topology = discover_topology();
   return topology;
@@ -86,6 +103,12 @@ std::string format_cpu_list(std::span<const int> cpus) {
     i = j + 1;
   }
   return text;
+}
+
+std::size_t page_size() noexcept { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
+
+std::size_t physical_memory_bytes() noexcept {
+  return static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) * page_size();
 }
 
 }  // namespace mpdemo

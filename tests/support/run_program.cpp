@@ -1,15 +1,16 @@
 #include "run_program.hpp"
 
+#include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/spawn.hpp"
 
+#include <poll.h>
+#include <unistd.h>
 #include <array>
 #include <filesystem>
 #include <fstream>
 #include <thread>
-#include <poll.h>
-#include <unistd.h>
 
 namespace mpdemo::testing {
 
@@ -51,7 +52,8 @@ ProgramResult run_program(std::vector<std::string> argv_strings, std::chrono::mi
   std::array<std::string*, 2> sinks{&result.out, &result.err};
   int open_streams = 2;
   while (open_streams > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       result.err += "\n[test harness: timed out, killed]";
       break;
@@ -88,6 +90,17 @@ std::size_t shared_memory_segments() {
   std::size_t count = 0;
   std::error_code ignored;
   for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/dev/shm", ignored)) ++count;
+  return count;
+}
+
+std::size_t shared_mappings() {
+  std::ifstream maps("/proc/self/maps");
+  std::size_t count = 0;
+  for (std::string line; std::getline(maps, line);) {
+    // "7f...-7f... rw-s 00000000 00:01 1234  /dev/zero (deleted)": the fourth permission letter.
+    const auto space = line.find(' ');
+    if (space != std::string::npos && space + 4 < line.size() && line[space + 4] == 's') ++count;
+  }
   return count;
 }
 

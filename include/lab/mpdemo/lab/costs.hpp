@@ -36,12 +36,12 @@ struct CostDetail {
 
 /// One row of `mpdemo costs`: the data model every renderer (table, JSON, CSV) prints.
 struct CostMeasurement {
-  std::string name;          ///< stable snake_case identifier: "fork_small_parent"
-  std::string unit;          ///< what one operation is: "seconds per fork"
-  Summary summary;           ///< seconds per operation over the repeats (zeros when not measurable)
-  std::size_t repeats = 0;   ///< samples summarised (0 when not measurable)
-  bool measurable = true;    ///< false when this machine cannot run the probe (one CPU allowed)
-  std::string lesson;        ///< one sentence: what the number teaches, with the number
+  std::string name;         ///< stable snake_case identifier: "fork_small_parent"
+  std::string unit;         ///< what one operation is: "seconds per fork"
+  Summary summary;          ///< seconds per operation over the repeats (zeros when not measurable)
+  std::size_t repeats = 0;  ///< samples summarised (0 when not measurable)
+  bool measurable = true;   ///< false when this machine cannot run the probe (one CPU allowed)
+  std::string lesson;       ///< one sentence: what the number teaches, with the number
   std::vector<CostDetail> details;
 };
 
@@ -115,7 +115,5 @@ CopyOnWriteDemo show_copy_on_write();
 
 /// Two CPUs on two different physical cores this process may use, if it may use two.
 std::optional<CpuPair> cpus_on_two_cores(const Topology& topology);
-
-
 
 }  // namespace mpdemo

@@ -19,15 +19,25 @@
 namespace mpdemo {
 
 enum class Method {
-  sequential,       ///< array_squared_sp: one loop in this process, a new vector
-  fresh_processes,  ///< array_squared_mp: a ProcessPool created, used once and stopped, all timed; the input
-                    ///< was made in shared memory and the new result is a SharedArray (nothing copied)
+  sequential,            ///< array_squared_sp: one loop in this process, a new vector
+  fresh_processes,       ///< array_squared_mp: a ProcessPool created, used once and stopped, all timed; the input
+                         ///< was made in shared memory and the new result is a SharedArray (nothing copied)
   fresh_processes_copy,  ///< array_squared_mp_copy: the same, from an ordinary vector into a new one, as a
                          ///< naive port would: the input copied in and the results copied out, timed
-  fresh_threads,    ///< array_squared_threads: a ThreadPool created, used once and stopped, all timed
-  warm_processes,   ///< a ProcessPool started beforehand, data already in its shared memory
-  warm_threads,     ///< a ThreadPool started beforehand, writing into a buffer the caller owns
+  fresh_threads,         ///< array_squared_threads: a ThreadPool created, used once and stopped, all timed
+  warm_processes,        ///< a ProcessPool started beforehand, data already in its shared memory
+  warm_threads,          ///< a ThreadPool started beforehand, writing into a buffer the caller owns
 };
+
+/// What kind of machinery a method uses, written once (reports and resource checks ask these).
+enum class Machinery { loop, processes, threads };
+Machinery machinery_of(Method method) noexcept;
+/// Warm: workers started beforehand and an output buffer reused, so only compute is paid.
+bool is_warm(Method method) noexcept;
+
+/// How many untimed maps a warm pool runs on its arrays before it is timed: the handout of chunks is
+/// dynamic, so twice, for each worker to have mapped the pages of the chunks it may be given.
+inline constexpr int kWarmUpMaps = 2;
 
 /// The names the CLI and the reports use: "seq", "proc", "proc-copy", "thread", "warm-proc", "warm-thread".
 std::string_view method_name(Method method) noexcept;
@@ -40,10 +50,12 @@ std::vector<double> uniform_random_array(std::size_t n, std::uint64_t seed);
 void fill_uniform_random(std::span<double> values, std::uint64_t seed);
 
 struct Squared {
-  std::vector<double> values;   ///< the result, for verification (or:)
-  SharedArray<double> shared;   ///< the result, when it was made in shared memory
+  std::vector<double> values;  ///< the result, for verification (or:)
+  SharedArray<double> shared;  ///< the result, when it was made in shared memory
   PhaseTimes phases;
-  std::span<const double> result() const noexcept { return shared.empty() ? std::span<const double>(values) : shared.span(); }
+  std::span<const double> result() const noexcept {
+    return shared.empty() ? std::span<const double>(values) : shared.span();
+  }
 };
 
 /// array_squared_sp: allocate the result (collect) and square in one loop (compute).
@@ -53,13 +65,12 @@ Squared square_sequentially(std::span<const double> input);
 Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_t workers, std::size_t chunksize);
 /// array_squared_mp_copy: fork a pool (start), copy in (move_in), map (compute), copy out into a new
 /// vector (collect), stop: what moving data between processes costs when it is not born shared.
-Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers,
-                                            std::size_t chunksize);
+Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers, std::size_t chunksize);
 /// array_squared_threads: start threads, map (compute into a new vector: collect), join (stop).
 Squared square_with_fresh_threads(std::span<const double> input, std::size_t workers, std::size_t chunksize);
 /// A warm pool, zero copy: input and output already live in the pool's arena; only compute is paid.
-PhaseTimes square_with_warm_processes(ProcessPool& pool, const SharedArray<double>& input,
-                                      SharedArray<double>& output, std::size_t chunksize);
+PhaseTimes square_with_warm_processes(ProcessPool& pool, const SharedArray<double>& input, SharedArray<double>& output,
+                                      std::size_t chunksize);
 /// Warm threads writing into the caller's buffer: only compute is paid.
 PhaseTimes square_with_warm_threads(ThreadPool& pool, std::span<const double> input, std::span<double> output,
                                     std::size_t chunksize);

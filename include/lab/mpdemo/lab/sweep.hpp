@@ -26,19 +26,19 @@ struct SweepOptions {
   std::size_t repeat = 3;          ///< runs per method and size; the median is kept
   unsigned work = 0;               ///< extra dependent arithmetic steps per element (SquaredWithWork)
   std::vector<DataRoute> routes{DataRoute::pipe, DataRoute::copy, DataRoute::shared};
-  std::size_t workers = 0;         ///< 0: one per physical core
+  std::size_t workers = 0;  ///< 0: one per physical core
   std::uint64_t seed = 1;
 };
 
 /// Median seconds of every method at one size.
 struct SweepPoint {
   std::size_t size = 0;
-  double sequential = 0;          ///< the loop, into a buffer that already exists
-  double threads_warm = 0;        ///< threads started beforehand
-  double threads_with_start = 0;  ///< threads started and stopped inside the timed region
+  double sequential = 0;                ///< the loop, into a buffer that already exists
+  double threads_warm = 0;              ///< threads started beforehand
+  double threads_with_start = 0;        ///< threads started and stopped inside the timed region
   std::vector<double> pool_warm;        ///< per route (same order as SweepOptions::routes)
   std::vector<double> pool_with_start;  ///< per route: fork, map, stop, all timed (the lesson's way)
-  bool verified = false;          ///< every method's output equalled the loop's, bit for bit
+  bool verified = false;                ///< every method's output equalled the loop's, bit for bit
 };
 
 /// `seconds = fixed + per_element * n`: what a method costs before any work, and per element.
@@ -68,7 +68,7 @@ struct RouteCrossover {
 };
 
 struct SweepResult {
-  SweepOptions options;         ///< as run (sizes and workers filled in)
+  SweepOptions options;  ///< as run (sizes and workers filled in)
   std::vector<SweepPoint> points;
   std::vector<std::size_t> skipped;  ///< sizes left out to stay within max_seconds (the unfinished one too)
   /// The size being measured when max_seconds ran out: its partial results were discarded.

@@ -27,18 +27,17 @@ inline constexpr std::size_t kMaxCallableBytes = 64;
 /// function object (its members are copied bytewise into the worker, so they must not point into
 /// memory the worker does not share: no pointers or references to the master's heap).
 template <class F, class T>
-concept ElementFunction = std::is_trivially_copyable_v<F> && sizeof(F) <= kMaxCallableBytes &&
-                          alignof(F) <= alignof(std::max_align_t) && std::invocable<const F&, const T&> &&
-                          std::is_trivially_copyable_v<T> &&
-                          std::is_trivially_copyable_v<std::remove_cvref_t<std::invoke_result_t<const F&, const T&>>>;
+concept ElementFunction =
+    std::is_trivially_copyable_v<F> && sizeof(F) <= kMaxCallableBytes && alignof(F) <= alignof(std::max_align_t) &&
+    std::invocable<const F&, const T&>&& std::is_trivially_copyable_v<T>&& std::is_trivially_copyable_v<
+        std::remove_cvref_t<std::invoke_result_t<const F&, const T&>>>;
 
 template <class F, class T>
 using map_result_t = std::remove_cvref_t<std::invoke_result_t<const F&, const T&>>;
 
 namespace detail {
 template <class F, class T>
-void apply_chunk(const std::byte* callable, const void* input, void* output, std::size_t begin,
-                 std::size_t end) {
+void apply_chunk(const std::byte* callable, const void* input, void* output, std::size_t begin, std::size_t end) {
   using R = map_result_t<F, T>;
   const F& fn = *std::launder(reinterpret_cast<const F*>(callable));
   const T* in = static_cast<const T*>(input);
@@ -57,11 +56,12 @@ void apply_chunk(const std::byte* callable, const void* input, void* output, std
 class ChunkKernel {
  public:
   template <class T, class F>
-    requires ElementFunction<F, T>
+  requires ElementFunction<F, T>
   static ChunkKernel of(F fn) noexcept {
     ChunkKernel kernel;
     kernel.apply_ = &detail::apply_chunk<F, T>;
-    if constexpr (!std::is_empty_v<F>) std::memcpy(kernel.callable_.data(), &fn, sizeof(F));  // a lambda without captures has no bytes worth sending
+    if constexpr (!std::is_empty_v<F>)
+      std::memcpy(kernel.callable_.data(), &fn, sizeof(F));  // a lambda without captures has no bytes worth sending
     return kernel;
   }
 

@@ -9,7 +9,8 @@
 //
 // How it works. The constructor forks the workers, each exactly once, pinned one per physical core.
 // Data does not go through the pipes (except on the comparison path map_through_pipes): inputs and
-// outputs live in a SharedArena, mapped before the fork and so at the same address in every worker. Each worker has two pipes: the master writes a task
+// outputs live in a SharedArena, mapped before the fork and so at the same address in every worker. Each worker has two
+// pipes: the master writes a task
 // ("apply this kernel to elements [b, e)", ~150 bytes) and the worker answers done or failed. Chunks
 // are handed out dynamically, two in flight per worker, so a worker that finishes early takes more.
 // The master waits in poll() on the answers: it polls without blocking for up to 50 us first (so
@@ -21,11 +22,11 @@
 // (end-of-file on its pipe), abandons the map at once -- the workers still busy with it are killed,
 // whatever they are doing -- and throws WorkerError naming the signal; the next map forks
 // replacements first. A map that never ends (fn never returns) is bounded by map_timeout, by a
-// ScopedDeadline, by an interrupt, or by terminate() from another thread. If anything else interrupts a map (Interrupted, a system error), the workers
-// still busy with it are killed and reaped before the exception leaves, so none writes into memory
-// the caller is about to reuse. A worker that dies while idle is reaped and replaced by the next map.
-// Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore SIGINT/SIGTERM/SIGQUIT:
-// Ctrl-C reaches the whole process group, and the decision belongs to the master (see interrupt.hpp).
+// ScopedDeadline, by an interrupt, or by terminate() from another thread. If anything else interrupts a map
+// (Interrupted, a system error), the workers still busy with it are killed and reaped before the exception leaves, so
+// none writes into memory the caller is about to reuse. A worker that dies while idle is reaped and replaced by the
+// next map. Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore SIGINT/SIGTERM/SIGQUIT: Ctrl-C
+// reaches the whole process group, and the decision belongs to the master (see interrupt.hpp).
 //
 // Thread safety: one thread at a time may call map on a pool; terminate() may be called from any
 // thread at any time (that is what it is for). Every thread that creates the pool or
@@ -41,6 +42,7 @@
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/timing.hpp"
 
+#include <sys/types.h>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -49,7 +51,6 @@
 #include <optional>
 #include <ranges>
 #include <span>
-#include <sys/types.h>
 #include <vector>
 
 namespace mpdemo {
@@ -61,9 +62,9 @@ enum class DataPath {
 };
 
 struct ProcessPoolOptions {
-  std::size_t workers = 0;                ///< 0: the physical cores this process may use
-  bool pin_workers = true;                ///< pin worker w to physical core w (see Topology)
-  std::shared_ptr<SharedArena> arena{};   ///< null: SharedArena::process_default()
+  std::size_t workers = 0;               ///< 0: the physical cores this process may use
+  bool pin_workers = true;               ///< pin worker w to physical core w (see Topology)
+  std::shared_ptr<SharedArena> arena{};  ///< null: SharedArena::process_default()
   /// How long the master and the workers poll for the next message before they sleep (see
   /// src/spin_wait.hpp). 0: always sleep at once, paying a wake-up for every message.
   std::chrono::microseconds spin{kDefaultSpin};
@@ -121,7 +122,7 @@ class ProcessPool {
   /// Throws WorkerError if a worker fails, Interrupted on SIGINT/SIGTERM under an InterruptGuard,
   /// ArenaExhausted if the staged data does not fit, std::system_error if a system call fails.
   template <class F, std::ranges::contiguous_range Input>
-    requires ElementFunction<F, std::ranges::range_value_t<Input>>
+  requires ElementFunction<F, std::ranges::range_value_t<Input>>
   auto map(F fn, const Input& input, std::size_t chunksize = 0) {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
@@ -142,7 +143,7 @@ class ProcessPool {
   /// map, with the data moved the way Python's Pool moves it: every slice written into a pipe and
   /// every result read back from one. Slower by design; it exists to measure the difference.
   template <class F, std::ranges::contiguous_range Input>
-    requires ElementFunction<F, std::ranges::range_value_t<Input>>
+  requires ElementFunction<F, std::ranges::range_value_t<Input>>
   auto map_through_pipes(F fn, const Input& input, std::size_t chunksize = 0) {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
@@ -160,8 +161,8 @@ class ProcessPool {
   /// (make_shared_array) nothing is copied and nothing is allocated. output.size() must equal
   /// input.size() (std::invalid_argument otherwise). DataPath::pipe moves the data through the pipes.
   template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
-    requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
-             std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
+  requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
+      std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
   void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0,
                 DataPath path = DataPath::shared_memory) {
     using T = std::ranges::range_value_t<Input>;
@@ -177,6 +178,7 @@ class ProcessPool {
   /// What the last map copied and sent through pipes.
   const MapTraffic& last_map_traffic() const;
 
+ private:
   /// One map, type-erased: what map and map_into hand to the dispatcher.
   struct Request {
     ChunkKernel kernel;
@@ -188,8 +190,6 @@ class ProcessPool {
     std::size_t chunksize;
     DataPath data_path;
   };
-
- private:
 
   void execute(const Request& request, const std::function<void(const void*)>& collect);
   void add_collect_time(double seconds) noexcept;

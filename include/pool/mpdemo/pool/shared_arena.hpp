@@ -4,9 +4,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -81,7 +81,8 @@ class SharedArray {
         data_(size == 0 ? nullptr : static_cast<T*>(arena_->allocate(checked_bytes(size)))),
         size_(size) {}
   SharedArray(SharedArray&& other) noexcept
-      : arena_(std::move(other.arena_)), data_(std::exchange(other.data_, nullptr)),
+      : arena_(std::move(other.arena_)),
+        data_(std::exchange(other.data_, nullptr)),
         size_(std::exchange(other.size_, 0)) {}
   SharedArray& operator=(SharedArray&& other) noexcept {
     if (this != &other) {

@@ -35,9 +35,11 @@ class ThreadPool {
   std::size_t size() const noexcept;
 
   /// A new vector with fn(x) for each x, in order; chunksize 0 means Python's default. If fn throws,
-  /// map rethrows the first exception in the calling thread after every chunk in flight is done.
+  /// map throws WorkerError (as ProcessPool::map does: the worker's index, this process's pid, the
+  /// chunk, the original what()) in the calling thread once every chunk in flight is done; an
+  /// Interrupted or DeadlineExceeded from the kernel's checks is rethrown as it is.
   template <class F, std::ranges::contiguous_range Input>
-    requires ElementFunction<F, std::ranges::range_value_t<Input>>
+  requires ElementFunction<F, std::ranges::range_value_t<Input>>
   auto map(F fn, const Input& input, std::size_t chunksize = 0) {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
@@ -51,8 +53,8 @@ class ThreadPool {
 
   /// output[i] = fn(input[i]); output.size() must equal input.size() (std::invalid_argument otherwise).
   template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
-    requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
-             std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
+  requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
+      std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
   void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0) {
     using T = std::ranges::range_value_t<Input>;
     require_same_size(std::ranges::size(input), std::ranges::size(output), "ThreadPool::map_into");
@@ -73,7 +75,7 @@ class ThreadPool {
 
 /// The same kernel in a plain loop on the calling thread: the baseline every speedup is against.
 template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
-  requires ElementFunction<F, std::ranges::range_value_t<Input>>
+requires ElementFunction<F, std::ranges::range_value_t<Input>>
 void sequential_map_into(F fn, const Input& input, Output&& output) {
   using T = std::ranges::range_value_t<Input>;
   require_same_size(std::ranges::size(input), std::ranges::size(output), "sequential_map_into");
@@ -82,7 +84,7 @@ void sequential_map_into(F fn, const Input& input, Output&& output) {
 
 /// The lesson's array_squared_sp: a fresh vector, filled by one loop.
 template <class F, std::ranges::contiguous_range Input>
-  requires ElementFunction<F, std::ranges::range_value_t<Input>>
+requires ElementFunction<F, std::ranges::range_value_t<Input>>
 auto sequential_map(F fn, const Input& input) {
   auto result = interruptible_vector<map_result_t<F, std::ranges::range_value_t<Input>>>(std::ranges::size(input));
   sequential_map_into(fn, input, result);

@@ -2,10 +2,10 @@
 // it first if it still runs when the owner goes away (as folly::Subprocess does).
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
 #include <stdexcept>
 #include <string>
-#include <sys/types.h>
 #include <utility>
 
 namespace mpdemo {
@@ -22,9 +22,9 @@ class ExitStatus {
   }
   bool started() const noexcept { return started_; }
   bool exited() const noexcept;
-  int exit_code() const noexcept;      // valid when exited()
+  int exit_code() const noexcept;  // valid when exited()
   bool killed() const noexcept;
-  int signal() const noexcept;         // valid when killed()
+  int signal() const noexcept;  // valid when killed()
   bool success() const noexcept { return started_ && exited() && exit_code() == 0; }
   /// "exited with status 3", "killed by signal 9 (SIGKILL)", "killed by signal 11 (SIGSEGV), core
   /// dumped", "never started".

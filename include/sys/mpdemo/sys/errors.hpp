@@ -1,30 +1,16 @@
-// Errors: one way to report a failed system call, and the errors the pool raises.
+// Errors: the errors mpdemo raises, under one base class. (How a failed system call becomes one is
+// internal: mpdemo/sys/detail/system_call.hpp.)
 #pragma once
 
+#include <sys/types.h>
 #include <cerrno>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 #include <system_error>
 
 namespace mpdemo {
-
-/// Throws std::system_error for the current errno, saying what was being done ("fork a worker").
-[[noreturn]] void throw_errno(std::string_view doing);
-
-/// For calls that *return* an error number instead of setting errno (pthread_*, posix_*).
-void check_error_number(int error_number, std::string_view doing);
-
-/// Runs a system call again while it fails with EINTR (never use it for close()).
-template <class Call>
-auto retry_on_eintr(Call call) {
-  for (;;) {
-    auto result = call();
-    if (result != -1 || errno != EINTR) return result;
-  }
-}
 
 /// What every error of mpdemo's own derives from (a std::runtime_error), so that a program can catch
 /// "mpdemo said no" in one place: WorkerError, MapTimeout, PoolTerminated, Interrupted,
@@ -39,8 +25,7 @@ class Error : public std::runtime_error {
 /// Thrown by ProcessPool::map in the master; the pool stays usable afterwards.
 class WorkerError : public Error {
  public:
-  WorkerError(std::size_t worker, pid_t pid, std::size_t chunk_begin, std::size_t chunk_end,
-              std::string cause);
+  WorkerError(std::size_t worker, pid_t pid, std::size_t chunk_begin, std::size_t chunk_end, std::string cause);
 
   std::size_t worker() const noexcept { return worker_; }
   pid_t pid() const noexcept { return pid_; }
@@ -75,8 +60,5 @@ class PoolTerminated : public Error {
 /// from fork, EMFILE, ENOMEM, ...), which limit and its current value ("the process limit, ulimit -u
 /// = 50"); an empty string for other errors.
 std::string limit_hint(int error_number);
-
-/// throw_errno, with limit_hint appended to the message when there is one.
-[[noreturn]] void throw_errno_with_limits(std::string_view doing);
 
 }  // namespace mpdemo

@@ -12,9 +12,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <optional>
 #include <span>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -122,9 +122,12 @@ std::vector<T> interruptible_vector(std::size_t n) {
 
 /// memcpy, in blocks with interrupt checks between them.
 inline void interruptible_copy(void* to, const void* from, std::size_t bytes) {
-  for_each_block(bytes, [&](std::size_t begin, std::size_t end) {
-    std::memcpy(static_cast<char*>(to) + begin, static_cast<const char*>(from) + begin, end - begin);
-  }, std::size_t{1} << 20);
+  for_each_block(
+      bytes,
+      [&](std::size_t begin, std::size_t end) {
+        std::memcpy(static_cast<char*>(to) + begin, static_cast<const char*>(from) + begin, end - begin);
+      },
+      std::size_t{1} << 20);
 }
 
 /// std::fill, in blocks with interrupt checks between them.

@@ -24,21 +24,21 @@
 
 #include "mpdemo/sys/child_process.hpp"
 
+#include <unistd.h>
 #include <string_view>
 #include <type_traits>
-#include <unistd.h>
 #include <vector>
 
 namespace mpdemo {
 
 struct SpawnOptions {
-  int cpu = -1;                        ///< pin the child to this CPU (best effort); -1: wherever
-  bool die_with_parent = true;         ///< SIGKILL the child when the forking thread's process dies
-  bool ignore_interrupts = false;      ///< SIGINT, SIGTERM and SIGQUIT ignored in the child
-  std::vector<int> keep_descriptors;   ///< kept open besides 0, 1 and 2; every other one is closed
-  int stdin_from = -1;                 ///< dup2'd onto 0 in the child, if not -1 (then closed)
-  int stdout_to = -1;                  ///< dup2'd onto 1
-  int stderr_to = -1;                  ///< dup2'd onto 2
+  int cpu = -1;                       ///< pin the child to this CPU (best effort); -1: wherever
+  bool die_with_parent = true;        ///< SIGKILL the child when the forking thread's process dies
+  bool ignore_interrupts = false;     ///< SIGINT, SIGTERM and SIGQUIT ignored in the child
+  std::vector<int> keep_descriptors;  ///< kept open besides 0, 1 and 2; every other one is closed
+  int stdin_from = -1;                ///< dup2'd onto 0 in the child, if not -1 (then closed)
+  int stdout_to = -1;                 ///< dup2'd onto 1
+  int stderr_to = -1;                 ///< dup2'd onto 2
 };
 
 /// Exit statuses of a child that failed before its body ran.

@@ -18,6 +18,10 @@ struct Topology {
   /// pinned to worker_cpus[w % worker_cpus.size()].
   std::vector<int> worker_cpus;
 
+  /// The CPU worker `w` is pinned to (the rule every pool uses), or -1 when there is none to pin to.
+  int worker_cpu(std::size_t w) const noexcept {
+    return worker_cpus.empty() ? -1 : worker_cpus[w % worker_cpus.size()];
+  }
   /// Physical cores this process may run on: the default number of workers.
   std::size_t default_workers() const noexcept { return worker_cpus.empty() ? 1 : worker_cpus.size(); }
 };
@@ -26,8 +30,18 @@ struct Topology {
 /// Throws std::system_error if either fails.
 Topology discover_topology();
 
+/// The same, from a machine described in hwloc's XML (lstopo --of xml) and a given affinity mask:
+/// how the logic is tested on machines with SMT and several sockets that the test machine is not.
+/// Throws std::runtime_error if hwloc cannot read the XML.
+Topology topology_from_hwloc_xml(const std::string& xml, std::span<const int> allowed_cpus);
+
 /// discover_topology() once per process (the first call costs a few milliseconds); thread-safe.
 const Topology& system_topology();
+
+/// The size of a memory page, in bytes (sysconf(_SC_PAGESIZE)).
+std::size_t page_size() noexcept;
+/// Physical memory, in bytes.
+std::size_t physical_memory_bytes() noexcept;
 
 /// "0-3,6,8-9": the kernel's own CPU-list notation.
 std::string format_cpu_list(std::span<const int> cpus);
