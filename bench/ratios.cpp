@@ -11,7 +11,6 @@
 // taking memory back) touches all of them alike; each figure is the median over rounds, with its range.
 //
 // Benchmarks measure; they do not pass or fail. "met" only compares the median with the target.
-#include "options.hpp"  // src/cli: the command line's readers of counts
 #include "mpdemo/lab/experiment.hpp"
 #include "mpdemo/lab/kernels.hpp"
 #include "mpdemo/pool/chunk_plan.hpp"
@@ -22,6 +21,7 @@
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "options.hpp"  // src/cli: the command line's readers of counts
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
