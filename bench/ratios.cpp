@@ -21,7 +21,8 @@
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
-#include "options.hpp"  // src/cli: the command line's readers of counts
+#include "options.hpp"       // src/cli: the command line's readers of counts
+#include "phase_report.hpp"  // and its phase columns
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -208,14 +209,10 @@ void print_table(const Report& report, bool lesson_boxes, std::ostream& out) {
   for (const Timing& t : report.timings) {
     if (t.phases.empty()) continue;
     if (!header) {
-      out << fmt::format("{:<18}", "phases, median s");
-      for (std::string_view name : mpdemo::kPhaseNames) out << fmt::format(" {:>10}", name);
-      out << "\n";
+      out << fmt::format("{:<18}{}\n", "phases, median s", mpdemo::cli::phase_headings());
       header = true;
     }
-    out << fmt::format("{:<18}", t.key);
-    for (double v : mpdemo::phase_values(median_phases(t.phases))) out << fmt::format(" {:>10.5f}", v);
-    out << "\n";
+    out << fmt::format("{:<18}{}\n", t.key, mpdemo::cli::phase_seconds_cells(median_phases(t.phases)));
   }
   if (header) out << "\n";
 
@@ -244,10 +241,7 @@ void print_json(const Report& report, std::ostream& out) {
     row["verified"] = t.verified;
     row["minor_faults"] = t.minor_faults;
     if (!t.phases.empty()) {
-      const auto values = mpdemo::phase_values(median_phases(t.phases));
-      nlohmann::json phases;
-      for (std::size_t i = 0; i < values.size(); ++i) phases[std::string(mpdemo::kPhaseNames[i])] = values[i];
-      row["phases_median"] = phases;
+      row["phases_median"] = mpdemo::cli::phases_json(median_phases(t.phases), /*with_total=*/false);
     }
     timings.push_back(row);
   }

@@ -3,6 +3,7 @@
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
+#include "phase_report.hpp"
 #include "trials.hpp"
 #include "verdict.hpp"
 
@@ -31,13 +32,8 @@ std::string with_commas(std::size_t n) {
 }
 
 void print_phases(std::ostream& out, std::span<const MethodTiming> methods) {
-  out << fmt::format("  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}   (where the time went)\n", "", "start", "move in",
-                     "compute", "collect", "stop");
-  for (const MethodTiming& m : methods) {
-    out << fmt::format("  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n", m.name, format_duration(m.phases.start_workers),
-                       format_duration(m.phases.move_in), format_duration(m.phases.compute),
-                       format_duration(m.phases.collect), format_duration(m.phases.stop_workers));
-  }
+  out << fmt::format("  {:<28}{}   (where the time went)\n", "", phase_headings());
+  for (const MethodTiming& m : methods) out << fmt::format("  {:<28}{}\n", m.name, phase_cells(m.phases));
   out << "  (A new result's pages are faulted in by whoever first writes them: the loop and threads pay that in\n"
          "  collect, zeroing the new vector; a process pool's workers pay it in compute, in parallel.)\n";
 }

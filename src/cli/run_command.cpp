@@ -4,6 +4,7 @@
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
+#include "phase_report.hpp"
 #include "trials.hpp"
 #include "verdict.hpp"
 
@@ -91,14 +92,6 @@ struct RunReport {
   double warm_pool_startup;
 };
 
-nlohmann::json phases_json(const PhaseTimes& phases) {
-  nlohmann::json json;
-  const auto values = phase_values(phases);
-  for (std::size_t i = 0; i < values.size(); ++i) json[std::string(kPhaseNames[i])] = values[i];
-  json["total"] = phases.total();
-  return json;
-}
-
 void render_json(std::ostream& out, const RunReport& report) {
   nlohmann::json json{{"size", report.size},
                       {"workers", report.workers},
@@ -124,17 +117,15 @@ void render_table(std::ostream& out, const RunReport& report) {
   out << fmt::format("mpdemo run: {} doubles, {} workers, chunksize {}, seed {}; median [min - max] of {} runs\n",
                      report.size, report.workers, report.chunksize, report.seed,
                      report.modes.empty() ? 0 : report.modes.front().summary.repeats);
-  out << fmt::format("{:<12} {:>34} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n", "mode", "total", "start", "move in",
-                     "compute", "collect", "stop", "verified");
+  out << fmt::format("{:<12} {:>34}{}  {}\n", "mode", "total", phase_headings(), "verified");
   std::vector<MethodTiming> timings;
   for (const ModeResult& mode : report.modes) {
     const PhaseTimes& p = mode.summary.median_run;
     const Summary& t = mode.summary.total;
     out << fmt::format(
-        "{:<12} {:>34} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n", method_name(mode.method),
+        "{:<12} {:>34}{}  {}\n", method_name(mode.method),
         fmt::format("{} [{} - {}]", format_duration(t.median), format_duration(t.min), format_duration(t.max)),
-        format_duration(p.start_workers), format_duration(p.move_in), format_duration(p.compute),
-        format_duration(p.collect), format_duration(p.stop_workers), mode.summary.verified ? "yes" : "NO");
+        phase_cells(p), mode.summary.verified ? "yes" : "NO");
     timings.push_back(MethodTiming::of(mode.method, std::string(method_name(mode.method)), p, report.workers));
   }
   if (report.warm_pool_startup > 0) {
