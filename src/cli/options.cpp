@@ -217,16 +217,9 @@ std::string printable_message(std::string_view message) {
 }
 
 namespace {
-// The soft limit of `resource`, or nullopt when unlimited or unknown.
-std::optional<rlim_t> soft_limit(int resource) {
-  rlimit limit{};
-  if (::getrlimit(resource, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return std::nullopt;
-  return limit.rlim_cur;
-}
-
 // Bytes this process may still map under ulimit -v: the limit less what is mapped now.
 std::optional<std::size_t> address_space_left() {
-  const std::optional<rlim_t> limit = soft_limit(RLIMIT_AS);
+  const std::optional<std::uint64_t> limit = soft_limit(RLIMIT_AS);
   if (!limit) return std::nullopt;
   std::ifstream status("/proc/self/status");
   std::string key;
@@ -241,14 +234,14 @@ std::optional<std::size_t> address_space_left() {
 }  // namespace
 
 void require_process_resources(const ProcessNeeds& needs, const std::string& what) {
-  if (const std::optional<rlim_t> files = soft_limit(RLIMIT_NOFILE); files && needs.descriptors > *files) {
+  if (const std::optional<std::uint64_t> files = soft_limit(RLIMIT_NOFILE); files && needs.descriptors > *files) {
     throw UsageError(
         fmt::format("{} needs about {} open files ({} workers' pipes, twice), more than this process may "
                     "have (ulimit -n = {}); raise the limit or choose fewer --workers",
                     what, needs.descriptors, needs.workers, *files));
   }
   // ulimit -u counts this user's processes and threads together; root is exempt from it.
-  if (const std::optional<rlim_t> tasks = soft_limit(RLIMIT_NPROC);
+  if (const std::optional<std::uint64_t> tasks = soft_limit(RLIMIT_NPROC);
       tasks && ::geteuid() != 0 && needs.processes + needs.threads >= *tasks) {
     throw UsageError(
         fmt::format("{} starts up to {} processes and {} threads, and this user may run {} in all "

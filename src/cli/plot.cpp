@@ -13,11 +13,9 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
 #include <sstream>
 #include <tuple>
 

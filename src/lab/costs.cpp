@@ -88,10 +88,10 @@ void pin_child(int cpu) noexcept {
 
 // A child with nothing but stdio and `keep` open, that runs `body` and exits 0 (spawn does the rest).
 template <class Body>
-ChildProcess fork_child(const char* role, std::initializer_list<int> keep, Body&& body) {
+ChildProcess fork_child(const char* role, std::vector<int> keep, Body&& body) {
   static_assert(std::is_nothrow_invocable_v<Body&>, "a forked child's body must not throw");
   SpawnOptions options;
-  options.keep_descriptors.assign(keep.begin(), keep.end());
+  options.keep_descriptors = std::move(keep);
   return spawn(role, options, [&]() noexcept {
     body();
     return 0;
@@ -119,12 +119,7 @@ class HelperProcess {
     const HelperEnds ends{command.read_end.get(), reply.write_end.get()};
     std::vector<int> keep{ends.command, ends.reply};
     keep.insert(keep.end(), keep_in_child.begin(), keep_in_child.end());
-    SpawnOptions options;
-    options.keep_descriptors = std::move(keep);
-    process_ = spawn(role, options, [&]() noexcept {
-      body(ends);
-      return 0;
-    });
+    process_ = fork_child(role, std::move(keep), [&]() noexcept { body(ends); });
     command_ = std::move(command.write_end);
     reply_ = std::move(reply.read_end);
   }

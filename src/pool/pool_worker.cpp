@@ -6,8 +6,6 @@
 #include "mpdemo/sys/topology.hpp"
 
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <algorithm>
 #include <array>

@@ -64,7 +64,6 @@ struct ProcessPool::Impl {
   std::atomic<bool> terminated{false};
   Pipe terminate_wake = Pipe::create(O_NONBLOCK);
   std::vector<WorkerSlot> workers;
-  pid_t master = ::getpid();
   double startup_seconds = 0;
   PhaseTimes last_map{};
   MapTraffic last_traffic{};
@@ -85,6 +84,8 @@ struct ProcessPool::Impl {
   static int milliseconds_until(std::optional<std::chrono::steady_clock::time_point> map_deadline);
   /// Throws what woke a wait on the interrupt or terminate descriptors, if anything did.
   void throw_if_stopped();
+  /// SIGKILLs and reaps the worker of `slot` and empties the slot (respawn_missing refills it).
+  static void discard(WorkerSlot& slot) noexcept;
   void kill_all() noexcept;
   /// Forks workers for slots whose worker died in an earlier map (see bury).
   void respawn_missing();
@@ -153,9 +154,7 @@ void ProcessPool::Impl::start_worker(std::size_t index) {
   } catch (const std::system_error&) {
     started = false;
   } catch (...) {  // an interrupt, a deadline, terminate(): this worker goes with the rest
-    slot.process.kill_and_wait();
-    slot.tasks.reset();
-    slot.replies.reset();
+    discard(slot);
     throw;
   }
   if (!started) {
@@ -212,13 +211,15 @@ bool ProcessPool::Impl::wait_readable(int fd, int timeout_ms) {
   }
 }
 
+void ProcessPool::Impl::discard(WorkerSlot& slot) noexcept {
+  slot.process.kill_and_wait();
+  slot.in_flight.clear();
+  slot.tasks.reset();
+  slot.replies.reset();
+}
+
 void ProcessPool::Impl::kill_all() noexcept {
-  for (WorkerSlot& slot : workers) {
-    slot.process.kill_and_wait();
-    slot.in_flight.clear();
-    slot.tasks.reset();
-    slot.replies.reset();
-  }
+  for (WorkerSlot& slot : workers) discard(slot);
 }
 
 void ProcessPool::Impl::respawn_missing() {
@@ -269,11 +270,7 @@ std::pair<ExitStatus, std::deque<std::uint64_t>> ProcessPool::Impl::bury(std::si
 
 void ProcessPool::Impl::abandon_in_flight() noexcept {
   for (WorkerSlot& slot : workers) {
-    if (slot.in_flight.empty()) continue;
-    slot.process.kill_and_wait();
-    slot.in_flight.clear();
-    slot.tasks.reset();
-    slot.replies.reset();
+    if (!slot.in_flight.empty()) discard(slot);
   }
 }
 

@@ -58,9 +58,8 @@ std::size_t SharedArena::default_capacity_target() noexcept {
   std::size_t target = physical_memory_bytes() / 2;
   // Under an address-space limit (ulimit -v) the arena takes at most a quarter of it, so that the
   // program's own vectors still fit beside it.
-  rlimit address_space{};
-  if (::getrlimit(RLIMIT_AS, &address_space) == 0 && address_space.rlim_cur != RLIM_INFINITY) {
-    target = std::min<std::size_t>(target, address_space.rlim_cur / 4);
+  if (const std::optional<std::uint64_t> address_space = soft_limit(RLIMIT_AS)) {
+    target = std::min<std::size_t>(target, static_cast<std::size_t>(*address_space / 4));
   }
   return target;
 }

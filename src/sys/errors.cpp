@@ -14,12 +14,17 @@ void check_error_number(int error_number, std::string_view doing) {
 
 namespace {
 // The soft limit of `resource` in its own unit divided by `scale`: "1024", "unlimited".
-std::string limit_value(int resource, rlim_t scale = 1) {
-  rlimit limit{};
-  if (::getrlimit(resource, &limit) != 0) return "unknown";
-  return limit.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : fmt::format("{}", limit.rlim_cur / scale);
+std::string limit_value(int resource, std::uint64_t scale = 1) {
+  const std::optional<std::uint64_t> limit = soft_limit(resource);
+  return limit ? fmt::format("{}", *limit / scale) : std::string("unlimited");
 }
 }  // namespace
+
+std::optional<std::uint64_t> soft_limit(int resource) noexcept {
+  rlimit limit{};
+  if (::getrlimit(resource, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return std::nullopt;
+  return static_cast<std::uint64_t>(limit.rlim_cur);
+}
 
 std::string limit_hint(int error_number) {
   switch (error_number) {

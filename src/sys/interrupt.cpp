@@ -94,17 +94,14 @@ struct ScopedDeadline::Impl {
   std::thread timer;
 };
 
-ScopedDeadline::ScopedDeadline(std::chrono::steady_clock::time_point deadline) : impl_(new Impl) {
-  if (g_deadline_installed.exchange(true)) {
-    delete impl_;
-    throw std::logic_error("only one ScopedDeadline may be alive at a time");
-  }
+ScopedDeadline::ScopedDeadline(std::chrono::steady_clock::time_point deadline) : impl_(std::make_unique<Impl>()) {
+  if (g_deadline_installed.exchange(true)) throw std::logic_error("only one ScopedDeadline may be alive at a time");
   g_deadline_passed = false;
   g_deadline_ns = deadline.time_since_epoch().count();
   recompute_stop_flag();
   // A sleeping thread, not a clock read in every check: the hot loops then pay one load, not a
   // clock_gettime (a system call on some VMs).
-  impl_->timer = std::thread([impl = impl_, deadline] {
+  impl_->timer = std::thread([impl = impl_.get(), deadline] {
     std::unique_lock lock(impl->mutex);
     if (!impl->cancelled.wait_until(lock, deadline, [impl] { return impl->done; })) {
       g_deadline_passed = true;
@@ -122,7 +119,6 @@ ScopedDeadline::~ScopedDeadline() {
   }
   impl_->cancelled.notify_one();
   impl_->timer.join();
-  delete impl_;
   g_deadline_ns = 0;
   g_deadline_passed = false;
   recompute_stop_flag();

@@ -5,6 +5,8 @@
 #include <sys/types.h>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -55,6 +57,10 @@ class PoolTerminated : public Error {
  public:
   using Error::Error;
 };
+
+/// The soft limit of a resource (RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_AS, ...), or nullopt when it is
+/// unlimited or cannot be read.
+std::optional<std::uint64_t> soft_limit(int resource) noexcept;
 
 /// Why a system call failed, for people: for the errors that mean a resource limit was hit (EAGAIN
 /// from fork, EMFILE, ENOMEM, ...), which limit and its current value ("the process limit, ulimit -u

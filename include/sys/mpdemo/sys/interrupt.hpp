@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -64,7 +65,7 @@ class ScopedDeadline {
 
  private:
   struct Impl;
-  Impl* impl_;
+  std::unique_ptr<Impl> impl_;  ///< the helper thread and what wakes it early
 };
 
 /// The deadline of the live ScopedDeadline, if any.
