@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 
 namespace {
 
@@ -141,10 +143,10 @@ TEST(ProcessPool, ZeroCopyMapWritesStraightIntoSharedMemory) {
   auto output = pool.make_shared_array<double>(n);
   const auto values = random_doubles(n);
   std::copy(values.begin(), values.end(), input.begin());
-  pool.map_into(mpdemo::squared, input, output);
+  const mpdemo::MapStats stats = pool.map_into(mpdemo::squared, input, output);
   const auto expected = squares_of(values);
   EXPECT_TRUE(std::equal(output.begin(), output.end(), expected.begin()));
-  EXPECT_EQ(pool.last_map_traffic().copied_in_bytes, 0u) << "nothing to move: both arrays were already shared";
+  EXPECT_EQ(stats.traffic.copied_in_bytes, 0u) << "nothing to move: both arrays were already shared";
 }
 
 // Reports whether the element it is given lives inside [begin, end): the kernel passes each element
@@ -164,9 +166,8 @@ TEST(ProcessPool, SharedArraysAreReadInPlaceAndResultsWrittenInPlace) {
   auto input = pool.make_shared_array<double>(n);
   auto output = pool.make_shared_array<double>(n);
   std::fill(input.begin(), input.end(), 0.5);
-  pool.map_into(ReadFrom{input.data(), input.data() + n}, input, output);
+  const auto traffic = pool.map_into(ReadFrom{input.data(), input.data() + n}, input, output).traffic;
   EXPECT_EQ(std::count(output.begin(), output.end(), 1.0), static_cast<long>(n)) << "a worker read a copy";
-  const auto& traffic = pool.last_map_traffic();
   EXPECT_EQ(traffic.copied_in_bytes, 0u);
   EXPECT_EQ(traffic.copied_out_bytes, 0u);
   // Only control messages crossed the pipes: far fewer bytes than the data itself.
@@ -177,16 +178,19 @@ TEST(ProcessPool, SharedArraysAreReadInPlaceAndResultsWrittenInPlace) {
 TEST(ProcessPool, OrdinaryVectorsAreCopiedAndThePipesStillCarryNoData) {
   ProcessPool pool(2);
   const std::vector<double> input(50'000, 0.5);
-  const auto where = pool.map(ReadFrom{input.data(), input.data() + input.size()}, input);
+  mpdemo::MapStats stats;
+  const auto where = pool.map(ReadFrom{input.data(), input.data() + input.size()}, input, 0, &stats);
   EXPECT_EQ(std::count(where.begin(), where.end(), 0.0), static_cast<long>(input.size()))
       << "workers cannot see the master's private vector: they must read a copy";
-  const auto& traffic = pool.last_map_traffic();
+  const mpdemo::MapTraffic& traffic = stats.traffic;
   EXPECT_EQ(traffic.copied_in_bytes, input.size() * sizeof(double));
   EXPECT_EQ(traffic.copied_out_bytes, input.size() * sizeof(double));
   EXPECT_LT(traffic.pipe_bytes, input.size() * sizeof(double) / 10);
-  (void)pool.map_through_pipes(mpdemo::squared, input);
-  EXPECT_GE(pool.last_map_traffic().pipe_bytes, 2 * input.size() * sizeof(double)) << "the pipe path sends it all";
-  EXPECT_EQ(pool.last_map_traffic().copied_in_bytes, 0u);
+  mpdemo::MapStats piped;
+  (void)pool.map_through_pipes(mpdemo::squared, input, 0, &piped);
+  EXPECT_GE(piped.traffic.pipe_bytes, 2 * input.size() * sizeof(double)) << "the pipe path sends it all";
+  EXPECT_EQ(piped.traffic.copied_in_bytes, 0u);
+  EXPECT_EQ(stats.traffic.copied_in_bytes, input.size() * sizeof(double)) << "each call's figures are its own";
 }
 
 TEST(ProcessPool, MapIntoAnOrdinaryBufferCopiesOut) {
@@ -227,15 +231,34 @@ TEST(ProcessPool, ThePipeDataPathGivesTheSameAnswers) {
   EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input));
 }
 
-TEST(ProcessPool, PhasesAreMeasured) {
-  ProcessPool pool;
+// A function that takes at least 10 ms per element, wherever it runs.
+double slow_identity(double x) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return x;
+}
+
+// The phases against a clock of the test's own: compute cannot be shorter than the work the workers
+// were given (8 elements of 10 ms on 2 workers), and no phase, nor their sum, can be longer than the
+// whole call as the test measured it.
+TEST(ProcessPool, PhasesAgreeWithAnIndependentClock) {
+  const auto before_start = std::chrono::steady_clock::now();
+  ProcessPool pool(2);
+  const double start_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - before_start).count();
   EXPECT_GT(pool.startup_seconds(), 0.0);
-  const auto input = random_doubles(200'000);
-  (void)pool.map(mpdemo::squared, input);
-  const auto& t = pool.last_map_timings();
-  EXPECT_GT(t.move_in, 0.0);
-  EXPECT_GT(t.compute, 0.0);
-  EXPECT_GT(t.collect, 0.0);
+  EXPECT_LE(pool.startup_seconds(), start_wall);
+
+  const std::vector<double> input(8, 1.5);
+  mpdemo::MapStats stats;
+  const auto before_map = std::chrono::steady_clock::now();
+  EXPECT_EQ(pool.map(slow_identity, input, 1, &stats), input);
+  const double map_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - before_map).count();
+  const mpdemo::PhaseTimes& t = stats.phases;
+  EXPECT_GE(t.compute, 8 * 0.010 / 2) << "compute ended before the workers could have finished";
+  EXPECT_GE(t.move_in, 0.0);
+  EXPECT_GE(t.collect, 0.0);
+  EXPECT_LE(t.move_in + t.compute + t.collect, map_wall);
+  EXPECT_EQ(t.start_workers, 0.0) << "starting workers is the pool's cost, not a map's";
+  EXPECT_EQ(t.stop_workers, 0.0);
 }
 
 }  // namespace

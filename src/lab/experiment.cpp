@@ -107,11 +107,11 @@ Squared square_with_fresh_processes_copying(std::span<const double> input, std::
   {
     ProcessPool pool(workers);
     out.phases.start_workers = clock.lap();
-    out.values = pool.map(squared, input, chunksize);
-    const PhaseTimes& map = pool.last_map_timings();
-    out.phases.move_in = map.move_in;
-    out.phases.compute = map.compute;
-    out.phases.collect = map.collect;
+    MapStats map;
+    out.values = pool.map(squared, input, chunksize, &map);
+    out.phases.move_in = map.phases.move_in;
+    out.phases.compute = map.phases.compute;
+    out.phases.collect = map.phases.collect;
     clock.lap();
   }
   out.phases.stop_workers = clock.lap();
@@ -124,9 +124,10 @@ Squared square_with_fresh_threads(std::span<const double> input, std::size_t wor
   {
     ThreadPool pool(workers);
     out.phases.start_workers = clock.lap();
-    out.values = pool.map(squared, input, chunksize);
-    out.phases.compute = pool.last_map_timings().compute;
-    out.phases.collect = pool.last_map_timings().collect;
+    MapStats map;
+    out.values = pool.map(squared, input, chunksize, &map);
+    out.phases.compute = map.phases.compute;
+    out.phases.collect = map.phases.collect;
     clock.lap();
   }
   out.phases.stop_workers = clock.lap();
@@ -135,14 +136,12 @@ Squared square_with_fresh_threads(std::span<const double> input, std::size_t wor
 
 PhaseTimes square_with_warm_processes(ProcessPool& pool, const SharedArray<double>& input, SharedArray<double>& output,
                                       std::size_t chunksize) {
-  pool.map_into(squared, input, output, chunksize);
-  return pool.last_map_timings();
+  return pool.map_into(squared, input, output, chunksize).phases;
 }
 
 PhaseTimes square_with_warm_threads(ThreadPool& pool, std::span<const double> input, std::span<double> output,
                                     std::size_t chunksize) {
-  pool.map_into(squared, input, output, chunksize);
-  return pool.last_map_timings();
+  return pool.map_into(squared, input, output, chunksize).phases;
 }
 
 bool same_values(std::span<const double> a, std::span<const double> b) {

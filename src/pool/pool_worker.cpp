@@ -107,6 +107,93 @@ class PagePopulator {
   std::size_t count_ = 0;
 };
 
+/// One worker's life after the handshake, in steps: wait for a task, find its data (in shared memory,
+/// or read from the pipe), run the kernel, answer. Its fields are what lives from one task to the next.
+class Worker {
+ public:
+  explicit Worker(const WorkerSetup& setup) noexcept : setup_(setup) {}
+
+  /// Tells the master this worker is ready: the master's start-up waits for exactly this.
+  void announce_ready() noexcept {
+    ReplyMessage ready{};
+    ready.kind = ReplyKind::ready;
+    send(setup_.reply_fd, &ready, sizeof(ready));
+  }
+
+  /// Waits (spinning first) for the next task; false at end-of-file, when the pool stops.
+  bool next_task(TaskMessage& task) noexcept {
+    pollfd next{setup_.task_fd, POLLIN, 0};
+    while (poll_after_spinning(&next, 1, setup_.spin) < 0 && errno == EINTR) {
+    }
+    return read_whole(setup_.task_fd, &task, sizeof(task));
+  }
+
+  /// Carries out one task and answers it.
+  void serve(const TaskMessage& task) noexcept {
+    const Chunk chunk = task.payload_bytes > 0 ? receive_slice(task) : locate_in_shared_memory(task);
+    ReplyMessage reply = run_kernel(task, chunk);
+    answer(reply, chunk, task);
+  }
+
+ private:
+  /// Where a task's elements are read and written, and the index of its first element there.
+  struct Chunk {
+    const void* input;
+    void* output;
+    std::size_t begin;
+    std::size_t count;
+  };
+
+  /// The pipe data path: the slice follows the task; results go to a buffer of the worker's own.
+  Chunk receive_slice(const TaskMessage& task) noexcept {
+    const std::size_t count = task.end - task.begin;
+    void* slice = input_slice_.reserve(task.payload_bytes);
+    if (!read_whole(setup_.task_fd, slice, task.payload_bytes)) ::_exit(kExitPipeError);
+    return {slice, output_slice_.reserve(count * task.output_element_bytes), 0, count};
+  }
+
+  /// The shared-memory path: the data is where the task says, at the same address as in the master.
+  Chunk locate_in_shared_memory(const TaskMessage& task) noexcept {
+    const std::size_t count = task.end - task.begin;
+    pages_.ensure(static_cast<const char*>(task.input) + task.begin * task.input_element_bytes,
+                  count * task.input_element_bytes, false);
+    pages_.ensure(static_cast<char*>(task.output) + task.begin * task.output_element_bytes,
+                  count * task.output_element_bytes, true);
+    return {task.input, task.output, task.begin, count};
+  }
+
+  /// Runs the kernel; an exception becomes a failed answer carrying its what().
+  static ReplyMessage run_kernel(const TaskMessage& task, const Chunk& chunk) noexcept {
+    ReplyMessage reply{};
+    reply.kind = ReplyKind::done;
+    reply.job = task.job;
+    reply.chunk = task.chunk;
+    try {
+      task.kernel(chunk.input, chunk.output, chunk.begin, chunk.begin + chunk.count);
+    } catch (const std::exception& e) {
+      reply.kind = ReplyKind::failed;
+      describe(reply, e.what());
+    } catch (...) {
+      reply.kind = ReplyKind::failed;
+      describe(reply, "an exception not derived from std::exception");
+    }
+    return reply;
+  }
+
+  /// Sends the answer, and on the pipe path the results after it.
+  void answer(ReplyMessage& reply, const Chunk& chunk, const TaskMessage& task) noexcept {
+    const bool through_pipe = task.payload_bytes > 0;
+    if (through_pipe && reply.kind == ReplyKind::done) reply.payload_bytes = chunk.count * task.output_element_bytes;
+    send(setup_.reply_fd, &reply, sizeof(reply));
+    if (reply.payload_bytes > 0) send(setup_.reply_fd, chunk.output, reply.payload_bytes);
+  }
+
+  WorkerSetup setup_;
+  PayloadBuffer input_slice_;
+  PayloadBuffer output_slice_;
+  PagePopulator pages_;
+};
+
 }  // namespace
 
 int run_worker(const WorkerSetup& setup) noexcept {
@@ -117,53 +204,11 @@ int run_worker(const WorkerSetup& setup) noexcept {
   std::atexit([] { ::_exit(kExitCalledExit); });
   std::at_quick_exit([] { ::_exit(kExitCalledExit); });
 
-  ReplyMessage reply{};
-  reply.kind = ReplyKind::ready;
-  send(setup.reply_fd, &reply, sizeof(reply));
-
-  PayloadBuffer input_slice;
-  PayloadBuffer output_slice;
-  PagePopulator pages;
-  for (;;) {
-    pollfd next_task{setup.task_fd, POLLIN, 0};
-    while (poll_after_spinning(&next_task, 1, setup.spin) < 0 && errno == EINTR) {
-    }
-    TaskMessage task;
-    if (!read_whole(setup.task_fd, &task, sizeof(task))) return 0;  // end-of-file: the pool stops
-    reply = ReplyMessage{};
-    reply.kind = ReplyKind::done;
-    reply.job = task.job;
-    reply.chunk = task.chunk;
-    const std::size_t count = task.end - task.begin;
-    const bool through_pipe = task.payload_bytes > 0;
-    const void* input = task.input;
-    void* output = task.output;
-    std::size_t begin = task.begin;
-    if (through_pipe) {
-      void* slice = input_slice.reserve(task.payload_bytes);
-      if (!read_whole(setup.task_fd, slice, task.payload_bytes)) ::_exit(kExitPipeError);
-      input = slice;
-      output = output_slice.reserve(count * task.output_element_bytes);
-      begin = 0;
-    } else {
-      pages.ensure(static_cast<const char*>(input) + begin * task.input_element_bytes, count * task.input_element_bytes,
-                   false);
-      pages.ensure(static_cast<char*>(output) + begin * task.output_element_bytes, count * task.output_element_bytes,
-                   true);
-    }
-    try {
-      task.kernel(input, output, begin, begin + count);
-    } catch (const std::exception& e) {
-      reply.kind = ReplyKind::failed;
-      describe(reply, e.what());
-    } catch (...) {
-      reply.kind = ReplyKind::failed;
-      describe(reply, "an exception not derived from std::exception");
-    }
-    if (through_pipe && reply.kind == ReplyKind::done) reply.payload_bytes = count * task.output_element_bytes;
-    send(setup.reply_fd, &reply, sizeof(reply));
-    if (reply.payload_bytes > 0) send(setup.reply_fd, output, reply.payload_bytes);
-  }
+  Worker worker(setup);
+  worker.announce_ready();
+  TaskMessage task;
+  while (worker.next_task(task)) worker.serve(task);
+  return 0;  // end-of-file on the task pipe: the pool stops
 }
 
 }  // namespace mpdemo::detail

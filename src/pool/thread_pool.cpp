@@ -122,17 +122,16 @@ ThreadPool& ThreadPool::operator=(ThreadPool&& other) noexcept {
   if (this != &other) {
     ThreadPool discarded(std::move(*this));
     impl_ = std::move(other.impl_);
-    last_map_ = other.last_map_;
   }
   return *this;
 }
 
 std::size_t ThreadPool::size() const noexcept { return impl_ ? impl_->threads.size() : 0; }
 
-void ThreadPool::execute(const ChunkKernel& kernel, const void* input, void* output, std::size_t size,
-                         std::size_t chunksize) {
+MapStats ThreadPool::execute(const ChunkKernel& kernel, const void* input, void* output, std::size_t size,
+                             std::size_t chunksize) {
   if (!impl_) throw std::logic_error("ThreadPool: this pool was moved from; it has no threads");
-  last_map_ = {};
+  MapStats stats;
   const Stopwatch clock;
   Impl& impl = *impl_;
   std::unique_lock lock(impl.mutex);
@@ -149,8 +148,9 @@ void ThreadPool::execute(const ChunkKernel& kernel, const void* input, void* out
   detail::spin_until([&] { return impl.threads_busy == 0; }, impl.spin);
   lock.lock();
   impl.work_finished.wait(lock, [&] { return impl.threads_busy == 0; });
-  last_map_.compute = clock.seconds();
+  stats.phases.compute = clock.seconds();
   if (impl.first_error) std::rethrow_exception(std::exchange(impl.first_error, nullptr));
+  return stats;
 }
 
 }  // namespace mpdemo

@@ -39,6 +39,7 @@
 #pragma once
 
 #include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/pool/map_stats.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/timing.hpp"
 
@@ -77,13 +78,6 @@ struct ProcessPoolOptions {
   std::chrono::milliseconds start_timeout{10'000};
 };
 
-/// What the last map moved, in bytes: the price of not sharing.
-struct MapTraffic {
-  std::size_t copied_in_bytes = 0;   ///< input copied into shared memory (0: it was made there)
-  std::size_t copied_out_bytes = 0;  ///< results copied out of shared memory (0: written in place)
-  std::size_t pipe_bytes = 0;        ///< everything written to or read from the pipes, messages included
-};
-
 class ProcessPool {
  public:
   /// Forks `workers` processes (0: one per physical core) and waits until each is ready.
@@ -116,70 +110,74 @@ class ProcessPool {
     return SharedArray<T>(arena(), size);
   }
 
+  /// The element type of the vector map returns for `fn` over `Input`.
+  template <class F, class Input>
+  using MapResult = std::vector<map_result_t<F, std::ranges::range_value_t<Input>>>;
+
   /// Like Pool.map(fn, input, chunksize): a new vector with fn(x) for every x, in input order.
   /// chunksize 0 means Python's default, ceil(n / (4 * workers)). Input outside the pool's arena is
-  /// copied in, and results copied out: both copies are timed (see last_map_timings()).
+  /// copied in, and results copied out: both copies are timed, in `*stats` when it is given.
   /// Throws WorkerError if a worker fails, Interrupted on SIGINT/SIGTERM under an InterruptGuard,
-  /// ArenaExhausted if the staged data does not fit, std::system_error if a system call fails.
+  /// MapTimeout after map_timeout, PoolTerminated after terminate(), ArenaExhausted if the staged data
+  /// does not fit, std::system_error if a system call fails.
   template <class F, std::ranges::contiguous_range Input>
-  requires ElementFunction<F, std::ranges::range_value_t<Input>>
-  auto map(F fn, const Input& input, std::size_t chunksize = 0) {
+  requires ElementFunction<F, std::ranges::range_value_t<Input>> MapResult<F, Input> map(F fn, const Input& input,
+                                                                                         std::size_t chunksize = 0,
+                                                                                         MapStats* stats = nullptr) {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
-    std::vector<R> result;
-    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T), nullptr, sizeof(R),
-             chunksize, DataPath::shared_memory},
-            [&](const void* staged) {
-              const auto* first = static_cast<const R*>(staged);
-              const std::size_t n = std::ranges::size(input);
-              result.reserve(n);
-              for_each_block(n, [&](std::size_t begin, std::size_t end) {
-                result.insert(result.end(), first + begin, first + end);
-              });
-            });
+    MapResult<F, Input> result;
+    const MapStats cost = execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input),
+                                   sizeof(T), nullptr, sizeof(R), chunksize, DataPath::shared_memory},
+                                  [&](const void* staged) {
+                                    const auto* first = static_cast<const R*>(staged);
+                                    const std::size_t n = std::ranges::size(input);
+                                    result.reserve(n);
+                                    for_each_block(n, [&](std::size_t begin, std::size_t end) {
+                                      result.insert(result.end(), first + begin, first + end);
+                                    });
+                                  });
+    if (stats != nullptr) *stats = cost;
     return result;
   }
 
   /// map, with the data moved the way Python's Pool moves it: every slice written into a pipe and
   /// every result read back from one. Slower by design; it exists to measure the difference.
   template <class F, std::ranges::contiguous_range Input>
-  requires ElementFunction<F, std::ranges::range_value_t<Input>>
-  auto map_through_pipes(F fn, const Input& input, std::size_t chunksize = 0) {
+  requires ElementFunction<F, std::ranges::range_value_t<Input>> MapResult<F, Input> map_through_pipes(
+      F fn, const Input& input, std::size_t chunksize = 0, MapStats* stats = nullptr) {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
     const Stopwatch clock;
-    std::vector<R> result = interruptible_vector<R>(std::ranges::size(input));
+    MapResult<F, Input> result = interruptible_vector<R>(std::ranges::size(input));
     const double allocate = clock.seconds();
-    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T), result.data(),
-             sizeof(R), chunksize, DataPath::pipe},
-            {});
-    add_collect_time(allocate);  // the results are written in place as they arrive: only the vector cost
+    MapStats cost = execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
+                             result.data(), sizeof(R), chunksize, DataPath::pipe},
+                            {});
+    cost.phases.collect += allocate;  // the results are written in place as they arrive: only the vector cost
+    if (stats != nullptr) *stats = cost;
     return result;
   }
 
-  /// output[i] = fn(input[i]) into a buffer the caller owns. When both live in the pool's arena
-  /// (make_shared_array) nothing is copied and nothing is allocated. output.size() must equal
-  /// input.size() (std::invalid_argument otherwise). DataPath::pipe moves the data through the pipes.
+  /// output[i] = fn(input[i]) into a buffer the caller owns, and what it cost. When both live in the
+  /// pool's arena (make_shared_array) nothing is copied and nothing is allocated. output.size() must
+  /// equal input.size() (std::invalid_argument otherwise). DataPath::pipe moves the data through the
+  /// pipes. Throws what map throws.
   template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
   requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
       std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
-  void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0,
-                DataPath path = DataPath::shared_memory) {
+          MapStats map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0,
+                            DataPath path = DataPath::shared_memory) {
     using T = std::ranges::range_value_t<Input>;
     using R = std::ranges::range_value_t<Output>;
     require_same_size(std::ranges::size(input), std::ranges::size(output), "ProcessPool::map_into");
-    execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
-             std::ranges::data(output), sizeof(R), chunksize, path},
-            {});
+    return execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input), sizeof(T),
+                    std::ranges::data(output), sizeof(R), chunksize, path},
+                   {});
   }
 
-  /// Where the last map's time went: move_in, compute and collect (start/stop are the pool's own).
-  const PhaseTimes& last_map_timings() const;
-  /// What the last map copied and sent through pipes.
-  const MapTraffic& last_map_traffic() const;
-
  private:
-  /// One map, type-erased: what map and map_into hand to the dispatcher.
+  /// One map, type-erased: what map and map_into hand to the dispatcher (src/pool/dispatcher.hpp).
   struct Request {
     ChunkKernel kernel;
     const void* input;
@@ -191,8 +189,7 @@ class ProcessPool {
     DataPath data_path;
   };
 
-  void execute(const Request& request, const std::function<void(const void*)>& collect);
-  void add_collect_time(double seconds) noexcept;
+  MapStats execute(const Request& request, const std::function<void(const void*)>& collect);
 
   struct Impl;
   Impl& impl() const;  ///< throws std::logic_error on a moved-from pool

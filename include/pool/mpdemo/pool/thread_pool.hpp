@@ -13,6 +13,7 @@
 #pragma once
 
 #include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/pool/map_stats.hpp"
 #include "mpdemo/sys/timing.hpp"
 
 #include <cstddef>
@@ -34,43 +35,48 @@ class ThreadPool {
 
   std::size_t size() const noexcept;
 
-  /// A new vector with fn(x) for each x, in order; chunksize 0 means Python's default. If fn throws,
-  /// map throws WorkerError (as ProcessPool::map does: the worker's index, this process's pid, the
-  /// chunk, the original what()) in the calling thread once every chunk in flight is done; an
-  /// Interrupted or DeadlineExceeded from the kernel's checks is rethrown as it is.
+  /// The element type of the vector map returns for `fn` over `Input`.
+  template <class F, class Input>
+  using MapResult = std::vector<map_result_t<F, std::ranges::range_value_t<Input>>>;
+
+  /// A new vector with fn(x) for each x, in order; chunksize 0 means Python's default; `*stats`, when
+  /// given, gets compute and collect (allocating the result vector). If fn throws, map throws
+  /// WorkerError (as ProcessPool::map does: the worker's index, this process's pid, the chunk, the
+  /// original what()) in the calling thread once every chunk in flight is done; an Interrupted or
+  /// DeadlineExceeded from the kernel's checks is rethrown as it is.
   template <class F, std::ranges::contiguous_range Input>
-  requires ElementFunction<F, std::ranges::range_value_t<Input>>
-  auto map(F fn, const Input& input, std::size_t chunksize = 0) {
+  requires ElementFunction<F, std::ranges::range_value_t<Input>> MapResult<F, Input> map(F fn, const Input& input,
+                                                                                         std::size_t chunksize = 0,
+                                                                                         MapStats* stats = nullptr) {
     using T = std::ranges::range_value_t<Input>;
     using R = map_result_t<F, T>;
     Stopwatch clock;
-    std::vector<R> result = interruptible_vector<R>(std::ranges::size(input));
+    MapResult<F, Input> result = interruptible_vector<R>(std::ranges::size(input));
     const double allocate = clock.seconds();
-    execute(ChunkKernel::of<T>(fn), std::ranges::data(input), result.data(), std::ranges::size(input), chunksize);
-    last_map_.collect = allocate;  // the results are already in place: only the vector cost anything
+    MapStats cost =
+        execute(ChunkKernel::of<T>(fn), std::ranges::data(input), result.data(), std::ranges::size(input), chunksize);
+    cost.phases.collect = allocate;  // the results are already in place: only the vector cost anything
+    if (stats != nullptr) *stats = cost;
     return result;
   }
 
-  /// output[i] = fn(input[i]); output.size() must equal input.size() (std::invalid_argument otherwise).
+  /// output[i] = fn(input[i]), and what it cost (compute); output.size() must equal input.size()
+  /// (std::invalid_argument otherwise). Throws what map throws.
   template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
   requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
       std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>
-  void map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0) {
+          MapStats map_into(F fn, const Input& input, Output&& output, std::size_t chunksize = 0) {
     using T = std::ranges::range_value_t<Input>;
     require_same_size(std::ranges::size(input), std::ranges::size(output), "ThreadPool::map_into");
-    execute(ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::data(output), std::ranges::size(input),
-            chunksize);
+    return execute(ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::data(output),
+                   std::ranges::size(input), chunksize);
   }
 
-  /// The last map's phases: compute, and collect (allocating the result vector).
-  const PhaseTimes& last_map_timings() const noexcept { return last_map_; }
-
  private:
-  void execute(const ChunkKernel& kernel, const void* input, void* output, std::size_t size, std::size_t chunksize);
+  MapStats execute(const ChunkKernel& kernel, const void* input, void* output, std::size_t size, std::size_t chunksize);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  PhaseTimes last_map_{};
 };
 
 /// The same kernel in a plain loop on the calling thread: the baseline every speedup is against.
