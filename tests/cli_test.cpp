@@ -39,6 +39,9 @@ TEST(Cli, RunJsonHasEveryModeAndItsPhasesAddUp) {
     // With an odd number of repeats the median run is a real run: its total is the median.
     EXPECT_NEAR(phases.at("total").get<double>(), total.at("median").get<double>(), 1e-9);
     EXPECT_GT(phases.at("compute").get<double>(), 0.0);
+    // The test's own clock: one run of a mode cannot take longer than the whole program did.
+    EXPECT_LE(phases.at("total").get<double>(), result.wall_seconds) << mode.at("name");
+    EXPECT_LE(total.at("max").get<double>(), result.wall_seconds) << mode.at("name");
   }
   EXPECT_EQ(names, (std::set<std::string>{"seq", "proc", "proc-copy", "thread", "warm-proc", "warm-thread"}));
 }

@@ -156,6 +156,7 @@ TEST(SweepCommand, JsonHasRowsForEveryMethodAndTheCrossovers) {
   EXPECT_EQ(json.at("rows").size(), 3u * 9u);  // 3 sizes x (seq, 2 thread, 2 x 3 routes)
   for (const auto& row : json.at("rows")) {
     EXPECT_GT(row.at("seconds").get<double>(), 0.0);
+    EXPECT_LE(row.at("seconds").get<double>(), result.wall_seconds) << "longer than the whole sweep, by our clock";
     EXPECT_TRUE(row.contains("speedup_vs_seq"));
     EXPECT_TRUE(row.contains("data"));
   }

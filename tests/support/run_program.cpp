@@ -25,6 +25,7 @@ ProgramResult run_mpdemo(const std::vector<std::string>& arguments, std::chrono:
 
 ProgramResult run_program(std::vector<std::string> argv_strings, std::chrono::milliseconds timeout,
                           const std::function<void(pid_t)>& on_started, bool own_process_group) {
+  const auto started = std::chrono::steady_clock::now();
   Pipe out = Pipe::create();
   Pipe err = Pipe::create();
   std::vector<char*> argv;
@@ -72,6 +73,7 @@ ProgramResult run_program(std::vector<std::string> argv_strings, std::chrono::mi
     }
   }
   result.status = child.wait_or_kill(std::chrono::milliseconds(open_streams > 0 ? 0 : 5000));
+  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
 }
 

@@ -14,6 +14,9 @@ struct ProgramResult {
   std::string out;
   std::string err;
   ExitStatus status{0};
+  /// Seconds from just before the fork to the reaping, on the test's own clock: an upper bound on
+  /// any time the program reports of itself.
+  double wall_seconds = 0;
   int exit_code() const { return status.exited() ? status.exit_code() : -1; }
 };
 
