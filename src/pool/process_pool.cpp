@@ -74,7 +74,6 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) {
   }
   std::shared_ptr<SharedArena> arena = options.arena ? std::move(options.arena) : SharedArena::process_default();
   impl_ = std::make_unique<Impl>(std::move(arena), options, std::move(cpus));
-  const ScopedSigpipeBlock no_sigpipe;
   impl_->dispatcher.start_missing();  // on failure, the dispatcher's destructor stops those started
   impl_->startup_seconds = clock.seconds();
 }
