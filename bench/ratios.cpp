@@ -16,13 +16,13 @@
 #include "mpdemo/pool/chunk_plan.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/report/benchmark.hpp"
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
-#include "options.hpp"       // src/cli: the command line's readers of counts
-#include "phase_report.hpp"  // and its phase columns
+#include "options.hpp"  // src/cli: the command line's readers of counts
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -77,199 +77,18 @@ struct Options {
   std::string format = "table";
 };
 
-// ---------------------------------------------------------------------------------------------------
-// The one data model the renderers read.
+using mpdemo::report::BenchmarkFigure;
+using mpdemo::report::BenchmarkReport;
+using mpdemo::report::BenchmarkTiming;
+using mpdemo::report::scaled;
+using mpdemo::report::speedup;
 
-/// One way of squaring the array, timed once per round.
-struct Timing {
-  std::string key;                   ///< short name: "warm-proc"
-  std::string label;                 ///< what exactly runs, and with which semantics (fresh or reused output)
-  std::string function;              ///< the lesson's function name, for the lesson's own methods
-  std::vector<double> seconds;       ///< wall time of each round, in run order
-  std::vector<PhaseTimes> phases;    ///< the library's phases of each round, when it reports them
-  std::vector<double> minor_faults;  ///< page faults of each round, this process and its workers
-  bool verified = true;              ///< every round's output equal, bit for bit, to the loop's
-};
-
-Timing named(std::string key, std::string label, std::string function = {}) {
-  Timing t;
+BenchmarkTiming named(std::string key, std::string label, std::string function = {}) {
+  BenchmarkTiming t;
   t.key = std::move(key);
   t.label = std::move(label);
   t.function = std::move(function);
   return t;
-}
-
-/// A derived figure: a ratio of two timings, or a fixed cost, with the target when there is one.
-struct Figure {
-  std::string key;
-  std::string label;
-  Summary value;
-  std::string unit;  ///< "x", "us" or "MiB"
-  std::string target;
-  std::optional<bool> met;
-};
-
-struct Report {
-  std::string title;
-  std::size_t size = 0;
-  std::size_t workers = 0;
-  std::size_t chunksize = 0;
-  std::size_t repeat = 0;
-  std::string cpus;
-  std::vector<Timing> timings;
-  std::vector<Figure> figures;
-  std::vector<std::string> notes;
-};
-
-const Timing& timing(const Report& report, std::string_view key) {
-  for (const Timing& t : report.timings) {
-    if (t.key == key) return t;
-  }
-  throw std::logic_error(fmt::format("no timing named {}", key));
-}
-
-/// Round by round, how many times faster `contender` was than `baseline`.
-Summary speedup(const Timing& baseline, const Timing& contender) {
-  std::vector<double> ratios;
-  for (std::size_t r = 0; r < std::min(baseline.seconds.size(), contender.seconds.size()); ++r) {
-    ratios.push_back(baseline.seconds[r] / contender.seconds[r]);
-  }
-  return Summary::of(ratios);
-}
-
-Summary scaled(Summary s, double factor) { return {s.median * factor, s.min * factor, s.max * factor}; }
-
-PhaseTimes median_phases(const std::vector<PhaseTimes>& samples) {
-  auto median_of = [&](double PhaseTimes::*phase) {
-    std::vector<double> values;
-    for (const PhaseTimes& p : samples) values.push_back(p.*phase);
-    return Summary::of(values).median;
-  };
-  return {median_of(&PhaseTimes::start_workers), median_of(&PhaseTimes::move_in), median_of(&PhaseTimes::compute),
-          median_of(&PhaseTimes::collect), median_of(&PhaseTimes::stop_workers)};
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Renderers.
-
-std::string with_commas(std::size_t n) {
-  std::string digits = std::to_string(n);
-  for (std::size_t i = digits.size(); i > 3; i -= 3) digits.insert(i - 3, 1, ',');
-  return digits;
-}
-
-std::string format_value(double value, std::string_view unit) {
-  if (unit == "x") return fmt::format("{:.2f}x", value);
-  if (unit == "us") return fmt::format("{:.1f} us", value);
-  if (unit == "MiB") return fmt::format("{:.0f} MiB", value);
-  return fmt::format("{:.4g} {}", value, unit);
-}
-
-std::string kernel_note() {
-  return fmt::format(
-      "kernel: {} {} ({}); every mode runs the same compiled loop, "
-      "mpdemo::detail::apply_chunk<squared, double>, through mpdemo::ChunkKernel "
-      "(GCC 12 leaves this loop scalar at -O2; -O3 vectorises it)",
-      MPDEMO_BENCH_COMPILER, MPDEMO_BENCH_CXX_FLAGS, MPDEMO_BENCH_BUILD_TYPE);
-}
-
-void print_table(const Report& report, bool lesson_boxes, std::ostream& out) {
-  out << fmt::format("{}\n", report.title);
-  out << fmt::format(
-      "N = {} doubles ({:.1f} MB in, {:.1f} MB out), {} workers on CPUs {}, chunksize {}, "
-      "{} rounds (modes interleaved in each round)\n",
-      with_commas(report.size), static_cast<double>(report.size * sizeof(double)) / 1e6,
-      static_cast<double>(report.size * sizeof(double)) / 1e6, report.workers, report.cpus,
-      with_commas(report.chunksize), report.repeat);
-  out << kernel_note() << "\n\n";
-
-  if (lesson_boxes) {
-    for (const Timing& t : report.timings) {
-      if (t.function.empty() || t.seconds.empty()) continue;
-      const Summary s = Summary::of(t.seconds);
-      out << mpdemo::benchmark_box(t.function, s.median);
-      out << fmt::format("(median of {} runs; min {:.5f}s, max {:.5f}s, first {:.5f}s; {})\n\n", t.seconds.size(),
-                         s.min, s.max, t.seconds.front(), t.verified ? "same result as the loop" : "RESULT DIFFERS");
-    }
-  }
-
-  out << fmt::format("{:<18} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9}  {:<8} {}\n", "mode", "median s", "min s", "max s",
-                     "first s", "GB/s", "faults", "verified", "what");
-  for (const Timing& t : report.timings) {
-    const Summary s = Summary::of(t.seconds);
-    const double gbps = s.median > 0 ? static_cast<double>(report.size * kBytesPerElement) / s.median / 1e9 : 0;
-    out << fmt::format("{:<18} {:>10.5f} {:>10.5f} {:>10.5f} {:>10.5f} {:>7.1f} {:>9.0f}  {:<8} {}\n", t.key, s.median,
-                       s.min, s.max, t.seconds.empty() ? 0.0 : t.seconds.front(), gbps,
-                       Summary::of(t.minor_faults).median, t.verified ? "yes" : "NO", t.label);
-  }
-  out << "(GB/s: 16 bytes of traffic per element over the median time; faults: median minor page faults per run, "
-         "this process and its workers)\n\n";
-
-  bool header = false;
-  for (const Timing& t : report.timings) {
-    if (t.phases.empty()) continue;
-    if (!header) {
-      out << fmt::format("{:<18}{}\n", "phases, median s", mpdemo::cli::phase_headings());
-      header = true;
-    }
-    out << fmt::format("{:<18}{}\n", t.key, mpdemo::cli::phase_seconds_cells(median_phases(t.phases)));
-  }
-  if (header) out << "\n";
-
-  out << fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", "figure", "median", "[min .. max]", "target", "met");
-  for (const Figure& f : report.figures) {
-    const std::string range =
-        fmt::format("[{} .. {}]", format_value(f.value.min, f.unit), format_value(f.value.max, f.unit));
-    out << fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", f.label, format_value(f.value.median, f.unit), range,
-                       f.target.empty() ? "-" : f.target, f.met ? (*f.met ? "yes" : "NO") : "-");
-  }
-  for (const std::string& note : report.notes) out << fmt::format("\nnote: {}", note);
-  out << "\n";
-}
-
-nlohmann::json summary_json(const Summary& s) { return {{"median", s.median}, {"min", s.min}, {"max", s.max}}; }
-
-void print_json(const Report& report, std::ostream& out) {
-  nlohmann::json timings = nlohmann::json::array();
-  for (const Timing& t : report.timings) {
-    nlohmann::json row = summary_json(Summary::of(t.seconds));
-    row["key"] = t.key;
-    row["label"] = t.label;
-    if (!t.function.empty()) row["function"] = t.function;
-    row["seconds"] = t.seconds;
-    row["first"] = t.seconds.empty() ? 0.0 : t.seconds.front();
-    row["verified"] = t.verified;
-    row["minor_faults"] = t.minor_faults;
-    if (!t.phases.empty()) {
-      row["phases_median"] = mpdemo::cli::phases_json(median_phases(t.phases), /*with_total=*/false);
-    }
-    timings.push_back(row);
-  }
-  nlohmann::json figures = nlohmann::json::array();
-  for (const Figure& f : report.figures) {
-    nlohmann::json row = summary_json(f.value);
-    row["key"] = f.key;
-    row["label"] = f.label;
-    row["unit"] = f.unit;
-    row["target"] = f.target;
-    row["met"] = f.met ? nlohmann::json(*f.met) : nlohmann::json(nullptr);
-    figures.push_back(row);
-  }
-  const nlohmann::json document{
-      {"benchmark", report.title},
-      {"size", report.size},
-      {"workers", report.workers},
-      {"chunksize", report.chunksize},
-      {"repeat", report.repeat},
-      {"cpus", report.cpus},
-      {"compiler", MPDEMO_BENCH_COMPILER},
-      {"cxx_flags", MPDEMO_BENCH_CXX_FLAGS},
-      {"build_type", MPDEMO_BENCH_BUILD_TYPE},
-      {"kernel", "mpdemo::detail::apply_chunk<squared, double> via mpdemo::ChunkKernel, one for every mode"},
-      {"timings", timings},
-      {"figures", figures},
-      {"notes", report.notes}};
-  out << document.dump(2) << "\n";
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -283,7 +102,7 @@ struct Run {
 };
 
 struct Contender {
-  Timing timing;
+  BenchmarkTiming timing;
   std::function<Run()> run;
   std::vector<pid_t> workers{};  ///< live processes whose page faults count too (a warm pool's)
 };
@@ -310,7 +129,7 @@ double minor_faults_now(const std::vector<pid_t>& live) {
 }
 
 /// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike.
-std::vector<Timing> run_rounds(std::vector<Contender> contenders, std::size_t rounds) {
+std::vector<BenchmarkTiming> run_rounds(std::vector<Contender> contenders, std::size_t rounds) {
   for (std::size_t r = 0; r < rounds; ++r) {
     for (Contender& c : contenders) {
       const double faults_before = minor_faults_now(c.workers);
@@ -321,7 +140,7 @@ std::vector<Timing> run_rounds(std::vector<Contender> contenders, std::size_t ro
       c.timing.verified = c.timing.verified && run.verified;
     }
   }
-  std::vector<Timing> timings;
+  std::vector<BenchmarkTiming> timings;
   for (Contender& c : contenders) timings.push_back(std::move(c.timing));
   return timings;
 }
@@ -548,8 +367,8 @@ FixedCosts measure_fixed_costs(const Options& options, std::size_t workers) {
   return costs;
 }
 
-Report make_report(std::string title, const Options& options, std::size_t workers) {
-  Report report;
+BenchmarkReport make_report(std::string title, const Options& options, std::size_t workers) {
+  BenchmarkReport report;
   report.title = std::move(title);
   report.size = options.size;
   report.workers = workers;
@@ -562,6 +381,13 @@ Report make_report(std::string title, const Options& options, std::size_t worker
   used.erase(std::unique(used.begin(), used.end()), used.end());
   report.cpus = fmt::format("{} (of {} logical CPUs, {} physical cores)", mpdemo::format_cpu_list(used),
                             topology.logical_cpus, topology.physical_cores);
+  report.bytes_per_element = kBytesPerElement;
+  report.compiler = MPDEMO_BENCH_COMPILER;
+  report.cxx_flags = MPDEMO_BENCH_CXX_FLAGS;
+  report.build_type = MPDEMO_BENCH_BUILD_TYPE;
+  report.kernel =
+      "every mode runs the same compiled loop, mpdemo::detail::apply_chunk<squared, double>, through "
+      "mpdemo::ChunkKernel (GCC 12 leaves this loop scalar at -O2; -O3 vectorises it)";
   return report;
 }
 
@@ -608,8 +434,8 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
   return contenders;
 }
 
-Report run_lesson(const Options& options, std::size_t workers) {
-  Report report = make_report(
+BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
+  BenchmarkReport report = make_report(
       "mpdemo_bench_ratios --lesson: the lesson's methods, pool created inside the timed "
       "region",
       options, workers);
@@ -621,19 +447,19 @@ Report run_lesson(const Options& options, std::size_t workers) {
   report.timings = run_rounds(std::move(contenders), options.repeat);
   report.figures.push_back({"fresh_pool_vs_fresh_loop",
                             "pool created inside the timed region vs loop",
-                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc")),
+                            speedup(report.timing("fresh-seq"), report.timing("fresh-proc")),
                             "x",
                             "",
                             {}});
   report.figures.push_back({"fresh_pool_copy_vs_fresh_loop",
                             "same, from and into ordinary vectors (copies timed)",
-                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")),
+                            speedup(report.timing("fresh-seq"), report.timing("fresh-proc-copy")),
                             "x",
                             "",
                             {}});
   report.figures.push_back({"fresh_threads_vs_fresh_loop",
                             "threads started inside the timed region vs loop",
-                            speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")),
+                            speedup(report.timing("fresh-seq"), report.timing("fresh-thread")),
                             "x",
                             "",
                             {}});
@@ -643,9 +469,9 @@ Report run_lesson(const Options& options, std::size_t workers) {
   return report;
 }
 
-Report run_ratios(const Options& options, std::size_t workers) {
-  Report report = make_report("mpdemo_bench_ratios: warm pool, threads, loop and fresh pool, measured in one run",
-                              options, workers);
+BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
+  BenchmarkReport report = make_report(
+      "mpdemo_bench_ratios: warm pool, threads, loop and fresh pool, measured in one run", options, workers);
   const std::size_t n = options.size;
   const double in_out_bytes = static_cast<double>(n * kBytesPerElement);
 
@@ -699,13 +525,13 @@ Report run_ratios(const Options& options, std::size_t workers) {
   report.timings = run_rounds(std::move(warm_modes), options.repeat);
 
   std::vector<Contender> fresh_modes = lesson_contenders(ordinary_input, input, reference, workers, options.chunksize);
-  for (Timing& t : run_rounds(std::move(fresh_modes), options.repeat)) report.timings.push_back(std::move(t));
+  for (BenchmarkTiming& t : run_rounds(std::move(fresh_modes), options.repeat)) report.timings.push_back(std::move(t));
 
-  const Timing& seq = timing(report, "seq");
-  const Timing& warm_proc = timing(report, "warm-proc");
+  const BenchmarkTiming& seq = report.timing("seq");
+  const BenchmarkTiming& warm_proc = report.timing("warm-proc");
   const Summary warm_vs_seq = speedup(seq, warm_proc);
-  const Summary warm_vs_threads = speedup(timing(report, "warm-thread"), warm_proc);
-  const Summary fresh_vs_seq = speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc"));
+  const Summary warm_vs_threads = speedup(report.timing("warm-thread"), warm_proc);
+  const Summary fresh_vs_seq = speedup(report.timing("fresh-seq"), report.timing("fresh-proc"));
   const Summary start = scaled(Summary::of(costs.pool_start), 1e6);
   report.figures = {
       {"warm_pool_vs_seq", "warm pool vs loop (zero copy, reused output)", warm_vs_seq, "x", ">= 1.8x",
@@ -720,19 +546,19 @@ Report run_ratios(const Options& options, std::size_t workers) {
        {}},
       {"fresh_pool_copy_vs_fresh_seq",
        "same, from and into ordinary vectors (copies timed)",
-       speedup(timing(report, "fresh-seq"), timing(report, "fresh-proc-copy")),
+       speedup(report.timing("fresh-seq"), report.timing("fresh-proc-copy")),
        "x",
        "",
        {}},
       {"fresh_threads_vs_fresh_seq",
        "threads started in the timed region vs loop (fresh)",
-       speedup(timing(report, "fresh-seq"), timing(report, "fresh-thread")),
+       speedup(report.timing("fresh-seq"), report.timing("fresh-thread")),
        "x",
        "",
        {}},
       {"memcpy_ceiling",
        fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),
-       speedup(timing(report, "memcpy-1"), timing(report, fmt::format("memcpy-{}", workers))),
+       speedup(report.timing("memcpy-1"), report.timing(fmt::format("memcpy-{}", workers))),
        "x",
        "",
        {}},
@@ -834,11 +660,11 @@ int main(int argc, char** argv) {
 
   try {
     const std::size_t workers = options.workers != 0 ? options.workers : mpdemo::system_topology().default_workers();
-    const Report report = options.lesson ? run_lesson(options, workers) : run_ratios(options, workers);
+    const BenchmarkReport report = options.lesson ? run_lesson(options, workers) : run_ratios(options, workers);
     if (options.format == "json") {
-      print_json(report, std::cout);
+      std::cout << mpdemo::report::benchmark_json(report);
     } else {
-      print_table(report, options.lesson, std::cout);
+      std::cout << mpdemo::report::benchmark_table(report, options.lesson);
     }
     return 0;
   } catch (const std::exception& error) {

@@ -1,5 +1,5 @@
 #include "mpdemo/lab/costs.hpp"
-#include "costs_report.hpp"
+#include "mpdemo/report/costs.hpp"
 
 #include <gtest/gtest.h>
 
@@ -93,7 +93,7 @@ TEST(CostProbes, ThreadRoundTripGivesPositiveFiniteTimes) {
 }
 
 TEST(CostProbes, TransfersThroughPipeAndSharedMemoryGivePositiveFiniteTimes) {
-  for (auto path : {mpdemo::TransferPath::pipe, mpdemo::TransferPath::shared_memory}) {
+  for (auto path : {mpdemo::DataPath::pipe, mpdemo::DataPath::shared_memory}) {
     expect_positive_and_finite(mpdemo::measure_transfer(path, kBytes + 3 /* not a whole page */, kRepeats));
   }
   expect_no_children_left();
@@ -157,8 +157,10 @@ TEST(MeasureCosts, ReturnsEveryDocumentedRowWithFiguresAndALesson) {
   for (const CostMeasurement& cost : costs) {
     SCOPED_TRACE(cost.name);
     EXPECT_FALSE(cost.unit.empty());
-    EXPECT_FALSE(cost.lesson.empty());
-    EXPECT_EQ(cost.lesson.find('\n'), std::string::npos);  // one sentence, one line
+    // Every row has a sentence of its own in the report (not the fallback "name: value (unit).").
+    const std::string lesson = mpdemo::report::cost_lesson(cost, costs);
+    EXPECT_EQ(lesson.rfind(cost.name + ":", 0), std::string::npos) << lesson;
+    EXPECT_EQ(lesson.find('\n'), std::string::npos);  // one sentence, one line
     if (cost.measurable) {
       EXPECT_EQ(cost.repeats, options.repeat);
       expect_positive_and_finite(cost.summary);
@@ -192,71 +194,6 @@ TEST(MeasureCosts, RejectsZeroRepeatWithItsName) {
     FAIL() << "expected std::invalid_argument";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("repeat"), std::string::npos) << e.what();
-  }
-}
-
-// ---- Renderers, on fixed data -------------------------------------------------------------------
-
-std::vector<CostMeasurement> sample_costs() {
-  return {
-      {"fork_small_parent",
-       "seconds per fork",
-       {1e-4, 9e-5, 2e-4},
-       9,
-       true,
-       "Forking costs 100 us, \"quoted\", with commas.",
-       {{"times_thread_start", 5.0}, {"bytes", 1024.0}}},
-      {"context_switch_two_cores", "seconds per switch", {}, 0, false, "Not measurable here: one CPU.", {}},
-  };
-}
-
-TEST(CostsJson, HasTheDocumentedFieldsAndNullTimesWhenNotMeasurable) {
-  const nlohmann::json rows = nlohmann::json::parse(mpdemo::costs_json(sample_costs()));
-  ASSERT_TRUE(rows.is_array());
-  ASSERT_EQ(rows.size(), 2U);
-  for (const char* field : {"name", "unit", "measurable", "median", "min", "max", "repeats", "lesson", "details"}) {
-    EXPECT_TRUE(rows[0].contains(field)) << field;
-    EXPECT_TRUE(rows[1].contains(field)) << field;
-  }
-  EXPECT_EQ(rows[0]["name"], "fork_small_parent");
-  EXPECT_EQ(rows[0]["unit"], "seconds per fork");
-  EXPECT_EQ(rows[0]["measurable"], true);
-  EXPECT_DOUBLE_EQ(rows[0]["median"].get<double>(), 1e-4);
-  EXPECT_DOUBLE_EQ(rows[0]["min"].get<double>(), 9e-5);
-  EXPECT_DOUBLE_EQ(rows[0]["max"].get<double>(), 2e-4);
-  EXPECT_EQ(rows[0]["repeats"], 9);
-  EXPECT_EQ(rows[0]["lesson"], "Forking costs 100 us, \"quoted\", with commas.");
-  EXPECT_DOUBLE_EQ(rows[0]["details"]["times_thread_start"].get<double>(), 5.0);
-  EXPECT_EQ(rows[1]["measurable"], false);
-  EXPECT_TRUE(rows[1]["median"].is_null());
-  EXPECT_TRUE(rows[1]["details"].is_object());
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-TEST(CostsCsv, HasAHeaderAndQuotesFieldsThatNeedIt) {
-  const std::vector<std::string> lines = lines_of(mpdemo::costs_csv(sample_costs()));
-  ASSERT_EQ(lines.size(), 3U);
-  EXPECT_EQ(lines[0], "name,unit,measurable,median,min,max,repeats,lesson,details");
-  EXPECT_EQ(lines[1],
-            "fork_small_parent,seconds per fork,true,0.0001,9e-05,0.0002,9,"
-            "\"Forking costs 100 us, \"\"quoted\"\", with commas.\",times_thread_start=5;bytes=1024");
-  EXPECT_EQ(lines[2], "context_switch_two_cores,seconds per switch,false,,,,0,Not measurable here: one CPU.,");
-}
-
-TEST(CostsTable, PrintsEveryRowAndOneLessonPerLine) {
-  const std::string table = mpdemo::costs_table(sample_costs());
-  const std::vector<std::string> lines = lines_of(table);
-  EXPECT_NE(table.find("fork_small_parent"), std::string::npos);
-  EXPECT_NE(table.find("100 us"), std::string::npos);
-  EXPECT_NE(table.find("not measurable"), std::string::npos);
-  for (const CostMeasurement& cost : sample_costs()) {
-    EXPECT_NE(std::find(lines.begin(), lines.end(), "- " + cost.lesson), lines.end()) << cost.lesson;
   }
 }
 

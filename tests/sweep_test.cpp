@@ -61,7 +61,7 @@ TEST(CostModel, PredictsWhereTwoModelsCross) {
 
 TEST(Sweep, AnalysisOfSyntheticPointsGivesBothCrossovers) {
   mpdemo::SweepResult result;
-  result.options.routes = {mpdemo::DataRoute::shared};
+  result.options.routes = {mpdemo::DataRoute::shared()};
   const std::vector<double> loop{1e-8, 1e-7, 1e-6, 1e-5, 1e-4};
   const std::vector<double> pool{2e-5, 2e-5, 2.05e-5, 2.5e-5, 7e-5};  // 2e-5 + 5e-10 n
   std::size_t n = 10;
@@ -132,7 +132,7 @@ TEST(Sweep, SkipsSizesBeyondTheTimeBudget) {
   options.sizes = {10, 100, 1'000'000'000};  // the last would take seconds: predicted, then skipped
   options.repeat = 1;
   options.max_seconds = 0.5;
-  options.routes = {mpdemo::DataRoute::shared};
+  options.routes = {mpdemo::DataRoute::shared()};
   const mpdemo::SweepResult result = mpdemo::run_sweep(options);
   EXPECT_EQ(result.points.size(), 2u);
   EXPECT_EQ(result.skipped, std::vector<std::size_t>{1'000'000'000});

@@ -1,6 +1,6 @@
 // Verification, which every reported "verified: yes" rests on: it must say no when a result differs
 // anywhere, by one bit, and a summary of runs must say no if any run did.
-#include "trials.hpp"
+#include "mpdemo/lab/trials.hpp"
 #include "mpdemo/lab/experiment.hpp"
 
 #include <gtest/gtest.h>
@@ -27,16 +27,16 @@ TEST(Verification, OneWrongElementAnywhereIsCaught) {
 }
 
 TEST(Verification, ASummaryIsVerifiedOnlyIfEveryRunWas) {
-  std::vector<mpdemo::cli::Trial> trials(5);
+  std::vector<mpdemo::Trial> trials(5);
   for (auto& trial : trials) trial.verified = true;
-  EXPECT_TRUE(mpdemo::cli::summarize(trials).verified);
+  EXPECT_TRUE(mpdemo::summarize(trials).verified);
   trials[3].verified = false;
-  EXPECT_FALSE(mpdemo::cli::summarize(trials).verified) << "one failed run must fail the mode";
+  EXPECT_FALSE(mpdemo::summarize(trials).verified) << "one failed run must fail the mode";
 }
 
 TEST(Verification, TheReferenceIsComputedIndependently) {
   const std::vector<double> input{0.5, -3.0, 1e-200, 1e200};
-  const std::vector<double> squares = mpdemo::cli::reference_squares(input);
+  const std::vector<double> squares = mpdemo::reference_squares(input);
   EXPECT_EQ(squares, (std::vector<double>{0.25, 9.0, 0.0, INFINITY}));
 }
 

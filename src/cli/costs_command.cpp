@@ -1,7 +1,7 @@
 #include "costs_command.hpp"
 
-#include "costs_report.hpp"
 #include "mpdemo/lab/costs.hpp"
+#include "mpdemo/report/costs.hpp"
 #include "options.hpp"
 
 #include <fmt/format.h>
@@ -49,13 +49,13 @@ Command add_costs_command(CLI::App& root) {
             const std::vector<CostMeasurement> costs = measure_costs(chosen);
             switch (settings->format) {
               case Format::json:
-                out << costs_json(costs);
+                out << report::costs_json(costs);
                 break;
               case Format::csv:
-                out << costs_csv(costs);
+                out << report::costs_csv(costs);
                 break;
               case Format::table:
-                out << costs_table(costs);
+                out << report::costs_table(costs);
                 break;
             }
             return 0;

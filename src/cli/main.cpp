@@ -10,6 +10,8 @@
 #include "sweep_command.hpp"
 #include "topology_command.hpp"
 
+#include "mpdemo/report/chart.hpp"
+#include "mpdemo/report/format.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 
@@ -29,7 +31,7 @@
 
 namespace {
 
-void say(const std::string& message) { std::cerr << "mpdemo: " << mpdemo::cli::printable_message(message) << '\n'; }
+void say(const std::string& message) { std::cerr << "mpdemo: " << mpdemo::report::printable_message(message) << '\n'; }
 
 int report_interrupt(const mpdemo::Interrupted& interrupted) {
   try {
@@ -147,6 +149,9 @@ int main(int argc, char** argv) {
     mpdemo::throw_if_interrupted();  // a signal during the last moments still ends as an interrupt
     return flush_standard_output(status);
   } catch (const UsageError& error) {
+    say(fmt::format("error: {}", error.what()));
+    return 2;
+  } catch (const mpdemo::report::ToolMissing& error) {  // asked for a plot, and gnuplot is not installed
     say(fmt::format("error: {}", error.what()));
     return 2;
   } catch (const mpdemo::Interrupted& interrupted) {

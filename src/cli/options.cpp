@@ -8,6 +8,7 @@
 
 #include "command.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
+#include "mpdemo/report/format.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/topology.hpp"
 
@@ -20,11 +21,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <variant>
 
 namespace mpdemo::cli {
+
+using report::human_bytes;
+using report::printable;
 
 namespace {
 
@@ -187,35 +192,6 @@ std::size_t available_memory_bytes() {
   throw std::runtime_error("cannot read MemAvailable from /proc/meminfo");
 }
 
-std::string printable(std::string_view text, std::size_t longest) {
-  std::string shown;
-  for (const char c : text.substr(0, longest)) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '\n') {
-      shown += "\\n";
-    } else if (byte < 0x20 || byte == 0x7f) {
-      shown += fmt::format("\\x{:02x}", byte);
-    } else {
-      shown += c;
-    }
-  }
-  if (text.size() > longest) shown += fmt::format("... ({} characters)", text.size());
-  return shown;
-}
-
-std::string printable_message(std::string_view message) {
-  // Each word on its own, so a long value is cut without cutting the words around it.
-  std::string shown;
-  std::size_t start = 0;
-  while (start <= message.size()) {
-    const std::size_t space = std::min(message.find(' ', start), message.size());
-    if (!shown.empty() || start > 0) shown += ' ';
-    shown += printable(message.substr(start, space - start), 80);
-    start = space + 1;
-  }
-  return shown;
-}
-
 namespace {
 // Bytes this process may still map under ulimit -v: the limit less what is mapped now.
 std::optional<std::size_t> address_space_left() {
@@ -262,16 +238,6 @@ ProcessNeeds ProcessNeeds::for_pools(std::size_t workers, bool processes, bool t
   return needs;
 }
 
-std::string human_bytes(double bytes) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  std::size_t unit = 0;
-  while (bytes >= 1024 && unit + 1 < std::size(kUnits)) {
-    bytes /= 1024;
-    ++unit;
-  }
-  return unit == 0 ? fmt::format("{:.0f} {}", bytes, kUnits[unit]) : fmt::format("{:.1f} {}", bytes, kUnits[unit]);
-}
-
 void require_arena_capacity(std::size_t bytes, const std::string& what) {
   const std::size_t capacity = SharedArena::process_default()->capacity();
   if (bytes > capacity) {
@@ -313,6 +279,42 @@ void require_available_memory(std::size_t bytes, const std::string& what) {
                     "choose a smaller size or raise the limit",
                     what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(*left)),
                     human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))));
+  }
+}
+
+void check_plot_path(const std::string& path) {
+  if (path == "-") return;
+  for (const char c : path) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      throw UsageError(
+          fmt::format("--plot: '{}' contains a control character; choose a plain file name", printable(path, 200)));
+    }
+  }
+  if (!path.ends_with(".png") && !path.ends_with(".svg")) {
+    throw UsageError(
+        fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path, 200)));
+  }
+  // Checked without creating anything, so a run that fails later leaves no empty file behind. What
+  // the path names (through any symlink) must be a regular file, or nothing yet in a writable
+  // directory: a directory, a device (/dev/full, a terminal) or a pipe is not a place for a picture.
+  namespace fs = std::filesystem;
+  const fs::path file(path);
+  std::error_code error;
+  const fs::file_status status = fs::status(file, error);
+  if (fs::exists(status)) {
+    if (!fs::is_regular_file(status)) {
+      throw UsageError(fmt::format("--plot: '{}' is {}, not a file a picture can be written to", printable(path, 200),
+                                   fs::is_directory(status) ? "a directory" : "a device, pipe or socket"));
+    }
+    if (::access(path.c_str(), W_OK) != 0) {
+      throw UsageError(fmt::format("--plot: cannot write '{}': {}", printable(path, 200), std::strerror(errno)));
+    }
+    return;
+  }
+  const fs::path directory = file.has_parent_path() ? file.parent_path() : ".";
+  if (!fs::is_directory(directory, error) || ::access(directory.c_str(), W_OK | X_OK) != 0) {
+    throw UsageError(fmt::format("--plot: cannot create '{}': {} is not a writable directory", printable(path, 200),
+                                 printable(directory.string(), 200)));
   }
 }
 

@@ -67,12 +67,6 @@ struct ProcessNeeds {
 /// Throws UsageError naming the limit if what `needs` says does not fit this process's limits.
 void require_process_resources(const ProcessNeeds& needs, const std::string& what);
 
-/// `text` as it may be shown in a one-line message: control characters escaped (\n, \x1b), and
-/// cut after `longest` characters, with the full length said.
-std::string printable(std::string_view text, std::size_t longest = 40);
-/// A whole message made printable word by word: one line, no raw control characters, long words cut.
-std::string printable_message(std::string_view message);
-
 /// Throws UsageError if `bytes` exceed MemAvailable, or what ulimit -v still allows, naming what
 /// needs them and both sizes.
 void require_available_memory(std::size_t bytes, const std::string& what);
@@ -82,7 +76,8 @@ void require_arena_capacity(std::size_t bytes, const std::string& what);
 void raise_open_file_limit() noexcept;
 /// MemAvailable from /proc/meminfo, in bytes.
 std::size_t available_memory_bytes();
-/// "1.5 GiB", "800.0 MiB", "12 B".
-std::string human_bytes(double bytes);
+/// Throws UsageError unless `path` is "-", or ends in .png or .svg, has no control characters, and
+/// names a regular file (or nothing yet, in a writable directory). Creates nothing.
+void check_plot_path(const std::string& path);
 
 }  // namespace mpdemo::cli

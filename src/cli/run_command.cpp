@@ -1,18 +1,14 @@
 #include "run_command.hpp"
 
-#include "mpdemo/pool/chunk_plan.hpp"
-#include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/lab/trials.hpp"
+#include "mpdemo/report/trials.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
-#include "phase_report.hpp"
-#include "trials.hpp"
-#include "verdict.hpp"
 
 #include <fmt/format.h>
 #include <algorithm>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 
 namespace mpdemo::cli {
 
@@ -78,63 +74,6 @@ Footprint footprint(const std::vector<Method>& methods) {
   return {persistent.arrays + transient.arrays, persistent.shared_arrays + transient.shared_arrays};
 }
 
-struct ModeResult {
-  Method method;
-  TrialSummary summary;
-};
-
-struct RunReport {
-  std::size_t size;
-  std::size_t workers;
-  std::size_t chunksize;
-  std::uint64_t seed;
-  std::vector<ModeResult> modes;
-  double warm_pool_startup;
-};
-
-void render_json(std::ostream& out, const RunReport& report) {
-  nlohmann::json json{{"size", report.size},
-                      {"workers", report.workers},
-                      {"chunksize", report.chunksize},
-                      {"seed", report.seed},
-                      {"unit", "seconds"},
-                      {"modes", nlohmann::json::array()},
-                      {"warm_pool_startup", report.warm_pool_startup}};
-  for (const ModeResult& mode : report.modes) {
-    json["modes"].push_back(
-        {{"name", method_name(mode.method)},
-         {"function", lesson_function_name(mode.method)},
-         {"repeats", mode.summary.repeats},
-         {"total",
-          {{"median", mode.summary.total.median}, {"min", mode.summary.total.min}, {"max", mode.summary.total.max}}},
-         {"phases", phases_json(mode.summary.median_run)},
-         {"verified", mode.summary.verified}});
-  }
-  out << json.dump(2) << '\n';
-}
-
-void render_table(std::ostream& out, const RunReport& report) {
-  out << fmt::format("mpdemo run: {} doubles, {} workers, chunksize {}, seed {}; median [min - max] of {} runs\n",
-                     report.size, report.workers, report.chunksize, report.seed,
-                     report.modes.empty() ? 0 : report.modes.front().summary.repeats);
-  out << fmt::format("{:<12} {:>34}{}  {}\n", "mode", "total", phase_headings(), "verified");
-  std::vector<MethodTiming> timings;
-  for (const ModeResult& mode : report.modes) {
-    const PhaseTimes& p = mode.summary.median_run;
-    const Summary& t = mode.summary.total;
-    out << fmt::format(
-        "{:<12} {:>34}{}  {}\n", method_name(mode.method),
-        fmt::format("{} [{} - {}]", format_duration(t.median), format_duration(t.min), format_duration(t.max)),
-        phase_cells(p), mode.summary.verified ? "yes" : "NO");
-    timings.push_back(MethodTiming::of(mode.method, std::string(method_name(mode.method)), p, report.workers));
-  }
-  if (report.warm_pool_startup > 0) {
-    out << fmt::format("warm-proc started its workers once, before timing: {}\n",
-                       format_duration(report.warm_pool_startup));
-  }
-  out << explain_fastest(timings) << explain_warm(timings);
-}
-
 int run(std::ostream& out, const RunOptions& options) {
   const std::size_t workers = options.workers != 0 ? options.workers : system_topology().default_workers();
   const std::vector<Method>& methods = modes().at(options.mode);
@@ -148,30 +87,10 @@ int run(std::ostream& out, const RunOptions& options) {
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
 
-  const std::vector<double> input = uniform_random_array(options.size, options.seed);
-  const std::vector<double> reference = reference_squares(input);
-  MethodRunner runner(input, workers, options.chunksize);
-  std::vector<std::vector<Trial>> trials(methods.size());
-  // Repeats outside, methods inside: a noisy moment of the machine spreads over every method alike.
-  for (std::size_t r = 0; r < options.repeat; ++r) {
-    for (std::size_t m = 0; m < methods.size(); ++m) {
-      trials[m].push_back(runner.run(methods[m], reference));
-      throw_if_interrupted();
-    }
-  }
-  RunReport report{options.size, workers, ChunkPlan(options.size, options.chunksize, workers).chunksize(),
-                   options.seed, {},      runner.warm_pool_startup_seconds()};
-  bool all_verified = true;
-  for (std::size_t m = 0; m < methods.size(); ++m) {
-    report.modes.push_back({methods[m], summarize(trials[m])});
-    all_verified = all_verified && report.modes.back().summary.verified;
-  }
-  if (options.format == Format::json) {
-    render_json(out, report);
-  } else {
-    render_table(out, report);
-  }
-  return all_verified ? 0 : 1;
+  const TrialResults results =
+      run_trials({options.size, workers, options.chunksize, options.seed, options.repeat, methods});
+  out << (options.format == Format::json ? report::run_json(results) : report::run_table(results));
+  return results.verified() ? 0 : 1;
 }
 
 }  // namespace

@@ -1,20 +1,21 @@
 #include "sweep_command.hpp"
 
 #include "mpdemo/lab/sweep.hpp"
+#include "mpdemo/report/format.hpp"
+#include "mpdemo/report/sweep.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
-#include "plot.hpp"
-#include "verdict.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
 #include <algorithm>
-#include <cmath>
 #include <iostream>
+#include <iterator>
 #include <memory>
-#include <nlohmann/json.hpp>
 
 namespace mpdemo::cli {
+
+using report::printable;
 
 namespace {
 
@@ -54,181 +55,12 @@ std::vector<std::size_t> parse_sizes(const std::vector<std::string>& texts) {
 std::vector<DataRoute> parse_routes(const std::vector<std::string>& names) {
   std::vector<DataRoute> routes;
   for (const std::string& name : names) {
-    if (name == "all") return {DataRoute::pipe, DataRoute::copy, DataRoute::shared};
-    if (name == "pipe") routes.push_back(DataRoute::pipe);
-    if (name == "copy") routes.push_back(DataRoute::copy);
-    if (name == "shared") routes.push_back(DataRoute::shared);
+    if (name == "all") return {std::begin(kAllRoutes), std::end(kAllRoutes)};
+    for (const DataRoute route : kAllRoutes) {
+      if (route_name(route) == name) routes.push_back(route);
+    }
   }
   return routes;
-}
-
-std::string crossover_text(const std::optional<std::size_t>& measured) {
-  return measured ? fmt::format("{}", *measured) : std::string("none measured");
-}
-
-std::string predicted_text(const std::optional<double>& predicted) {
-  if (!predicted) return "never (no faster per element than the loop)";
-  if (*predicted <= 0) return "from the first element";
-  return fmt::format("~{:.3g}", *predicted);
-}
-
-// One row per size and method: the shape every renderer starts from.
-struct Row {
-  std::size_t size;
-  std::string method;  // "seq", "threads", "threads+start", "proc", "proc+start"
-  std::string data;    // "-" for in-process methods, else the route
-  double seconds;
-  double speedup;  // the loop's time / this one
-};
-
-std::vector<Row> rows_of(const SweepResult& result) {
-  std::vector<Row> rows;
-  for (const SweepPoint& p : result.points) {
-    auto add = [&](std::string method, std::string data, double seconds) {
-      rows.push_back({p.size, std::move(method), std::move(data), seconds, seconds > 0 ? p.sequential / seconds : 0});
-    };
-    add("seq", "-", p.sequential);
-    add("threads", "-", p.threads_warm);
-    add("threads+start", "-", p.threads_with_start);
-    for (std::size_t r = 0; r < result.options.routes.size(); ++r) {
-      const std::string route(route_name(result.options.routes[r]));
-      add("proc", route, p.pool_warm[r]);
-      add("proc+start", route, p.pool_with_start[r]);
-    }
-  }
-  return rows;
-}
-
-// Every measured size verified, and at least one measured: nothing measured is nothing verified.
-bool all_verified(const SweepResult& result) {
-  return !result.points.empty() &&
-         std::all_of(result.points.begin(), result.points.end(), [](const SweepPoint& p) { return p.verified; });
-}
-
-void render_csv(std::ostream& out, const SweepResult& result) {
-  out << "size,method,data,seconds,speedup_vs_seq\n";
-  for (const Row& row : rows_of(result)) {
-    out << fmt::format("{},{},{},{:.9g},{:.6g}\n", row.size, row.method, row.data, row.seconds, row.speedup);
-  }
-}
-
-void render_json(std::ostream& out, const SweepResult& result) {
-  nlohmann::json json{{"workers", result.options.workers},
-                      {"repeat", result.options.repeat},
-                      {"work", result.options.work},
-                      {"max_seconds", result.options.max_seconds},
-                      {"unit", "seconds"},
-                      {"skipped_sizes", result.skipped},
-                      {"rows", nlohmann::json::array()},
-                      {"crossovers", nlohmann::json::array()},
-                      {"sequential_model",
-                       {{"fixed_seconds", result.sequential_model.fixed_seconds},
-                        {"per_element_seconds", result.sequential_model.per_element_seconds}}}};
-  for (const Row& row : rows_of(result)) {
-    json["rows"].push_back({{"size", row.size},
-                            {"method", row.method},
-                            {"data", row.data},
-                            {"seconds", row.seconds},
-                            {"speedup_vs_seq", row.speedup}});
-  }
-  for (const RouteCrossover& c : result.crossovers) {
-    json["crossovers"].push_back({{"data", route_name(c.route)},
-                                  {"measured", c.measured ? nlohmann::json(*c.measured) : nlohmann::json()},
-                                  {"predicted", c.predicted ? nlohmann::json(*c.predicted) : nlohmann::json()},
-                                  {"pool_fixed_seconds", c.pool_model.fixed_seconds},
-                                  {"pool_per_element_seconds", c.pool_model.per_element_seconds}});
-  }
-  json["unfinished_size"] = result.unfinished ? nlohmann::json(*result.unfinished) : nlohmann::json();
-  json["measured_sizes"] = result.points.size();
-  json["verified"] = all_verified(result);
-  out << json.dump(2) << '\n';
-}
-
-void render_table(std::ostream& out, const SweepResult& result) {
-  const auto& routes = result.options.routes;
-  out << fmt::format("mpdemo sweep: {} workers, median of {} runs per cell, work {} extra step(s) per element.\n",
-                     result.options.workers, result.options.repeat, result.options.work);
-  out << "Times per map; proc = a warm process pool, +start = pool forked and stopped inside the timed region "
-         "(the lesson's way).\n";
-  std::string header = fmt::format("{:>11} {:>10} {:>10} {:>14}", "size", "seq", "threads", "threads+start");
-  for (DataRoute route : routes) {
-    header += fmt::format(" {:>13} {:>17}", fmt::format("proc {}", route_name(route)),
-                          fmt::format("proc+start {}", route_name(route)));
-  }
-  out << header << "  verified\n";
-  for (const SweepPoint& p : result.points) {
-    std::string line = fmt::format("{:>11} {:>10} {:>10} {:>14}", p.size, format_duration(p.sequential),
-                                   format_duration(p.threads_warm), format_duration(p.threads_with_start));
-    for (std::size_t r = 0; r < routes.size(); ++r) {
-      line += fmt::format(" {:>13} {:>17}", format_duration(p.pool_warm[r]), format_duration(p.pool_with_start[r]));
-    }
-    out << line << (p.verified ? "  yes\n" : "  NO\n");
-  }
-  out << "\nSpeedup over the loop (above 1: faster than the loop):\n";
-  out << header << '\n';
-  for (const SweepPoint& p : result.points) {
-    auto speedup = [&](double t) { return fmt::format("{:.3g}x", t > 0 ? p.sequential / t : 0.0); };
-    std::string line = fmt::format("{:>11} {:>10} {:>10} {:>14}", p.size, "1.00x", speedup(p.threads_warm),
-                                   speedup(p.threads_with_start));
-    for (std::size_t r = 0; r < routes.size(); ++r) {
-      line += fmt::format(" {:>13} {:>17}", speedup(p.pool_warm[r]), speedup(p.pool_with_start[r]));
-    }
-    out << line << '\n';
-  }
-  if (result.unfinished) {
-    out << fmt::format(
-        "--max-seconds {} ran out while size {} was being measured: it was stopped and its partial "
-        "results discarded.\n",
-        result.options.max_seconds, *result.unfinished);
-  }
-  if (!result.skipped.empty()) {
-    out << fmt::format("Skipped to stay within --max-seconds {}: sizes {}.\n", result.options.max_seconds,
-                       fmt::join(result.skipped, ", "));
-  }
-  out << fmt::format(
-      "\nCrossover: the smallest size at which the process pool, start-up included, beats the loop.\n"
-      "Model: loop = {} + {} per element.\n",
-      format_duration(result.sequential_model.fixed_seconds),
-      format_duration(result.sequential_model.per_element_seconds));
-  for (const RouteCrossover& c : result.crossovers) {
-    out << fmt::format("  data {:<7} measured: {:<14} predicted: {:<44} (pool = {} + {} per element)\n",
-                       route_name(c.route), crossover_text(c.measured), predicted_text(c.predicted),
-                       format_duration(c.pool_model.fixed_seconds), format_duration(c.pool_model.per_element_seconds));
-  }
-}
-
-Chart chart_of(const SweepResult& result) {
-  Chart chart;
-  chart.title = fmt::format(
-      "Speedup over the loop, {} workers{}", result.options.workers,
-      result.options.work > 0 ? fmt::format(", {} extra steps per element", result.options.work) : std::string());
-  chart.x_label = "elements";
-  chart.y_label = "speedup (loop time / method time)";
-  auto series = [&](std::string title, auto&& time_of) {
-    Series s{std::move(title), {}, {}};
-    for (const SweepPoint& p : result.points) {
-      const double t = time_of(p);
-      if (t <= 0) continue;
-      s.x.push_back(static_cast<double>(p.size));
-      s.y.push_back(p.sequential / t);
-    }
-    chart.series.push_back(std::move(s));
-  };
-  series("threads", [](const SweepPoint& p) { return p.threads_warm; });
-  series("threads+start", [](const SweepPoint& p) { return p.threads_with_start; });
-  for (std::size_t r = 0; r < result.options.routes.size(); ++r) {
-    const std::string route(route_name(result.options.routes[r]));
-    series("proc " + route, [r](const SweepPoint& p) { return p.pool_warm[r]; });
-    series("proc+start " + route, [r](const SweepPoint& p) { return p.pool_with_start[r]; });
-  }
-  // Mark the crossover of the best route (the smallest measured one).
-  for (const RouteCrossover& c : result.crossovers) {
-    if (c.measured && (!chart.marker_x || static_cast<double>(*c.measured) < *chart.marker_x)) {
-      chart.marker_x = static_cast<double>(*c.measured);
-      chart.marker_label = fmt::format("crossover ({}): {}", route_name(c.route), *c.measured);
-    }
-  }
-  return chart;
 }
 
 int run(std::ostream& out, SweepCommandOptions& options) {
@@ -251,11 +83,11 @@ int run(std::ostream& out, SweepCommandOptions& options) {
         "--plot - draws on the terminal, into the same output as --format json/csv; write the plot "
         "to a .png or .svg file instead");
   }
-  if (!options.plot.empty() && !gnuplot_available()) {
+  if (!options.plot.empty() && !report::gnuplot_available()) {
     std::cerr << fmt::format(
         "mpdemo: warning: gnuplot ('{}') is not installed: the table will print, but no plot "
         "(sudo apt-get install gnuplot-nox)\n",
-        gnuplot_program());
+        report::gnuplot_program());
   }
 
   const bool show_progress = ::isatty(STDERR_FILENO) == 1;
@@ -266,13 +98,13 @@ int run(std::ostream& out, SweepCommandOptions& options) {
 
   switch (options.format) {
     case Format::json:
-      render_json(out, result);
+      out << report::sweep_json(result);
       break;
     case Format::csv:
-      render_csv(out, result);
+      out << report::sweep_csv(result);
       break;
     case Format::table:
-      if (!result.points.empty()) render_table(out, result);  // else an empty table says nothing
+      out << report::sweep_table(result);
       break;
   }
   out.flush();
@@ -282,10 +114,10 @@ int run(std::ostream& out, SweepCommandOptions& options) {
     return 1;
   }
   if (!options.plot.empty()) {
-    draw(chart_of(result), options.plot, out);
+    report::draw(report::sweep_chart(result), options.plot, out);
     if (options.plot != "-") std::cerr << fmt::format("sweep: plot written to {}\n", printable(options.plot, 200));
   }
-  return all_verified(result) ? 0 : 1;
+  return report::sweep_verified(result) ? 0 : 1;
 }
 
 }  // namespace

@@ -196,31 +196,12 @@ class PrivateMemory {
   std::size_t size_;
 };
 
-// ---- Comparing two figures in words ---------------------------------------------------------------
+CostMeasurement row(std::string name, std::string unit, const Summary& summary, std::size_t repeats,
+                    std::vector<CostDetail> details = {}) {
+  return {std::move(name), std::move(unit), summary, repeats, true, std::move(details)};
+}
 
 double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
-
-// "3.2x slower than", "2.5x faster than", "about as fast as": how `a` compares with `b` (times).
-std::string compared_with(double a, double b) {
-  const auto times = [](double factor) {
-    return factor >= 10 ? fmt::format("{:.0f}x", factor) : fmt::format("{:.1f}x", factor);
-  };
-  const double r = ratio(a, b);
-  if (r >= 1.15) return times(r) + " slower than";
-  if (r > 0 && r <= 1 / 1.15) return times(1 / r) + " faster than";
-  return "about as fast as";
-}
-
-std::string human_size(std::size_t bytes) {
-  if (bytes % (std::size_t{1} << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
-  if (bytes % (std::size_t{1} << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
-  return fmt::format("{:.0f} MB", static_cast<double>(bytes) / 1e6);
-}
-
-CostMeasurement row(std::string name, std::string unit, const Summary& summary, std::size_t repeats, std::string lesson,
-                    std::vector<CostDetail> details = {}) {
-  return {std::move(name), std::move(unit), summary, repeats, true, std::move(lesson), std::move(details)};
-}
 
 }  // namespace
 
@@ -337,21 +318,21 @@ Summary measure_thread_round_trip(std::size_t repeats, std::size_t round_trips) 
   });
 }
 
-Summary measure_transfer(TransferPath path, std::size_t bytes, std::size_t repeats) {
+Summary measure_transfer(DataPath path, std::size_t bytes, std::size_t repeats) {
   // The sender's data exists before the clock starts, in its own memory; the receiver's buffer is
   // already touched, so the figure is the move and not page faults.
   PrivateMemory source(bytes);
   std::memset(source.data(), 0x5a, bytes);
   std::optional<PrivateMemory> received;
   SharedArray<unsigned char> shared;
-  if (path == TransferPath::pipe) {
+  if (path == DataPath::pipe) {
     received.emplace(bytes);
     std::memset(received->data(), 0, bytes);
   } else {
     shared = SharedArray<unsigned char>(SharedArena::process_default(), bytes);
     std::memset(shared.data(), 0, bytes);
   }
-  unsigned char* const destination = path == TransferPath::pipe ? received->data() : shared.data();
+  unsigned char* const destination = path == DataPath::pipe ? received->data() : shared.data();
   unsigned char* const from = source.data();
 
   HelperProcess sender("the sending process", {}, [&](HelperEnds ends) noexcept {
@@ -359,7 +340,7 @@ Summary measure_transfer(TransferPath path, std::size_t bytes, std::size_t repea
     while (child_read(ends.command, &tag, 1)) {
       // Stamp both ends with the tag, so the parent can tell this transfer arrived whole.
       from[0] = from[bytes - 1] = static_cast<unsigned char>(tag);
-      if (path == TransferPath::pipe) {
+      if (path == DataPath::pipe) {
         child_write(ends.reply, from, bytes);
       } else {
         std::memcpy(destination, from, bytes);
@@ -373,7 +354,7 @@ Summary measure_transfer(TransferPath path, std::size_t bytes, std::size_t repea
     tag = static_cast<unsigned char>(tag % 255 + 1);
     const Stopwatch clock;
     sender.send(static_cast<char>(tag));
-    if (path == TransferPath::pipe) {
+    if (path == DataPath::pipe) {
       sender.receive(destination, bytes);
     } else {
       char done = 0;
@@ -463,117 +444,62 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
   const Summary fork_large =
       measure_fork_holding(options.large_parent_bytes, repeats, std::max<std::size_t>(1, operations / 20));
   const Summary thread_start = measure_thread_start(repeats, operations);
-  const double fork_per_thread = ratio(fork_small.median, thread_start.median);
-  const double large_per_small = ratio(fork_large.median, fork_small.median);
-  costs.push_back(
-      row("fork_small_parent", "seconds per fork", fork_small, repeats,
-          fmt::format("Starting and reaping a process (fork, _exit, waitpid) costs {} with a small "
-                      "parent, {:.0f}x the {} of starting and joining a thread.",
-                      format_duration(fork_small.median), fork_per_thread, format_duration(thread_start.median)),
-          {{"times_thread_start", fork_per_thread}}));
-  costs.push_back(row(
-      "fork_large_parent", "seconds per fork", fork_large, repeats,
-      fmt::format("A parent holding {} of touched memory forks in {}, {:.0f}x slower: fork copies "
-                  "the page tables, so its price grows with the memory the parent holds.",
-                  human_size(options.large_parent_bytes), format_duration(fork_large.median), large_per_small),
-      {{"parent_bytes", static_cast<double>(options.large_parent_bytes)}, {"times_small_parent", large_per_small}}));
-  costs.push_back(row("thread_start", "seconds per thread", thread_start, repeats,
-                      fmt::format("Starting and joining a thread costs {}: it shares its parent's memory, so there "
-                                  "is no address space to copy.",
-                                  format_duration(thread_start.median))));
+  costs.push_back(row("fork_small_parent", "seconds per fork", fork_small, repeats,
+                      {{"times_thread_start", ratio(fork_small.median, thread_start.median)}}));
+  costs.push_back(row("fork_large_parent", "seconds per fork", fork_large, repeats,
+                      {{"parent_bytes", static_cast<double>(options.large_parent_bytes)},
+                       {"times_small_parent", ratio(fork_large.median, fork_small.median)}}));
+  costs.push_back(row("thread_start", "seconds per thread", thread_start, repeats));
 
   // Handing over a message.
   const Summary process_trip = measure_process_round_trip(repeats, operations);
   const Summary thread_trip = measure_thread_round_trip(repeats, operations);
-  costs.push_back(row("pipe_round_trip_processes", "seconds per round trip", process_trip, repeats,
-                      fmt::format("One byte to another process and back through two pipes takes {}: a system call "
-                                  "and a wake-up each way.",
-                                  format_duration(process_trip.median))));
-  costs.push_back(
-      row("condvar_round_trip_threads", "seconds per round trip", thread_trip, repeats,
-          fmt::format("Two threads hand a message there and back in {} with a mutex and a condition "
-                      "variable, {} two processes over pipes: either way the price is waking the other "
-                      "side, but between threads the message itself is never copied.",
-                      format_duration(thread_trip.median), compared_with(thread_trip.median, process_trip.median)),
-          {{"times_process_round_trip", ratio(thread_trip.median, process_trip.median)}}));
+  costs.push_back(row("pipe_round_trip_processes", "seconds per round trip", process_trip, repeats));
+  costs.push_back(row("condvar_round_trip_threads", "seconds per round trip", thread_trip, repeats,
+                      {{"times_process_round_trip", ratio(thread_trip.median, process_trip.median)}}));
 
   // Context switches: a round trip between two processes is two hand-offs.
   const auto per_hand_off = [](const Summary& trip) { return Summary{trip.median / 2, trip.min / 2, trip.max / 2}; };
   const int first_cpu = topology.worker_cpus.empty() ? -1 : topology.worker_cpus.front();
   const Summary same_core = per_hand_off(measure_process_round_trip(repeats, operations, {first_cpu, first_cpu}));
   costs.push_back(row("context_switch_same_core", "seconds per switch", same_core, repeats,
-                      fmt::format("Two processes pinned to CPU {} take turns on it: each hand-off is a context "
-                                  "switch and costs {}.",
-                                  first_cpu, format_duration(same_core.median)),
                       {{"cpu", static_cast<double>(first_cpu)}}));
   if (const std::optional<CpuPair> pair = cpus_on_two_cores(topology)) {
     const Summary two_cores = per_hand_off(measure_process_round_trip(repeats, operations, *pair));
     costs.push_back(row("context_switch_two_cores", "seconds per switch", two_cores, repeats,
-                        fmt::format("Pinned to CPUs {} and {} each process keeps a core, and a hand-off is a "
-                                    "wake-up across cores: {}, {} taking turns on one core.",
-                                    pair->first, pair->second, format_duration(two_cores.median),
-                                    compared_with(two_cores.median, same_core.median)),
                         {{"first_cpu", static_cast<double>(pair->first)},
                          {"second_cpu", static_cast<double>(pair->second)},
                          {"times_same_core", ratio(two_cores.median, same_core.median)}}));
   } else {
-    costs.push_back({"context_switch_two_cores",
-                     "seconds per switch",
-                     {},
-                     0,
-                     false,
-                     fmt::format("Not measurable here: this process may use only one physical core (CPUs {}), so "
-                                 "two processes cannot run on two cores.",
-                                 format_cpu_list(topology.allowed_cpus)),
-                     {}});
+    costs.push_back({"context_switch_two_cores", "seconds per switch", {}, 0, false, {}});
   }
 
   // Moving data.
   const std::size_t bytes = options.transfer_bytes;
-  const std::string size = human_size(bytes);
-  const Summary by_pipe = measure_transfer(TransferPath::pipe, bytes, repeats);
-  const Summary by_shared = measure_transfer(TransferPath::shared_memory, bytes, repeats);
-  const double pipe_rate = ratio(static_cast<double>(bytes), by_pipe.median);
-  const double shared_rate = ratio(static_cast<double>(bytes), by_shared.median);
-  costs.push_back(row("transfer_pipe", "seconds per " + size, by_pipe, repeats,
-                      fmt::format("Moving {} to another process through a pipe takes {} ({:.1f} GB/s): every byte is "
-                                  "copied into the kernel and out again, one pipe buffer at a time, each a wake-up.",
-                                  size, format_duration(by_pipe.median), pipe_rate / 1e9),
-                      {{"bytes", static_cast<double>(bytes)}, {"bytes_per_second", pipe_rate}}));
-  costs.push_back(row("transfer_shared_memory", "seconds per " + size, by_shared, repeats,
-                      fmt::format("Through shared memory the same {} takes {} ({:.1f} GB/s), {} the pipe: one memcpy "
-                                  "into pages both processes map, and nothing at all if the data is made there.",
-                                  size, format_duration(by_shared.median), shared_rate / 1e9,
-                                  compared_with(by_shared.median, by_pipe.median)),
+  const Summary by_pipe = measure_transfer(DataPath::pipe, bytes, repeats);
+  const Summary by_shared = measure_transfer(DataPath::shared_memory, bytes, repeats);
+  costs.push_back(row("transfer_pipe", "seconds per transfer", by_pipe, repeats,
                       {{"bytes", static_cast<double>(bytes)},
-                       {"bytes_per_second", shared_rate},
+                       {"bytes_per_second", ratio(static_cast<double>(bytes), by_pipe.median)}}));
+  costs.push_back(row("transfer_shared_memory", "seconds per transfer", by_shared, repeats,
+                      {{"bytes", static_cast<double>(bytes)},
+                       {"bytes_per_second", ratio(static_cast<double>(bytes), by_shared.median)},
                        {"times_pipe", ratio(by_shared.median, by_pipe.median)}}));
 
   // Copy-on-write: shown, then priced.
   const CopyOnWriteDemo demo = show_copy_on_write();
   const PageWriteCosts pages = measure_page_writes_after_fork(options.page_probe_bytes, repeats);
-  const double dearer = ratio(pages.first_write_after_fork.median, pages.write_to_owned_page.median);
-  costs.push_back(row(
-      "page_write_after_fork", "seconds per page", pages.first_write_after_fork, repeats,
-      fmt::format("After fork a child wrote {} over the {} in an array and read {} back, yet the parent still "
-                  "read {} (but {} after a thread's write, and {} from a shared mapping the child wrote): the child "
-                  "wrote its own copy of the page, and each first write to a page after fork costs {}, a fault and "
-                  "a 4 KiB copy.",
-                  demo.written, demo.before, demo.child_read, demo.parent_read_after_child,
-                  demo.parent_read_after_thread, demo.parent_read_after_child_shared,
-                  format_duration(pages.first_write_after_fork.median)),
-      {{"value_before", static_cast<double>(demo.before)},
-       {"value_written", static_cast<double>(demo.written)},
-       {"child_read", static_cast<double>(demo.child_read)},
-       {"parent_read_after_child", static_cast<double>(demo.parent_read_after_child)},
-       {"parent_read_after_child_shared", static_cast<double>(demo.parent_read_after_child_shared)},
-       {"parent_read_after_thread", static_cast<double>(demo.parent_read_after_thread)},
-       {"pages", static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size())},
-       {"times_owned_page", dearer}}));
-  costs.push_back(row("page_write_owned", "seconds per page", pages.write_to_owned_page, repeats,
-                      fmt::format("A write to a page the process already owns costs {}, so copy-on-write makes the "
-                                  "first write after fork {:.0f}x dearer.",
-                                  format_duration(pages.write_to_owned_page.median), dearer)));
+  costs.push_back(
+      row("page_write_after_fork", "seconds per page", pages.first_write_after_fork, repeats,
+          {{"value_before", static_cast<double>(demo.before)},
+           {"value_written", static_cast<double>(demo.written)},
+           {"child_read", static_cast<double>(demo.child_read)},
+           {"parent_read_after_child", static_cast<double>(demo.parent_read_after_child)},
+           {"parent_read_after_child_shared", static_cast<double>(demo.parent_read_after_child_shared)},
+           {"parent_read_after_thread", static_cast<double>(demo.parent_read_after_thread)},
+           {"pages", static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size())},
+           {"times_owned_page", ratio(pages.first_write_after_fork.median, pages.write_to_owned_page.median)}}));
+  costs.push_back(row("page_write_owned", "seconds per page", pages.write_to_owned_page, repeats));
   return costs;
 }
 

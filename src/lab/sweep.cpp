@@ -15,15 +15,8 @@
 namespace mpdemo {
 
 std::string_view route_name(DataRoute route) noexcept {
-  switch (route) {
-    case DataRoute::pipe:
-      return "pipe";
-    case DataRoute::copy:
-      return "copy";
-    case DataRoute::shared:
-      return "shared";
-  }
-  return "?";
+  if (route.path == DataPath::pipe) return "pipe";
+  return route.arrays_in_arena ? "shared" : "copy";
 }
 
 CostModel fit_cost_model(std::span<const std::size_t> sizes, std::span<const double> seconds) {
@@ -118,20 +111,14 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
     // Each route maps its own kind of data: vectors through the pipes, vectors staged through shared
     // memory, or arrays that already live in it.
     auto map_with = [&](ProcessPool& pool) {
-      switch (route) {
-        case DataRoute::pipe:
-          pool.map_into(fn, input, output, 0, DataPath::pipe);
-          break;
-        case DataRoute::copy:
-          pool.map_into(fn, input, output);
-          break;
-        case DataRoute::shared:
-          pool.map_into(fn, shared_input, shared_output);
-          break;
+      if (route.arrays_in_arena) {
+        pool.map_into(fn, shared_input, shared_output, 0, route.path);
+      } else {
+        pool.map_into(fn, input, output, 0, route.path);
       }
     };
     auto result = [&]() -> std::span<const double> {
-      return route == DataRoute::shared ? shared_output.span() : std::span<const double>(output);
+      return route.arrays_in_arena ? shared_output.span() : std::span<const double>(output);
     };
     interruptible_fill(std::span<double>(output), -1.0);
     interruptible_fill(shared_output.span(), -1.0);

@@ -1,7 +1,7 @@
 // Costs: what the building blocks of parallel work cost on this machine. Starting a process or a
 // thread, handing a message between them, a context switch, moving 100 MB, copy-on-write. Each is
-// measured with real system calls, repeated, summarised (median, min, max), and paired with the
-// sentence it teaches.
+// measured with real system calls, repeated and summarised (median, min, max). The measurements are
+// numbers only: what each one teaches is said by the report (mpdemo/report/costs.hpp).
 //
 // Every probe forks or starts what it measures and stops it before returning: children are owned by
 // ChildProcess (killed and reaped if a probe throws), pipes by FileDescriptor, memory by RAII mappings.
@@ -14,10 +14,11 @@
 // Example:
 //   mpdemo::CostOptions options;
 //   options.repeat = 5;
-//   for (const mpdemo::CostMeasurement& cost : mpdemo::measure_costs(options))
-//     std::cout << cost.lesson << '\n';
+//   const std::vector<mpdemo::CostMeasurement> costs = mpdemo::measure_costs(options);
+//   std::cout << mpdemo::report::costs_table(costs);   // or costs_json, costs_csv
 #pragma once
 
+#include "mpdemo/pool/data_path.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
 
@@ -40,8 +41,7 @@ struct CostMeasurement {
   std::string unit;         ///< what one operation is: "seconds per fork"
   Summary summary;          ///< seconds per operation over the repeats (zeros when not measurable)
   std::size_t repeats = 0;  ///< samples summarised (0 when not measurable)
-  bool measurable = true;   ///< false when this machine cannot run the probe (one CPU allowed)
-  std::string lesson;       ///< one sentence: what the number teaches, with the number
+  bool measurable = true;   ///< false when this machine cannot run the probe (one physical core allowed)
   std::vector<CostDetail> details;
 };
 
@@ -62,12 +62,6 @@ struct CpuPair {
   int second = -1;
 };
 
-/// Where one data transfer goes through.
-enum class TransferPath {
-  pipe,           ///< written into a pipe by the sender, read out by the receiver: two copies
-  shared_memory,  ///< memcpy'd by the sender into a mapping both processes share, then one byte of notice
-};
-
 /// Seconds per page of writing one byte to each 4 KiB page of a private mapping.
 struct PageWriteCosts {
   Summary first_write_after_fork;  ///< the pages are shared with a live child: each write copies a page
@@ -84,7 +78,7 @@ struct CopyOnWriteDemo {
   int parent_read_after_thread = 0;        ///< a thread's write to the private array: `written`
 };
 
-/// Runs every probe and returns one row per figure, each with its lesson, in this order:
+/// Runs every probe and returns one row per figure, in this order:
 /// fork_small_parent, fork_large_parent, thread_start, pipe_round_trip_processes,
 /// condvar_round_trip_threads, context_switch_same_core, context_switch_two_cores (not measurable
 /// when this process may use only one physical core), transfer_pipe, transfer_shared_memory,
@@ -104,9 +98,11 @@ Summary measure_thread_start(std::size_t repeats, std::size_t threads);
 Summary measure_process_round_trip(std::size_t repeats, std::size_t round_trips, CpuPair cpus = {});
 /// A message from this thread to another and back, with a mutex and a condition variable.
 Summary measure_thread_round_trip(std::size_t repeats, std::size_t round_trips);
-/// A child process sends `bytes` to this one by `path`; seconds per transfer, and every transfer is
-/// checked to have arrived (a tag at both ends), else std::runtime_error.
-Summary measure_transfer(TransferPath path, std::size_t bytes, std::size_t repeats);
+/// A child process sends `bytes` to this one by `path` (a pipe: written in by the sender, read out by
+/// the receiver; shared memory: memcpy'd by the sender into a mapping both share, then one byte of
+/// notice); seconds per transfer, and every transfer is checked to have arrived (a tag at both ends),
+/// else std::runtime_error.
+Summary measure_transfer(DataPath path, std::size_t bytes, std::size_t repeats);
 /// Writes one byte per page of `bytes`, first while a forked child shares the pages, then again.
 PageWriteCosts measure_page_writes_after_fork(std::size_t bytes, std::size_t repeats);
 /// A forked child writes into a private and a shared array, then a thread writes into the private one;

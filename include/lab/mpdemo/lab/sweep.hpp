@@ -2,8 +2,11 @@
 // crossover size, measured, and predicted from a two-number cost model of each method.
 #pragma once
 
+#include "mpdemo/pool/data_path.hpp"
+
 #include <cstddef>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
@@ -12,20 +15,28 @@
 
 namespace mpdemo {
 
-/// How the process pool's data travels in a sweep.
-enum class DataRoute {
-  pipe,    ///< serialized through the pipes (as Python's Pool pickles through its queues)
-  copy,    ///< copied into shared memory and the results copied out
-  shared,  ///< created in shared memory: nothing moves
+/// How the process pool's data travels in a sweep: along a DataPath, from arrays made in the
+/// program's own memory or in the pool's shared memory.
+struct DataRoute {
+  DataPath path = DataPath::shared_memory;
+  bool arrays_in_arena = false;  ///< made in shared memory, so nothing is copied (shared_memory only)
+  friend constexpr bool operator==(const DataRoute&, const DataRoute&) = default;
+
+  static constexpr DataRoute pipe() noexcept { return {DataPath::pipe, false}; }            ///< serialized
+  static constexpr DataRoute copy() noexcept { return {DataPath::shared_memory, false}; }   ///< staged, copied
+  static constexpr DataRoute shared() noexcept { return {DataPath::shared_memory, true}; }  ///< nothing moves
 };
+/// "pipe", "copy", "shared": the names --data takes.
 std::string_view route_name(DataRoute route) noexcept;
+/// Every route, in the order reports show them.
+inline constexpr DataRoute kAllRoutes[] = {DataRoute::pipe(), DataRoute::copy(), DataRoute::shared()};
 
 struct SweepOptions {
   std::vector<std::size_t> sizes;  ///< ascending; empty: powers of 10 from 10 to 10^8
   double max_seconds = 60;         ///< sizes whose predicted cost would pass this budget are skipped
   std::size_t repeat = 3;          ///< runs per method and size; the median is kept
   unsigned work = 0;               ///< extra dependent arithmetic steps per element (SquaredWithWork)
-  std::vector<DataRoute> routes{DataRoute::pipe, DataRoute::copy, DataRoute::shared};
+  std::vector<DataRoute> routes{std::begin(kAllRoutes), std::end(kAllRoutes)};
   std::size_t workers = 0;  ///< 0: one per physical core
   std::uint64_t seed = 1;
 };

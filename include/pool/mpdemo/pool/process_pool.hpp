@@ -39,6 +39,7 @@
 #pragma once
 
 #include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/pool/data_path.hpp"
 #include "mpdemo/pool/map_stats.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/timing.hpp"
@@ -55,12 +56,6 @@
 #include <vector>
 
 namespace mpdemo {
-
-/// How a map's data reaches the workers and comes back.
-enum class DataPath {
-  shared_memory,  ///< through the shared arena (zero copy when the caller's arrays live there)
-  pipe,           ///< serialized through the pipes, as Python's Pool pickles through its queues: for comparison
-};
 
 struct ProcessPoolOptions {
   std::size_t workers = 0;               ///< 0: the physical cores this process may use

@@ -1,12 +1,11 @@
-// Timing: a stopwatch, the phases a parallel map is broken into, summaries over repeats, and the
-// lesson's `@benchmark` box.
+// Timing: a stopwatch, the phases a parallel map is broken into, and summaries over repeats. (How
+// durations are written for people is the report layer's: mpdemo/report/format.hpp.)
 #pragma once
 
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <span>
-#include <string>
 #include <string_view>
 #include <vector>
 
@@ -52,15 +51,5 @@ struct Summary {
   /// Empty samples give all zeros.
   static Summary of(std::span<const double> samples);
 };
-
-/// A duration to three significant digits in the unit that suits it: "1.23 ms", "456 us", "7.80 ns";
-/// "0" for zero.
-std::string format_duration(double seconds);
-
-/// The lesson's `@benchmark` decorator output:
-///   ------...------ NAME ------...------   (50 dashes each side)
-///   func: NAME executed in 0.00001s.
-///   ---------------------------------      (as long as the title)
-std::string benchmark_box(std::string_view name, double seconds);
 
 }  // namespace mpdemo

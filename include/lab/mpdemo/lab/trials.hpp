@@ -1,13 +1,16 @@
-// Trials: run one method of the experiment, timed and verified, and summarise repeated runs.
+// Trials: run the experiment's methods on one input, timed and verified against an independent
+// answer, and summarise repeated runs. What `mpdemo run` and the lesson measure; they return numbers,
+// and mpdemo/report renders them.
 #pragma once
 
 #include "mpdemo/lab/experiment.hpp"
 
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <vector>
 
-namespace mpdemo::cli {
+namespace mpdemo {
 
 struct Trial {
   PhaseTimes phases;
@@ -47,4 +50,30 @@ class MethodRunner {
   std::vector<double> thread_output_;
 };
 
-}  // namespace mpdemo::cli
+/// What `mpdemo run` measures: these methods on `size` random numbers, `repeat` times each.
+struct TrialPlan {
+  std::size_t size = 10'000'000;
+  std::size_t workers = 0;    ///< 0: one per physical core
+  std::size_t chunksize = 0;  ///< 0: Python's default
+  std::uint64_t seed = 1;
+  std::size_t repeat = 5;
+  std::vector<Method> methods;
+};
+
+struct MethodResult {
+  Method method;
+  TrialSummary summary;
+};
+
+struct TrialResults {
+  TrialPlan plan;  ///< as run (workers and chunksize filled in)
+  std::vector<MethodResult> methods;
+  double warm_pool_startup = 0;  ///< seconds, paid once before timing (0 when no warm pool ran)
+  bool verified() const noexcept;
+};
+
+/// Runs the plan: repeats outside, methods inside, so that a noisy moment of the machine spreads over
+/// every method alike. Throws Interrupted within milliseconds of SIGINT/SIGTERM under an InterruptGuard.
+TrialResults run_trials(TrialPlan plan);
+
+}  // namespace mpdemo

@@ -1,10 +1,12 @@
-#include "phase_report.hpp"
+#include "mpdemo/report/phases.hpp"
+
+#include "mpdemo/report/format.hpp"
 
 #include <fmt/format.h>
 #include <array>
 #include <string_view>
 
-namespace mpdemo::cli {
+namespace mpdemo::report {
 
 namespace {
 // For people; the JSON keys are kPhaseNames (timing.hpp), in the same order.
@@ -37,4 +39,4 @@ nlohmann::json phases_json(const PhaseTimes& phases, bool with_total) {
   return json;
 }
 
-}  // namespace mpdemo::cli
+}  // namespace mpdemo::report

@@ -7,7 +7,7 @@
 #include <span>
 #include <string>
 
-namespace mpdemo::cli {
+namespace mpdemo::report {
 
 struct MethodTiming {
   std::string name;  ///< as printed: "array_squared_mp"
@@ -29,4 +29,4 @@ std::string explain_fastest(std::span<const MethodTiming> methods);
 /// warm processes against warm threads: the like-for-like comparison of the parallel machinery.
 std::string explain_warm(std::span<const MethodTiming> methods);
 
-}  // namespace mpdemo::cli
+}  // namespace mpdemo::report

@@ -1,15 +1,16 @@
-#include "verdict.hpp"
+#include "mpdemo/report/verdict.hpp"
+
+#include "mpdemo/report/format.hpp"
 
 #include <fmt/format.h>
 #include <algorithm>
 #include <iterator>
 #include <vector>
 
-namespace mpdemo::cli {
+namespace mpdemo::report {
 
 namespace {
 double overhead(const PhaseTimes& phases) { return phases.total() - phases.compute; }
-double safe_ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 }  // namespace
 
 std::string explain_fastest(std::span<const MethodTiming> methods) {
@@ -25,7 +26,7 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
   std::string text = fmt::format("Fastest: {} ({})", fastest.name, format_duration(fastest.phases.total()));
   for (std::size_t i = 1; i < by_total.size(); ++i) {
     text += fmt::format("{} {:.3g}x faster than {}", i == 1 ? ":" : ",",
-                        safe_ratio(by_total[i].phases.total(), fastest.phases.total()), by_total[i].name);
+                        ratio(by_total[i].phases.total(), fastest.phases.total()), by_total[i].name);
   }
   text += ".\n";
   if (loop == methods.end()) return text;
@@ -37,19 +38,19 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
   for (const MethodTiming& m : by_total) {
     if (m.sequential) continue;
     const PhaseTimes& p = m.phases;
-    const double versus_loop = safe_ratio(loop->phases.total(), p.total());
+    const double versus_loop = ratio(loop->phases.total(), p.total());
     text += fmt::format(
         "  {}: {} workers computed in {}{}; overhead {} (start {}, move in {}, collect {}, stop {}) = {:.0f}% of "
         "its time -> {}\n",
         m.name, m.workers, format_duration(p.compute),
         loop->phases.compute >= 1e-6
-            ? fmt::format(" ({:.2f}x the loop's speed)", safe_ratio(loop->phases.compute, p.compute))
+            ? fmt::format(" ({:.2f}x the loop's speed)", ratio(loop->phases.compute, p.compute))
             : std::string(),
         format_duration(overhead(p)), format_duration(p.start_workers), format_duration(p.move_in),
-        format_duration(p.collect), format_duration(p.stop_workers), 100 * safe_ratio(overhead(p), p.total()),
+        format_duration(p.collect), format_duration(p.stop_workers), 100 * ratio(overhead(p), p.total()),
         versus_loop >= 1 ? fmt::format("{:.3g}x faster than the loop", versus_loop)
                          : fmt::format("{:.3g}x slower than the loop: the price of parallelism exceeds what it saves",
-                                       safe_ratio(p.total(), loop->phases.total())));
+                                       ratio(p.total(), loop->phases.total())));
   }
   return text;
 }
@@ -69,8 +70,8 @@ std::string explain_warm(std::span<const MethodTiming> methods) {
   for (const MethodTiming& m : methods) {
     if (!m.warm) continue;
     (m.threads ? warm_threads : warm_processes) = &m;
-    text += fmt::format("{}{} {:.2f}x", text.empty() ? "" : ", ", m.name,
-                        safe_ratio(loop->phases.compute, m.phases.total()));
+    text +=
+        fmt::format("{}{} {:.2f}x", text.empty() ? "" : ", ", m.name, ratio(loop->phases.compute, m.phases.total()));
   }
   if (text.empty()) return {};
   text = fmt::format(
@@ -81,9 +82,9 @@ std::string explain_warm(std::span<const MethodTiming> methods) {
     text += fmt::format(
         "Processes vs threads, both warm: {:.2f}x (1.00x means separate address spaces cost nothing "
         "once the data lives in shared memory).\n",
-        safe_ratio(warm_threads->phases.total(), warm_processes->phases.total()));
+        ratio(warm_threads->phases.total(), warm_processes->phases.total()));
   }
   return text;
 }
 
-}  // namespace mpdemo::cli
+}  // namespace mpdemo::report

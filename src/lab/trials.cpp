@@ -1,10 +1,12 @@
-#include "trials.hpp"
+#include "mpdemo/lab/trials.hpp"
 
+#include "mpdemo/pool/chunk_plan.hpp"
 #include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/topology.hpp"
 
 #include <algorithm>
 
-namespace mpdemo::cli {
+namespace mpdemo {
 
 namespace {
 
@@ -101,4 +103,28 @@ double MethodRunner::warm_pool_startup_seconds() const noexcept {
   return warm_processes_ ? warm_processes_->startup_seconds() : 0.0;
 }
 
-}  // namespace mpdemo::cli
+bool TrialResults::verified() const noexcept {
+  return std::all_of(methods.begin(), methods.end(), [](const MethodResult& m) { return m.summary.verified; });
+}
+
+TrialResults run_trials(TrialPlan plan) {
+  if (plan.workers == 0) plan.workers = system_topology().default_workers();
+  const std::size_t chunksize = plan.chunksize;
+  plan.chunksize = ChunkPlan(plan.size, plan.chunksize, plan.workers).chunksize();
+  const std::vector<double> input = uniform_random_array(plan.size, plan.seed);
+  const std::vector<double> reference = reference_squares(input);
+  MethodRunner runner(input, plan.workers, chunksize);
+  std::vector<std::vector<Trial>> trials(plan.methods.size());
+  for (std::size_t r = 0; r < plan.repeat; ++r) {
+    for (std::size_t m = 0; m < plan.methods.size(); ++m) {
+      trials[m].push_back(runner.run(plan.methods[m], reference));
+      throw_if_interrupted();
+    }
+  }
+  TrialResults results{plan, {}, runner.warm_pool_startup_seconds()};
+  for (std::size_t m = 0; m < plan.methods.size(); ++m)
+    results.methods.push_back({plan.methods[m], summarize(trials[m])});
+  return results;
+}
+
+}  // namespace mpdemo

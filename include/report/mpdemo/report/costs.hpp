@@ -1,5 +1,6 @@
-// Renderers for `mpdemo costs`: one data model (CostMeasurement), three formats. Pure functions of
-// their input: they measure nothing and know nothing of fork. Thread-safe.
+// Renderers for `mpdemo costs`: one data model (CostMeasurement, numbers only), three formats, and
+// the sentence each figure teaches. Pure functions of their input: they measure nothing and know
+// nothing of fork. Thread-safe.
 #pragma once
 
 #include "mpdemo/lab/costs.hpp"
@@ -7,7 +8,11 @@
 #include <span>
 #include <string>
 
-namespace mpdemo {
+namespace mpdemo::report {
+
+/// One sentence: what `cost` teaches, with its figures (and those of the rows it is compared with,
+/// found by name in `all`).
+std::string cost_lesson(const CostMeasurement& cost, std::span<const CostMeasurement> all);
 
 /// A table (name, median, [min, max], unit), then one line per row saying what it teaches.
 /// Rows that are not measurable show "not measurable" and say why.
@@ -23,4 +28,4 @@ std::string costs_json(std::span<const CostMeasurement> costs);
 /// Times in seconds (empty when not measurable); details as "name=value;name=value".
 std::string costs_csv(std::span<const CostMeasurement> costs);
 
-}  // namespace mpdemo
+}  // namespace mpdemo::report

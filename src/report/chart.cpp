@@ -1,13 +1,12 @@
-#include "plot.hpp"
+#include "mpdemo/report/chart.hpp"
 
-#include "command.hpp"
+#include "mpdemo/report/format.hpp"
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/spawn.hpp"
-#include "options.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -15,17 +14,12 @@
 #include <unistd.h>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <sstream>
 #include <tuple>
 
-namespace mpdemo::cli {
+namespace mpdemo::report {
 
 namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // A gnuplot string literal that gnuplot reads as text and nothing else. Single quotes, because
 // gnuplot runs `backquoted` shell commands inside double-quoted strings but not inside single-quoted
@@ -51,7 +45,7 @@ std::string script_for(const Chart& chart, const std::string& path) {
   std::ostringstream script;
   if (path == "-") {
     script << "set terminal dumb size 100,30\n";
-  } else if (ends_with(path, ".svg")) {
+  } else if (path.ends_with(".svg")) {
     script << "set terminal svg size 900,560 dynamic background rgb 'white'\n";
   } else {
     script << "set terminal pngcairo size 900,560\n";
@@ -100,42 +94,6 @@ bool gnuplot_available() {
     if (::access((directory.empty() ? program : directory + "/" + program).c_str(), X_OK) == 0) return true;
   }
   return false;
-}
-
-void check_plot_path(const std::string& path) {
-  if (path == "-") return;
-  for (const char c : path) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      throw UsageError(
-          fmt::format("--plot: '{}' contains a control character; choose a plain file name", printable(path, 200)));
-    }
-  }
-  if (!ends_with(path, ".png") && !ends_with(path, ".svg")) {
-    throw UsageError(
-        fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path, 200)));
-  }
-  // Checked without creating anything, so a run that fails later leaves no empty file behind. What
-  // the path names (through any symlink) must be a regular file, or nothing yet in a writable
-  // directory: a directory, a device (/dev/full, a terminal) or a pipe is not a place for a picture.
-  namespace fs = std::filesystem;
-  const fs::path file(path);
-  std::error_code error;
-  const fs::file_status status = fs::status(file, error);
-  if (fs::exists(status)) {
-    if (!fs::is_regular_file(status)) {
-      throw UsageError(fmt::format("--plot: '{}' is {}, not a file a picture can be written to", printable(path, 200),
-                                   fs::is_directory(status) ? "a directory" : "a device, pipe or socket"));
-    }
-    if (::access(path.c_str(), W_OK) != 0) {
-      throw UsageError(fmt::format("--plot: cannot write '{}': {}", printable(path, 200), std::strerror(errno)));
-    }
-    return;
-  }
-  const fs::path directory = file.has_parent_path() ? file.parent_path() : ".";
-  if (!fs::is_directory(directory, error) || ::access(directory.c_str(), W_OK | X_OK) != 0) {
-    throw UsageError(fmt::format("--plot: cannot create '{}': {} is not a writable directory", printable(path, 200),
-                                 printable(directory.string(), 200)));
-  }
 }
 
 namespace {
@@ -214,8 +172,8 @@ void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
   int exec_error = 0;
   if (read_exact(exec_failure.read_end.get(), &exec_error, sizeof(exec_error))) {
     gnuplot.wait();
-    throw UsageError(
-        fmt::format("--plot needs gnuplot, and '{}' could not be run ({}). Install it with: "
+    throw ToolMissing(
+        fmt::format("drawing a chart needs gnuplot, and '{}' could not be run ({}). Install it with: "
                     "sudo apt-get install gnuplot-nox (or run bash cmake/install-deps.sh)",
                     program, std::strerror(exec_error)));
   }
@@ -240,4 +198,4 @@ void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
   }
 }
 
-}  // namespace mpdemo::cli
+}  // namespace mpdemo::report
