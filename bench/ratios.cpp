@@ -145,14 +145,6 @@ std::vector<BenchmarkTiming> run_rounds(std::vector<Contender> contenders, std::
   return timings;
 }
 
-void pin_this_thread(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  CPU_SET(static_cast<std::size_t>(cpu), &mask);
-  pthread_setaffinity_np(pthread_self(), sizeof(mask), &mask);  // best effort, as the pools do
-}
-
 /// memcpy of n doubles split over `threads` threads pinned like the pools' workers: the bandwidth
 /// ceiling for a job that moves 16 bytes per element and computes almost nothing.
 double timed_copy(const double* from, double* to, std::size_t n, std::size_t threads, const std::vector<int>& cpus) {
@@ -163,7 +155,7 @@ double timed_copy(const double* from, double* to, std::size_t n, std::size_t thr
     const std::size_t end = n * (t + 1) / threads;
     const int cpu = cpus.empty() ? -1 : cpus[t % cpus.size()];
     team.emplace_back([=] {
-      pin_this_thread(cpu);
+      mpdemo::pin_calling_thread(cpu);  // best effort, as the pools do
       std::memcpy(to + begin, from + begin, (end - begin) * sizeof(double));
     });
   }
@@ -252,7 +244,7 @@ class ScopedPin {
  public:
   explicit ScopedPin(int cpu) {
     pthread_getaffinity_np(pthread_self(), sizeof(saved_), &saved_);
-    pin_this_thread(cpu);
+    mpdemo::pin_calling_thread(cpu);  // best effort, as the pools do
   }
   ~ScopedPin() { pthread_setaffinity_np(pthread_self(), sizeof(saved_), &saved_); }
   ScopedPin(const ScopedPin&) = delete;
@@ -271,10 +263,10 @@ std::vector<double> pipe_round_trips(int master_cpu, int echo_cpu, std::size_t c
     // Only system calls from here on: the parent may have threads.
     ping.write_end.reset();
     pong.read_end.reset();
-    pin_this_thread(echo_cpu);
+    mpdemo::pin_calling_thread(echo_cpu);
     char byte = 0;
-    while (::read(ping.read_end.get(), &byte, 1) == 1) {
-      if (::write(pong.write_end.get(), &byte, 1) != 1) break;
+    while (mpdemo::read_whole(ping.read_end.get(), &byte, 1) == mpdemo::ReadOutcome::complete) {
+      if (!mpdemo::write_whole(pong.write_end.get(), &byte, 1)) break;
     }
     return 0;
   });

@@ -54,44 +54,28 @@ Summary per_operation(std::size_t repeats, std::size_t operations, Batch batch) 
 // makes system calls only, and any failure ends it with a status the parent decodes.
 
 constexpr int kChildIoFailed = 3;
-constexpr int kChildPinFailed = 4;
 
+// A child that cannot talk to its parent has nothing left to do: it leaves with a status the parent decodes.
 void child_write(int fd, const void* data, std::size_t size) noexcept {
-  const auto* bytes = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t written = retry_on_eintr([&] { return ::write(fd, bytes, size); });
-    if (written < 0) ::_exit(kChildIoFailed);
-    bytes += written;
-    size -= static_cast<std::size_t>(written);
-  }
+  if (!write_whole(fd, data, size)) ::_exit(kChildIoFailed);
 }
 
 // False on end-of-file before the first byte: the parent has closed its end, time to leave.
 bool child_read(int fd, void* data, std::size_t size) noexcept {
-  auto* bytes = static_cast<char*>(data);
-  for (std::size_t done = 0; done < size;) {
-    const ssize_t got = retry_on_eintr([&] { return ::read(fd, bytes + done, size - done); });
-    if (got == 0 && done == 0) return false;
-    if (got <= 0) ::_exit(kChildIoFailed);
-    done += static_cast<std::size_t>(got);
-  }
-  return true;
+  const ReadOutcome outcome = read_whole(fd, data, size);
+  if (outcome != ReadOutcome::complete && outcome != ReadOutcome::end_of_file) ::_exit(kChildIoFailed);
+  return outcome == ReadOutcome::complete;
 }
 
-void pin_child(int cpu) noexcept {
-  if (cpu < 0) return;
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  CPU_SET(static_cast<std::size_t>(cpu), &mask);
-  if (::sched_setaffinity(0, sizeof(mask), &mask) != 0) ::_exit(kChildPinFailed);
-}
-
-// A child with nothing but stdio and `keep` open, that runs `body` and exits 0 (spawn does the rest).
+// A child with nothing but stdio and `keep` open, pinned to `cpu` (-1: anywhere; a pin that fails
+// ends it, since its figures would mean something else), that runs `body` and exits 0.
 template <class Body>
-ChildProcess fork_child(const char* role, std::vector<int> keep, Body&& body) {
+ChildProcess fork_child(const char* role, std::vector<int> keep, int cpu, Body&& body) {
   static_assert(std::is_nothrow_invocable_v<Body&>, "a forked child's body must not throw");
   SpawnOptions options;
   options.keep_descriptors = std::move(keep);
+  options.cpu = cpu;
+  options.cpu_required = true;
   return spawn(role, options, [&]() noexcept {
     body();
     return 0;
@@ -110,16 +94,16 @@ class HelperProcess {
  public:
   /// `body(HelperEnds)` runs in the child, which keeps only its two ends and `keep_in_child` (ends
   /// of other pipes it uses); every other descriptor is closed there, so that the end-of-file of a
-  /// pipe that belongs to someone else still reaches its reader.
+  /// pipe that belongs to someone else still reaches its reader. `cpu` pins it (-1: anywhere).
   template <class Body>
-  HelperProcess(const char* role, std::initializer_list<int> keep_in_child, Body&& body) : role_(role) {
+  HelperProcess(const char* role, std::initializer_list<int> keep_in_child, int cpu, Body&& body) : role_(role) {
     static_assert(std::is_nothrow_invocable_v<Body&, HelperEnds>, "a helper's body must not throw");
     Pipe command = Pipe::create();
     Pipe reply = Pipe::create();
     const HelperEnds ends{command.read_end.get(), reply.write_end.get()};
     std::vector<int> keep{ends.command, ends.reply};
     keep.insert(keep.end(), keep_in_child.begin(), keep_in_child.end());
-    process_ = fork_child(role, std::move(keep), [&]() noexcept { body(ends); });
+    process_ = fork_child(role, std::move(keep), cpu, [&]() noexcept { body(ends); });
     command_ = std::move(command.write_end);
     reply_ = std::move(reply.read_end);
   }
@@ -209,7 +193,7 @@ Summary measure_fork(std::size_t repeats, std::size_t forks) {
   return per_operation(repeats, forks, [forks] {
     const Stopwatch clock;
     for (std::size_t i = 0; i < forks; ++i) {
-      ChildProcess child = fork_child("a child that exits at once", {}, []() noexcept {});
+      ChildProcess child = fork_child("a child that exits at once", {}, -1, []() noexcept {});
       const ExitStatus status = child.wait();
       if (!status.success()) {
         throw_if_interrupted();
@@ -241,14 +225,12 @@ Summary measure_process_round_trip(std::size_t repeats, std::size_t round_trips,
   const int ping_in = ping.read_end.get(), ping_out = ping.write_end.get();
   const int pong_in = pong.read_end.get(), pong_out = pong.write_end.get();
 
-  HelperProcess echo("the echo process", {ping_in, pong_out}, [&](HelperEnds) noexcept {
-    pin_child(cpus.second);
+  HelperProcess echo("the echo process", {ping_in, pong_out}, cpus.second, [&](HelperEnds) noexcept {
     char ball = 0;
     while (child_read(ping_in, &ball, 1)) child_write(pong_out, &ball, 1);
   });
   // The rally is timed inside the child that serves, so the parent's own wake-ups are not counted.
-  HelperProcess server("the serving process", {ping_out, pong_in}, [&](HelperEnds ends) noexcept {
-    pin_child(cpus.first);
+  HelperProcess server("the serving process", {ping_out, pong_in}, cpus.first, [&](HelperEnds ends) noexcept {
     char ball = 0;
     while (child_read(ends.command, &ball, 1)) {
       const auto start = std::chrono::steady_clock::now();  // clock_gettime: no allocation, no lock
@@ -335,7 +317,7 @@ Summary measure_transfer(DataPath path, std::size_t bytes, std::size_t repeats) 
   unsigned char* const destination = path == DataPath::pipe ? received->data() : shared.data();
   unsigned char* const from = source.data();
 
-  HelperProcess sender("the sending process", {}, [&](HelperEnds ends) noexcept {
+  HelperProcess sender("the sending process", {}, -1, [&](HelperEnds ends) noexcept {
     char tag = 0;
     while (child_read(ends.command, &tag, 1)) {
       // Stamp both ends with the tag, so the parent can tell this transfer arrived whole.
@@ -381,7 +363,7 @@ PageWriteCosts measure_page_writes_after_fork(std::size_t bytes, std::size_t rep
     throw_if_interrupted();
     // A live child holds the pages shared: the parent's first write to each must copy it. (Once the
     // child has gone, the kernel would hand the page back without a copy.)
-    HelperProcess holder("the process sharing the pages", {}, [](HelperEnds ends) noexcept {
+    HelperProcess holder("the process sharing the pages", {}, -1, [](HelperEnds ends) noexcept {
       char unused = 0;
       while (child_read(ends.command, &unused, 1)) {
       }
@@ -410,7 +392,7 @@ CopyOnWriteDemo show_copy_on_write() {
   volatile int* const own_value = own.data();
   volatile int* const shared_value = shared.data();
 
-  HelperProcess child("the copy-on-write child", {}, [&](HelperEnds ends) noexcept {
+  HelperProcess child("the copy-on-write child", {}, -1, [&](HelperEnds ends) noexcept {
     *own_value = kWritten;
     *shared_value = kWritten;
     const int seen = *own_value;

@@ -3,6 +3,7 @@
 #include "pool_protocol.hpp"
 #include "spin_wait.hpp"
 
+#include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/topology.hpp"
 
 #include <sys/mman.h>
@@ -22,26 +23,12 @@ namespace {
 constexpr int kExitPipeError = 4;
 constexpr int kExitOutOfMemory = 5;
 
-bool read_whole(int fd, void* data, std::size_t size) noexcept {
-  auto* bytes = static_cast<char*>(data);
-  for (std::size_t done = 0; done < size;) {
-    const ssize_t got = ::read(fd, bytes + done, size - done);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    done += static_cast<std::size_t>(got);
-  }
-  return true;
+bool receive(int fd, void* data, std::size_t size) noexcept {
+  return read_whole(fd, data, size) == ReadOutcome::complete;
 }
 
 void send(int fd, const void* data, std::size_t size) noexcept {
-  const auto* bytes = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t written = ::write(fd, bytes, size);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) ::_exit(kExitPipeError);  // the master is gone: nobody is left to tell
-    bytes += written;
-    size -= static_cast<std::size_t>(written);
-  }
+  if (!write_whole(fd, data, size)) ::_exit(kExitPipeError);  // the master is gone: nobody is left to tell
 }
 
 // The pipe data path's slices, in memory of the worker's own: mmap rather than malloc, since the
@@ -125,7 +112,7 @@ class Worker {
     pollfd next{setup_.task_fd, POLLIN, 0};
     while (poll_after_spinning(&next, 1, setup_.spin) < 0 && errno == EINTR) {
     }
-    return read_whole(setup_.task_fd, &task, sizeof(task));
+    return receive(setup_.task_fd, &task, sizeof(task));
   }
 
   /// Carries out one task and answers it.
@@ -148,7 +135,7 @@ class Worker {
   Chunk receive_slice(const TaskMessage& task) noexcept {
     const std::size_t count = task.end - task.begin;
     void* slice = input_slice_.reserve(task.payload_bytes);
-    if (!read_whole(setup_.task_fd, slice, task.payload_bytes)) ::_exit(kExitPipeError);
+    if (!receive(setup_.task_fd, slice, task.payload_bytes)) ::_exit(kExitPipeError);
     return {slice, output_slice_.reserve(count * task.output_element_bytes), 0, count};
   }
 

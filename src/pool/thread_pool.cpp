@@ -40,12 +40,7 @@ struct ThreadPool::Impl {
   std::chrono::microseconds spin{ProcessPoolOptions::kDefaultSpin};
 
   void run(std::size_t index, int cpu) {
-    if (cpu >= 0) {
-      cpu_set_t mask;
-      CPU_ZERO(&mask);
-      CPU_SET(static_cast<std::size_t>(cpu), &mask);
-      pthread_setaffinity_np(pthread_self(), sizeof(mask), &mask);  // best effort, as for processes
-    }
+    pin_calling_thread(cpu);  // best effort, as for processes
     std::uint64_t seen = 0;
     std::unique_lock lock(mutex);
     for (;;) {

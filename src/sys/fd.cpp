@@ -30,29 +30,44 @@ Pipe Pipe::create(int flags) {
   return Pipe{FileDescriptor::adopt(fds[0]), FileDescriptor::adopt(fds[1])};
 }
 
-void write_all(int fd, const void* data, std::size_t size, std::string_view doing) {
+bool write_whole(int fd, const void* data, std::size_t size) noexcept {
   const auto* bytes = static_cast<const std::byte*>(data);
   while (size > 0) {
     const ssize_t written = retry_on_eintr([&] { return ::write(fd, bytes, size); });
-    if (written < 0) throw_errno(doing);
+    if (written < 0) return false;
     bytes += written;
     size -= static_cast<std::size_t>(written);
   }
+  return true;
+}
+
+ReadOutcome read_whole(int fd, void* data, std::size_t size) noexcept {
+  auto* bytes = static_cast<std::byte*>(data);
+  for (std::size_t done = 0; done < size;) {
+    const ssize_t got = retry_on_eintr([&] { return ::read(fd, bytes + done, size - done); });
+    if (got < 0) return ReadOutcome::failed;
+    if (got == 0) return done == 0 ? ReadOutcome::end_of_file : ReadOutcome::torn;
+    done += static_cast<std::size_t>(got);
+  }
+  return ReadOutcome::complete;
+}
+
+void write_all(int fd, const void* data, std::size_t size, std::string_view doing) {
+  if (!write_whole(fd, data, size)) throw_errno(doing);
 }
 
 bool read_exact(int fd, void* data, std::size_t size) {
-  auto* bytes = static_cast<std::byte*>(data);
-  std::size_t done = 0;
-  while (done < size) {
-    const ssize_t got = retry_on_eintr([&] { return ::read(fd, bytes + done, size - done); });
-    if (got < 0) throw_errno("read from a pipe");
-    if (got == 0) {
-      if (done == 0) return false;
+  switch (read_whole(fd, data, size)) {
+    case ReadOutcome::complete:
+      return true;
+    case ReadOutcome::end_of_file:
+      return false;
+    case ReadOutcome::torn:
       throw std::system_error(EPIPE, std::system_category(), "read from a pipe: end of file mid-message");
-    }
-    done += static_cast<std::size_t>(got);
+    case ReadOutcome::failed:
+      break;
   }
-  return true;
+  throw_errno("read from a pipe");
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/topology.hpp"
 
 #include <fmt/format.h>
 #include <sched.h>
@@ -69,12 +70,8 @@ void prepare_child(const SpawnOptions& options, const std::vector<int>& keep, pi
   }
   close_all_but(keep);
 
-  if (options.cpu >= 0) {
-    cpu_set_t mask;
-    CPU_ZERO(&mask);
-    CPU_SET(static_cast<std::size_t>(options.cpu), &mask);
-    ::sched_setaffinity(0, sizeof(mask), &mask);  // best effort: an unpinned child still works
-  }
+  // Best effort unless the child's figures depend on where it runs: an unpinned worker still works.
+  if (!pin_calling_thread(options.cpu) && options.cpu_required) ::_exit(kSpawnPinFailed);
 }
 
 }  // namespace

@@ -105,6 +105,14 @@ std::string format_cpu_list(std::span<const int> cpus) {
   return text;
 }
 
+bool pin_calling_thread(int cpu) noexcept {
+  if (cpu < 0) return true;
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  CPU_SET(static_cast<std::size_t>(cpu), &mask);
+  return ::sched_setaffinity(0, sizeof(mask), &mask) == 0;  // pid 0: the calling thread
+}
+
 std::size_t page_size() noexcept { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
 
 std::size_t physical_memory_bytes() noexcept {

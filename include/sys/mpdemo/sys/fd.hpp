@@ -39,6 +39,20 @@ struct Pipe {
   static Pipe create(int flags = 0);
 };
 
+/// Writes all of [data, data + size), retrying on EINTR and short writes; false (errno set) if a write
+/// fails. No exceptions, no allocation, no locks: what a forked child may use (spawn.hpp).
+bool write_whole(int fd, const void* data, std::size_t size) noexcept;
+
+/// How reading one whole message ended.
+enum class ReadOutcome {
+  complete,     ///< every byte arrived
+  end_of_file,  ///< end-of-file before the first byte: the writer closed its end between messages
+  torn,         ///< end-of-file in the middle: the writer died mid-message
+  failed,       ///< read() failed (errno set)
+};
+/// Reads exactly `size` bytes, retrying on EINTR. Like write_whole, safe in a forked child.
+ReadOutcome read_whole(int fd, void* data, std::size_t size) noexcept;
+
 /// Writes all of [data, data + size), retrying on EINTR and short writes. Throws std::system_error
 /// (EPIPE included: callers block SIGPIPE, see ScopedSigpipeBlock).
 /// `doing` names the write in the error ("write the plot to x.png").

@@ -33,6 +33,7 @@ namespace mpdemo {
 
 struct SpawnOptions {
   int cpu = -1;                       ///< pin the child to this CPU (best effort); -1: wherever
+  bool cpu_required = false;          ///< the child leaves with kSpawnPinFailed if it cannot be pinned
   bool die_with_parent = true;        ///< SIGKILL the child when the forking thread's process dies
   bool ignore_interrupts = false;     ///< SIGINT, SIGTERM and SIGQUIT ignored in the child
   std::vector<int> keep_descriptors;  ///< kept open besides 0, 1 and 2; every other one is closed
@@ -42,7 +43,8 @@ struct SpawnOptions {
 };
 
 /// Exit statuses of a child that failed before its body ran.
-inline constexpr int kSpawnOrphaned = 120;  ///< the parent died before the death signal was armed
+inline constexpr int kSpawnOrphaned = 120;   ///< the parent died before the death signal was armed
+inline constexpr int kSpawnPinFailed = 121;  ///< cpu_required, and the kernel refused to pin the child
 
 namespace detail {
 /// Forks and prepares the child as SpawnOptions says. Returns 0 in the child, the pid in the parent.

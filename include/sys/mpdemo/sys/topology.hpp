@@ -38,6 +38,11 @@ Topology topology_from_hwloc_xml(const std::string& xml, std::span<const int> al
 /// discover_topology() once per process (the first call costs a few milliseconds); thread-safe.
 const Topology& system_topology();
 
+/// Pins the calling thread (in a single-threaded child: the process) to `cpu`; false if the kernel
+/// refuses (a CPU outside this process's cpuset), true and nothing done for -1. A system call only:
+/// safe in a forked child. The one place mpdemo pins anything: pools, spawn() and the benchmarks.
+bool pin_calling_thread(int cpu) noexcept;
+
 /// The size of a memory page, in bytes (sysconf(_SC_PAGESIZE)).
 std::size_t page_size() noexcept;
 /// Physical memory, in bytes.
