@@ -88,13 +88,6 @@ std::vector<pid_t> children_of(pid_t pid) {
   return children;
 }
 
-std::size_t shared_memory_segments() {
-  std::size_t count = 0;
-  std::error_code ignored;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/dev/shm", ignored)) ++count;
-  return count;
-}
-
 std::size_t shared_mappings() {
   std::ifstream maps("/proc/self/maps");
   std::size_t count = 0;

@@ -39,11 +39,8 @@ std::string mpdemo_executable();
 /// The pids of the children of `pid` right now (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
 
-/// Entries in /dev/shm: named shared-memory segments that exist right now.
-std::size_t shared_memory_segments();
-
 /// Shared mappings in this process right now (/proc/self/maps): the arena, and any a pool forgot to
-/// unmap. Unlike /dev/shm, nothing another program does changes this count.
+/// unmap. Nothing another program does changes this count.
 std::size_t shared_mappings();
 
 /// Waits (polling /proc, up to `timeout`) until `condition` holds; returns whether it did. For
