@@ -1,5 +1,6 @@
 #include "mpdemo/lab/costs.hpp"
 #include "mpdemo/report/costs.hpp"
+#include "mpdemo/sys/errors.hpp"
 
 #include <gtest/gtest.h>
 
@@ -115,8 +116,8 @@ TEST(CostProbes, PageWritesAfterForkFitInTheCallThatMeasuredThem) {
 }
 
 TEST(CostProbes, ZeroRepeatsIsRejected) {
-  EXPECT_THROW(mpdemo::measure_thread_start(0, kOperations), std::invalid_argument);
-  EXPECT_THROW(mpdemo::measure_fork(kRepeats, 0), std::invalid_argument);
+  EXPECT_THROW(mpdemo::measure_thread_start(0, kOperations), mpdemo::BadArgument);
+  EXPECT_THROW(mpdemo::measure_fork(kRepeats, 0), mpdemo::BadArgument);
 }
 
 TEST(CopyOnWrite, ChildWriteStaysInTheChildWhileThreadAndSharedWritesAreSeen) {
@@ -199,8 +200,8 @@ TEST(MeasureCosts, RejectsZeroRepeatWithItsName) {
   options.repeat = 0;
   try {
     mpdemo::measure_costs(options);
-    FAIL() << "expected std::invalid_argument";
-  } catch (const std::invalid_argument& e) {
+    FAIL() << "expected mpdemo::BadArgument";
+  } catch (const mpdemo::BadArgument& e) {
     EXPECT_NE(std::string(e.what()).find("repeat"), std::string::npos) << e.what();
   }
 }

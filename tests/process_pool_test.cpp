@@ -200,7 +200,26 @@ TEST(ProcessPool, MapIntoAnOrdinaryBufferCopiesOut) {
   pool.map_into(mpdemo::squared, input, output);
   EXPECT_EQ(output, squares_of(input));
   std::vector<double> wrong_size(3);
-  EXPECT_THROW(pool.map_into(mpdemo::squared, input, wrong_size), std::invalid_argument);
+  EXPECT_THROW(pool.map_into(mpdemo::squared, input, wrong_size), mpdemo::BadArgument);
+}
+
+TEST(ProcessPool, DataTooLargeForTheArenaIsAnMpdemoErrorAndThePoolStaysUsable) {
+  mpdemo::ProcessPoolOptions options;
+  options.workers = 2;
+  options.arena = std::make_shared<mpdemo::SharedArena>(std::size_t{1} << 20);
+  ProcessPool pool(options);
+  const auto input = random_doubles(200'000);  // 1.6 MB in and out: staged, it cannot fit in 1 MiB
+  try {
+    (void)pool.map(mpdemo::squared, input);
+    FAIL() << "expected ArenaExhausted";
+  } catch (const mpdemo::Error& error) {  // one catch for everything mpdemo refuses
+    EXPECT_NE(dynamic_cast<const mpdemo::ArenaExhausted*>(&error), nullptr) << error.what();
+    EXPECT_NE(std::string(error.what()).find("shared arena exhausted"), std::string::npos) << error.what();
+  }
+  const auto small = random_doubles(1000);
+  EXPECT_EQ(pool.map(mpdemo::squared, small), squares_of(small));
+  EXPECT_EQ(options.arena->free_bytes(), mpdemo::SharedArena(std::size_t{1} << 20).free_bytes())
+      << "the failed map returned what it had staged";
 }
 
 TEST(ProcessPool, ReusedAcrossManyMapsWithoutNewWorkers) {

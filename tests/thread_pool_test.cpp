@@ -57,7 +57,7 @@ TEST(ThreadPool, MapIntoACallersBufferAndOtherTypes) {
   }
   std::vector<std::int64_t> too_short(2);
   EXPECT_THROW(pool.map_into([](std::int32_t x) { return std::int64_t{x}; }, numbers, too_short),
-               std::invalid_argument);
+               mpdemo::BadArgument);
 }
 
 TEST(ThreadPool, WorkRunsOnThePoolsThreads) {

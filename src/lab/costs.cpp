@@ -30,7 +30,7 @@ namespace mpdemo {
 namespace {
 
 void require_positive(std::size_t value, const char* what) {
-  if (value == 0) throw std::invalid_argument(fmt::format("costs: {} must be at least 1", what));
+  if (value == 0) throw BadArgument(fmt::format("costs: {} must be at least 1", what));
 }
 
 // Runs `batch` (which returns the seconds it took for `operations` operations) once untimed, so that

@@ -125,7 +125,7 @@ std::size_t SharedArena::free_bytes() const {
 }
 
 ArenaExhausted::ArenaExhausted(std::size_t requested, std::size_t available, std::size_t capacity)
-    : message_(fmt::format("shared arena exhausted: asked for {} bytes, {} of {} bytes are free", requested, available,
-                           capacity)) {}
+    : Error(fmt::format("shared arena exhausted: asked for {} bytes, {} of {} bytes are free", requested, available,
+                        capacity)) {}
 
 }  // namespace mpdemo

@@ -83,7 +83,7 @@ struct CopyOnWriteDemo {
 /// condvar_round_trip_threads, context_switch_same_core, context_switch_two_cores (not measurable
 /// when this process may use only one physical core), transfer_pipe, transfer_shared_memory,
 /// page_write_after_fork (details: the copy-on-write demonstration), page_write_owned.
-/// Throws std::invalid_argument for a zero count or size, std::system_error when a system call
+/// Throws BadArgument for a zero count or size, std::system_error when a system call
 /// fails, std::runtime_error when a helper process dies, Interrupted after SIGINT under a guard.
 std::vector<CostMeasurement> measure_costs(const CostOptions& options);
 

@@ -7,6 +7,7 @@
 // program.
 #pragma once
 
+#include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 
 #include <array>
@@ -79,11 +80,11 @@ class ChunkKernel {
 static_assert(std::is_trivially_copyable_v<ChunkKernel>);
 
 /// Every map_into (processes, threads, the loop) writes one output element per input element:
-/// throws std::invalid_argument, naming `caller`, when the two sizes differ.
+/// throws BadArgument, naming `caller`, when the two sizes differ.
 inline void require_same_size(std::size_t input, std::size_t output, const char* caller) {
   if (input != output) {
-    throw std::invalid_argument(std::string(caller) + ": output has " + std::to_string(output) +
-                                " elements but input has " + std::to_string(input) + "; they must be equal");
+    throw BadArgument(std::string(caller) + ": output has " + std::to_string(output) + " elements but input has " +
+                      std::to_string(input) + "; they must be equal");
   }
 }
 

@@ -156,7 +156,7 @@ class ProcessPool {
 
   /// output[i] = fn(input[i]) into a buffer the caller owns, and what it cost. When both live in the
   /// pool's arena (make_shared_array) nothing is copied and nothing is allocated. output.size() must
-  /// equal input.size() (std::invalid_argument otherwise). DataPath::pipe moves the data through the
+  /// equal input.size() (BadArgument otherwise). DataPath::pipe moves the data through the
   /// pipes. Throws what map throws.
   template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
   requires ElementFunction<F, std::ranges::range_value_t<Input>> &&

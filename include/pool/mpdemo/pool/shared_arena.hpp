@@ -2,6 +2,8 @@
 // address, so a slice is handed over as a pointer and never copied through a pipe.
 #pragma once
 
+#include "mpdemo/sys/errors.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -59,13 +61,9 @@ class SharedArena {
 };
 
 /// Thrown when an allocation does not fit in the arena: says how much was asked and how much is left.
-class ArenaExhausted : public std::bad_alloc {
+class ArenaExhausted : public Error {
  public:
   ArenaExhausted(std::size_t requested, std::size_t available, std::size_t capacity);
-  const char* what() const noexcept override { return message_.c_str(); }
-
- private:
-  std::string message_;
 };
 
 /// A typed array inside a SharedArena: what a worker writes into it, the master reads without a copy.

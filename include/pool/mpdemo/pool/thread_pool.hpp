@@ -61,7 +61,7 @@ class ThreadPool {
   }
 
   /// output[i] = fn(input[i]), and what it cost (compute); output.size() must equal input.size()
-  /// (std::invalid_argument otherwise). Throws what map throws.
+  /// (BadArgument otherwise). Throws what map throws.
   template <class F, std::ranges::contiguous_range Input, std::ranges::contiguous_range Output>
   requires ElementFunction<F, std::ranges::range_value_t<Input>> &&
       std::same_as<std::ranges::range_value_t<Output>, map_result_t<F, std::ranges::range_value_t<Input>>>

@@ -15,12 +15,24 @@
 namespace mpdemo {
 
 /// What every error of mpdemo's own derives from (a std::runtime_error), so that a program can catch
-/// "mpdemo said no" in one place: WorkerError, MapTimeout, PoolTerminated, Interrupted,
-/// DeadlineExceeded. (ArenaExhausted is a std::bad_alloc, as an allocator's failure should be;
-/// system calls fail with std::system_error, bad arguments with std::invalid_argument.)
+/// "mpdemo said no" in one place:
+///   WorkerError       a worker's function threw, or the worker died (pool)
+///   MapTimeout        a map outlived ProcessPoolOptions::map_timeout (pool)
+///   PoolTerminated    a call on a pool after terminate() (pool)
+///   ArenaExhausted    shared memory for a map does not fit in the arena (pool/shared_arena.hpp)
+///   BadArgument       an argument outside what the call accepts (sizes that differ, a zero count)
+///   Interrupted, DeadlineExceeded   SIGINT/SIGTERM or a ScopedDeadline stopped the work (interrupt.hpp)
+/// Failed system calls are std::system_error (with what was being done), and misuse of an object in a
+/// state that allows nothing (a moved-from pool, an empty ChildProcess) is std::logic_error.
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+/// An argument outside what the call accepts; the message names the call, the value and the range.
+class BadArgument : public Error {
+ public:
+  using Error::Error;
 };
 
 /// A worker failed while computing a chunk of a map: its function threw, or the worker died.
