@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkgconf          # toolchain: C++20 with GCC 12, CMake >= 3.25
   libboost-dev                           # Boost.Interprocess: the shared arena
+  libcereal-dev                          # serializing values that are not trivially copyable (header-only)
   libcli11-dev                           # command line
   libfmt-dev                             # formatting of tables and messages
   nlohmann-json3-dev                     # --format json

@@ -56,8 +56,7 @@ TEST(ThreadPool, MapIntoACallersBufferAndOtherTypes) {
     EXPECT_EQ(cubes[i], static_cast<std::int64_t>(numbers[i]) * numbers[i] * numbers[i]);
   }
   std::vector<std::int64_t> too_short(2);
-  EXPECT_THROW(pool.map_into([](std::int32_t x) { return std::int64_t{x}; }, numbers, too_short),
-               mpdemo::BadArgument);
+  EXPECT_THROW(pool.map_into([](std::int32_t x) { return std::int64_t{x}; }, numbers, too_short), mpdemo::BadArgument);
 }
 
 TEST(ThreadPool, WorkRunsOnThePoolsThreads) {

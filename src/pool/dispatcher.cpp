@@ -23,9 +23,13 @@ namespace {
 constexpr std::size_t kTasksInFlight = 2;
 constexpr auto kStopGrace = std::chrono::milliseconds(1000);
 constexpr int kSendAttempts = 3;
+// Result buffers: each half starts at 1 MiB and grows (to at most 64 MiB) after a result had to
+// come through the pipe for lack of room.
+constexpr std::size_t kFirstResultHalf = std::size_t{1} << 20;
+constexpr std::size_t kLargestResultHalf = std::size_t{64} << 20;
 
 /// Writes a task, and on the pipe data path the chunk's input after it. False if the worker is gone
-/// (EPIPE: SIGPIPE is blocked during a map).
+/// (EPIPE: SIGPIPE is blocked while the pool writes).
 bool write_task(const FileDescriptor& to, const TaskMessage& task, const void* payload) {
   try {
     write_all(to.get(), &task, sizeof(task));
@@ -46,7 +50,7 @@ std::string how_it_ended(const ExitStatus& status) {
 }
 
 /// The poll timeout, in milliseconds, until the first of `deadline` and the ScopedDeadline's; -1 for none.
-int milliseconds_until(std::optional<Clock::time_point> deadline) {
+int milliseconds_until(Deadline deadline) {
   std::optional<Clock::time_point> first = current_deadline();
   if (deadline && (!first || *deadline < *first)) first = deadline;
   if (!first) return -1;
@@ -54,10 +58,20 @@ int milliseconds_until(std::optional<Clock::time_point> deadline) {
   return static_cast<int>(std::clamp<long long>(left.count(), 0, 24LL * 3600 * 1000));
 }
 
+std::string text_of(const ReplyMessage& reply) {
+  return std::string(reply.what, strnlen(reply.what, sizeof(reply.what)));
+}
+
+void drain(const FileDescriptor& wake) noexcept {
+  char bytes[64];
+  while (::read(wake.get(), bytes, sizeof(bytes)) > 0) {
+  }
+}
+
 }  // namespace
 
 Dispatcher::Dispatcher(Settings settings, std::vector<int> cpus)
-    : settings_(settings), workers_(cpus.size()), terminate_wake_(Pipe::create(O_NONBLOCK)) {
+    : settings_(std::move(settings)), workers_(cpus.size()), wake_(Pipe::create(O_NONBLOCK)) {
   for (std::size_t i = 0; i < cpus.size(); ++i) workers_[i].cpu = cpus[i];
 }
 
@@ -76,6 +90,7 @@ void Dispatcher::start_worker(std::size_t index) {
   slot.tasks.reset();
   slot.replies.reset();
   slot.in_flight.clear();
+  slot.tasks_handed = 0;
   Pipe tasks = Pipe::create();
   Pipe replies = Pipe::create();
   SpawnOptions options;
@@ -86,7 +101,7 @@ void Dispatcher::start_worker(std::size_t index) {
   // Only its own two pipe ends: another worker's, inherited because the master held them at fork
   // time, would hide that worker's death from the master.
   options.keep_descriptors = {tasks.read_end.get(), replies.write_end.get()};
-  const WorkerSetup setup{tasks.read_end.get(), replies.write_end.get(), settings_.spin};
+  const WorkerSetup setup{tasks.read_end.get(), replies.write_end.get(), settings_.spin, settings_.initializer};
   slot.process =
       mpdemo::spawn(fmt::format("worker {}", index), options, [&setup]() noexcept { return run_worker(setup); });
   const pid_t pid = slot.process.pid();
@@ -97,8 +112,8 @@ void Dispatcher::start_worker(std::size_t index) {
   slot.tasks = std::move(tasks.write_end);
   slot.replies = std::move(replies.read_end);
 
-  ReplyMessage ready{};
-  bool started = false;
+  ReplyMessage first{};
+  bool answered = false;
   bool in_time = false;
   try {
     const Clock::time_point give_up = Clock::now() + settings_.start_timeout;
@@ -107,17 +122,20 @@ void Dispatcher::start_worker(std::size_t index) {
     while ((woken = wait(1, give_up, std::chrono::microseconds(0))) == Wake::spurious) {
     }
     in_time = woken == Wake::readable;
-    started = in_time && read_exact(slot.replies.get(), &ready, sizeof(ready)) && ready.kind == ReplyKind::ready;
+    answered = in_time && read_exact(slot.replies.get(), &first, sizeof(first));
   } catch (const std::system_error&) {
-    started = false;
+    answered = false;
   } catch (...) {  // an interrupt, a deadline, terminate(): this worker goes with the rest
     discard(index);
     throw;
   }
-  if (started) return;
+  if (answered && first.kind == ReplyKind::ready) return;
   const ExitStatus status = slot.process.wait_or_kill(in_time ? kStopGrace : std::chrono::milliseconds(0));
   slot.tasks.reset();
   slot.replies.reset();
+  if (answered && first.kind == ReplyKind::initializer_failed) {
+    throw WorkerError(index, pid, 0, 0, "the pool's initializer threw: " + text_of(first));
+  }
   if (!in_time) {
     throw std::runtime_error(fmt::format(
         "worker {} (pid {}) did not say it was ready within {} ms (stopped, or starved of CPU): it was killed", index,
@@ -126,10 +144,35 @@ void Dispatcher::start_worker(std::size_t index) {
   throw std::runtime_error(fmt::format("worker {} (pid {}) did not start: {}", index, pid, status.str()));
 }
 
+void Dispatcher::lose(std::size_t index, pid_t pid, const std::deque<WorkerSlot::Task>& lost, const std::string& how) {
+  // A worker runs its tasks in order: the oldest is the one it was running when it died, and fails;
+  // the others were still waiting in its pipe, untouched, and are handed out again.
+  for (std::size_t k = 0; k < lost.size(); ++k) {
+    JobState* job = active_job(lost[k].job);
+    if (job == nullptr) continue;
+    --job->outstanding;
+    if (k > 0) {
+      job->retry.push_back(lost[k].chunk);
+      continue;
+    }
+    job->lost_a_chunk = true;
+    const ChunkRange range = job->plan[lost[k].chunk];
+    job->chunk_failed(lost[k].chunk, std::make_exception_ptr(WorkerError(index, pid, range.begin, range.end, how)));
+  }
+}
+
 void Dispatcher::discard(std::size_t index) noexcept {
   WorkerSlot& slot = workers_[index];
-  slot.process.kill_and_wait();
+  const std::deque<WorkerSlot::Task> lost = std::move(slot.in_flight);
   slot.in_flight.clear();
+  // Killed on purpose (another job's failure, an interrupt): what it held is handed out again.
+  for (const WorkerSlot::Task& task : lost) {
+    if (JobState* job = active_job(task.job)) {
+      --job->outstanding;
+      job->retry.push_back(task.chunk);
+    }
+  }
+  slot.process.kill_and_wait();
   slot.tasks.reset();
   slot.replies.reset();
 }
@@ -142,27 +185,43 @@ void Dispatcher::bury(std::size_t index) {
   slot.in_flight.clear();
   slot.tasks.reset();
   slot.replies.reset();
-  // The slot stays empty until the next start_missing(): a job that lost a chunk throws at once.
-  for (const WorkerSlot::Task& task : lost) {
-    Job* job = active_job(task.job);
-    if (job == nullptr) continue;
-    --job->outstanding;
-    job->lost_a_chunk = true;
-    if (!job->failure) {
-      const ChunkRange range = job->plan[task.chunk];
-      job->failure.emplace(index, pid, range.begin, range.end, how_it_ended(status));
-    }
-  }
+  // The slot stays empty until start_missing(): the next submit, or a serve with work to hand out.
+  lose(index, pid, lost, how_it_ended(status));
 }
 
-void Dispatcher::abandon_in_flight() noexcept {
+void Dispatcher::retire(std::size_t index) {
+  WorkerSlot& slot = workers_[index];
+  slot.tasks.reset();  // end-of-file: it leaves, as at the pool's end
+  slot.process.wait_or_kill(kStopGrace);
+  slot.replies.reset();
+  if (!terminated_) start_worker(index);
+}
+
+void Dispatcher::abandon_in_flight(const JobState* job) noexcept {
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (!workers_[i].in_flight.empty()) discard(i);
+    const auto& tasks = workers_[i].in_flight;
+    const bool holds = std::any_of(tasks.begin(), tasks.end(),
+                                   [&](const WorkerSlot::Task& task) { return job == nullptr || task.job == job->id; });
+    if (holds) discard(i);
   }
+  // The abandoned job's own chunks were queued again by discard: it wants none of them.
+  for (const std::shared_ptr<JobState>& active : active_) {
+    if (active.get() == job) active->retry.clear();
+  }
+  drop_settled();
 }
 
 void Dispatcher::kill_all() noexcept {
   for (std::size_t i = 0; i < workers_.size(); ++i) discard(i);
+}
+
+void Dispatcher::fail_all(const std::exception_ptr& error, std::vector<std::shared_ptr<JobState>>& finished) noexcept {
+  for (const std::shared_ptr<JobState>& job : active_) {
+    job->fail_the_rest(error);
+    if (conclude_if_decided(*job)) finished.push_back(job);
+  }
+  active_.clear();
+  for (WorkerSlot& slot : workers_) slot.in_flight.clear();
 }
 
 void Dispatcher::stop() noexcept {
@@ -173,51 +232,109 @@ void Dispatcher::stop() noexcept {
   }
   for (WorkerSlot& slot : workers_) {
     if (slot.process.running()) slot.process.wait_or_kill(kStopGrace);
+    slot.replies.reset();
+    slot.in_flight.clear();
+    slot.result_buffer = {};
   }
-  workers_.clear();
 }
 
 void Dispatcher::request_termination() noexcept {
   terminated_ = true;
   const char byte = 1;
-  [[maybe_unused]] const auto ignored = ::write(terminate_wake_.write_end.get(), &byte, 1);
+  [[maybe_unused]] const auto ignored = ::write(wake_.write_end.get(), &byte, 1);
+}
+
+void Dispatcher::kick() noexcept {
+  if (kicked_.exchange(true)) return;  // one byte wakes the wait; more would only need draining
+  const char byte = 1;
+  [[maybe_unused]] const auto ignored = ::write(wake_.write_end.get(), &byte, 1);
 }
 
 // ---- Handing out ------------------------------------------------------------------------------
 
-std::size_t Dispatcher::depth(const Job& job) noexcept {
+std::size_t Dispatcher::depth(const JobState& job) {
   // On the pipe data path one task at a time: a worker then only writes results after it has read
   // its whole slice, and the master only writes slices to workers that are reading, so the two
   // blocking directions can never wait on each other.
-  return job.pipe != nullptr ? 1 : kTasksInFlight;
+  return job.one_task_per_worker ? 1 : kTasksInFlight;
 }
 
-bool Dispatcher::hand_out(Job& job, std::size_t index) {
+bool Dispatcher::can_take(std::size_t index) const noexcept {
+  const WorkerSlot& slot = workers_[index];
+  return slot.process.running() && (settings_.maxtasksperchild == 0 || slot.tasks_handed < settings_.maxtasksperchild);
+}
+
+std::pair<std::byte*, std::size_t> Dispatcher::result_space(WorkerSlot& slot) noexcept {
+  // Grown only when nothing the worker holds may still be writing into the old one.
+  if (slot.wanted_half > slot.result_half && slot.in_flight.empty()) {
+    slot.result_buffer = {};
+    slot.result_half = 0;
+  }
+  if (slot.result_half == 0 && settings_.arena) {
+    const std::size_t half = std::clamp(slot.wanted_half, kFirstResultHalf, kLargestResultHalf);
+    try {
+      slot.result_buffer = SharedArray<std::byte>(settings_.arena, 2 * half);
+      slot.result_half = half;
+    } catch (const std::exception&) {  // no room in the arena: results come through the pipe
+      slot.wanted_half = 0;
+      return {nullptr, 0};
+    }
+  }
+  if (slot.result_half == 0) return {nullptr, 0};
+  std::byte* half = slot.result_buffer.data() + slot.next_half * slot.result_half;
+  slot.next_half ^= 1;
+  return {half, slot.result_half};
+}
+
+bool Dispatcher::hand_out(JobState& job, std::size_t index) {
   for (int attempt = 0;; ++attempt) {
     WorkerSlot& slot = workers_[index];
-    if (!slot.process.running()) return false;  // died during this job: refilled by the next start_missing
+    if (!slot.process.running()) return false;  // died: refilled by the next start_missing
     if (attempt == kSendAttempts) {
       throw std::runtime_error(fmt::format("worker {} died {} times in a row on start-up", index, kSendAttempts));
     }
-    TaskMessage task = job.task_template;
+    const bool again = !job.retry.empty();
+    const std::size_t chunk = again ? job.retry.front() : job.next_chunk;
+    const ChunkOrder order = job.order(chunk);
+    const ChunkRange range = job.plan[chunk];
+    TaskMessage task{};
     task.job = job.id;
-    task.chunk = job.next_chunk;
-    task.begin = job.plan[job.next_chunk].begin;
-    task.end = job.plan[job.next_chunk].end;
+    task.chunk = chunk;
+    task.begin = range.begin;
+    task.end = range.end;
     const void* payload = nullptr;
-    if (job.pipe != nullptr) {
-      task.payload_bytes = (task.end - task.begin) * job.pipe->input_element_bytes;
-      payload = job.pipe->input + task.begin * job.pipe->input_element_bytes;
+    if (order.serial) {
+      task.kind = TaskKind::serialized;
+      task.serial = order.serial;
+      task.serialized = order.serialized_input.data();
+      task.serialized_bytes = order.serialized_input.size();
+      std::tie(task.result_buffer, task.result_capacity) = result_space(slot);
+    } else {
+      task.kind = TaskKind::elements;
+      task.kernel = order.kernel;
+      task.input = order.input;
+      task.output = order.output;
+      task.input_element_bytes = order.input_element_bytes;
+      task.output_element_bytes = order.output_element_bytes;
+      if (order.through_pipe) {
+        task.payload_bytes = range.size() * order.input_element_bytes;
+        payload = static_cast<const std::byte*>(order.input) + range.begin * order.input_element_bytes;
+      }
     }
     if (write_task(slot.tasks, task, payload)) {
-      slot.in_flight.push_back({job.id, job.next_chunk});
-      ++job.next_chunk;
+      slot.in_flight.push_back({job.id, chunk, task.result_buffer});
+      if (again) {
+        job.retry.pop_front();
+      } else {
+        ++job.next_chunk;
+      }
       ++job.outstanding;
+      ++slot.tasks_handed;
       job.pipe_bytes += sizeof(task) + task.payload_bytes;
       return true;
     }
-    // The worker is gone. If it held chunks, their jobs fail (bury); if it died idle, it held
-    // nothing of anyone's, so a replacement is forked at once and takes the chunk.
+    // The worker is gone. If it held chunks, they fail or go out again (bury); if it died idle, it
+    // held nothing of anyone's, so a replacement is forked at once and takes the chunk.
     const bool held_chunks = !slot.in_flight.empty();
     bury(index);
     if (held_chunks || !job.handing_out()) return false;
@@ -226,65 +343,29 @@ bool Dispatcher::hand_out(Job& job, std::size_t index) {
 }
 
 void Dispatcher::feed(std::size_t index) {
-  for (Job* job : active_) {
-    while (job->handing_out() && workers_[index].process.running() && workers_[index].in_flight.size() < depth(*job)) {
-      if (!hand_out(*job, index)) return;
+  for (std::size_t j = 0; j < active_.size(); ++j) {
+    JobState& job = *active_[j];
+    while (job.handing_out() && can_take(index) && workers_[index].in_flight.size() < depth(job)) {
+      if (!hand_out(job, index)) return;
     }
   }
 }
 
-void Dispatcher::run(Job& job) {
-  job.id = ++last_job_id_;
-  if (job.timeout.count() > 0) job.deadline = Clock::now() + job.timeout;
-  active_.push_back(&job);
-  struct Deactivate {
-    std::vector<Job*>& active;
-    Job& job;
-    ~Deactivate() { std::erase(active, &job); }
-  } deactivate{active_, job};
-
+void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
+  job->id = ++last_job_id_;
+  active_.push_back(job);
   // The first tasks go round the workers one at a time, so that a job of two chunks on two workers
   // runs on both, not twice on the first; from then on whoever answers is fed.
-  for (std::size_t round = 1; round <= depth(job); ++round) {
-    for (std::size_t i = 0; i < workers_.size() && job.handing_out(); ++i) {
-      if (workers_[i].in_flight.size() < round) hand_out(job, i);
+  for (std::size_t round = 1; round <= depth(*job); ++round) {
+    for (std::size_t i = 0; i < workers_.size() && job->handing_out(); ++i) {
+      if (can_take(i) && workers_[i].in_flight.size() < round) hand_out(*job, i);
     }
   }
-  // A lost chunk ends the job at once (the caller kills the workers still busy): waiting for the
-  // survivors' long chunks would only delay the error. A thrown exception waits for the chunks
-  // already handed out, which end by themselves.
-  std::vector<std::size_t> answered;
-  while (!job.finished()) {
-    poll_set_.clear();
-    poll_owners_.clear();
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-      if (workers_[i].in_flight.empty()) continue;
-      poll_set_.push_back({workers_[i].replies.get(), POLLIN, 0});
-      poll_owners_.push_back(i);
-    }
-    if (poll_owners_.empty()) break;  // nothing out, and nobody left to take the rest
-    const Wake woken = wait(poll_owners_.size(), job.deadline, settings_.spin);
-    if (woken == Wake::timed_out) {
-      throw MapTimeout(fmt::format(
-          "ProcessPool::map did not finish within {} ms (map_timeout): its busy workers were killed, and are "
-          "replaced at the next map",
-          job.timeout.count()));
-    }
-    if (woken == Wake::spurious) continue;
-    // Collected first: receiving may fork a replacement, whose start-up wait reuses poll_set_.
-    answered.clear();
-    for (std::size_t k = 0; k < poll_owners_.size(); ++k) {
-      if (poll_set_[k].revents != 0) answered.push_back(poll_owners_[k]);
-    }
-    for (const std::size_t index : answered) receive(index);
-  }
-  if (job.failure) throw *job.failure;
-  // Every chunk must have been handed out: if all workers died idle and could not be replaced, say so
-  // rather than return a partial result.
-  if (job.next_chunk < job.plan.count()) {
-    throw std::runtime_error(
-        fmt::format("only {} of {} chunks could be handed out: no worker is left", job.next_chunk, job.plan.count()));
-  }
+}
+
+void Dispatcher::abandon(JobState& job) noexcept {
+  job.abandoned = true;
+  job.retry.clear();
 }
 
 // ---- Answers ----------------------------------------------------------------------------------
@@ -294,11 +375,10 @@ void Dispatcher::throw_if_stopped() {
   if (terminated_) throw PoolTerminated("ProcessPool: terminate() was called: its workers were killed");
 }
 
-Dispatcher::Wake Dispatcher::wait(std::size_t watched, std::optional<Clock::time_point> deadline,
-                                  std::chrono::microseconds spin) {
+Dispatcher::Wake Dispatcher::wait(std::size_t watched, Deadline deadline, std::chrono::microseconds spin) {
   throw_if_stopped();
   poll_set_.resize(watched);
-  poll_set_.push_back({terminate_wake_.read_end.get(), POLLIN, 0});
+  poll_set_.push_back({wake_.read_end.get(), POLLIN, 0});
   const int wake_fd = interrupt_wake_fd();
   if (wake_fd >= 0) poll_set_.push_back({wake_fd, POLLIN, 0});
 
@@ -311,42 +391,51 @@ Dispatcher::Wake Dispatcher::wait(std::size_t watched, std::optional<Clock::time
     throw_if_interrupted();
     return deadline && Clock::now() >= *deadline ? Wake::timed_out : Wake::spurious;
   }
-  for (std::size_t k = watched; k < poll_set_.size(); ++k) {
-    if (poll_set_[k].revents != 0) throw_if_stopped();
+  if (poll_set_[watched].revents != 0) {  // terminate(), or new work given: the caller looks again
+    throw_if_stopped();
+    kicked_ = false;
+    drain(wake_.read_end);
   }
   // A wake-up with nothing pending (an interrupt cleared meanwhile) is drained, not acted on.
-  if (wake_fd >= 0 && poll_set_.back().revents != 0) clear_interrupt();
+  if (wake_fd >= 0 && poll_set_.back().revents != 0) {
+    throw_if_interrupted();
+    clear_interrupt();
+  }
   for (std::size_t k = 0; k < watched; ++k) {
     if (poll_set_[k].revents != 0) return Wake::readable;
   }
   return Wake::spurious;
 }
 
-Job* Dispatcher::active_job(std::uint64_t id) noexcept {
-  const auto found = std::find_if(active_.begin(), active_.end(), [id](const Job* job) { return job->id == id; });
-  return found != active_.end() ? *found : nullptr;
+JobState* Dispatcher::active_job(std::uint64_t id) noexcept {
+  const auto found = std::find_if(active_.begin(), active_.end(), [id](const auto& job) { return job->id == id; });
+  return found != active_.end() ? found->get() : nullptr;
 }
 
 void Dispatcher::receive(std::size_t index) {
   WorkerSlot& slot = workers_[index];
   ReplyMessage reply{};
-  Job* job = nullptr;
+  JobState* job = nullptr;
   bool whole = false;
-  // An answer, and on the pipe path the results after it; end-of-file or a torn message in either
-  // means the worker died, and is reported as a death, not as a protocol error.
+  std::span<const std::byte> results;
+  // An answer, and results after it when they travel through the pipe; end-of-file or a torn message
+  // in either means the worker died, and is reported as a death, not as a protocol error.
   try {
     whole = read_exact(slot.replies.get(), &reply, sizeof(reply));
     if (whole) job = active_job(reply.job);
     if (whole && reply.payload_bytes > 0) {
-      void* into = nullptr;
-      if (job != nullptr && job->pipe != nullptr) {
-        into = job->pipe->output + job->plan[reply.chunk].begin * job->pipe->output_element_bytes;
+      const ChunkOrder order = job != nullptr ? job->order(reply.chunk) : ChunkOrder{};
+      std::byte* into = nullptr;
+      if (order.through_pipe) {
+        into = static_cast<std::byte*>(order.output) + job->plan[reply.chunk].begin * order.output_element_bytes;
       } else {
-        discarded_payload_.resize(reply.payload_bytes);
-        into = discarded_payload_.data();
+        piped_results_.resize(reply.payload_bytes);
+        into = piped_results_.data();
+        results = piped_results_;
+        // It did not fit in the result buffer: the next ones will.
+        slot.wanted_half = std::max(slot.wanted_half, 2 * static_cast<std::size_t>(reply.payload_bytes));
       }
       whole = read_exact(slot.replies.get(), into, reply.payload_bytes);
-      if (job != nullptr) job->pipe_bytes += reply.payload_bytes;
     }
   } catch (const std::system_error&) {
     whole = false;
@@ -355,17 +444,98 @@ void Dispatcher::receive(std::size_t index) {
     bury(index);
     return;
   }
+  if (reply.result_bytes > 0 && !slot.in_flight.empty() && slot.in_flight.front().result_buffer != nullptr) {
+    results = {slot.in_flight.front().result_buffer, static_cast<std::size_t>(reply.result_bytes)};
+  }
   if (!slot.in_flight.empty()) slot.in_flight.pop_front();
   if (job != nullptr) {
-    job->pipe_bytes += sizeof(reply);
+    job->pipe_bytes += sizeof(reply) + reply.payload_bytes;
     --job->outstanding;
-    if (reply.kind == ReplyKind::failed && !job->failure) {
-      const ChunkRange range = job->plan[reply.chunk];
-      job->failure.emplace(index, slot.process.pid(), range.begin, range.end,
-                           std::string(reply.what, strnlen(reply.what, sizeof(reply.what))));
+    const ChunkRange range = job->plan[reply.chunk];
+    if (reply.kind == ReplyKind::failed) {
+      job->chunk_failed(reply.chunk, std::make_exception_ptr(WorkerError(index, slot.process.pid(), range.begin,
+                                                                         range.end, text_of(reply))));
+    } else if (!job->abandoned) {
+      try {
+        job->store(reply.chunk, results);
+        job->chunk_done(reply.chunk);
+      } catch (...) {  // results that cannot be read back (a torn archive, no memory): the chunk failed
+        job->chunk_failed(reply.chunk, std::current_exception());
+      }
     }
   }
+  if (settings_.maxtasksperchild != 0 && slot.tasks_handed >= settings_.maxtasksperchild && slot.in_flight.empty()) {
+    retire(index);
+  }
   feed(index);
+}
+
+void Dispatcher::collect(std::vector<std::shared_ptr<JobState>>& finished) {
+  for (const std::shared_ptr<JobState>& job : active_) {
+    if (conclude_if_decided(*job)) finished.push_back(job);
+  }
+  drop_settled();
+}
+
+void Dispatcher::drop_settled() noexcept {
+  std::erase_if(active_, [](const std::shared_ptr<JobState>& job) { return job->concluded && job->outstanding == 0; });
+}
+
+Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_ptr<JobState>>& finished,
+                                     const std::function<void()>& unlock, const std::function<void()>& relock) {
+  // Work that could not go out (a worker died and its slot is empty): replacements first.
+  const bool waiting_work =
+      std::any_of(active_.begin(), active_.end(), [](const auto& job) { return job->handing_out(); });
+  if (waiting_work &&
+      std::any_of(workers_.begin(), workers_.end(), [](const WorkerSlot& s) { return !s.process.running(); })) {
+    start_missing();
+    for (std::size_t i = 0; i < workers_.size(); ++i) feed(i);
+  }
+  collect(finished);
+
+  poll_set_.clear();
+  poll_owners_.clear();
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].in_flight.empty()) continue;
+    poll_set_.push_back({workers_[i].replies.get(), POLLIN, 0});
+    poll_owners_.push_back(i);
+  }
+  if (poll_owners_.empty() && waiting_work) {
+    // Work to hand out and no worker to take it, even after replacing the dead: say so rather than wait.
+    const auto error = std::make_exception_ptr(std::runtime_error("no worker is left to take the pool's work"));
+    for (const auto& job : active_) {
+      if (job->handing_out()) job->fail_the_rest(error);
+    }
+    collect(finished);
+    return Served::progress;
+  }
+  if (poll_owners_.empty()) return Served::idle;
+  // A caller that only looks (AsyncResult::ready) does not spin.
+  const std::chrono::microseconds spin =
+      deadline && *deadline <= Clock::now() ? std::chrono::microseconds(0) : settings_.spin;
+  if (unlock) unlock();
+  Wake woken = Wake::spurious;
+  try {
+    woken = wait(poll_owners_.size(), deadline, spin);
+  } catch (...) {
+    if (relock) relock();
+    throw;
+  }
+  if (relock) relock();
+  if (woken == Wake::timed_out) {
+    collect(finished);
+    return Served::timed_out;
+  }
+  if (woken == Wake::readable) {
+    // Collected first: receiving may fork a replacement, whose start-up wait reuses poll_set_.
+    answered_.clear();
+    for (std::size_t k = 0; k < poll_owners_.size(); ++k) {
+      if (poll_set_[k].revents != 0) answered_.push_back(poll_owners_[k]);
+    }
+    for (const std::size_t index : answered_) receive(index);
+  }
+  collect(finished);
+  return Served::progress;
 }
 
 }  // namespace mpdemo::detail

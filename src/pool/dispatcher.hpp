@@ -1,17 +1,18 @@
 // The Dispatcher: the master's half of the ProcessPool protocol (pool_worker.cpp is the other half).
 //
-// It owns the worker slots (process, pipes, chunks in flight), starts and replaces workers, hands the
-// chunks of jobs out to them, and waits -- in one place, wait() -- for their answers and deaths, and
-// for what may cut a wait short: an interrupt, a deadline, terminate().
+// It owns the worker slots (process, pipes, chunks in flight, result buffer), starts, retires and
+// replaces workers, hands the chunks of jobs out to them, and waits -- in one place, wait() -- for
+// their answers and deaths, and for what may cut a wait short: an interrupt, a deadline, terminate(),
+// or new work handed out by another thread (kick()).
 //
-// A job is one map: a plan of chunks and how far its handing out has got. Every chunk in flight is
-// tagged with its job, and every answer is routed to the job it belongs to, so more than one job can
-// be in flight at once: run(job) serves every active job while it waits for its own, and feeds an idle
-// worker from the oldest job that still has chunks to hand out. ProcessPool runs one job at a time
-// today; asynchronous submission adds jobs without changing this file's protocol.
+// Jobs (detail::JobState) are in flight together: every task is tagged with its job and chunk, every
+// answer is routed to its job, and an idle worker is fed from the oldest job that still has chunks.
+// A job leaves once it is finished and nothing of it is out. The Dispatcher is not thread-safe: the
+// ProcessPool lets one thread at a time use it (see process_pool.cpp).
 #pragma once
 
-#include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/pool/detail/job.hpp"
+#include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
@@ -23,66 +24,42 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
 namespace mpdemo::detail {
-
-using Clock = std::chrono::steady_clock;
-
-/// The pipe data path's ends: slices are written into the task pipes from `input`, results read back
-/// from the reply pipes into `output`, as Python's Pool pickles them through its queues.
-struct PipeTransfer {
-  const std::byte* input;
-  std::size_t input_element_bytes;
-  std::byte* output;
-  std::size_t output_element_bytes;
-};
-
-/// One map being carried out: its chunks, how far they have been handed out, and how it ended.
-struct Job {
-  Job(const TaskMessage& task, std::size_t elements, std::size_t chunksize, std::size_t workers,
-      const PipeTransfer* pipe_transfer, std::chrono::milliseconds time_limit) noexcept
-      : task_template(task), plan(elements, chunksize, workers), pipe(pipe_transfer), timeout(time_limit) {}
-
-  TaskMessage task_template;          ///< everything but the chunk: kernel, where the data is
-  ChunkPlan plan;                     ///< how [0, n) is cut into chunks
-  const PipeTransfer* pipe;           ///< null: the data is in shared memory
-  std::chrono::milliseconds timeout;  ///< map_timeout: MapTimeout this long after run() began; 0: none
-
-  std::optional<Clock::time_point> deadline;  ///< when `timeout` runs out, set by run()
-
-  std::uint64_t id = 0;                ///< given by the Dispatcher, unique over the pool's life
-  std::uint64_t next_chunk = 0;        ///< the first chunk not yet handed out
-  std::size_t outstanding = 0;         ///< chunks handed out and not yet answered
-  std::size_t pipe_bytes = 0;          ///< everything this job wrote to or read from the pipes
-  std::optional<WorkerError> failure;  ///< the first failure: no chunk is handed out after it
-  bool lost_a_chunk = false;           ///< a worker died holding one of its chunks: stop at once
-
-  /// Whether chunks remain to be handed out (none are after a failure).
-  bool handing_out() const noexcept { return !failure && next_chunk < plan.count(); }
-  /// Done: every chunk answered, or a failure and no chunk still out, or a chunk lost with its worker.
-  bool finished() const noexcept { return lost_a_chunk || (outstanding == 0 && !handing_out()); }
-};
 
 /// One worker process and the master's ends of its two pipes.
 struct WorkerSlot {
   struct Task {
     std::uint64_t job;
     std::uint64_t chunk;
+    std::byte* result_buffer;  ///< where a serialized task writes its results (the half it was given)
   };
   ChildProcess process;
-  FileDescriptor tasks;        ///< the master writes tasks here
-  FileDescriptor replies;      ///< and reads the worker's answers here
-  std::deque<Task> in_flight;  ///< tasks sent and not yet answered, oldest first
-  int cpu = -1;                ///< the CPU it is pinned to; -1: not pinned
+  FileDescriptor tasks;          ///< the master writes tasks here
+  FileDescriptor replies;        ///< and reads the worker's answers here
+  std::deque<Task> in_flight;    ///< tasks sent and not yet answered, oldest first
+  int cpu = -1;                  ///< the CPU it is pinned to; -1: not pinned
+  std::size_t tasks_handed = 0;  ///< to this process, for maxtasksperchild
+  /// Where the worker writes serialized results: two halves, used in turn (a worker holds at most two
+  /// tasks, and the master reads each result before it sends the task after next).
+  SharedArray<std::byte> result_buffer;
+  std::size_t result_half = 0;  ///< bytes in each half
+  std::size_t next_half = 0;    ///< which half the next serialized task writes
+  std::size_t wanted_half = 0;  ///< a result came through the pipe for lack of room: grow to this
 };
 
 class Dispatcher {
  public:
   struct Settings {
-    std::chrono::microseconds spin;           ///< how long waits poll before they sleep
-    std::chrono::milliseconds start_timeout;  ///< how long a new worker may take to say it is ready
+    std::chrono::microseconds spin;                      ///< how long waits poll before they sleep
+    std::chrono::milliseconds start_timeout;             ///< how long a new worker may take to say it is ready
+    std::size_t maxtasksperchild = 0;                    ///< a worker is retired after this many tasks; 0: never
+    const std::function<void()>* initializer = nullptr;  ///< run in each new worker
+    std::shared_ptr<SharedArena> arena;                  ///< where result buffers come from
   };
   /// One empty slot per entry of `cpus`, the CPU its worker is pinned to (-1: not pinned);
   /// start_missing() forks the workers.
@@ -95,66 +72,98 @@ class Dispatcher {
   const std::vector<WorkerSlot>& workers() const noexcept { return workers_; }
 
   /// Forks a worker for every empty slot (all of them, the first time; afterwards those whose worker
-  /// died or was killed) and waits until each says it is ready.
+  /// died, was killed or retired) and waits until each says it is ready. Throws WorkerError if a
+  /// worker's initializer threw, std::runtime_error if one did not start in time.
   void start_missing();
-  /// Carries `job` out: hands its chunks to the workers and serves every answer until it is finished.
-  /// Throws the job's WorkerError, MapTimeout, PoolTerminated, Interrupted or DeadlineExceeded. A
-  /// death or any exception leaves the job half-way: abandon_in_flight() must follow.
-  void run(Job& job);
-  /// SIGKILLs and reaps every worker that still holds a task: after an exception leaves a job
-  /// half-way, none of them may write into memory the unwinding is about to free.
-  void abandon_in_flight() noexcept;
+  /// Takes `job` on: gives it its id and hands out its first chunks, round-robin over the workers.
+  void submit(const std::shared_ptr<JobState>& job);
+  /// One wait for answers, until `deadline` at the latest, and everything that follows from them:
+  /// results stored, chunks handed out, workers retired or buried. Appends the jobs that concluded to
+  /// `finished` (the caller announces them, outside its lock). Returns false if the deadline
+  /// passed first. Throws Interrupted, DeadlineExceeded or PoolTerminated when one of those comes.
+  /// `unlock`/`relock` are called around the blocking part, so other threads may submit meanwhile.
+  enum class Served {
+    progress,   ///< answers were read, or something else happened: look again
+    timed_out,  ///< the deadline passed first
+    idle,       ///< nothing is out and nothing is to be handed out: nothing to wait for here
+  };
+  Served serve(Deadline deadline, std::vector<std::shared_ptr<JobState>>& finished,
+               const std::function<void()>& unlock = {}, const std::function<void()>& relock = {});
+  /// Nobody wants `job`'s results: none of its chunks is handed out any more.
+  void abandon(JobState& job) noexcept;
+  /// SIGKILLs and reaps every worker that holds a chunk of `job` (all jobs with null): after an
+  /// exception leaves a job that writes into the caller's memory, no worker may go on writing there.
+  void abandon_in_flight(const JobState* job = nullptr) noexcept;
+  /// Fails every job still in flight with `error` (terminate(), destruction); appends them to `finished`.
+  void fail_all(const std::exception_ptr& error, std::vector<std::shared_ptr<JobState>>& finished) noexcept;
+  /// Whether any job is in flight.
+  bool busy() const noexcept { return !active_.empty(); }
   /// SIGKILLs and reaps every worker (terminate()).
   void kill_all() noexcept;
   /// Stops every worker (end-of-file on its task pipe; SIGKILL if it is mid-chunk or does not leave
-  /// within a second) and reaps it; the slots are gone.
+  /// within a second) and reaps it; the slots stay, empty.
   void stop() noexcept;
 
   /// terminate() from another thread: every wait in progress or to come throws PoolTerminated.
   void request_termination() noexcept;
   bool termination_requested() const noexcept { return terminated_.load(); }
+  /// Wakes a serve() blocked in another thread: new work was given.
+  void kick() noexcept;
 
  private:
   enum class Wake { readable, timed_out, spurious };
 
   // Workers.
   void start_worker(std::size_t index);
-  /// SIGKILLs and reaps the worker of `index`, and empties its slot.
+  /// SIGKILLs and reaps the worker of `index`, and empties its slot; its chunks fail as lost.
   void discard(std::size_t index) noexcept;
-  /// Reaps the dead worker of `index`, empties its slot, and fails the jobs whose chunks it held.
+  /// Reaps the dead worker of `index`, empties its slot, and fails the chunks it held.
   void bury(std::size_t index);
+  /// Ends a worker that has done its maxtasksperchild tasks (end-of-file, then reaped), and starts its
+  /// replacement.
+  void retire(std::size_t index);
+  /// Fails the chunks `lost` held by a worker that ended as `how`.
+  void lose(std::size_t index, pid_t pid, const std::deque<WorkerSlot::Task>& lost, const std::string& how);
 
   // Handing out.
   /// Tops `index` up with chunks of the active jobs, oldest job first, up to its depth.
   void feed(std::size_t index);
-  /// Sends worker `index` the next chunk of `job`. Returns false if the worker was found dead (it
-  /// died idle: it is replaced at once, unless it held a chunk, and the chunk goes to the replacement).
-  bool hand_out(Job& job, std::size_t index);
+  /// Sends worker `index` the next chunk of `job`. Returns false if the worker was found dead (it died
+  /// idle: it is replaced at once, unless it held a chunk, and the chunk goes to the replacement).
+  bool hand_out(JobState& job, std::size_t index);
   /// Tasks a worker may hold at once for `job`.
-  static std::size_t depth(const Job& job) noexcept;
+  static std::size_t depth(const JobState& job);
+  /// Whether worker `index` may be given more work now.
+  bool can_take(std::size_t index) const noexcept;
+  /// A result buffer half for a serialized task to `index`; capacity 0 when none can be had.
+  std::pair<std::byte*, std::size_t> result_space(WorkerSlot& slot) noexcept;
 
   // Answers.
-  /// The one wait: polls poll_set_'s first `watched` descriptors, the terminate pipe and the
-  /// interrupt wake-up, spinning first for `spin`. Throws Interrupted, DeadlineExceeded or
-  /// PoolTerminated when one of those comes first; timed_out when `deadline` passed first.
-  Wake wait(std::size_t watched, std::optional<Clock::time_point> deadline, std::chrono::microseconds spin);
-  /// Throws what woke a wait on the interrupt or terminate descriptors, if anything did.
+  /// The one wait: polls poll_set_'s first `watched` descriptors, the wake-up pipe and the interrupt
+  /// wake-up, spinning first for `spin`.
+  Wake wait(std::size_t watched, Deadline deadline, std::chrono::microseconds spin);
   void throw_if_stopped();
-  /// Reads one answer of worker `index` (with the pipe path's results) and routes it to its job; a
-  /// torn or missing answer means the worker died, and it is buried.
+  /// Reads one answer of worker `index` and routes it to its job; a torn or missing answer means the
+  /// worker died, and it is buried.
   void receive(std::size_t index);
-  Job* active_job(std::uint64_t id) noexcept;
+  JobState* active_job(std::uint64_t id) noexcept;
+  /// Moves jobs that became finished to `finished`, and drops jobs that are finished and settled.
+  void collect(std::vector<std::shared_ptr<JobState>>& finished);
+  /// Drops jobs that are finished and have nothing out.
+  void drop_settled() noexcept;
 
   Settings settings_;
   std::vector<WorkerSlot> workers_;
-  std::vector<Job*> active_;  ///< jobs being run, oldest first
+  std::vector<std::shared_ptr<JobState>> active_;  ///< jobs in flight, oldest first
   std::uint64_t last_job_id_ = 0;
   std::atomic<bool> terminated_{false};
-  Pipe terminate_wake_;
+  Pipe wake_;  ///< a byte here ends a wait: terminate() or kick() (which one, the flags say)
+  std::atomic<bool> kicked_{false};
   // Reused by every wait, so that a warm map allocates nothing.
   std::vector<pollfd> poll_set_;
   std::vector<std::size_t> poll_owners_;
-  std::vector<std::byte> discarded_payload_;
+  std::vector<std::size_t> answered_;
+  std::vector<std::byte> piped_results_;
 };
 
 }  // namespace mpdemo::detail

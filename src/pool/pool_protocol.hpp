@@ -1,44 +1,66 @@
 // The control protocol between a ProcessPool master and its workers: fixed-size messages, each
 // smaller than PIPE_BUF so that one write() delivers it whole. Data does not travel here, only where
-// it is (pointers into the shared arena) and what to do with it; the one exception is the pipe data
-// path, kept to measure what Python's way costs, whose slices follow their messages.
+// it is (pointers into the shared arena) and what to do with it. Two exceptions, both measured
+// against the rest: the pipe data path, whose slices follow their messages (what Python's Pool does),
+// and serialized results too large for the worker's result buffer, which follow their replies.
 #pragma once
 
 #include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/pool/task.hpp"
 
 #include <sys/types.h>
 #include <chrono>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 namespace mpdemo::detail {
 
-/// Master -> worker: apply `kernel` to elements [begin, end) of `input`, writing `output`.
-/// With payload_bytes > 0 (the pipe data path, for comparison only) the chunk's input elements follow
-/// the message in the pipe instead, and the worker sends its results back after its reply.
+enum class TaskKind : std::uint32_t {
+  elements = 1,    ///< `kernel` over elements [begin, end) of `input` into `output` (or the pipe's slice)
+  serialized = 2,  ///< `serial` over the serialized elements at `serialized`; results to `result_buffer`
+};
+
+/// Master -> worker: one chunk of one job.
 struct TaskMessage {
+  TaskKind kind;
   std::uint64_t job;
   std::uint64_t chunk;
   std::uint64_t begin;
   std::uint64_t end;
+  // TaskKind::elements. With payload_bytes > 0 (the pipe data path, for comparison only) the chunk's
+  // input elements follow the message in the pipe instead, and the results follow the reply.
   const void* input;
   void* output;
   std::uint64_t payload_bytes;
   std::uint64_t input_element_bytes;
   std::uint64_t output_element_bytes;
   ChunkKernel kernel;
+  // TaskKind::serialized. Results that do not fit in [result_buffer, + result_capacity) follow the
+  // reply in the pipe instead.
+  SerialKernel serial;
+  const std::byte* serialized;
+  std::uint64_t serialized_bytes;
+  std::byte* result_buffer;
+  std::uint64_t result_capacity;
 };
 
-enum class ReplyKind : std::uint32_t { ready = 1, done = 2, failed = 3 };
+enum class ReplyKind : std::uint32_t {
+  ready = 1,              ///< once, after start-up (and the initializer)
+  done = 2,               ///< a task's results are in place
+  failed = 3,             ///< a task's function threw: `what` says what
+  initializer_failed = 4  ///< the pool's initializer threw in this worker: `what` says what; it leaves
+};
 
 /// Worker -> master: ready (once, after start-up), or done / failed for one task.
 struct ReplyMessage {
   ReplyKind kind;
   std::uint64_t job;
   std::uint64_t chunk;
-  std::uint64_t payload_bytes;  ///< result bytes that follow this message (pipe data path only)
-  char what[240];               ///< failed: the exception's what(), truncated, NUL-terminated
+  std::uint64_t payload_bytes;  ///< result bytes that follow this message in the pipe
+  std::uint64_t result_bytes;   ///< serialized result bytes written to the task's result buffer
+  char what[232];               ///< failed: the exception's what(), truncated, NUL-terminated
 };
 
 static_assert(sizeof(TaskMessage) <= PIPE_BUF && sizeof(ReplyMessage) <= PIPE_BUF,
@@ -47,18 +69,21 @@ static_assert(sizeof(TaskMessage) <= PIPE_BUF && sizeof(ReplyMessage) <= PIPE_BU
 /// What a worker needs to know, decided by the master before fork (spawn() has already pinned it,
 /// set its signals, armed its parent-death signal and closed every other descriptor).
 struct WorkerSetup {
-  int task_fd;                     ///< read end of the master's task pipe
-  int reply_fd;                    ///< write end of the reply pipe
-  std::chrono::microseconds spin;  ///< how long to poll for the next task before sleeping
+  int task_fd;                               ///< read end of the master's task pipe
+  int reply_fd;                              ///< write end of the reply pipe
+  std::chrono::microseconds spin;            ///< how long to poll for the next task before sleeping
+  const std::function<void()>* initializer;  ///< run once before "ready"; null or empty: none
 };
 
 /// A worker's exit status when its function called exit() or quick_exit(): the worker's own handler
 /// runs first and leaves with it, so the master's atexit handlers and stdio buffers never run there.
 inline constexpr int kExitCalledExit = 6;
+/// A worker's exit status after its initializer threw (it said so in an initializer_failed reply).
+inline constexpr int kExitInitializerFailed = 7;
 
-/// The worker process's whole life after fork: the handshake, then tasks until end-of-file on its task
-/// pipe. Returns the worker's exit status, for spawn() to _exit with (it leaves with _exit itself
-/// when a pipe fails), so nothing of the master (atexit handlers, stdio buffers) runs there.
+/// The worker process's whole life after fork: the initializer, the handshake, then tasks until
+/// end-of-file on its task pipe. Returns the worker's exit status, for spawn() to _exit with (it
+/// leaves with _exit itself when a pipe fails), so nothing of the master runs there.
 int run_worker(const WorkerSetup& setup) noexcept;
 
 }  // namespace mpdemo::detail

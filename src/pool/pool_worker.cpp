@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <vector>
 
 namespace mpdemo::detail {
 
@@ -100,6 +101,23 @@ class Worker {
  public:
   explicit Worker(const WorkerSetup& setup) noexcept : setup_(setup) {}
 
+  /// Runs the pool's initializer, if it has one; false (after saying why) if it threw.
+  bool initialize() noexcept {
+    if (setup_.initializer == nullptr || !*setup_.initializer) return true;
+    ReplyMessage failure{};
+    failure.kind = ReplyKind::initializer_failed;
+    try {
+      (*setup_.initializer)();
+      return true;
+    } catch (const std::exception& e) {
+      describe(failure, e.what());
+    } catch (...) {
+      describe(failure, "an exception not derived from std::exception");
+    }
+    send(setup_.reply_fd, &failure, sizeof(failure));
+    return false;
+  }
+
   /// Tells the master this worker is ready: the master's start-up waits for exactly this.
   void announce_ready() noexcept {
     ReplyMessage ready{};
@@ -107,7 +125,8 @@ class Worker {
     send(setup_.reply_fd, &ready, sizeof(ready));
   }
 
-  /// Waits (spinning first) for the next task; false at end-of-file, when the pool stops.
+  /// Waits (spinning first) for the next task; false at end-of-file, when the pool stops (or retires
+  /// this worker after its maxtasksperchild tasks).
   bool next_task(TaskMessage& task) noexcept {
     pollfd next{setup_.task_fd, POLLIN, 0};
     while (poll_after_spinning(&next, 1, setup_.spin) < 0 && errno == EINTR) {
@@ -117,6 +136,10 @@ class Worker {
 
   /// Carries out one task and answers it.
   void serve(const TaskMessage& task) noexcept {
+    if (task.kind == TaskKind::serialized) {
+      serve_serialized(task);
+      return;
+    }
     const Chunk chunk = task.payload_bytes > 0 ? receive_slice(task) : locate_in_shared_memory(task);
     ReplyMessage reply = run_kernel(task, chunk);
     answer(reply, chunk, task);
@@ -149,14 +172,19 @@ class Worker {
     return {task.input, task.output, task.begin, count};
   }
 
-  /// Runs the kernel; an exception becomes a failed answer carrying its what().
-  static ReplyMessage run_kernel(const TaskMessage& task, const Chunk& chunk) noexcept {
+  static ReplyMessage reply_to(const TaskMessage& task) noexcept {
     ReplyMessage reply{};
     reply.kind = ReplyKind::done;
     reply.job = task.job;
     reply.chunk = task.chunk;
+    return reply;
+  }
+
+  /// Runs `work`; an exception becomes a failed answer carrying its what().
+  template <class Work>
+  static void run_guarded(ReplyMessage& reply, Work&& work) noexcept {
     try {
-      task.kernel(chunk.input, chunk.output, chunk.begin, chunk.begin + chunk.count);
+      work();
     } catch (const std::exception& e) {
       reply.kind = ReplyKind::failed;
       describe(reply, e.what());
@@ -164,6 +192,12 @@ class Worker {
       reply.kind = ReplyKind::failed;
       describe(reply, "an exception not derived from std::exception");
     }
+  }
+
+  /// Runs the element kernel over the chunk.
+  static ReplyMessage run_kernel(const TaskMessage& task, const Chunk& chunk) noexcept {
+    ReplyMessage reply = reply_to(task);
+    run_guarded(reply, [&] { task.kernel(chunk.input, chunk.output, chunk.begin, chunk.begin + chunk.count); });
     return reply;
   }
 
@@ -175,10 +209,31 @@ class Worker {
     if (reply.payload_bytes > 0) send(setup_.reply_fd, chunk.output, reply.payload_bytes);
   }
 
+  /// The serialized path: elements read from shared memory, results written to the task's result
+  /// buffer in shared memory, or after the reply when they do not fit there.
+  void serve_serialized(const TaskMessage& task) noexcept {
+    ReplyMessage reply = reply_to(task);
+    results_.clear();
+    run_guarded(reply, [&] { task.serial({task.serialized, task.serialized_bytes}, results_); });
+    if (reply.kind == ReplyKind::done) {
+      if (results_.size() <= task.result_capacity) {
+        if (!results_.empty()) std::memcpy(task.result_buffer, results_.data(), results_.size());
+        reply.result_bytes = results_.size();
+      } else {
+        reply.payload_bytes = results_.size();
+      }
+    }
+    send(setup_.reply_fd, &reply, sizeof(reply));
+    if (reply.payload_bytes > 0) send(setup_.reply_fd, results_.data(), reply.payload_bytes);
+  }
+
   WorkerSetup setup_;
   PayloadBuffer input_slice_;
   PayloadBuffer output_slice_;
   PagePopulator pages_;
+  // Serialized results, kept from one task to the next. Values that are not trivially copyable need
+  // the heap anyway (a std::string's characters): glibc's fork leaves malloc usable in the child.
+  std::vector<std::byte> results_;
 };
 
 }  // namespace
@@ -192,10 +247,11 @@ int run_worker(const WorkerSetup& setup) noexcept {
   std::at_quick_exit([] { ::_exit(kExitCalledExit); });
 
   Worker worker(setup);
+  if (!worker.initialize()) return kExitInitializerFailed;
   worker.announce_ready();
   TaskMessage task;
   while (worker.next_task(task)) worker.serve(task);
-  return 0;  // end-of-file on the task pipe: the pool stops
+  return 0;  // end-of-file on the task pipe: the pool stops, or has retired this worker
 }
 
 }  // namespace mpdemo::detail

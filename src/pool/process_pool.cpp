@@ -1,5 +1,11 @@
-// The public face of the ProcessPool: its options, staging data into shared memory and out, the
-// map's phases and traffic, terminate(). The protocol with the workers is the Dispatcher's.
+// The public face of the ProcessPool: its options and states (open, closed, terminated), who drives
+// the workers when several threads wait, staging data into shared memory and out, the map's phases
+// and traffic. The protocol with the workers is the Dispatcher's.
+//
+// One thread at a time drives (the `driving` role): it hands out work, waits in poll() -- with the
+// lock released, so that other threads may submit (their jobs wait in `pending`, and a kick wakes the
+// driver) -- and reads answers. Threads that wait meanwhile sleep on `changed`, and one of them takes
+// the role when the driver's own wait is over. Only the role holder touches the worker slots.
 #include "mpdemo/pool/process_pool.hpp"
 
 #include "dispatcher.hpp"
@@ -7,62 +13,276 @@
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
 
+#include <fmt/format.h>
+#include <condition_variable>
 #include <mutex>
 #include <stdexcept>
 
 namespace mpdemo {
 
-struct ProcessPool::Impl {
+namespace {
+
+// A thread that waits for another's driving wakes at least this often, to answer an interrupt.
+constexpr auto kWaiterCheck = std::chrono::milliseconds(100);
+
+/// One map of trivially copyable values over arrays the map's caller owns (or staged for it): the
+/// element kernel, in place.
+class ElementJob final : public detail::JobState {
+ public:
+  ElementJob(const detail::ChunkOrder& order, std::size_t elements, std::size_t chunksize, std::size_t workers)
+      : JobState(elements, chunksize, workers, /*fail_fast=*/true), order_(order) {
+    caller_owned_memory = true;
+    one_task_per_worker = order.through_pipe;
+  }
+  detail::ChunkOrder order(std::size_t) override { return order_; }
+
+ private:
+  detail::ChunkOrder order_;
+};
+
+}  // namespace
+
+struct ProcessPool::Impl final : detail::Driver {
   Impl(std::shared_ptr<SharedArena> shared, const ProcessPoolOptions& options, std::vector<int> cpus)
       : arena(std::move(shared)),
         map_timeout(options.map_timeout),
-        dispatcher({options.spin, options.start_timeout}, std::move(cpus)) {}
+        initializer(options.initializer),
+        dispatcher({options.spin, options.start_timeout, options.maxtasksperchild, &initializer, arena},
+                   std::move(cpus)) {}
 
   std::shared_ptr<SharedArena> arena;
   std::chrono::milliseconds map_timeout;
-  // terminate() may come from another thread: it takes `control`, and either kills the workers
-  // itself (no map running) or wakes the running map, whose thread kills them. Everything else is
-  // touched only by the one thread that runs maps.
-  mutable std::mutex control;
-  bool map_running = false;
+  std::function<void()> initializer;  // before the dispatcher, which points at it
+
+  mutable std::mutex mutex;
+  std::condition_variable changed;  ///< the driver gave up the role, a job was announced or submitted
+  bool driving = false;
+  bool closed = false;
+  std::vector<std::shared_ptr<detail::JobState>> pending;  ///< submitted while another thread drove
   detail::Dispatcher dispatcher;
   double startup_seconds = 0;
 
-  /// Runs `job` on the workers, replacing any that died first; after an exception no worker is still
+  bool drive_until(const std::function<bool()>& done, detail::Deadline deadline) override;
+  void abandon(const std::shared_ptr<detail::JobState>& job) noexcept override;
+
+  void submit(const std::shared_ptr<detail::JobState>& job);
+  /// Runs a map over the caller's memory to its end: when this returns or throws, no worker is still
   /// busy with it.
-  void run(detail::Job& job);
+  void run_to_end(const std::shared_ptr<detail::JobState>& job);
+  void terminate() noexcept;
+  void close();
+  void join();
+  /// The destructor's end: pending work fails, workers are stopped and reaped.
+  void shut_down() noexcept;
+
+ private:
+  using Lock = std::unique_lock<std::mutex>;
+  /// Waits until no other thread drives (kicking the driver out of its wait); `lock` held.
+  void take_role(Lock& lock);
+  /// Kills the workers and fails every job: terminate() carried out. `lock` held, role taken.
+  void carry_out_termination(std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept;
+  /// Fails every job in flight or pending with `error`; `lock` held, role taken.
+  void fail_everything(const std::exception_ptr& error,
+                       std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept;
+  /// Announces `finished` jobs with the lock released, then wakes every waiter.
+  void announce_all(Lock& lock, std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept;
 };
 
-void ProcessPool::Impl::run(detail::Job& job) {
-  {
-    const std::lock_guard lock(control);
-    if (dispatcher.termination_requested()) {
-      throw PoolTerminated("ProcessPool: terminate() was called: the pool runs no more maps");
-    }
-    map_running = true;
-  }
-  // Whatever way the map ends: a terminate() that came meanwhile is carried out here, by this thread.
-  struct MapEnd {
-    Impl& impl;
-    ~MapEnd() {
-      const std::lock_guard lock(impl.control);
-      impl.map_running = false;
-      if (impl.dispatcher.termination_requested()) impl.dispatcher.kill_all();
-    }
-  } map_end{*this};
-  const ScopedSigpipeBlock no_sigpipe;
-  try {
-    dispatcher.start_missing();
-    dispatcher.run(job);
-  } catch (...) {
-    // After an exception (a death, an interrupt, a timeout) workers may still be busy with chunks of
-    // this map: none of them may write into memory the unwinding is about to free.
-    dispatcher.abandon_in_flight();
-    throw;
+void ProcessPool::Impl::take_role(Lock& lock) {
+  while (driving) {
+    dispatcher.kick();
+    changed.wait_for(lock, kWaiterCheck);
   }
 }
 
-ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(ProcessPoolOptions{workers}) {}
+void ProcessPool::Impl::announce_all(Lock& lock, std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept {
+  if (!finished.empty()) {
+    lock.unlock();
+    for (const auto& job : finished) detail::announce(*job);
+    finished.clear();
+    lock.lock();
+  }
+  changed.notify_all();
+}
+
+void ProcessPool::Impl::carry_out_termination(std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept {
+  dispatcher.kill_all();
+  const auto error = std::make_exception_ptr(
+      PoolTerminated("ProcessPool: terminate() was called: this work was cut short, and will never be done"));
+  fail_everything(error, finished);
+}
+
+void ProcessPool::Impl::fail_everything(const std::exception_ptr& error,
+                                        std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept {
+  dispatcher.fail_all(error, finished);
+  for (const auto& job : pending) {
+    job->fail_the_rest(error);
+    if (detail::conclude_if_decided(*job)) finished.push_back(job);
+  }
+  pending.clear();
+}
+
+bool ProcessPool::Impl::drive_until(const std::function<bool()>& done, detail::Deadline deadline) {
+  const ScopedSigpipeBlock no_sigpipe;  // a worker that died must give EPIPE, not kill the master
+  Lock lock(mutex);
+  std::vector<std::shared_ptr<detail::JobState>> finished;
+  for (;;) {
+    if (done()) return true;
+    const bool late = deadline && detail::Clock::now() >= *deadline;
+    if (driving) {  // another thread drives: wait for its news
+      if (late) return false;
+      const auto until = detail::Clock::now() + kWaiterCheck;
+      changed.wait_until(lock, deadline && *deadline < until ? *deadline : until);
+      throw_if_interrupted();
+      continue;
+    }
+    driving = true;
+    detail::Dispatcher::Served served = detail::Dispatcher::Served::progress;
+    try {
+      if (dispatcher.termination_requested()) {
+        carry_out_termination(finished);
+      } else {
+        for (const auto& job : pending) dispatcher.submit(job);
+        pending.clear();
+        served = dispatcher.serve(
+            deadline, finished, [&] { lock.unlock(); }, [&] { lock.lock(); });
+      }
+    } catch (const PoolTerminated&) {
+      carry_out_termination(finished);
+    } catch (...) {
+      driving = false;
+      announce_all(lock, finished);
+      throw;
+    }
+    driving = false;
+    announce_all(lock, finished);
+    if (served == detail::Dispatcher::Served::timed_out) return done();
+    if (served == detail::Dispatcher::Served::idle && !done()) {
+      // Nothing out: what this thread waits for comes from another (an announcement, a submission).
+      if (late) return false;
+      const auto until = detail::Clock::now() + kWaiterCheck;
+      changed.wait_until(lock, deadline && *deadline < until ? *deadline : until);
+      throw_if_interrupted();
+    }
+  }
+}
+
+void ProcessPool::Impl::abandon(const std::shared_ptr<detail::JobState>& job) noexcept {
+  const std::lock_guard lock(mutex);
+  dispatcher.abandon(*job);  // only flags: safe while another thread drives
+  std::erase(pending, job);
+}
+
+void ProcessPool::Impl::submit(const std::shared_ptr<detail::JobState>& job) {
+  const ScopedSigpipeBlock no_sigpipe;
+  Lock lock(mutex);
+  if (dispatcher.termination_requested()) {
+    throw PoolTerminated("ProcessPool: terminate() was called: the pool takes no more work");
+  }
+  if (closed) throw PoolClosed("ProcessPool: close() was called: the pool takes no new work");
+  if (driving) {  // the driver hands it out as soon as its wait is over
+    pending.push_back(job);
+    dispatcher.kick();
+    return;
+  }
+  driving = true;
+  try {
+    dispatcher.start_missing();  // workers that died since the last job
+    dispatcher.submit(job);
+  } catch (...) {
+    driving = false;
+    changed.notify_all();
+    throw;
+  }
+  driving = false;
+  changed.notify_all();
+}
+
+void ProcessPool::Impl::run_to_end(const std::shared_ptr<detail::JobState>& job) {
+  detail::Deadline deadline;
+  if (map_timeout.count() > 0) deadline = detail::Clock::now() + map_timeout;
+  bool in_time = false;
+  try {
+    submit(job);
+    in_time = drive_until([&job] { return job->finished.load(std::memory_order_acquire); }, deadline);
+  } catch (...) {
+    // An interrupt, a deadline, a system error: workers may still be busy with chunks of this map,
+    // and none of them may write into memory the unwinding is about to free.
+    Lock lock(mutex);
+    take_role(lock);
+    dispatcher.abandon(*job);
+    dispatcher.abandon_in_flight(job.get());
+    throw;
+  }
+  if (!in_time || job->failure) {
+    Lock lock(mutex);
+    take_role(lock);
+    dispatcher.abandon(*job);
+    dispatcher.abandon_in_flight(job.get());  // a death, a timeout: the workers still busy are killed
+  }
+  if (!in_time) {
+    throw MapTimeout(
+        fmt::format("ProcessPool::map did not finish within {} ms (map_timeout): its busy workers were killed, and are "
+                    "replaced at the next map",
+                    map_timeout.count()));
+  }
+  if (job->failure) std::rethrow_exception(job->failure);
+}
+
+void ProcessPool::Impl::terminate() noexcept {
+  Lock lock(mutex);
+  if (dispatcher.termination_requested()) return;
+  dispatcher.request_termination();  // a driver in its wait wakes, and carries it out
+  if (driving) return;
+  std::vector<std::shared_ptr<detail::JobState>> finished;
+  carry_out_termination(finished);
+  announce_all(lock, finished);
+}
+
+void ProcessPool::Impl::close() {
+  const std::lock_guard lock(mutex);
+  closed = true;
+}
+
+void ProcessPool::Impl::join() {
+  {
+    const std::lock_guard lock(mutex);
+    if (!closed && !dispatcher.termination_requested()) {
+      throw std::logic_error("ProcessPool::join: the pool is still running; call close() or terminate() first");
+    }
+  }
+  // After close(): everything given is finished first (by this thread, if nobody else waits).
+  drive_until([this] { return pending.empty() && !dispatcher.busy(); }, std::nullopt);
+  Lock lock(mutex);
+  take_role(lock);
+  dispatcher.stop();
+}
+
+void ProcessPool::Impl::shut_down() noexcept {
+  Lock lock(mutex);
+  while (driving) {  // another thread still waits on this pool: tell it to stop
+    dispatcher.request_termination();
+    changed.wait_for(lock, kWaiterCheck);
+  }
+  dispatcher.stop();  // busy workers are killed, idle ones leave on end-of-file
+  std::vector<std::shared_ptr<detail::JobState>> finished;
+  const auto error = std::make_exception_ptr(
+      PoolTerminated("ProcessPool: the pool was destroyed before this work was done (its destructor terminates)"));
+  fail_everything(error, finished);
+  announce_all(lock, finished);
+}
+
+// ---- ProcessPool ---------------------------------------------------------------------------------
+
+namespace {
+ProcessPoolOptions with_workers(std::size_t workers) {
+  ProcessPoolOptions options;
+  options.workers = workers;
+  return options;
+}
+}  // namespace
+
+ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers)) {}
 
 ProcessPool::ProcessPool(ProcessPoolOptions options) {
   const Stopwatch clock;
@@ -73,20 +293,20 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) {
     for (std::size_t i = 0; i < count; ++i) cpus[i] = topology.worker_cpu(i);
   }
   std::shared_ptr<SharedArena> arena = options.arena ? std::move(options.arena) : SharedArena::process_default();
-  impl_ = std::make_unique<Impl>(std::move(arena), options, std::move(cpus));
+  impl_ = std::make_shared<Impl>(std::move(arena), options, std::move(cpus));
   impl_->dispatcher.start_missing();  // on failure, the dispatcher's destructor stops those started
   impl_->startup_seconds = clock.seconds();
 }
 
 ProcessPool::~ProcessPool() {
-  if (impl_) impl_->dispatcher.stop();
+  if (impl_) impl_->shut_down();
 }
 
 ProcessPool::ProcessPool(ProcessPool&&) noexcept = default;
 
 ProcessPool& ProcessPool::operator=(ProcessPool&& other) noexcept {
   if (this != &other) {
-    if (impl_) impl_->dispatcher.stop();
+    if (impl_) impl_->shut_down();
     impl_ = std::move(other.impl_);
   }
   return *this;
@@ -101,7 +321,7 @@ ProcessPool::Impl& ProcessPool::impl() const {
 
 std::vector<std::optional<pid_t>> ProcessPool::worker_pids() const {
   const Impl& state = impl();
-  const std::lock_guard lock(state.control);
+  const std::lock_guard lock(state.mutex);
   std::vector<std::optional<pid_t>> pids;
   for (const detail::WorkerSlot& slot : state.dispatcher.workers()) {
     pids.push_back(slot.process.running() ? std::optional(slot.process.pid()) : std::nullopt);
@@ -110,40 +330,49 @@ std::vector<std::optional<pid_t>> ProcessPool::worker_pids() const {
 }
 
 void ProcessPool::terminate() noexcept {
-  if (!impl_) return;
-  const std::lock_guard lock(impl_->control);
-  if (impl_->dispatcher.termination_requested()) return;
-  impl_->dispatcher.request_termination();                // a running map wakes, throws and kills them
-  if (!impl_->map_running) impl_->dispatcher.kill_all();  // otherwise this thread does
+  if (impl_) impl_->terminate();
 }
 
-bool ProcessPool::terminated() const noexcept {
+bool ProcessPool::terminated() const noexcept { return impl_ && impl_->dispatcher.termination_requested(); }
+
+void ProcessPool::close() { impl().close(); }
+void ProcessPool::join() { impl().join(); }
+bool ProcessPool::closed() const noexcept {
   if (!impl_) return false;
-  const std::lock_guard lock(impl_->control);
-  return impl_->dispatcher.termination_requested();
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->closed;
 }
 
 double ProcessPool::startup_seconds() const noexcept { return impl_ ? impl_->startup_seconds : 0.0; }
 const std::shared_ptr<SharedArena>& ProcessPool::arena() const { return impl().arena; }
 
+void ProcessPool::submit_job(const std::shared_ptr<detail::JobState>& job) { impl().submit(job); }
+
+void ProcessPool::wait_for_job(detail::JobState& job) {
+  impl().drive_until([&job] { return job.finished.load(std::memory_order_acquire); }, std::nullopt);
+}
+
+std::weak_ptr<detail::Driver> ProcessPool::driver_handle() const { return impl_; }
+
 MapStats ProcessPool::execute(const Request& request, const std::function<void(const void*)>& collect) {
   Impl& state = impl();  // a moved-from pool throws here, before anything is touched
   MapStats stats;
   Stopwatch clock;
-  detail::TaskMessage task{};
-  task.kernel = request.kernel;
-  task.input_element_bytes = request.input_element_bytes;
-  task.output_element_bytes = request.output_element_bytes;
+  detail::ChunkOrder order;
+  order.kernel = request.kernel;
+  order.input_element_bytes = request.input_element_bytes;
+  order.output_element_bytes = request.output_element_bytes;
 
   if (request.data_path == DataPath::pipe) {
     // Nothing is shared: slices travel through the pipes during compute, straight from the caller's
     // input and into the caller's output.
-    const detail::PipeTransfer pipe{static_cast<const std::byte*>(request.input), request.input_element_bytes,
-                                    static_cast<std::byte*>(request.output), request.output_element_bytes};
-    detail::Job job(task, request.size, request.chunksize, size(), &pipe, state.map_timeout);
-    state.run(job);
+    order.input = request.input;
+    order.output = request.output;
+    order.through_pipe = true;
+    const auto job = std::make_shared<ElementJob>(order, request.size, request.chunksize, size());
+    state.run_to_end(job);
     stats.phases.compute = clock.lap();
-    stats.traffic.pipe_bytes = job.pipe_bytes;
+    stats.traffic.pipe_bytes = job->pipe_bytes;
     return stats;
   }
 
@@ -153,28 +382,28 @@ MapStats ProcessPool::execute(const Request& request, const std::function<void(c
   // Data the caller made in the arena is used where it is; anything else is copied in (and results
   // copied out), and that copy is the price of moving data between processes.
   SharedArray<std::byte> staged_input;
-  task.input = request.input;
+  order.input = request.input;
   if (request.size > 0 && !arena.contains(request.input, input_bytes)) {
     staged_input = SharedArray<std::byte>(state.arena, input_bytes);
     interruptible_copy(staged_input.data(), request.input, input_bytes);
     stats.traffic.copied_in_bytes = input_bytes;
-    task.input = staged_input.data();
+    order.input = staged_input.data();
   }
   SharedArray<std::byte> staged_output;
-  task.output = request.output;
+  order.output = request.output;
   if (request.size > 0 && (request.output == nullptr || !arena.contains(request.output, output_bytes))) {
     staged_output = SharedArray<std::byte>(state.arena, output_bytes);
-    task.output = staged_output.data();
+    order.output = staged_output.data();
   }
   stats.phases.move_in = clock.lap();
 
-  detail::Job job(task, request.size, request.chunksize, size(), nullptr, state.map_timeout);
-  state.run(job);
+  const auto job = std::make_shared<ElementJob>(order, request.size, request.chunksize, size());
+  state.run_to_end(job);
   stats.phases.compute = clock.lap();
-  stats.traffic.pipe_bytes = job.pipe_bytes;
+  stats.traffic.pipe_bytes = job->pipe_bytes;
 
   if (collect) {
-    collect(task.output);
+    collect(order.output);
   } else if (staged_output.data() != nullptr) {
     interruptible_copy(request.output, staged_output.data(), output_bytes);
   }

@@ -2,45 +2,53 @@
 //
 //   mpdemo::ProcessPool pool;                               // one worker per physical core, forked now
 //   std::vector<double> squares = pool.map(square, input);  // like pool.map(squared, array)
+//   auto r = pool.apply_async(slow, 7);  ...  r.get();      // and the rest of Pool: see pool_calls.hpp
 //
 //   auto in = pool.make_shared_array<double>(n);            // zero-copy: data born in shared memory
 //   auto out = pool.make_shared_array<double>(n);
 //   pool.map_into(square, in, out);                         // nothing copied, nothing allocated
 //
-// How it works. The constructor forks the workers, each exactly once, pinned one per physical core.
-// Data does not go through the pipes (except on the comparison path map_through_pipes): inputs and
-// outputs live in a SharedArena, mapped before the fork and so at the same address in every worker. Each worker has two
-// pipes: the master writes a task
-// ("apply this kernel to elements [b, e)", ~150 bytes) and the worker answers done or failed. Chunks
-// are handed out dynamically, two in flight per worker, so a worker that finishes early takes more.
-// The master waits in poll() on the answers: it polls without blocking for up to 50 us first (so
-// back-to-back maps do not pay a core's wake-up each), then sleeps. Workers wait for tasks the same way.
+// How it works. The constructor forks the workers, each exactly once, pinned one per physical core
+// (and runs ProcessPoolOptions::initializer in each). Data does not go through the pipes: inputs and
+// outputs live in a SharedArena, mapped before the fork and so at the same address in every worker.
+// Trivially copyable values are read and written there in place; others (std::string, vectors, your
+// structs) are serialized there with cereal (serialization.hpp). Each worker has two pipes: the master
+// writes a task ("apply this kernel to elements [b, e)", ~400 bytes) and the worker answers done or
+// failed. Chunks are handed out dynamically, two in flight per worker, so a worker that finishes
+// early takes more; several jobs (maps, apply_asyncs, imaps) may be in flight at once, each chunk
+// tagged with its job. The master waits in poll() on the answers: it polls without blocking for up
+// to 50 us first (so back-to-back maps do not pay a core's wake-up each), then sleeps. Workers wait
+// for tasks the same way. The master's side runs in whichever thread waits on the pool (see
+// async_result.hpp): there is no hidden thread.
 //
-// Failures. If fn throws in a worker, map throws WorkerError in the master with the worker, its pid,
-// the chunk and the original what(), once the chunks already handed out are answered (no new ones
-// are handed out). If a worker dies (a signal, a crash, exit() in fn), map notices at once
-// (end-of-file on its pipe), abandons the map at once -- the workers still busy with it are killed,
-// whatever they are doing -- and throws WorkerError naming the signal; the next map forks
-// replacements first. A map that never ends (fn never returns) is bounded by map_timeout, by a
-// ScopedDeadline, by an interrupt, or by terminate() from another thread. If anything else interrupts a map
-// (Interrupted, a system error), the workers still busy with it are killed and reaped before the exception leaves, so
-// none writes into memory the caller is about to reuse. A worker that dies while idle is reaped and replaced by the
-// next map. Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore SIGINT/SIGTERM/SIGQUIT: Ctrl-C
-// reaches the whole process group, and the decision belongs to the master (see interrupt.hpp).
+// Failures. If fn throws in a worker, the call (or get(), or the imap step) throws WorkerError with
+// the worker, its pid, the chunk and the original what(). If a worker dies (a signal, a crash, exit()
+// in fn), the master notices at once (end-of-file on its pipe): the chunk it was running fails with a
+// WorkerError naming the signal, the chunks still queued for it go to other workers, and it is
+// replaced. Python's Pool would wait for that chunk forever; ProcessPoolExecutor would break the
+// whole pool. A map into the caller's memory (map_into) then kills the workers still busy with it,
+// since the caller may reuse that memory as soon as the call returns. A map that never ends (fn never
+// returns) is bounded by map_timeout, by a ScopedDeadline, by an interrupt, or by terminate() from
+// another thread. Workers die with the master (PR_SET_PDEATHSIG and end-of-file), and ignore
+// SIGINT/SIGTERM/SIGQUIT: Ctrl-C reaches the whole process group, and the decision belongs to the
+// master (see interrupt.hpp).
 //
-// Thread safety: one thread at a time may call map on a pool; terminate() may be called from any
-// thread at any time (that is what it is for). Every thread that creates the pool or
-// calls map on it must outlive it: Linux sends a worker's parent-death signal when the *thread* that
-// forked it exits, and a map may fork a replacement worker.
-// Limits: one map's staged or shared data must fit in the arena (SharedArena::capacity(), half of
-// physical memory by default); beyond it, allocation throws ArenaExhausted.
+// Thread safety: every call may be made from several threads at once (one drives the workers while
+// the others wait for it); terminate() may be called from any thread at any time (that is what it is
+// for). Every thread that creates the pool or waits on it must outlive it: Linux sends a worker's
+// parent-death signal when the *thread* that forked it exits, and a wait may fork a replacement.
+// Limits: one call's staged or serialized data must fit in the arena (SharedArena::capacity(), half
+// of physical memory by default); beyond it, the call throws ArenaExhausted.
 // After fork, a worker only reads and writes its pipes and runs fn: fn must not rely on threads,
-// locks or other state of the master beyond what it was given.
+// locks or other state of the master beyond what it was given (glibc keeps malloc usable).
 #pragma once
 
 #include "mpdemo/pool/chunk_kernel.hpp"
 #include "mpdemo/pool/data_path.hpp"
+#include "mpdemo/pool/detail/jobs.hpp"
 #include "mpdemo/pool/map_stats.hpp"
+#include "mpdemo/pool/pool_calls.hpp"
+#include "mpdemo/pool/pool_options.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/timing.hpp"
 
@@ -57,14 +65,9 @@
 
 namespace mpdemo {
 
-struct ProcessPoolOptions {
-  std::size_t workers = 0;               ///< 0: the physical cores this process may use
-  bool pin_workers = true;               ///< pin worker w to physical core w (see Topology)
+/// PoolOptions, and what only processes have.
+struct ProcessPoolOptions : PoolOptions {
   std::shared_ptr<SharedArena> arena{};  ///< null: SharedArena::process_default()
-  /// How long the master and the workers poll for the next message before they sleep (see
-  /// src/spin_wait.hpp). 0: always sleep at once, paying a wake-up for every message.
-  std::chrono::microseconds spin{kDefaultSpin};
-  static constexpr std::chrono::microseconds kDefaultSpin{50};
   /// A map still running after this long throws MapTimeout, its busy workers killed (and replaced at
   /// the next map). 0: no limit.
   std::chrono::milliseconds map_timeout{0};
@@ -73,25 +76,34 @@ struct ProcessPoolOptions {
   std::chrono::milliseconds start_timeout{10'000};
 };
 
-class ProcessPool {
+class ProcessPool : public PoolCalls<ProcessPool> {
  public:
   /// Forks `workers` processes (0: one per physical core) and waits until each is ready.
   explicit ProcessPool(std::size_t workers = 0);
   explicit ProcessPool(ProcessPoolOptions options);
-  /// Stops the workers (end-of-file on their task pipes; SIGKILL if they are mid-chunk or do not leave
-  /// within a second) and reaps every one.
+  /// Python's context manager calls terminate(); so does this, for work still pending: every result
+  /// not yet ready fails with PoolTerminated (where Python's would hang). Idle workers leave on
+  /// end-of-file, busy ones are killed; every one is reaped.
   ~ProcessPool();
   /// A moved-from pool has no workers: size() is 0, and every other call throws std::logic_error.
   ProcessPool(ProcessPool&&) noexcept;
   ProcessPool& operator=(ProcessPool&&) noexcept;
 
   std::size_t size() const noexcept;
+  /// Python's close(): no new work (PoolClosed); work already given is finished. Idempotent.
+  void close();
+  /// Python's join(), after close() or terminate(): finishes what was given (after close) and waits
+  /// for every worker to leave. Throws std::logic_error while the pool is still open, as Python's
+  /// ValueError("Pool is still running").
+  void join();
+  /// Whether close() was called.
+  bool closed() const noexcept;
   /// The workers' pids, by slot; empty for a slot whose worker died or was killed (it is replaced
   /// when the next map starts). Never -1 or 0, which kill() would take for "every process".
   std::vector<std::optional<pid_t>> worker_pids() const;
-  /// Python's Pool.terminate(): kills every worker now. A map running in another thread throws
-  /// PoolTerminated within milliseconds; every later map throws PoolTerminated. Thread-safe;
-  /// calling it again is a no-op.
+  /// Python's Pool.terminate(): kills every worker now. Every result not yet ready fails with
+  /// PoolTerminated within milliseconds, a map running in another thread throws it, and so does every
+  /// later call. Thread-safe; calling it again is a no-op.
   void terminate() noexcept;
   /// Whether terminate() was called.
   bool terminated() const noexcept;
@@ -107,7 +119,7 @@ class ProcessPool {
 
   /// The element type of the vector map returns for `fn` over `Input`.
   template <class F, class Input>
-  using MapResult = std::vector<map_result_t<F, std::ranges::range_value_t<Input>>>;
+  using MapResult = std::vector<element_result_t<Unpack::whole, F, std::ranges::range_value_t<Input>>>;
 
   /// Like Pool.map(fn, input, chunksize): a new vector with fn(x) for every x, in input order.
   /// chunksize 0 means Python's default, ceil(n / (4 * workers)). Input outside the pool's arena is
@@ -115,29 +127,22 @@ class ProcessPool {
   /// Throws WorkerError if a worker fails, Interrupted on SIGINT/SIGTERM under an InterruptGuard,
   /// MapTimeout after map_timeout, PoolTerminated after terminate(), ArenaExhausted if the staged data
   /// does not fit, std::system_error if a system call fails.
-  template <class F, std::ranges::contiguous_range Input>
-  requires ElementFunction<F, std::ranges::range_value_t<Input>> MapResult<F, Input> map(F fn, const Input& input,
-                                                                                         std::size_t chunksize = 0,
-                                                                                         MapStats* stats = nullptr) {
+  /// Values that are not trivially copyable (or input that is not contiguous) are serialized into
+  /// shared memory instead, and `*stats` stays untouched.
+  template <class F, MapInput Input>
+  requires ElementTask<F, std::ranges::range_value_t<Input>, Unpack::whole> MapResult<F, Input> map(
+      F fn, const Input& input, std::size_t chunksize = 0, MapStats* stats = nullptr) {
     using T = std::ranges::range_value_t<Input>;
-    using R = map_result_t<F, T>;
-    MapResult<F, Input> result;
-    const MapStats cost = execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input),
-                                   sizeof(T), nullptr, sizeof(R), chunksize, DataPath::shared_memory},
-                                  [&](const void* staged) {
-                                    const auto* first = static_cast<const R*>(staged);
-                                    const std::size_t n = std::ranges::size(input);
-                                    result.reserve(n);
-                                    for_each_block(n, [&](std::size_t begin, std::size_t end) {
-                                      result.insert(result.end(), first + begin, first + end);
-                                    });
-                                  });
-    if (stats != nullptr) *stats = cost;
-    return result;
+    if constexpr (!shares_in_place<F, T, Unpack::whole> || !std::ranges::contiguous_range<Input>) {
+      return run_now<Unpack::whole>(fn, input, chunksize);
+    } else {
+      return map_in_place(fn, input, chunksize, stats);
+    }
   }
 
   /// map, with the data moved the way Python's Pool moves it: every slice written into a pipe and
-  /// every result read back from one. Slower by design; it exists to measure the difference.
+  /// every result read back from one (trivially copyable values only). Slower by design; it exists to measure the
+  /// difference.
   template <class F, std::ranges::contiguous_range Input>
   requires ElementFunction<F, std::ranges::range_value_t<Input>> MapResult<F, Input> map_through_pipes(
       F fn, const Input& input, std::size_t chunksize = 0, MapStats* stats = nullptr) {
@@ -172,7 +177,44 @@ class ProcessPool {
   }
 
  private:
-  /// One map, type-erased: what map and map_into hand to the dispatcher (src/pool/dispatcher.hpp).
+  friend class PoolCalls<ProcessPool>;
+
+  // What PoolCalls asks of a pool.
+  template <class T, class R, Unpack U, class F, class Input>
+  std::shared_ptr<detail::ResultsJob<R>> make_job(F fn, const Input& input, std::size_t chunksize, bool fail_fast) {
+    if constexpr (shares_in_place<F, T, U>) {
+      return std::make_shared<detail::SharedMemoryJob<T, R>>(fn, input, arena(), chunksize, size(), fail_fast);
+    } else {
+      return detail::SerializedJob<R>::template make<T, U>(fn, input, arena(), chunksize, size(), fail_fast);
+    }
+  }
+  /// Takes the job on (PoolClosed after close(), PoolTerminated after terminate()).
+  void submit_job(const std::shared_ptr<detail::JobState>& job);
+  /// Waits until the job is finished, driving the workers meanwhile.
+  void wait_for_job(detail::JobState& job);
+  std::weak_ptr<detail::Driver> driver_handle() const;
+
+  /// map of trivially copyable values from contiguous input: staged through the arena in one copy
+  /// each way, timed phase by phase.
+  template <class F, class Input>
+  auto map_in_place(F fn, const Input& input, std::size_t chunksize, MapStats* stats) {
+    using T = std::ranges::range_value_t<Input>;
+    using R = map_result_t<F, T>;
+    MapResult<F, Input> result;
+    const MapStats cost = execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::size(input),
+                                   sizeof(T), nullptr, sizeof(R), chunksize, DataPath::shared_memory},
+                                  [&](const void* staged) {
+                                    const auto* first = static_cast<const R*>(staged);
+                                    const std::size_t n = std::ranges::size(input);
+                                    result.reserve(n);
+                                    for_each_block(n, [&](std::size_t begin, std::size_t end) {
+                                      result.insert(result.end(), first + begin, first + end);
+                                    });
+                                  });
+    if (stats != nullptr) *stats = cost;
+    return result;
+  }
+
   struct Request {
     ChunkKernel kernel;
     const void* input;
@@ -187,8 +229,8 @@ class ProcessPool {
   MapStats execute(const Request& request, const std::function<void(const void*)>& collect);
 
   struct Impl;
-  Impl& impl() const;  ///< throws std::logic_error on a moved-from pool
-  std::unique_ptr<Impl> impl_;
+  Impl& impl() const;           ///< throws std::logic_error on a moved-from pool
+  std::shared_ptr<Impl> impl_;  ///< shared with nobody: results hold a weak_ptr, to know it is gone
 };
 
 }  // namespace mpdemo

@@ -18,7 +18,9 @@ namespace mpdemo {
 /// "mpdemo said no" in one place:
 ///   WorkerError       a worker's function threw, or the worker died (pool)
 ///   MapTimeout        a map outlived ProcessPoolOptions::map_timeout (pool)
-///   PoolTerminated    a call on a pool after terminate() (pool)
+///   PoolTerminated    a call on a pool after terminate(), or a result terminate() cut short (pool)
+///   PoolClosed        new work given to a pool after close() (pool)
+///   ResultTimeout     AsyncResult::get(timeout) or an imap step ran out of time; the task runs on (pool)
 ///   ArenaExhausted    shared memory for a map does not fit in the arena (pool/shared_arena.hpp)
 ///   BadArgument       an argument outside what the call accepts (sizes that differ, a zero count)
 ///   Interrupted, DeadlineExceeded   SIGINT/SIGTERM or a ScopedDeadline stopped the work (interrupt.hpp)
@@ -64,8 +66,22 @@ class MapTimeout : public Error {
   using Error::Error;
 };
 
-/// A call on a pool after terminate() (or a map that terminate() cut short).
+/// A call on a pool after terminate(), or a result that terminate() (or the pool's destruction) cut
+/// short: its work will never be done.
 class PoolTerminated : public Error {
+ public:
+  using Error::Error;
+};
+
+/// New work given to a pool after close(): Python's ValueError("Pool not running").
+class PoolClosed : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A wait for a result that ran out of time (multiprocessing.TimeoutError). The task goes on running,
+/// and a later wait may still get its result.
+class ResultTimeout : public Error {
  public:
   using Error::Error;
 };

@@ -1,0 +1,185 @@
+// The state of one piece of work given to a pool, shared by the pool that runs it and the AsyncResult
+// or imap range that waits for it. Internal to mpdemo: templates in the public headers need it, user
+// code never does.
+#pragma once
+
+#include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/pool/task.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+namespace mpdemo::detail {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = std::optional<Clock::time_point>;
+
+/// What a worker process is told to do with one chunk (process pools).
+struct ChunkOrder {
+  // The element path: `kernel` over arrays in memory both processes map, at the same addresses...
+  ChunkKernel kernel{};
+  const void* input = nullptr;
+  void* output = nullptr;
+  std::size_t input_element_bytes = 0;
+  std::size_t output_element_bytes = 0;
+  // ... or over the chunk's slice written into the task pipe, its results read back from the reply
+  // pipe into `output` (the data path Python's Pool uses, kept to measure it).
+  bool through_pipe = false;
+  // The serialized path: `serial` over the chunk's serialized elements, in shared memory.
+  SerialKernel serial{};
+  std::span<const std::byte> serialized_input{};
+};
+
+enum class ChunkState : std::uint8_t { pending, done, failed };
+
+/// One job: a plan of chunks, how far they have been handed out, and how each ended. Everything but
+/// `finished` is guarded by the pool that runs the job (its lock, or its one driving thread).
+class JobState {
+ public:
+  JobState(std::size_t elements, std::size_t chunksize, std::size_t workers, bool fail_fast)
+      : plan(elements, chunksize, workers), fail_fast(fail_fast), chunk_states(plan.count(), ChunkState::pending) {}
+  JobState(const JobState&) = delete;
+  JobState& operator=(const JobState&) = delete;
+  virtual ~JobState() = default;
+
+  ChunkPlan plan;
+  /// The first failure decides the job at once (map, apply), or every chunk is waited for and each
+  /// failure stays at its place (imap, as Python's imap raises at the failed task's position).
+  bool fail_fast;
+  /// Results are written into memory the caller owns (map_into): after a failure the job is decided
+  /// only once no chunk is still out, since the caller may free that memory as soon as it returns.
+  bool caller_owned_memory = false;
+  /// The pipe data path: a worker holds one of its tasks at a time (see Dispatcher::depth).
+  bool one_task_per_worker = false;
+
+  std::uint64_t id = 0;         ///< given by the pool, unique over its life
+  std::size_t next_chunk = 0;   ///< the first chunk not yet handed out
+  std::size_t outstanding = 0;  ///< chunks handed out and not yet answered
+  std::size_t ended = 0;        ///< chunks done or failed
+  std::vector<ChunkState> chunk_states;
+  std::vector<std::size_t> completion_order;  ///< chunks in the order they ended (imap_unordered)
+  std::map<std::size_t, std::exception_ptr> chunk_failures;
+  std::deque<std::size_t> retry;  ///< chunks to hand out again (their worker was killed for another job's sake)
+  bool lost_a_chunk = false;      ///< a worker died holding one of its chunks
+  std::size_t pipe_bytes = 0;     ///< process pools: everything written to or read from the pipes for it
+  std::exception_ptr failure;     ///< the first failure
+  bool abandoned = false;         ///< nobody wants the results: hand out no more
+  std::optional<Clock::time_point> deadline;  ///< map_timeout: MapTimeout after this
+  std::function<void()> callbacks;            ///< run by the pool once the job is concluded
+  bool concluded = false;                     ///< decided, value assembled; announce() follows
+
+  /// Set once the outcome is known, the value (or failure) is in place and the callbacks have run;
+  /// then never changes. The only field anyone may read without the pool's lock.
+  std::atomic<bool> finished{false};
+
+  bool handing_out() const noexcept {
+    return !abandoned && !(fail_fast && failure) && (!retry.empty() || next_chunk < plan.count());
+  }
+  /// Nothing out, and nothing more to hand out.
+  bool settled() const noexcept { return outstanding == 0 && !handing_out(); }
+  /// Whether the outcome is known (conclude_if_decided() follows).
+  bool decided() const noexcept {
+    if (ended == plan.count()) return true;
+    if (abandoned) return outstanding == 0;
+    if (!failure || !fail_fast) return false;
+    return !caller_owned_memory || outstanding == 0 || lost_a_chunk;
+  }
+
+  /// Records that `chunk` was answered with its results in place.
+  void chunk_done(std::size_t chunk) {
+    if (chunk_states[chunk] != ChunkState::pending) return;
+    chunk_states[chunk] = ChunkState::done;
+    ++ended;
+    completion_order.push_back(chunk);
+  }
+  /// Records that `chunk` failed with `error` (the first failure is the job's).
+  void chunk_failed(std::size_t chunk, std::exception_ptr error) {
+    if (chunk_states[chunk] != ChunkState::pending) return;
+    chunk_states[chunk] = ChunkState::failed;
+    ++ended;
+    completion_order.push_back(chunk);
+    chunk_failures.emplace(chunk, error);
+    if (!failure) failure = std::move(error);
+  }
+  /// Fails every chunk not yet ended (terminate(), a pool destroyed): `finished` follows.
+  void fail_the_rest(const std::exception_ptr& error) {
+    for (std::size_t c = 0; c < chunk_states.size(); ++c) chunk_failed(c, error);
+    outstanding = 0;
+    next_chunk = plan.count();
+    retry.clear();
+  }
+
+  // ---- What a pool asks of the typed job ----
+  /// Process pools: what a worker is told to do with `chunk`.
+  virtual ChunkOrder order(std::size_t /*chunk*/) { throw std::logic_error("this job does not run in processes"); }
+  /// Process pools: `chunk` was done; `results` are its serialized results (empty on the element path,
+  /// where they are already in place). Throws if they cannot be read: the chunk then fails.
+  virtual void store(std::size_t /*chunk*/, std::span<const std::byte> /*results*/) {}
+  /// Thread pools: runs `chunk` in the calling thread, results in place. Throws what fn throws.
+  virtual void run_here(std::size_t /*chunk*/) { throw std::logic_error("this job does not run in threads"); }
+  /// Once every chunk is done (no failure): assemble the value, before anyone is told it is finished.
+  virtual void complete() {}
+};
+
+/// Once the job is decided (the pool's lock held): assembles the value (complete(), when nothing
+/// failed; if that throws, that is the job's failure) and marks it concluded. True exactly once: the
+/// pool then calls announce() on it, outside its lock.
+inline bool conclude_if_decided(JobState& job) {
+  if (job.concluded || !job.decided()) return false;
+  if (!job.failure && !job.abandoned) {
+    try {
+      job.complete();
+    } catch (...) {
+      job.failure = std::current_exception();
+    }
+  }
+  job.concluded = true;
+  return true;
+}
+
+/// Runs the job's callbacks, then lets every waiter see it finished. Outside the pool's lock, so a
+/// callback may give the pool more work.
+inline void announce(JobState& job) noexcept {
+  if (job.callbacks) {
+    try {
+      job.callbacks();
+    } catch (...) {  // the callbacks a pool builds catch their own; this is the last guard
+      if (!job.failure) job.failure = std::current_exception();
+    }
+  }
+  job.finished.store(true, std::memory_order_release);
+}
+
+/// What a result waits through: the pool that runs its job.
+class Driver {
+ public:
+  virtual ~Driver() = default;
+  /// Makes progress (a process pool reads answers and hands out chunks; a thread pool's threads need
+  /// nothing) until `done()` holds or `deadline` passes; returns done(). `done` is evaluated while the
+  /// pool's state is consistent. Throws Interrupted, DeadlineExceeded, or a system error.
+  virtual bool drive_until(const std::function<bool()>& done, Deadline deadline) = 0;
+  /// Nobody wants `job`'s results any more: no more of its chunks are handed out; those out finish.
+  virtual void abandon(const std::shared_ptr<JobState>& job) noexcept = 0;
+};
+
+/// A job whose results are a vector of R, one per element, filled in place as chunks end.
+template <class R>
+class ResultsJob : public JobState {
+ public:
+  using JobState::JobState;
+  std::vector<R> results;
+};
+
+}  // namespace mpdemo::detail
