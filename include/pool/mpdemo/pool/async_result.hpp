@@ -145,6 +145,7 @@ class ImapResults {
       started_ = other.started_;
       position_ = other.position_;
       current_index_ = other.current_index_;
+      settled_ = other.settled_;
     }
     return *this;
   }
@@ -164,11 +165,12 @@ class ImapResults {
       return *this;
     }
     void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.range_->at_end(); }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.finished(); }
 
    private:
     friend class ImapResults;
     explicit iterator(ImapResults* range) : range_(range) {}
+    bool finished() const { return range_->at_end(); }
     ImapResults* range_ = nullptr;
   };
 
@@ -183,11 +185,12 @@ class ImapResults {
   /// at the end; throws ResultTimeout if it is not ready in time (it may still come later).
   template <class Rep, class Period>
   std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
-    if (started_) ++position_;
+    const bool consumed = started_ && settled_;  // after a failed chunk, position_ is already past it
+    if (consumed) ++position_;
     started_ = true;
     if (!settle(std::chrono::steady_clock::now() +
                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout))) {
-      --position_;  // not consumed: the next call waits for the same result
+      if (consumed) --position_;  // not consumed: the next call waits for the same result
       throw ResultTimeout("imap: the next result was not ready within " +
                           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
                           " ms; it may still come");
@@ -245,18 +248,20 @@ class ImapResults {
     }
     if (at_end()) return true;
     current_index_ = index;
+    settled_ = !failed;
     if (failed) {
       position_ += job_->plan[chunk].end - index;  // its elements have no results
       std::rethrow_exception(failed);
     }
     return true;
   }
-  const R& current() const {
+  const R& current() {
+    if (!settled_) settle(std::nullopt);  // the step after a failed chunk: wait for the next result
     if (at_end()) throw std::out_of_range("imap: read past the last result");
     return job_->results[current_index_];
   }
   void advance() {
-    ++position_;
+    if (settled_) ++position_;  // after a failed chunk, position_ is already past it
     settle(std::nullopt);
   }
   void abandon() noexcept {
@@ -270,6 +275,7 @@ class ImapResults {
   bool started_ = false;  ///< next() has been called (it consumes before it waits)
   std::size_t position_ = 0;
   std::size_t current_index_ = 0;  ///< where result position_ is in the job's results, once settled
+  bool settled_ = false;           ///< current_index_ is result position_'s
 };
 
 /// The pools' way to make ImapResults (not for user code).

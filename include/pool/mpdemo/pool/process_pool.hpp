@@ -182,11 +182,16 @@ class ProcessPool : public PoolCalls<ProcessPool> {
   // What PoolCalls asks of a pool.
   template <class T, class R, Unpack U, class F, class Input>
   std::shared_ptr<detail::ResultsJob<R>> make_job(F fn, const Input& input, std::size_t chunksize, bool fail_fast) {
+    std::shared_ptr<detail::ResultsJob<R>> job;
     if constexpr (shares_in_place<F, T, U>) {
-      return std::make_shared<detail::SharedMemoryJob<T, R>>(fn, input, arena(), chunksize, size(), fail_fast);
+      job = std::make_shared<detail::SharedMemoryJob<T, R>>(fn, input, arena(), chunksize, size(), fail_fast);
     } else {
-      return detail::SerializedJob<R>::template make<T, U>(fn, input, arena(), chunksize, size(), fail_fast);
+      job = detail::SerializedJob<R>::template make<T, U>(fn, input, arena(), chunksize, size(), fail_fast);
     }
+    // Streamed results (imap) and single tasks (apply): handed to whichever worker is free, never
+    // queued behind another task in a busy worker's pipe.
+    job->one_task_per_worker = !fail_fast || job->plan.count() <= 1;
+    return job;
   }
   /// Takes the job on (PoolClosed after close(), PoolTerminated after terminate()).
   void submit_job(const std::shared_ptr<detail::JobState>& job);

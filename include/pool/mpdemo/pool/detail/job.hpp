@@ -48,8 +48,10 @@ enum class ChunkState : std::uint8_t { pending, done, failed };
 /// `finished` is guarded by the pool that runs the job (its lock, or its one driving thread).
 class JobState {
  public:
-  JobState(std::size_t elements, std::size_t chunksize, std::size_t workers, bool fail_fast)
-      : plan(elements, chunksize, workers), fail_fast(fail_fast), chunk_states(plan.count(), ChunkState::pending) {}
+  JobState(std::size_t elements, std::size_t chunksize, std::size_t workers, bool stop_at_first_failure)
+      : plan(elements, chunksize, workers),
+        fail_fast(stop_at_first_failure),
+        chunk_states(plan.count(), ChunkState::pending) {}
   JobState(const JobState&) = delete;
   JobState& operator=(const JobState&) = delete;
   virtual ~JobState() = default;
@@ -61,7 +63,9 @@ class JobState {
   /// Results are written into memory the caller owns (map_into): after a failure the job is decided
   /// only once no chunk is still out, since the caller may free that memory as soon as it returns.
   bool caller_owned_memory = false;
-  /// The pipe data path: a worker holds one of its tasks at a time (see Dispatcher::depth).
+  /// A worker holds one of this job's tasks at a time, instead of two (see Dispatcher::depth): on the
+  /// pipe data path, and for jobs whose tasks are wanted as they end (imap, apply), so that none waits
+  /// in a busy worker's pipe while another worker is idle.
   bool one_task_per_worker = false;
 
   std::uint64_t id = 0;         ///< given by the pool, unique over its life

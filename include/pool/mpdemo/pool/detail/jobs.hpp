@@ -28,8 +28,8 @@ class SharedMemoryJob final : public ResultsJob<R> {
  public:
   template <class F, class Input>
   SharedMemoryJob(F fn, const Input& input, const std::shared_ptr<SharedArena>& arena, std::size_t chunksize,
-                  std::size_t workers, bool fail_fast)
-      : ResultsJob<R>(std::ranges::size(input), chunksize, workers, fail_fast),
+                  std::size_t workers, bool stop_at_first_failure)
+      : ResultsJob<R>(std::ranges::size(input), chunksize, workers, stop_at_first_failure),
         kernel_(ChunkKernel::of<T>(fn)),
         input_(arena, std::ranges::size(input)),
         output_(arena, std::ranges::size(input)) {
@@ -47,7 +47,8 @@ class SharedMemoryJob final : public ResultsJob<R> {
   }
   void store(std::size_t chunk, std::span<const std::byte>) override {
     const ChunkRange range = this->plan[chunk];
-    std::copy(output_.begin() + range.begin, output_.begin() + range.end, this->results.begin() + range.begin);
+    std::copy(output_.begin() + range.begin, output_.begin() + range.end,
+              this->results.begin() + static_cast<std::ptrdiff_t>(range.begin));
   }
 
  private:
@@ -64,8 +65,8 @@ class SerializedJob final : public ResultsJob<R> {
  public:
   template <class T, Unpack U, class F, class Input>
   static std::shared_ptr<SerializedJob> make(F fn, const Input& input, const std::shared_ptr<SharedArena>& arena,
-                                             std::size_t chunksize, std::size_t workers, bool fail_fast) {
-    auto job = std::make_shared<SerializedJob>(std::ranges::size(input), chunksize, workers, fail_fast);
+                                             std::size_t chunksize, std::size_t workers, bool stop_at_first_failure) {
+    auto job = std::make_shared<SerializedJob>(std::ranges::size(input), chunksize, workers, stop_at_first_failure);
     job->serial_ = SerialKernel::of<T, U>(fn);
     // Serialized chunk by chunk into the master's own memory, then copied into the arena in one block.
     std::vector<std::byte> bytes;
@@ -119,8 +120,8 @@ template <class T, class R, Unpack U, class F>
 class LocalJob final : public ResultsJob<R> {
  public:
   template <class Input>
-  LocalJob(F fn, const Input& input, std::size_t chunksize, std::size_t workers, bool fail_fast)
-      : ResultsJob<R>(std::ranges::size(input), chunksize, workers, fail_fast),
+  LocalJob(F fn, const Input& input, std::size_t chunksize, std::size_t workers, bool stop_at_first_failure)
+      : ResultsJob<R>(std::ranges::size(input), chunksize, workers, stop_at_first_failure),
         fn_(fn),
         input_(std::ranges::begin(input), std::ranges::end(input)) {
     this->results.resize(input_.size());
