@@ -1,4 +1,6 @@
-// Micro-benchmarks with Google Benchmark: the fixed costs of the two pools, one number each.
+// Micro-benchmarks with Google Benchmark: the fixed costs of the two pools, one number each, and
+// what the rest of Pool's calls cost: one apply_async().get() on a warm pool, and imap's throughput
+// against map's, per chunksize.
 //   build/release/bench/mpdemo_bench_micro [--benchmark_repetitions=5]
 #include "mpdemo/lab/kernels.hpp"
 #include "mpdemo/pool/process_pool.hpp"
@@ -49,6 +51,49 @@ void BM_WarmThreadPoolTinyMap(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_WarmThreadPoolTinyMap)->Unit(benchmark::kMicrosecond);
+
+int add(int a, int b) { return a + b; }
+int plus_one(int x) { return x + 1; }
+
+// One task there and back: serialize the arguments, a task message, the worker's answer, the result.
+template <class Pool>
+void BM_ApplyAsyncGet(benchmark::State& state) {
+  Pool pool(2);
+  int sum = 0;
+  for (auto _ : state) sum += pool.apply_async(add, 1, 2).get();
+  benchmark::DoNotOptimize(sum);
+}
+BENCHMARK_TEMPLATE(BM_ApplyAsyncGet, mpdemo::ProcessPool)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_ApplyAsyncGet, mpdemo::ThreadPool)->Unit(benchmark::kMicrosecond);
+
+constexpr int kStreamed = 100'000;
+
+// Every result handed over as its chunk ends (imap) against all at once (map), per chunksize.
+template <class Pool>
+void BM_Imap(benchmark::State& state) {
+  Pool pool(2);
+  std::vector<int> input(kStreamed, 1);
+  const auto chunksize = static_cast<std::size_t>(state.range(0));
+  long long total = 0;
+  for (auto _ : state) {
+    for (const int r : pool.imap(plus_one, input, chunksize)) total += r;
+  }
+  benchmark::DoNotOptimize(total);
+  state.SetItemsProcessed(state.iterations() * kStreamed);
+}
+BENCHMARK_TEMPLATE(BM_Imap, mpdemo::ProcessPool)->Arg(10)->Arg(1000)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Imap, mpdemo::ThreadPool)->Arg(10)->Arg(1000)->Unit(benchmark::kMillisecond);
+
+template <class Pool>
+void BM_Map(benchmark::State& state) {
+  Pool pool(2);
+  std::vector<int> input(kStreamed, 1);
+  const auto chunksize = static_cast<std::size_t>(state.range(0));
+  for (auto _ : state) benchmark::DoNotOptimize(pool.map(plus_one, input, chunksize).data());
+  state.SetItemsProcessed(state.iterations() * kStreamed);
+}
+BENCHMARK_TEMPLATE(BM_Map, mpdemo::ProcessPool)->Arg(10)->Arg(1000)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Map, mpdemo::ThreadPool)->Arg(10)->Arg(1000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -215,6 +215,8 @@ InterruptOutcome interrupt_after(const std::vector<std::string>& arguments, std:
   std::chrono::steady_clock::time_point sent;
   InterruptOutcome outcome;
   outcome.result = run_mpdemo(arguments, 60s, [&](pid_t pid) {
+    // The moment counts from when mpdemo can answer, not from the fork: start-up is not the promise.
+    ASSERT_TRUE(mpdemo::testing::eventually([&] { return mpdemo::testing::catches_signal(pid, SIGINT); }, 10s));
     std::this_thread::sleep_for(moment);
     sent = std::chrono::steady_clock::now();
     ::kill(pid, SIGINT);

@@ -109,6 +109,9 @@ void reject_root_options_before(const CLI::App& app, const CLI::App& subcommand)
 
 int main(int argc, char** argv) {
   using namespace mpdemo::cli;
+  // First of all: a Ctrl-C from the very start (a slow start-up under a sanitizer, a test that signals
+  // at 50 ms) is answered with the message and status 130, never the default, silent death.
+  const mpdemo::InterruptGuard interrupts;
   const bool stdout_open = occupy_closed_standard_descriptors();
   CLI::App app{
       "mpdemo: what it costs and what it gains to split work across processes instead of one loop or "
@@ -138,7 +141,6 @@ int main(int argc, char** argv) {
 
   // A failed write throws at once, so a run does not go on computing what nobody can read.
   std::cout.exceptions(std::ios_base::badbit);
-  const mpdemo::InterruptGuard interrupts;
   try {
     const Command* chosen = &lesson;
     for (const Command& command : subcommands) {

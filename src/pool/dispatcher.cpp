@@ -492,6 +492,7 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
     for (std::size_t i = 0; i < workers_.size(); ++i) feed(i);
   }
   collect(finished);
+  if (!finished.empty()) return Served::progress;  // news already (a death found while handing out)
 
   poll_set_.clear();
   poll_owners_.clear();
