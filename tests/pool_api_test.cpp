@@ -268,6 +268,17 @@ TYPED_TEST(PoolApi, ImapThrowsAtTheFailedChunkAndGoesOnAfterIt) {
   EXPECT_EQ(seen, (std::vector<int>{0, 2, 4, 6, 12, 14, 16, 18})) << "then the results after the failed chunk";
 }
 
+/// Counts its calls (in memory the test shares), then waits at the gate.
+struct CountThenWait {
+  int* calls;
+  int* gate;
+  int operator()(int x) const {
+    std::atomic_ref<int>(*calls).fetch_add(1);
+    while (Shared::load(gate) == 0) std::this_thread::sleep_for(1ms);
+    return 2 * x;
+  }
+};
+
 TYPED_TEST(PoolApi, AbandoningImapHalfWayLeavesThePoolUsable) {
   auto pool = this->make();
   Shared shared;
@@ -281,6 +292,54 @@ TYPED_TEST(PoolApi, AbandoningImapHalfWayLeavesThePoolUsable) {
   Shared::store(shared.at(0), 1);
   EXPECT_EQ(pool.map(twice, iota(300)), doubled(iota(300)));
   EXPECT_EQ(pool.apply(add, 1, 1), 2);
+}
+
+TYPED_TEST(PoolApi, AnAbandonedImapHandsOutNothingMore) {
+  auto pool = this->make(2);
+  Shared shared;
+  { auto results = pool.imap(CountThenWait{shared.at(0), shared.at(1)}, iota(100), 1); }  // not even begun
+  Shared::store(shared.at(1), 1);  // the tasks already out may finish now
+  pool.close();
+  pool.join();  // everything given has ended
+  EXPECT_LE(Shared::load(shared.at(0)), 4) << "at most the tasks that were out when it was abandoned ran";
+}
+
+TYPED_TEST(PoolApi, AMapsFirstFailureStopsTheHandingOut) {
+  auto pool = this->make(2);
+  Shared shared;
+  struct FailFirstCountTheRest {
+    int* calls;
+    int* gate;
+    int operator()(int x) const {
+      if (x == 0) throw std::runtime_error("the first element fails");
+      return CountThenWait{calls, gate}(x);
+    }
+  };
+  EXPECT_THROW((void)pool.map_async(FailFirstCountTheRest{shared.at(0), shared.at(1)}, iota(200), 1).get(10s),
+               mpdemo::WorkerError);
+  Shared::store(shared.at(1), 1);
+  pool.close();
+  pool.join();
+  EXPECT_LE(Shared::load(shared.at(0)), 4) << "after the failure, no chunk was handed out";
+}
+
+TYPED_TEST(PoolApi, WorkGivenWhileAnotherThreadWaitsGoesOutAtOnce) {
+  auto pool = this->make(2);
+  Shared shared;
+  const auto blocked = pool.apply_async(Blocked{shared.at(0)}, 1);
+  std::thread waiter([&] { EXPECT_EQ(blocked.get(), 1); });  // waits (and drives) for a long time
+  std::this_thread::sleep_for(20ms);                         // let it start waiting; the test holds either way
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(pool.apply_async(add, 2, 3).get(10s), 5) << "handed out while the other thread waited";
+  EXPECT_LT(seconds_since(start), 5.0);
+  Shared::store(shared.at(0), 1);
+  waiter.join();
+}
+
+TYPED_TEST(PoolApi, ImapRefusesChunksizeZero) {
+  auto pool = this->make();
+  EXPECT_THROW((void)pool.imap(twice, iota(3), 0), mpdemo::BadArgument);
+  EXPECT_THROW((void)pool.imap_unordered(twice, iota(3), 0), mpdemo::BadArgument);
 }
 
 TYPED_TEST(PoolApi, EmptyInputsWorkEverywhere) {
