@@ -123,8 +123,9 @@ void ProcessPool::Impl::fail_everything(const std::exception_ptr& error,
 }
 
 bool ProcessPool::Impl::drive_until(const std::function<bool()>& done, detail::Deadline deadline) {
-  const ScopedSigpipeBlock no_sigpipe;  // a worker that died must give EPIPE, not kill the master
   Lock lock(mutex);
+  if (done()) return true;              // already there: no system call at all
+  const ScopedSigpipeBlock no_sigpipe;  // a worker that died must give EPIPE, not kill the master
   std::vector<std::shared_ptr<detail::JobState>> finished;
   for (;;) {
     if (done()) return true;

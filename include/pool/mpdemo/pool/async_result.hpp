@@ -146,6 +146,9 @@ class ImapResults {
       position_ = other.position_;
       current_index_ = other.current_index_;
       settled_ = other.settled_;
+      chunk_first_position_ = other.chunk_first_position_;
+      chunk_begin_ = other.chunk_begin_;
+      chunk_end_ = other.chunk_end_;
     }
     return *this;
   }
@@ -232,6 +235,11 @@ class ImapResults {
   /// Waits until result `position_` is known or `deadline` passes (false). A failed chunk throws its
   /// failure, with position_ moved past the chunk first.
   bool settle(detail::Deadline deadline) {
+    // Still inside the chunk the last step found ended: its results are there, nothing to ask anyone.
+    if (settled_ && !at_end() && position_ < chunk_end_) {
+      current_index_ = chunk_begin_ + (position_ - chunk_first_position_);
+      return true;
+    }
     std::size_t chunk = 0;
     std::size_t index = 0;
     std::exception_ptr failed;
@@ -249,6 +257,11 @@ class ImapResults {
     if (at_end()) return true;
     current_index_ = index;
     settled_ = !failed;
+    // The rest of this chunk's results follow from here, in order (both orders walk a chunk whole).
+    const ChunkRange range = job_->plan[chunk];
+    chunk_first_position_ = position_;
+    chunk_begin_ = index;
+    chunk_end_ = position_ + (range.end - index);
     if (failed) {
       position_ += job_->plan[chunk].end - index;  // its elements have no results
       std::rethrow_exception(failed);
@@ -276,6 +289,11 @@ class ImapResults {
   std::size_t position_ = 0;
   std::size_t current_index_ = 0;  ///< where result position_ is in the job's results, once settled
   bool settled_ = false;           ///< current_index_ is result position_'s
+  // The chunk of the last settled result: positions [chunk_first_position_, chunk_end_) are its
+  // results from index chunk_begin_ on, already known.
+  std::size_t chunk_first_position_ = 0;
+  std::size_t chunk_begin_ = 0;
+  std::size_t chunk_end_ = 0;
 };
 
 /// The pools' way to make ImapResults (not for user code).
