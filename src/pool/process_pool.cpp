@@ -203,6 +203,7 @@ void ProcessPool::Impl::run_to_end(const std::shared_ptr<detail::JobState>& job)
   detail::Deadline deadline;
   if (map_timeout.count() > 0) deadline = detail::Clock::now() + map_timeout;
   bool in_time = false;
+  const ScopedSigpipeBlock no_sigpipe;  // once for the whole map: submit and the waits inside are free
   try {
     submit(job);
     in_time = drive_until([&job] { return job->finished.load(std::memory_order_acquire); }, deadline);

@@ -122,17 +122,18 @@ void ThreadPool::Impl::record(detail::JobState& job, std::size_t chunk, std::exc
   } else {
     job.chunk_done(chunk);
   }
+  if (!detail::conclude_if_decided(job)) return;  // nobody is waiting for news of a job still running
   std::shared_ptr<detail::JobState> concluded;
-  if (detail::conclude_if_decided(job)) {
-    for (const auto& held : active) {
-      if (held.get() == &job) concluded = held;
-    }
+  for (const auto& held : active) {
+    if (held.get() == &job) concluded = held;
   }
   std::erase_if(active, [](const auto& held) { return held->concluded && held->outstanding == 0; });
-  if (concluded) {
+  if (concluded && concluded->callbacks) {
     lock.unlock();
     detail::announce(*concluded);  // callbacks run in this thread, as in Python's result handler
     lock.lock();
+  } else if (concluded) {
+    detail::announce(*concluded);  // no callbacks: only the flag, under the lock
   }
   changed.notify_all();
 }
@@ -221,17 +222,9 @@ void ThreadPool::Impl::submit(const std::shared_ptr<detail::JobState>& job) {
 }
 
 bool ThreadPool::Impl::drive_until(const std::function<bool()>& done, detail::Deadline deadline) {
+  // The threads make progress by themselves: waiting is all there is to do. (wait_finished spins on
+  // a job's flag first; a spin here would take the lock the threads need to record their chunks.)
   std::unique_lock lock(mutex);
-  // The threads make progress by themselves: waiting is all there is to do.
-  if (done()) return true;
-  lock.unlock();
-  detail::spin_until(
-      [&] {
-        const std::lock_guard look(mutex);
-        return done();
-      },
-      deadline && *deadline <= detail::Clock::now() ? std::chrono::microseconds(0) : options.spin);
-  lock.lock();
   while (!done()) {
     const auto until = detail::Clock::now() + kWaiterCheck;
     if (deadline && detail::Clock::now() >= *deadline) return false;

@@ -79,15 +79,30 @@ sigset_t sigpipe_set() {
 }
 }  // namespace
 
+namespace {
+// Blocks held by this thread: only the outermost one makes system calls, so a call that blocks
+// SIGPIPE around its parts (submit, then wait) pays for it once.
+thread_local int t_sigpipe_blocks = 0;
+}  // namespace
+
 ScopedSigpipeBlock::ScopedSigpipeBlock() {
+  if (t_sigpipe_blocks++ > 0) {
+    was_blocked_ = true;  // the outer block restores the mask
+    return;
+  }
   const sigset_t set = sigpipe_set();
   sigset_t old;
-  check_error_number(pthread_sigmask(SIG_BLOCK, &set, &old), "block SIGPIPE");
+  const int error = pthread_sigmask(SIG_BLOCK, &set, &old);
+  if (error != 0) {
+    --t_sigpipe_blocks;
+    check_error_number(error, "block SIGPIPE");
+  }
   was_blocked_ = sigismember(&old, SIGPIPE) == 1;
 }
 
 ScopedSigpipeBlock::~ScopedSigpipeBlock() {
-  if (was_blocked_) return;
+  const bool outermost = --t_sigpipe_blocks == 0;
+  if (was_blocked_ || !outermost) return;
   const sigset_t set = sigpipe_set();
   // A SIGPIPE raised by a failed write is pending on this thread: take it before unblocking, or it
   // would be delivered (and kill the process) the moment the mask is restored.
