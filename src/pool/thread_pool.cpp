@@ -122,10 +122,12 @@ void ThreadPool::Impl::record(detail::JobState& job, std::size_t chunk, std::exc
   } else {
     job.chunk_done(chunk);
   }
-  if (!detail::conclude_if_decided(job)) return;  // nobody is waiting for news of a job still running
+  const bool newly_concluded = detail::conclude_if_decided(job);
+  const bool settled = job.concluded && job.outstanding == 0;  // its last chunk out is back: it leaves
+  if (!newly_concluded && !settled) return;  // nobody is waiting for news of a job still running
   std::shared_ptr<detail::JobState> concluded;
   for (const auto& held : active) {
-    if (held.get() == &job) concluded = held;
+    if (held.get() == &job && newly_concluded) concluded = held;
   }
   std::erase_if(active, [](const auto& held) { return held->concluded && held->outstanding == 0; });
   if (concluded && concluded->callbacks) {
