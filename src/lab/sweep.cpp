@@ -169,10 +169,13 @@ SweepResult run_sweep(SweepOptions options, const SweepProgress& progress) {
       break;
     }
     if (progress) progress(i, options.sizes.size(), n, elapsed.seconds());
-    const Stopwatch this_size;
+    std::optional<Stopwatch> this_size;
     try {
       if (!warm_pool) warm_pool.emplace(options.workers);
       if (!warm_threads) warm_threads.emplace(options.workers);
+      // The warm pools start once for the whole sweep: scaling their start into the next size's
+      // prediction would skip sizes that fit the budget.
+      this_size.emplace();
       result.points.push_back(options.work == 0
                                   ? measure_size(options, squared, n, *warm_pool, *warm_threads)
                                   : measure_size(options, SquaredWithWork{options.work}, n, *warm_pool, *warm_threads));
@@ -181,7 +184,7 @@ SweepResult run_sweep(SweepOptions options, const SweepProgress& progress) {
       result.skipped.assign(options.sizes.begin() + static_cast<std::ptrdiff_t>(i), options.sizes.end());
       break;
     }
-    last_size_seconds = this_size.seconds();
+    last_size_seconds = this_size->seconds();
     last_size = n;
   }
   analyse_sweep(result);
