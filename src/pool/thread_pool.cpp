@@ -124,7 +124,7 @@ void ThreadPool::Impl::record(detail::JobState& job, std::size_t chunk, std::exc
   }
   const bool newly_concluded = detail::conclude_if_decided(job);
   const bool settled = job.concluded && job.outstanding == 0;  // its last chunk out is back: it leaves
-  if (!newly_concluded && !settled) return;  // nobody is waiting for news of a job still running
+  if (!newly_concluded && !settled) return;                    // nobody is waiting for news of a job still running
   std::shared_ptr<detail::JobState> concluded;
   for (const auto& held : active) {
     if (held.get() == &job && newly_concluded) concluded = held;
