@@ -119,6 +119,10 @@ TEST(Topology, WithSmtAndTwoSocketsWorkersGoOnePerPhysicalCoreNotPerHardwareThre
   const mpdemo::Topology restricted = mpdemo::topology_from_hwloc_xml(xml, std::vector<int>{1, 4, 5});
   EXPECT_EQ(restricted.worker_cpus, (std::vector<int>{1, 4}));
   EXPECT_EQ(restricted.default_workers(), 2u);
+  // The siblings `mpdemo cores` puts two tasks on to show what SMT shares.
+  EXPECT_TRUE(machine.has_smt());
+  EXPECT_EQ(machine.core_cpus, (std::vector<std::vector<int>>{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
+  EXPECT_EQ(restricted.core_cpus, (std::vector<std::vector<int>>{{1}, {4, 5}}));
 }
 
 TEST(Topology, WithoutSmtEveryCpuIsACore) {
@@ -128,6 +132,7 @@ TEST(Topology, WithoutSmtEveryCpuIsACore) {
   EXPECT_EQ(machine.physical_cores, 4u);
   EXPECT_EQ(machine.sockets, 1u);
   EXPECT_EQ(machine.worker_cpus, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_FALSE(machine.has_smt());
 }
 
 TEST(Topology, XmlHwlocCannotReadIsAnError) {

@@ -6,6 +6,7 @@
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
+#include "trace_options.hpp"
 
 #include <fmt/format.h>
 #include <memory>
@@ -19,9 +20,10 @@ constexpr std::size_t kRepeats = 3;  // each box shows the median of this many c
 struct LessonOptions {
   std::size_t large_size = 10'000'000;
   std::uint64_t seed = 1;
+  TraceOutputs trace;
 };
 
-int run_lesson(std::ostream& out, const LessonOptions& options) {
+int run_lesson(std::ostream& out, LessonOptions& options) {
   const Topology& topology = system_topology();
   const std::size_t workers = topology.default_workers();
   // At most: input, reference, shared input, two warm outputs and a copying pool's three arrays;
@@ -30,13 +32,14 @@ int run_lesson(std::ostream& out, const LessonOptions& options) {
   require_process_resources(ProcessNeeds::for_pools(workers, true, true), what);
   require_available_memory(8 * options.large_size * sizeof(double), what);
   require_arena_capacity(4 * options.large_size * sizeof(double), what);
+  Trace* trace = options.trace.start(Format::table);
   out << report::lesson_introduction(topology, workers, kRepeats);
 
   for (const std::size_t size : {std::size_t{10}, options.large_size}) {
     out << report::lesson_size_heading(size);
     const std::vector<double> input = uniform_random_array(size, options.seed);
     const std::vector<double> reference = reference_squares(input);
-    MethodRunner runner(input, workers, 0);
+    MethodRunner runner(input, workers, 0, trace);
 
     std::vector<Method> methods{Method::sequential, Method::fresh_processes, Method::fresh_processes_copy,
                                 Method::fresh_threads};
@@ -62,6 +65,7 @@ int run_lesson(std::ostream& out, const LessonOptions& options) {
     out << report::lesson_summary(timings, all_verified);
     if (!all_verified) return 1;
   }
+  options.trace.finish(out, "The lesson: every call's workers, when they ran and on which CPU");
   return 0;
 }
 
@@ -72,6 +76,7 @@ Command add_lesson_command(CLI::App& root) {
   add_count_option(root, "--large-size", options->large_size, 11, kMaxElements,
                    "the lesson's large array (default 10,000,000)");
   add_seed_option(root, options->seed, "random seed of the lesson's arrays (default 1)");
+  options->trace.add_options(root);
   return {&root, [options](std::ostream& out) { return run_lesson(out, *options); }};
 }
 

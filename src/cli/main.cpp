@@ -3,6 +3,7 @@
 //   0 success, 1 a failure while running (output that could not be written included), 2 bad input,
 //   128 + N killed by signal N (130 for Ctrl-C; 141, quietly, for a reader that went away).
 #include "command.hpp"
+#include "cores_command.hpp"
 #include "costs_command.hpp"
 #include "lesson_command.hpp"
 #include "options.hpp"
@@ -123,8 +124,8 @@ int main(int argc, char** argv) {
 
   raise_open_file_limit();
   const Command lesson = add_lesson_command(app);
-  const std::vector<Command> subcommands{add_run_command(app), add_costs_command(app), add_sweep_command(app),
-                                         add_topology_command(app)};
+  const std::vector<Command> subcommands{add_run_command(app), add_cores_command(app), add_costs_command(app),
+                                         add_sweep_command(app), add_topology_command(app)};
 
   try {
     app.parse(argc, argv);
@@ -151,6 +152,9 @@ int main(int argc, char** argv) {
     mpdemo::throw_if_interrupted();  // a signal during the last moments still ends as an interrupt
     return flush_standard_output(status);
   } catch (const UsageError& error) {
+    say(fmt::format("error: {}", error.what()));
+    return 2;
+  } catch (const mpdemo::BadArgument& error) {  // a value the library refused: input, not a failure
     say(fmt::format("error: {}", error.what()));
     return 2;
   } catch (const mpdemo::report::ToolMissing& error) {  // asked for a plot, and gnuplot is not installed

@@ -282,38 +282,39 @@ void require_available_memory(std::size_t bytes, const std::string& what) {
   }
 }
 
-void check_plot_path(const std::string& path) {
+void check_output_path(const std::string& path, std::string_view option,
+                       std::initializer_list<std::string_view> endings) {
   if (path == "-") return;
   for (const char c : path) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       throw UsageError(
-          fmt::format("--plot: '{}' contains a control character; choose a plain file name", printable(path, 200)));
+          fmt::format("{}: '{}' contains a control character; choose a plain file name", option, printable(path, 200)));
     }
   }
-  if (!path.ends_with(".png") && !path.ends_with(".svg")) {
-    throw UsageError(
-        fmt::format("--plot: '{}' must end in .png or .svg (or be - for the terminal)", printable(path, 200)));
+  if (std::none_of(endings.begin(), endings.end(), [&](std::string_view ending) { return path.ends_with(ending); })) {
+    throw UsageError(fmt::format("{}: '{}' must end in {} (or be - for the terminal)", option, printable(path, 200),
+                                 fmt::join(endings, " or ")));
   }
   // Checked without creating anything, so a run that fails later leaves no empty file behind. What
   // the path names (through any symlink) must be a regular file, or nothing yet in a writable
-  // directory: a directory, a device (/dev/full, a terminal) or a pipe is not a place for a picture.
+  // directory: a directory, a device (/dev/full, a terminal) or a pipe is not a place for a picture or a trace.
   namespace fs = std::filesystem;
   const fs::path file(path);
   std::error_code error;
   const fs::file_status status = fs::status(file, error);
   if (fs::exists(status)) {
     if (!fs::is_regular_file(status)) {
-      throw UsageError(fmt::format("--plot: '{}' is {}, not a file a picture can be written to", printable(path, 200),
+      throw UsageError(fmt::format("{}: '{}' is {}, not a file it can write to", option, printable(path, 200),
                                    fs::is_directory(status) ? "a directory" : "a device, pipe or socket"));
     }
     if (::access(path.c_str(), W_OK) != 0) {
-      throw UsageError(fmt::format("--plot: cannot write '{}': {}", printable(path, 200), std::strerror(errno)));
+      throw UsageError(fmt::format("{}: cannot write '{}': {}", option, printable(path, 200), std::strerror(errno)));
     }
     return;
   }
   const fs::path directory = file.has_parent_path() ? file.parent_path() : ".";
   if (!fs::is_directory(directory, error) || ::access(directory.c_str(), W_OK | X_OK) != 0) {
-    throw UsageError(fmt::format("--plot: cannot create '{}': {} is not a writable directory", printable(path, 200),
+    throw UsageError(fmt::format("{}: cannot create '{}': {} is not a writable directory", option, printable(path, 200),
                                  printable(directory.string(), 200)));
   }
 }

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -76,8 +77,14 @@ void require_arena_capacity(std::size_t bytes, const std::string& what);
 void raise_open_file_limit() noexcept;
 /// MemAvailable from /proc/meminfo, in bytes.
 std::size_t available_memory_bytes();
-/// Throws UsageError unless `path` is "-", or ends in .png or .svg, has no control characters, and
-/// names a regular file (or nothing yet, in a writable directory). Creates nothing.
-void check_plot_path(const std::string& path);
+/// Throws UsageError, naming `option`, unless `path` is "-", or ends in one of `endings`, has no
+/// control characters, and names a regular file (or nothing yet, in a writable directory). Creates
+/// nothing, so a run that fails later leaves no empty file behind.
+void check_output_path(const std::string& path, std::string_view option,
+                       std::initializer_list<std::string_view> endings);
+/// A picture: --plot, --timeline.
+inline void check_plot_path(const std::string& path, std::string_view option = "--plot") {
+  check_output_path(path, option, {".png", ".svg"});
+}
 
 }  // namespace mpdemo::cli

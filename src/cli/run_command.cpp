@@ -4,6 +4,7 @@
 #include "mpdemo/report/trials.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
+#include "trace_options.hpp"
 
 #include <fmt/format.h>
 #include <algorithm>
@@ -22,6 +23,7 @@ struct RunOptions {
   std::uint64_t seed = 1;
   std::size_t repeat = 5;
   Format format = Format::table;
+  TraceOutputs trace;
 };
 
 const std::map<std::string, std::vector<Method>>& modes() {
@@ -74,7 +76,7 @@ Footprint footprint(const std::vector<Method>& methods) {
   return {persistent.arrays + transient.arrays, persistent.shared_arrays + transient.shared_arrays};
 }
 
-int run(std::ostream& out, const RunOptions& options) {
+int run(std::ostream& out, RunOptions& options) {
   const std::size_t workers = options.workers != 0 ? options.workers : system_topology().default_workers();
   const std::vector<Method>& methods = modes().at(options.mode);
   const Footprint peak = footprint(methods);
@@ -87,9 +89,12 @@ int run(std::ostream& out, const RunOptions& options) {
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
 
+  Trace* trace = options.trace.start(options.format);
   const TrialResults results =
-      run_trials({options.size, workers, options.chunksize, options.seed, options.repeat, methods});
+      run_trials({options.size, workers, options.chunksize, options.seed, options.repeat, methods, trace});
   out << (options.format == Format::json ? report::run_json(results) : report::run_table(results));
+  options.trace.finish(out,
+                       fmt::format("mpdemo run --size {} --mode {}: who ran what, when", options.size, options.mode));
   return results.verified() ? 0 : 1;
 }
 
@@ -113,6 +118,7 @@ Command add_run_command(CLI::App& root) {
   add_seed_option(*app, options->seed, "random seed, for reproducible data (default 1)");
   add_repeat_option(*app, options->repeat, 1000);
   add_format_option(*app, options->format, false);
+  options->trace.add_options(*app);
   return {app, [options](std::ostream& out) { return run(out, *options); }};
 }
 

@@ -10,6 +10,7 @@
 #include "mpdemo/report/sweep.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
+#include "trace_options.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@ struct SweepCommandOptions {
   std::vector<std::string> data{"all"};
   Format format = Format::table;
   std::string plot;
+  TraceOutputs trace;
 };
 
 // Comma-separated (and/or space-separated) sizes. An empty entry ("1,,2", "10,") is a typo, and a
@@ -95,6 +97,7 @@ int run(std::ostream& out, SweepCommandOptions& options) {
         report::gnuplot_program());
   }
 
+  options.sweep.trace = options.trace.start(options.format);
   const bool show_progress = ::isatty(STDERR_FILENO) == 1;
   const SweepResult result = run_sweep(options.sweep, [&](std::size_t i, std::size_t count, std::size_t n, double t) {
     if (show_progress) std::cerr << fmt::format("\rsweep: size {} ({}/{}), {:.1f} s so far   ", n, i + 1, count, t);
@@ -122,6 +125,7 @@ int run(std::ostream& out, SweepCommandOptions& options) {
     report::draw(report::sweep_chart(result), options.plot, out);
     if (options.plot != "-") std::cerr << fmt::format("sweep: plot written to {}\n", printable(options.plot, 200));
   }
+  options.trace.finish(out, "mpdemo sweep: every pool's workers, size by size");
   return report::sweep_verified(result) ? 0 : 1;
 }
 
@@ -159,6 +163,7 @@ Command add_sweep_command(CLI::App& root) {
   add_format_option(*app, options->format, true);
   app->add_option("--plot", options->plot,
                   "draw speedup vs size with gnuplot into FILE.png or FILE.svg, or - for the terminal");
+  options->trace.add_options(*app);
   return {app, [options](std::ostream& out) { return run(out, *options); }};
 }
 

@@ -86,11 +86,12 @@ Squared square_sequentially(std::span<const double> input) {
   return out;
 }
 
-Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_t workers, std::size_t chunksize) {
+Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_t workers, std::size_t chunksize,
+                                    Trace* trace) {
   Squared out;
   Stopwatch clock;
   {
-    ProcessPool pool(workers);
+    ProcessPool pool(pool_options<ProcessPoolOptions>(workers, trace));
     out.phases.start_workers = clock.lap();
     out.shared = pool.make_shared_array<double>(input.size());
     out.phases.collect = clock.lap();
@@ -101,11 +102,12 @@ Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_
   return out;
 }
 
-Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers, std::size_t chunksize) {
+Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers, std::size_t chunksize,
+                                            Trace* trace) {
   Squared out;
   Stopwatch clock;
   {
-    ProcessPool pool(workers);
+    ProcessPool pool(pool_options<ProcessPoolOptions>(workers, trace));
     out.phases.start_workers = clock.lap();
     MapStats map;
     out.values = pool.map(squared, input, chunksize, &map);
@@ -118,11 +120,12 @@ Squared square_with_fresh_processes_copying(std::span<const double> input, std::
   return out;
 }
 
-Squared square_with_fresh_threads(std::span<const double> input, std::size_t workers, std::size_t chunksize) {
+Squared square_with_fresh_threads(std::span<const double> input, std::size_t workers, std::size_t chunksize,
+                                  Trace* trace) {
   Squared out;
   Stopwatch clock;
   {
-    ThreadPool pool(workers);
+    ThreadPool pool(pool_options<PoolOptions>(workers, trace));
     out.phases.start_workers = clock.lap();
     MapStats map;
     out.values = pool.map(squared, input, chunksize, &map);

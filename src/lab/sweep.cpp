@@ -7,6 +7,7 @@
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "mpdemo/sys/trace.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -102,7 +103,7 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
   point.threads_warm = median_seconds(options.repeat, [&] { warm_threads.map_into(fn, input, output); });
   check(output);
   point.threads_with_start = median_seconds(options.repeat, [&] {
-    ThreadPool threads(options.workers);
+    ThreadPool threads(pool_options<PoolOptions>(options.workers, options.trace));
     threads.map_into(fn, input, output);
   });
   check(output);
@@ -128,7 +129,7 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
     interruptible_fill(std::span<double>(output), -1.0);
     interruptible_fill(shared_output.span(), -1.0);
     point.pool_with_start.push_back(median_seconds(options.repeat, [&] {
-      ProcessPool pool(options.workers);
+      ProcessPool pool(pool_options<ProcessPoolOptions>(options.workers, options.trace));
       map_with(pool);
     }));
     check(result());
@@ -170,9 +171,10 @@ SweepResult run_sweep(SweepOptions options, const SweepProgress& progress) {
     }
     if (progress) progress(i, options.sizes.size(), n, elapsed.seconds());
     std::optional<Stopwatch> this_size;
+    const ScopedSpan span(options.trace, "size " + std::to_string(n), "experiment");
     try {
-      if (!warm_pool) warm_pool.emplace(options.workers);
-      if (!warm_threads) warm_threads.emplace(options.workers);
+      if (!warm_pool) warm_pool.emplace(pool_options<ProcessPoolOptions>(options.workers, options.trace));
+      if (!warm_threads) warm_threads.emplace(pool_options<PoolOptions>(options.workers, options.trace));
       // The warm pools start once for the whole sweep: scaling their start into the next size's
       // prediction would skip sizes that fit the budget.
       this_size.emplace();

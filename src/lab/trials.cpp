@@ -3,6 +3,7 @@
 #include "mpdemo/pool/chunk_plan.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "mpdemo/sys/trace.hpp"
 
 #include <algorithm>
 
@@ -40,10 +41,11 @@ std::vector<double> reference_squares(std::span<const double> input) {
   return squares;
 }
 
-MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize)
+MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace)
     : input_(input),
       workers_(workers),
       chunksize_(chunksize),
+      trace_(trace),
       shared_input_(SharedArena::process_default(), input.size()) {
   interruptible_copy(shared_input_.data(), input.data(), input.size_bytes());
 }
@@ -54,26 +56,27 @@ Trial MethodRunner::check(const PhaseTimes& phases, std::span<const double> resu
 }
 
 Trial MethodRunner::run(Method method, std::span<const double> reference) {
+  const ScopedSpan span(trace_, std::string(method_name(method)), "experiment");
   switch (method) {
     case Method::sequential: {
       const Squared squared = square_sequentially(input_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_processes: {
-      const Squared squared = square_with_fresh_processes(shared_input_, workers_, chunksize_);
+      const Squared squared = square_with_fresh_processes(shared_input_, workers_, chunksize_, trace_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_processes_copy: {
-      const Squared squared = square_with_fresh_processes_copying(input_, workers_, chunksize_);
+      const Squared squared = square_with_fresh_processes_copying(input_, workers_, chunksize_, trace_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_threads: {
-      const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_);
+      const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_, trace_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::warm_processes: {
       if (!warm_processes_) {
-        warm_processes_.emplace(workers_);
+        warm_processes_.emplace(pool_options<ProcessPoolOptions>(workers_, trace_));
         shared_output_ = warm_processes_->make_shared_array<double>(input_.size());
         // Warm: each worker has mapped the pages of the chunks it gets (handout is dynamic: twice).
         for (int i = 0; i < kWarmUpMaps; ++i) {
@@ -86,7 +89,7 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
     }
     case Method::warm_threads: {
       if (!warm_threads_) {
-        warm_threads_.emplace(workers_);
+        warm_threads_.emplace(pool_options<PoolOptions>(workers_, trace_));
         thread_output_ = interruptible_vector<double>(input_.size());
         for (int i = 0; i < kWarmUpMaps; ++i)
           square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
@@ -113,7 +116,7 @@ TrialResults run_trials(TrialPlan plan) {
   plan.chunksize = ChunkPlan(plan.size, plan.chunksize, plan.workers).chunksize();
   const std::vector<double> input = uniform_random_array(plan.size, plan.seed);
   const std::vector<double> reference = reference_squares(input);
-  MethodRunner runner(input, plan.workers, chunksize);
+  MethodRunner runner(input, plan.workers, chunksize, plan.trace);
   std::vector<std::vector<Trial>> trials(plan.methods.size());
   for (std::size_t r = 0; r < plan.repeat; ++r) {
     for (std::size_t m = 0; m < plan.methods.size(); ++m) {

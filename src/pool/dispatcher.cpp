@@ -102,6 +102,7 @@ void Dispatcher::start_worker(std::size_t index) {
   // time, would hide that worker's death from the master.
   options.keep_descriptors = {tasks.read_end.get(), replies.write_end.get()};
   const WorkerSetup setup{tasks.read_end.get(), replies.write_end.get(), settings_.spin, settings_.initializer};
+  const std::int64_t forking = monotonic_ns();
   slot.process =
       mpdemo::spawn(fmt::format("worker {}", index), options, [&setup]() noexcept { return run_worker(setup); });
   const pid_t pid = slot.process.pid();
@@ -129,7 +130,13 @@ void Dispatcher::start_worker(std::size_t index) {
     discard(index);
     throw;
   }
-  if (answered && first.kind == ReplyKind::ready) return;
+  if (answered && first.kind == ReplyKind::ready) {
+    // From fork to "ready": what starting this worker cost, on the worker's own track.
+    if (settings_.trace != nullptr) {
+      settings_.trace->add(trace_track(index), "start", "pool", forking, monotonic_ns(), slot.cpu);
+    }
+    return;
+  }
   const ExitStatus status = slot.process.wait_or_kill(in_time ? kStopGrace : std::chrono::milliseconds(0));
   slot.tasks.reset();
   slot.replies.reset();
@@ -225,13 +232,27 @@ void Dispatcher::fail_all(const std::exception_ptr& error, std::vector<std::shar
 }
 
 void Dispatcher::stop() noexcept {
+  const std::int64_t stopping = monotonic_ns();
   for (WorkerSlot& slot : workers_) {
     // A worker still busy with an abandoned job would finish its chunk first: nobody wants it.
     if (!slot.in_flight.empty() && slot.process.running()) ::kill(slot.process.pid(), SIGKILL);
     slot.tasks.reset();  // end-of-file: a worker waiting for work leaves
   }
+  for (std::size_t index = 0; index < workers_.size(); ++index) {
+    WorkerSlot& slot = workers_[index];
+    if (!slot.process.running()) continue;
+    std::optional<std::size_t> track;
+    try {
+      if (settings_.trace != nullptr) track = trace_track(index);  // while the pid is still known
+    } catch (...) {  // out of memory: the span is missing, the stop goes on
+    }
+    slot.process.wait_or_kill(kStopGrace);
+    try {  // from end-of-file to reaped
+      if (track) settings_.trace->add(*track, "stop", "pool", stopping, monotonic_ns(), slot.cpu);
+    } catch (...) {
+    }
+  }
   for (WorkerSlot& slot : workers_) {
-    if (slot.process.running()) slot.process.wait_or_kill(kStopGrace);
     slot.replies.reset();
     slot.in_flight.clear();
     slot.result_buffer = {};
@@ -412,6 +433,15 @@ JobState* Dispatcher::active_job(std::uint64_t id) noexcept {
   return found != active_.end() ? found->get() : nullptr;
 }
 
+std::size_t Dispatcher::trace_track(std::size_t index) {
+  const pid_t pid = workers_[index].process.pid();
+  const int cpu = workers_[index].cpu;
+  return settings_.trace->track(pid, pid,
+                                cpu < 0
+                                    ? fmt::format("ProcessPool worker {} (pid {})", index, pid)
+                                    : fmt::format("ProcessPool worker {} (pid {}, pinned to CPU {})", index, pid, cpu));
+}
+
 void Dispatcher::receive(std::size_t index) {
   WorkerSlot& slot = workers_[index];
   ReplyMessage reply{};
@@ -448,6 +478,10 @@ void Dispatcher::receive(std::size_t index) {
     results = {slot.in_flight.front().result_buffer, static_cast<std::size_t>(reply.result_bytes)};
   }
   if (!slot.in_flight.empty()) slot.in_flight.pop_front();
+  if (settings_.trace != nullptr) {
+    settings_.trace->add(trace_track(index), fmt::format("chunk {}", reply.chunk), "chunk", reply.began_ns,
+                         reply.ended_ns, reply.cpu);
+  }
   if (job != nullptr) {
     job->pipe_bytes += sizeof(reply) + reply.payload_bytes;
     --job->outstanding;

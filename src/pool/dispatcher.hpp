@@ -16,6 +16,7 @@
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/trace.hpp"
 #include "pool_protocol.hpp"
 
 #include <poll.h>
@@ -60,6 +61,7 @@ class Dispatcher {
     std::size_t maxtasksperchild = 0;                    ///< a worker is retired after this many tasks; 0: never
     const std::function<void()>* initializer = nullptr;  ///< run in each new worker
     std::shared_ptr<SharedArena> arena;                  ///< where result buffers come from
+    Trace* trace = nullptr;                              ///< records starts, chunks and stops; null: off
   };
   /// One empty slot per entry of `cpus`, the CPU its worker is pinned to (-1: not pinned);
   /// start_missing() forks the workers.
@@ -137,6 +139,9 @@ class Dispatcher {
   bool can_take(std::size_t index) const noexcept;
   /// A result buffer half for a serialized task to `index`; capacity 0 when none can be had.
   std::pair<std::byte*, std::size_t> result_space(WorkerSlot& slot) noexcept;
+
+  /// The trace track of worker `index`'s process (Settings::trace must be set).
+  std::size_t trace_track(std::size_t index);
 
   // Answers.
   /// The one wait: polls poll_set_'s first `watched` descriptors, the wake-up pipe and the interrupt

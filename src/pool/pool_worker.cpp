@@ -5,6 +5,7 @@
 
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "mpdemo/sys/trace.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -136,12 +137,14 @@ class Worker {
 
   /// Carries out one task and answers it.
   void serve(const TaskMessage& task) noexcept {
+    const std::int64_t began = monotonic_ns();
     if (task.kind == TaskKind::serialized) {
-      serve_serialized(task);
+      serve_serialized(task, began);
       return;
     }
     const Chunk chunk = task.payload_bytes > 0 ? receive_slice(task) : locate_in_shared_memory(task);
     ReplyMessage reply = run_kernel(task, chunk);
+    stamp(reply, began);
     answer(reply, chunk, task);
   }
 
@@ -180,6 +183,13 @@ class Worker {
     return reply;
   }
 
+  /// When the task ran and where, for the master's Trace.
+  static void stamp(ReplyMessage& reply, std::int64_t began) noexcept {
+    reply.began_ns = began;
+    reply.ended_ns = monotonic_ns();
+    reply.cpu = current_cpu();
+  }
+
   /// Runs `work`; an exception becomes a failed answer carrying its what().
   template <class Work>
   static void run_guarded(ReplyMessage& reply, Work&& work) noexcept {
@@ -211,10 +221,11 @@ class Worker {
 
   /// The serialized path: elements read from shared memory, results written to the task's result
   /// buffer in shared memory, or after the reply when they do not fit there.
-  void serve_serialized(const TaskMessage& task) noexcept {
+  void serve_serialized(const TaskMessage& task, std::int64_t began) noexcept {
     ReplyMessage reply = reply_to(task);
     results_.clear();
     run_guarded(reply, [&] { task.serial({task.serialized, task.serialized_bytes}, results_); });
+    stamp(reply, began);
     if (reply.kind == ReplyKind::done) {
       if (results_.size() <= task.result_capacity) {
         if (!results_.empty()) std::memcpy(task.result_buffer, results_.data(), results_.size());

@@ -47,12 +47,14 @@ struct ProcessPool::Impl final : detail::Driver {
       : arena(std::move(shared)),
         map_timeout(options.map_timeout),
         initializer(options.initializer),
-        dispatcher({options.spin, options.start_timeout, options.maxtasksperchild, &initializer, arena},
+        trace(options.trace),
+        dispatcher({options.spin, options.start_timeout, options.maxtasksperchild, &initializer, arena, trace},
                    std::move(cpus)) {}
 
   std::shared_ptr<SharedArena> arena;
   std::chrono::milliseconds map_timeout;
   std::function<void()> initializer;  // before the dispatcher, which points at it
+  Trace* trace;
 
   mutable std::mutex mutex;
   std::condition_variable changed;  ///< the driver gave up the role, a job was announced or submitted
@@ -261,6 +263,7 @@ void ProcessPool::Impl::join() {
 }
 
 void ProcessPool::Impl::shut_down() noexcept {
+  const ScopedSpan span(trace, "stop ProcessPool", "pool");
   Lock lock(mutex);
   while (driving) {  // another thread still waits on this pool: tell it to stop
     dispatcher.request_termination();
@@ -288,6 +291,7 @@ ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers
 
 ProcessPool::ProcessPool(ProcessPoolOptions options) {
   const Stopwatch clock;
+  const ScopedSpan span(options.trace, "start ProcessPool", "pool");
   const Topology& topology = system_topology();
   const std::size_t count = options.workers != 0 ? options.workers : topology.default_workers();
   std::vector<int> cpus(count, -1);
@@ -360,6 +364,7 @@ MapStats ProcessPool::execute(const Request& request, const std::function<void(c
   Impl& state = impl();  // a moved-from pool throws here, before anything is touched
   MapStats stats;
   Stopwatch clock;
+  PhaseMarks marks(state.trace);
   detail::ChunkOrder order;
   order.kernel = request.kernel;
   order.input_element_bytes = request.input_element_bytes;
@@ -374,6 +379,7 @@ MapStats ProcessPool::execute(const Request& request, const std::function<void(c
     const auto job = std::make_shared<ElementJob>(order, request.size, request.chunksize, size());
     state.run_to_end(job);
     stats.phases.compute = clock.lap();
+    marks.mark("compute (slices through the pipes)");
     stats.traffic.pipe_bytes = job->pipe_bytes;
     return stats;
   }
@@ -398,10 +404,12 @@ MapStats ProcessPool::execute(const Request& request, const std::function<void(c
     order.output = staged_output.data();
   }
   stats.phases.move_in = clock.lap();
+  marks.mark("move in");
 
   const auto job = std::make_shared<ElementJob>(order, request.size, request.chunksize, size());
   state.run_to_end(job);
   stats.phases.compute = clock.lap();
+  marks.mark("compute");
   stats.traffic.pipe_bytes = job->pipe_bytes;
 
   if (collect) {
@@ -413,6 +421,7 @@ MapStats ProcessPool::execute(const Request& request, const std::function<void(c
   staged_input = {};
   staged_output = {};
   stats.phases.collect = clock.lap();
+  marks.mark("collect");
   return stats;
 }
 

@@ -7,6 +7,8 @@
 // an idle pool still sleeps. Only system calls: safe in a child forked from a threaded master.
 #pragma once
 
+#include "mpdemo/sys/trace.hpp"
+
 #include <poll.h>
 #include <sched.h>
 #include <time.h>
@@ -15,22 +17,16 @@
 
 namespace mpdemo::detail {
 
-inline long long monotonic_nanoseconds() noexcept {
-  timespec now{};
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<long long>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
-}
-
 /// poll(fds, n, timeout_ms) (-1: no timeout), after spinning up to `spin` with non-blocking polls.
 /// Returns what poll returns (-1 with errno EINTR when a signal interrupted the blocking part).
 inline int poll_after_spinning(pollfd* fds, nfds_t n, std::chrono::microseconds spin, int timeout_ms = -1) noexcept {
   if (spin.count() > 0) {
-    const long long deadline = monotonic_nanoseconds() + spin.count() * 1000;
+    const long long deadline = monotonic_ns() + spin.count() * 1000;
     do {
       const int ready = ::poll(fds, n, 0);
       if (ready != 0) return ready;
       ::sched_yield();
-    } while (monotonic_nanoseconds() < deadline);
+    } while (monotonic_ns() < deadline);
   }
   return ::poll(fds, n, timeout_ms);
 }
@@ -40,9 +36,9 @@ inline int poll_after_spinning(pollfd* fds, nfds_t n, std::chrono::microseconds 
 template <class Predicate>
 bool spin_until(Predicate done, std::chrono::microseconds spin) noexcept {
   if (spin.count() <= 0) return done();
-  const long long deadline = monotonic_nanoseconds() + spin.count() * 1000;
+  const long long deadline = monotonic_ns() + spin.count() * 1000;
   while (!done()) {
-    if (monotonic_nanoseconds() >= deadline) return false;
+    if (monotonic_ns() >= deadline) return false;
     ::sched_yield();
   }
   return true;

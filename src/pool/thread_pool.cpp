@@ -7,6 +7,7 @@
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "mpdemo/sys/trace.hpp"
 #include "spin_wait.hpp"
 
 #include <fmt/format.h>
@@ -77,7 +78,8 @@ struct ThreadPool::Impl final : detail::Driver {
   /// over the caller's memory must not be written to once its call has returned.
   void wait_idle(detail::JobState& job) noexcept;
   void start(std::size_t index);
-  void serve(std::size_t index);
+  /// A thread's life; `creating`: when it was asked for (monotonic_ns), the beginning of its "start" span.
+  void serve(std::size_t index, std::int64_t creating);
   void submit(const std::shared_ptr<detail::JobState>& job);
   void fail_unstarted(const std::exception_ptr& error, std::unique_lock<std::mutex>& lock);
   void stop_threads() noexcept;
@@ -91,7 +93,8 @@ struct ThreadPool::Impl final : detail::Driver {
 
 void ThreadPool::Impl::start(std::size_t index) {
   try {
-    threads[index] = std::thread([this, index] { serve(index); });
+    const std::int64_t creating = options.trace != nullptr ? monotonic_ns() : 0;
+    threads[index] = std::thread([this, index, creating] { serve(index, creating); });
   } catch (const std::system_error& error) {
     const std::string hint = limit_hint(error.code().value());
     throw std::system_error(error.code(), fmt::format("start thread {} of {}{}", index, threads.size(),
@@ -140,8 +143,15 @@ void ThreadPool::Impl::record(detail::JobState& job, std::size_t chunk, std::exc
   changed.notify_all();
 }
 
-void ThreadPool::Impl::serve(std::size_t index) {
+void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
   pin_calling_thread(cpus[index]);  // best effort, as for processes
+  std::size_t track = 0;
+  if (options.trace != nullptr) {
+    track =
+        options.trace->this_thread(cpus[index] < 0 ? fmt::format("ThreadPool thread {} (tid {})", index, current_tid())
+                                                   : fmt::format("ThreadPool thread {} (tid {}, pinned to CPU {})",
+                                                                 index, current_tid(), cpus[index]));
+  }
   std::unique_lock lock(mutex);
   if (options.initializer) {
     lock.unlock();
@@ -164,6 +174,7 @@ void ThreadPool::Impl::serve(std::size_t index) {
   }
   ++started;
   changed.notify_all();
+  if (options.trace != nullptr) options.trace->add(track, "start", "pool", creating, monotonic_ns(), current_cpu());
 
   std::size_t tasks = 0;
   for (;;) {
@@ -185,6 +196,7 @@ void ThreadPool::Impl::serve(std::size_t index) {
     const ChunkRange range = job->plan[chunk];
     // The same contract as the process pool: fn's exception becomes a WorkerError naming the worker and
     // the chunk; an interrupt or a deadline stays what it is.
+    const std::int64_t began = options.trace != nullptr ? monotonic_ns() : 0;
     try {
       job->run_here(chunk);
     } catch (const Error&) {
@@ -194,6 +206,9 @@ void ThreadPool::Impl::serve(std::size_t index) {
     } catch (...) {
       error = std::make_exception_ptr(
           WorkerError(index, ::getpid(), range.begin, range.end, "an exception not derived from std::exception"));
+    }
+    if (options.trace != nullptr) {
+      options.trace->add(track, fmt::format("chunk {}", chunk), "chunk", began, monotonic_ns(), current_cpu());
     }
     lock.lock();
     record(*job, chunk, std::move(error), lock);
@@ -309,6 +324,7 @@ PoolOptions with_workers(std::size_t workers, bool pin_workers) {
 ThreadPool::ThreadPool(std::size_t workers, bool pin_workers) : ThreadPool(with_workers(workers, pin_workers)) {}
 
 ThreadPool::ThreadPool(PoolOptions options) {
+  const ScopedSpan span(options.trace, "start ThreadPool", "pool");
   const Topology& topology = system_topology();
   const std::size_t count = options.workers != 0 ? options.workers : topology.default_workers();
   const bool pin = options.pin_workers;
@@ -332,6 +348,7 @@ ThreadPool::ThreadPool(PoolOptions options) {
 
 ThreadPool::~ThreadPool() {
   if (!impl_) return;
+  const ScopedSpan span(impl_->options.trace, "stop ThreadPool", "pool");
   {
     std::unique_lock lock(impl_->mutex);
     impl_->terminated = true;
@@ -416,6 +433,7 @@ MapStats ThreadPool::execute(const ChunkKernel& kernel, const void* input, void*
   Impl& state = impl();
   MapStats stats;
   const Stopwatch clock;
+  PhaseMarks marks(state.options.trace);
   const auto job = std::make_shared<ElementJob>(kernel, input, output, size, chunksize, this->size());
   state.submit(job);
   try {
@@ -425,6 +443,7 @@ MapStats ThreadPool::execute(const ChunkKernel& kernel, const void* input, void*
     throw;
   }
   stats.phases.compute = clock.seconds();
+  marks.mark("compute");
   if (job->failure) std::rethrow_exception(job->failure);
   return stats;
 }

@@ -1,5 +1,6 @@
 #include "mpdemo/report/chart.hpp"
 
+#include "mpdemo/report/file.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/detail/system_call.hpp"
@@ -12,6 +13,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -39,23 +41,29 @@ std::string quoted(const std::string& text) {
   return literal + "'";
 }
 
-// The script writes the picture to gnuplot's standard output, which draw() reads: the user's path
-// is opened by mpdemo, never named to gnuplot.
+// The first lines of every script: the canvas, and the picture written to gnuplot's standard output,
+// which run_gnuplot() reads (the user's path is opened by mpdemo, never named to gnuplot).
+std::string canvas_for(const std::string& path, int width, int height) {
+  if (path == "-") return fmt::format("set terminal dumb size {},{}\nset output\n", width / 9, height / 18);
+  if (path.ends_with(".svg")) {
+    return fmt::format("set terminal svg size {},{} dynamic background rgb 'white'\nset output\n", width, height);
+  }
+  return fmt::format("set terminal pngcairo size {},{}\nset output\n", width, height);
+}
+
 std::string script_for(const Chart& chart, const std::string& path) {
   std::ostringstream script;
-  if (path == "-") {
-    script << "set terminal dumb size 100,30\n";
-  } else if (path.ends_with(".svg")) {
-    script << "set terminal svg size 900,560 dynamic background rgb 'white'\n";
-  } else {
-    script << "set terminal pngcairo size 900,560\n";
-  }
-  script << "set output\n";
+  script << canvas_for(path, 900, 560);
   script << "set title " << quoted(chart.title) << "\nset xlabel " << quoted(chart.x_label) << "\nset ylabel "
-         << quoted(chart.y_label)
-         << "\nset logscale xy 10\nset format x '10^{%L}'\nset format y '%g'\nset key bottom right\nset grid\n";
+         << quoted(chart.y_label) << "\nset format y '%g'\nset key bottom right\nset grid\n";
+  if (chart.log_scale) {
+    script << "set logscale xy 10\nset format x '10^{%L}'\n";
+    if (path == "-") script << "set format x '1e%L'\n";
+  } else {
+    script << "set xtics 1\nset yrange [0:*]\nset key top left\n";
+  }
   // A text chart has no room inside its frame for the key: put it underneath.
-  if (path == "-") script << "set format x '1e%L'\nset key below\n";
+  if (path == "-") script << "set key below\n";
   if (chart.marker_x) {
     script << fmt::format(
         "set arrow from {0},graph 0 to {0},graph 1 nohead dashtype 2 linecolor rgb 'black'\n"
@@ -70,9 +78,59 @@ std::string script_for(const Chart& chart, const std::string& path) {
     }
     script << "EOD\n";
   }
-  script << "plot " << chart.reference_y << " title 'as fast as the loop' dashtype 2 linewidth 2 linecolor rgb 'black'";
-  for (std::size_t s = 0; s < chart.series.size(); ++s) {
-    script << ", $series" << s << " using 1:2 with linespoints title " << quoted(chart.series[s].title);
+  script << "plot ";
+  const char* separator = "";
+  if (chart.reference_y) {
+    script << *chart.reference_y << " title " << quoted(chart.reference_title)
+           << " dashtype 2 linewidth 2 linecolor rgb 'black'";
+    separator = ", ";
+  }
+  for (std::size_t s = 0; s < chart.series.size(); ++s, separator = ", ") {
+    script << separator << "$series" << s << " using 1:2 with linespoints title " << quoted(chart.series[s].title);
+  }
+  script << '\n';
+  return script.str();
+}
+
+// A Gantt chart: a row per track, a box per span, a colour (and a key entry) per category.
+std::string script_for(const Timeline& timeline, const std::string& path) {
+  std::ostringstream script;
+  const int rows = static_cast<int>(timeline.rows.size());
+  std::size_t longest_label = 0;
+  for (const std::string& row : timeline.rows) longest_label = std::max(longest_label, row.size());
+  // Room on the left for the longest row label (gnuplot's margins count characters).
+  const int margin = static_cast<int>(std::clamp<std::size_t>(longest_label + 2, 10, 64));
+  script << canvas_for(path, 700 + 8 * margin, std::clamp(140 + 30 * rows, 300, 1600));
+  script << "set title " << quoted(timeline.title) << "\nset xlabel " << quoted(timeline.x_label)
+         << "\nset grid xtics\nset key below\nset style fill solid 0.85 noborder\n";
+  script << fmt::format("set yrange [-0.6:{}]\nset ytics (", rows - 0.4);
+  for (int r = 0; r < rows; ++r) {
+    script << (r == 0 ? "" : ", ") << quoted(timeline.rows[static_cast<std::size_t>(r)]) << ' ' << r;
+  }
+  script << ")\nset ytics nomirror\n";
+  if (path != "-") script << "set lmargin " << margin << "\n";
+  std::vector<std::string> categories;
+  for (const TimelineBar& bar : timeline.bars) {
+    if (std::find(categories.begin(), categories.end(), bar.category) == categories.end()) {
+      categories.push_back(bar.category);
+    }
+  }
+  for (std::size_t c = 0; c < categories.size(); ++c) {
+    script << "$category" << c << " << EOD\n";
+    for (const TimelineBar& bar : timeline.bars) {
+      if (bar.category != categories[c]) continue;
+      script << fmt::format("{} {} {}\n", (bar.begin + bar.end) / 2, bar.row, std::max(bar.end - bar.begin, 0.0) / 2);
+    }
+    script << "EOD\n";
+  }
+  if (categories.empty()) {
+    script << "set label 'nothing was recorded' at graph 0.5, graph 0.5 center\nplot [0:1] NaN notitle\n";
+    return script.str();
+  }
+  script << "plot ";
+  for (std::size_t c = 0; c < categories.size(); ++c) {
+    script << (c == 0 ? "" : ", ") << "$category" << c << " using 1:2:3:(0.35) with boxxyerror title "
+           << quoted(categories[c]);
   }
   script << '\n';
   return script.str();
@@ -138,16 +196,8 @@ GnuplotOutput exchange_with(ChildProcess& gnuplot, FileDescriptor script_in, Fil
   return output;
 }
 
-void write_file(const std::string& path, const std::string& bytes) {
-  FileDescriptor file = FileDescriptor::adopt(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
-  if (file.get() < 0) throw_errno(fmt::format("open {} for the plot", printable(path, 200)));
-  write_all(file.get(), bytes.data(), bytes.size(), fmt::format("write the plot to {}", printable(path, 200)));
-  if (::close(file.release()) != 0) throw_errno(fmt::format("write the plot to {}", printable(path, 200)));
-}
-
-}  // namespace
-
-void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
+// Runs gnuplot on `script`, and returns the picture it wrote to its standard output.
+std::string run_gnuplot(const std::string& script, const std::string& drawing) {
   const std::string program = gnuplot_program();
   Pipe script_pipe = Pipe::create();
   Pipe picture_pipe = Pipe::create();
@@ -178,24 +228,43 @@ void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
                     program, std::strerror(exec_error)));
   }
   ::fcntl(script_pipe.write_end.get(), F_SETFL, O_NONBLOCK);
-  const GnuplotOutput output =
-      exchange_with(gnuplot, std::move(script_pipe.write_end), std::move(picture_pipe.read_end),
-                    std::move(errors_pipe.read_end), script_for(chart, path));
+  GnuplotOutput output = exchange_with(gnuplot, std::move(script_pipe.write_end), std::move(picture_pipe.read_end),
+                                       std::move(errors_pipe.read_end), script);
   const ExitStatus status = gnuplot.wait();
   throw_if_interrupted();  // Ctrl-C reached gnuplot too: report the interrupt, not gnuplot's death
   if (!status.success() || output.picture.empty()) {
     const std::string first_error =
         output.errors.substr(0, output.errors.find_first_of('\n', output.errors.find_first_not_of(" \n")));
     throw std::runtime_error(fmt::format("gnuplot {} while drawing {}{}",
-                                         status.success() ? "drew nothing" : status.str(), printable(path, 200),
+                                         status.success() ? "drew nothing" : status.str(), drawing,
                                          first_error.empty() ? "" : ": " + printable(first_error, 200)));
   }
+  return std::move(output.picture);
+}
+
+void deliver(const std::string& picture, const std::string& path, std::ostream& terminal) {
   if (path == "-") {
-    terminal << output.picture;
+    terminal << picture;
     terminal.flush();
   } else {
-    write_file(path, output.picture);
+    write_file(path, picture, "the chart");
   }
+}
+
+}  // namespace
+
+void draw(const Chart& chart, const std::string& path, std::ostream& terminal) {
+  deliver(run_gnuplot(script_for(chart, path), printable(path, 200)), path, terminal);
+}
+
+void draw(const Timeline& timeline, const std::string& path, std::ostream& terminal) {
+  deliver(run_gnuplot(script_for(timeline, path), printable(path, 200)), path, terminal);
+}
+
+std::string svg_of(const Chart& chart) { return run_gnuplot(script_for(chart, "chart.svg"), "an SVG chart"); }
+
+std::string svg_of(const Timeline& timeline) {
+  return run_gnuplot(script_for(timeline, "timeline.svg"), "an SVG timeline");
 }
 
 }  // namespace mpdemo::report

@@ -64,17 +64,20 @@ Topology describe(const HwlocTopology& hwloc, std::vector<int> allowed_cpus) {
 
   for (std::size_t i = 0; i < topology.physical_cores; ++i) {
     const hwloc_obj_t core = hwloc_get_obj_by_type(hwloc.handle, HWLOC_OBJ_CORE, static_cast<unsigned>(i));
+    std::vector<int> siblings;
     for (int cpu : topology.allowed_cpus) {
-      if (hwloc_bitmap_isset(core->cpuset, static_cast<unsigned>(cpu))) {
-        topology.worker_cpus.push_back(cpu);
-        break;
-      }
+      if (hwloc_bitmap_isset(core->cpuset, static_cast<unsigned>(cpu))) siblings.push_back(cpu);
     }
+    if (siblings.empty()) continue;
+    topology.worker_cpus.push_back(siblings.front());
+    topology.core_cpus.push_back(std::move(siblings));
   }
   // A machine hwloc describes without cores (some VMs) still has the CPUs we may use: one each.
   if (topology.physical_cores == 0) {
     topology.physical_cores = topology.logical_cpus;
     topology.worker_cpus = topology.allowed_cpus;
+    topology.core_cpus.clear();
+    for (int cpu : topology.allowed_cpus) topology.core_cpus.push_back({cpu});
   }
   return topology;
 }
@@ -107,9 +110,17 @@ std::string format_cpu_list(std::span<const int> cpus) {
 
 bool pin_calling_thread(int cpu) noexcept {
   if (cpu < 0) return true;
+  return pin_calling_thread(std::span<const int>(&cpu, 1));
+}
+
+bool pin_calling_thread(std::span<const int> cpus) noexcept {
+  if (cpus.empty()) return true;
   cpu_set_t mask;
   CPU_ZERO(&mask);
-  CPU_SET(static_cast<std::size_t>(cpu), &mask);
+  for (int cpu : cpus) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return false;
+    CPU_SET(static_cast<std::size_t>(cpu), &mask);
+  }
   return ::sched_setaffinity(0, sizeof(mask), &mask) == 0;  // pid 0: the calling thread
 }
 

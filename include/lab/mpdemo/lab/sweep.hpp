@@ -15,6 +15,8 @@
 
 namespace mpdemo {
 
+class Trace;
+
 /// How the process pool's data travels in a sweep: along a DataPath, from arrays made in the
 /// program's own memory or in the pool's shared memory.
 struct DataRoute {
@@ -39,6 +41,7 @@ struct SweepOptions {
   std::vector<DataRoute> routes{std::begin(kAllRoutes), std::end(kAllRoutes)};
   std::size_t workers = 0;  ///< 0: one per physical core
   std::uint64_t seed = 1;
+  Trace* trace = nullptr;  ///< every pool's timeline, and each size as a span; null: none
 };
 
 /// Median seconds of every method at one size.

@@ -32,7 +32,8 @@ std::vector<double> reference_squares(std::span<const double> input);
 /// first use, untimed (that is what warm means), then pay only for the map.
 class MethodRunner {
  public:
-  MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize);
+  /// With a `trace`, every pool records its timeline there, and every run is a span on the caller's track.
+  MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace = nullptr);
   Trial run(Method method, std::span<const double> reference);
   /// How long the warm process pool took to start, once (0 before its first use).
   double warm_pool_startup_seconds() const noexcept;
@@ -43,6 +44,7 @@ class MethodRunner {
   std::span<const double> input_;
   std::size_t workers_;
   std::size_t chunksize_;
+  Trace* trace_;
   SharedArray<double> shared_input_;  ///< the input, made in shared memory before any timing
   std::optional<ProcessPool> warm_processes_;
   SharedArray<double> shared_output_;
@@ -58,6 +60,7 @@ struct TrialPlan {
   std::uint64_t seed = 1;
   std::size_t repeat = 5;
   std::vector<Method> methods;
+  Trace* trace = nullptr;  ///< every pool's timeline and every run as a span; null: none
 };
 
 struct MethodResult {

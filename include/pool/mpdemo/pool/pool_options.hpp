@@ -8,6 +8,8 @@
 
 namespace mpdemo {
 
+class Trace;
+
 struct PoolOptions {
   std::size_t workers = 0;  ///< 0: the physical cores this process may use
   bool pin_workers = true;  ///< pin worker w to physical core w (see Topology)
@@ -25,6 +27,10 @@ struct PoolOptions {
   /// an apply: one task each); it is handed no more than that, so no task is lost or run twice.
   /// 0: workers live as long as the pool.
   std::size_t maxtasksperchild = 0;
+  /// Where the pool records its timeline: each worker's start, every chunk (when, where, on which
+  /// CPU), each map's phases and the stop (see mpdemo/sys/trace.hpp). Null: nothing is recorded.
+  /// Must outlive the pool.
+  Trace* trace = nullptr;
 };
 
 }  // namespace mpdemo

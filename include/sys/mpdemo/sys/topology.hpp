@@ -17,6 +17,16 @@ struct Topology {
   /// One allowed CPU (the first) of every physical core that has any allowed CPU: worker w is
   /// pinned to worker_cpus[w % worker_cpus.size()].
   std::vector<int> worker_cpus;
+  /// The allowed CPUs of each physical core that has any, core by core: a core with two entries has
+  /// SMT siblings (hyper-threads) that share its execution units.
+  std::vector<std::vector<int>> core_cpus;
+  /// Whether any allowed core offers more than one hardware thread.
+  bool has_smt() const noexcept {
+    for (const auto& siblings : core_cpus) {
+      if (siblings.size() > 1) return true;
+    }
+    return false;
+  }
 
   /// The CPU worker `w` is pinned to (the rule every pool uses), or -1 when there is none to pin to.
   int worker_cpu(std::size_t w) const noexcept {
@@ -42,6 +52,8 @@ const Topology& system_topology();
 /// refuses (a CPU outside this process's cpuset), true and nothing done for -1. A system call only:
 /// safe in a forked child. The one place mpdemo pins anything: pools, spawn() and the benchmarks.
 bool pin_calling_thread(int cpu) noexcept;
+/// The same for a set of CPUs, among which the kernel chooses (empty: nothing done).
+bool pin_calling_thread(std::span<const int> cpus) noexcept;
 
 /// The size of a memory page, in bytes (sysconf(_SC_PAGESIZE)).
 std::size_t page_size() noexcept;

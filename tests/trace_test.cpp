@@ -1,0 +1,273 @@
+// Timelines: what the pools record into a Trace (every chunk of a map exactly once, on the worker
+// that ran it, with its CPU), the trace-event JSON Perfetto reads (its required fields, checked on
+// every event), and --trace / --timeline on the commands, with and without gnuplot.
+#include "mpdemo/report/trace.hpp"
+
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/topology.hpp"
+#include "mpdemo/sys/trace.hpp"
+#include "support/run_program.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <vector>
+
+namespace {
+
+using mpdemo::testing::run_mpdemo;
+using ::testing::HasSubstr;
+
+double square(double x) { return x * x; }
+
+// How many spans of each name in `category`.
+std::map<std::string, int> count_spans(const mpdemo::Trace& trace, const std::string& category) {
+  std::map<std::string, int> counts;
+  for (const auto& span : trace.spans()) {
+    if (span.category == category) ++counts[span.name];
+  }
+  return counts;
+}
+
+void expect_every_chunk_once(const std::map<std::string, int>& chunks, std::size_t count) {
+  ASSERT_EQ(chunks.size(), count);
+  for (std::size_t k = 0; k < count; ++k) {
+    const auto found = chunks.find("chunk " + std::to_string(k));
+    ASSERT_NE(found, chunks.end()) << "chunk " << k << " missing";
+    EXPECT_EQ(found->second, 1) << "chunk " << k;
+  }
+}
+
+TEST(Trace, AProcessPoolRecordsEveryChunkOnceOnTheWorkerThatRanIt) {
+  mpdemo::Trace trace;
+  std::set<pid_t> workers;
+  {
+    mpdemo::ProcessPoolOptions options;
+    options.workers = 2;
+    options.trace = &trace;
+    mpdemo::ProcessPool pool(options);
+    for (const auto& pid : pool.worker_pids()) workers.insert(pid.value());
+    std::vector<double> input(1000, 3.0);
+    const auto output = pool.map(square, input, 100);  // 10 chunks
+    ASSERT_EQ(output, std::vector<double>(1000, 9.0));
+  }
+  const auto tracks = trace.tracks();
+  expect_every_chunk_once(count_spans(trace, "chunk"), 10);
+  const std::vector<int>& pinned = mpdemo::system_topology().worker_cpus;
+  for (const auto& span : trace.spans()) {
+    EXPECT_LE(span.begin_ns, span.end_ns) << span.name;
+    EXPECT_GE(span.begin_ns, trace.origin_ns()) << span.name;
+    if (span.category != "chunk") continue;
+    EXPECT_TRUE(workers.contains(tracks.at(span.track).pid)) << "a chunk on a track that is no worker's";
+    EXPECT_TRUE(std::find(pinned.begin(), pinned.end(), span.cpu) != pinned.end())
+        << "chunk ran on CPU " << span.cpu << ", which no worker is pinned to";
+  }
+  // Each worker's start and stop, on its own track; the pool's own on the master's (track 0).
+  std::map<pid_t, std::set<std::string>> per_worker;
+  for (const auto& span : trace.spans()) {
+    if (span.category == "pool") per_worker[tracks.at(span.track).pid].insert(span.name);
+  }
+  for (pid_t pid : workers) EXPECT_EQ(per_worker[pid], (std::set<std::string>{"start", "stop"})) << pid;
+  EXPECT_EQ(per_worker[::getpid()], (std::set<std::string>{"start ProcessPool", "stop ProcessPool"}));
+  const auto phases = count_spans(trace, "phase");
+  EXPECT_EQ(phases.at("move in"), 1);
+  EXPECT_EQ(phases.at("compute"), 1);
+  EXPECT_EQ(phases.at("collect"), 1);
+  EXPECT_GT(trace.recording_cost(), 0.0);
+}
+
+TEST(Trace, AThreadPoolRecordsEveryChunkOnceOnItsThreads) {
+  mpdemo::Trace trace;
+  {
+    mpdemo::PoolOptions options;
+    options.workers = 2;
+    options.trace = &trace;
+    mpdemo::ThreadPool pool(options);
+    std::vector<double> input(700, 2.0);
+    EXPECT_EQ(pool.map(square, input, 100), std::vector<double>(700, 4.0));  // 7 chunks
+  }
+  expect_every_chunk_once(count_spans(trace, "chunk"), 7);
+  const auto tracks = trace.tracks();
+  for (const auto& span : trace.spans()) {
+    if (span.category != "chunk") continue;
+    EXPECT_EQ(tracks.at(span.track).pid, ::getpid());
+    EXPECT_NE(tracks.at(span.track).tid, tracks.at(0).tid) << "a chunk on the master's track";
+    EXPECT_THAT(tracks.at(span.track).name, HasSubstr("ThreadPool thread"));
+  }
+}
+
+TEST(Trace, NoTraceRecordsNothing) {
+  mpdemo::Trace unused;
+  mpdemo::ProcessPool pool(2);
+  std::vector<double> input(100, 1.0);
+  (void)pool.map(square, input);
+  EXPECT_TRUE(unused.spans().empty());
+  EXPECT_EQ(unused.tracks().size(), 1u) << "only the master's";
+}
+
+// The trace-event format's required fields (the "JSON Object Format" of Google's spec).
+void expect_valid_trace_events(const nlohmann::json& json) {
+  ASSERT_TRUE(json.contains("traceEvents"));
+  ASSERT_TRUE(json.at("traceEvents").is_array());
+  std::set<std::pair<int, int>> named_threads;
+  for (const auto& event : json.at("traceEvents")) {
+    ASSERT_TRUE(event.at("name").is_string());
+    ASSERT_TRUE(event.at("ph").is_string());
+    ASSERT_TRUE(event.at("pid").is_number_integer());
+    ASSERT_TRUE(event.at("tid").is_number_integer());
+    const std::string phase = event.at("ph");
+    if (phase == "M") {
+      EXPECT_TRUE(event.at("args").at("name").is_string());
+      if (event.at("name") == "thread_name")
+        named_threads.insert({event.at("pid").get<int>(), event.at("tid").get<int>()});
+      continue;
+    }
+    ASSERT_EQ(phase, "X") << event.dump();
+    EXPECT_TRUE(event.at("cat").is_string());
+    EXPECT_GE(event.at("ts").get<double>(), 0.0);
+    EXPECT_GE(event.at("dur").get<double>(), 0.0);
+  }
+  for (const auto& event : json.at("traceEvents")) {
+    if (event.at("ph") == "X") {
+      EXPECT_TRUE(named_threads.contains({event.at("pid").get<int>(), event.at("tid").get<int>()}))
+          << "an unnamed track: " << event.dump();
+    }
+  }
+}
+
+TEST(Trace, JsonHasTheTraceEventFormatsRequiredFields) {
+  mpdemo::Trace trace;
+  {
+    mpdemo::ProcessPoolOptions options;
+    options.workers = 2;
+    options.trace = &trace;
+    mpdemo::ProcessPool pool(options);
+    std::vector<double> input(50, 1.0);
+    (void)pool.map(square, input, 10);
+  }
+  const nlohmann::json json = mpdemo::report::trace_json(trace);
+  expect_valid_trace_events(json);
+  EXPECT_EQ(json.at("otherData").at("spans").get<std::size_t>(), trace.spans().size());
+  // Through a real file, as --trace writes it.
+  const auto path = std::filesystem::temp_directory_path() / "mpdemo-trace-test.json";
+  std::ostringstream unused;
+  mpdemo::report::write_trace(trace, path.string(), unused);
+  std::ifstream file(path);
+  EXPECT_EQ(nlohmann::json::parse(file), json);
+  std::filesystem::remove(path);
+}
+
+TEST(Trace, TimelineHasARowPerTrackWithSpans) {
+  mpdemo::Trace trace;
+  const std::size_t worker = trace.track(12345, 12345, "worker");
+  trace.track(999, 999, "never used");
+  trace.add(worker, "chunk 0", "chunk", trace.origin_ns() + 1'000'000, trace.origin_ns() + 3'000'000, 1);
+  trace.add(0, "compute", "phase", trace.origin_ns(), trace.origin_ns() + 4'000'000, 0);
+  const mpdemo::report::Timeline timeline = mpdemo::report::timeline_of(trace, "t");
+  ASSERT_EQ(timeline.rows.size(), 2u) << "a track with nothing recorded gets no row";
+  ASSERT_EQ(timeline.bars.size(), 2u);
+  EXPECT_DOUBLE_EQ(timeline.bars[0].begin, 0.001);
+  EXPECT_DOUBLE_EQ(timeline.bars[0].end, 0.003);
+  EXPECT_EQ(timeline.rows[timeline.bars[0].row], "worker");
+}
+
+// ---- the commands ---------------------------------------------------------------------------------
+
+nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream file(path);
+  return nlohmann::json::parse(file);
+}
+
+std::filesystem::path scratch(const std::string& name) {
+  const auto path = std::filesystem::temp_directory_path() / name;
+  std::filesystem::remove(path);
+  return path;
+}
+
+TEST(TraceCommand, RunRecordsEveryChunkOfEveryMapExactlyOnce) {
+  const auto path = scratch("mpdemo-run-trace.json");
+  // A warm pool maps twice to warm up, then once timed: three maps of 10 chunks.
+  const auto result = run_mpdemo({"run", "--size", "1000", "--chunksize", "100", "--mode", "warm-proc", "--repeat", "1",
+                                  "--workers", "2", "--trace", path.string()});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("recording them took"));
+  const nlohmann::json json = read_json(path);
+  expect_valid_trace_events(json);
+  std::map<std::string, int> chunks;
+  std::set<int> worker_pids;
+  for (const auto& event : json.at("traceEvents")) {
+    if (event.at("ph") != "X" || event.at("cat") != "chunk") continue;
+    ++chunks[event.at("name")];
+    worker_pids.insert(event.at("pid").get<int>());
+    EXPECT_TRUE(event.at("args").contains("cpu"));
+  }
+  ASSERT_EQ(chunks.size(), 10u);
+  for (const auto& [name, count] : chunks) EXPECT_EQ(count, 3) << name;
+  EXPECT_EQ(worker_pids.size(), 2u);
+  std::filesystem::remove(path);
+}
+
+TEST(TraceCommand, LessonCoresAndSweepWriteValidTraces) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--large-size", "1000"},
+        {"cores", "--task-seconds", "0.005", "--tasks", "1"},
+        {"sweep", "--sizes", "10,100", "--repeat", "1", "--workers", "2", "--data", "shared"}}) {
+    const auto path = scratch("mpdemo-command-trace.json");
+    std::vector<std::string> traced = args;
+    traced.insert(traced.end(), {"--trace", path.string()});
+    const auto result = run_mpdemo(traced);
+    ASSERT_EQ(result.exit_code(), 0) << args.front() << ": " << result.err;
+    const nlohmann::json json = read_json(path);
+    expect_valid_trace_events(json);
+    EXPECT_GT(json.at("otherData").at("spans").get<int>(), 4) << args.front();
+    std::filesystem::remove(path);
+  }
+}
+
+TEST(TraceCommand, TimelineIsDrawnToAFileAndToTheTerminal) {
+  const auto path = scratch("mpdemo-timeline.svg");
+  const std::vector<std::string> run{"run", "--size", "1000", "--mode", "proc", "--repeat", "1", "--workers", "2"};
+  std::vector<std::string> to_file = run;
+  to_file.insert(to_file.end(), {"--timeline", path.string()});
+  const auto drawn = run_mpdemo(to_file);
+  ASSERT_EQ(drawn.exit_code(), 0) << drawn.err;
+  std::ifstream file(path);
+  std::stringstream svg;
+  svg << file.rdbuf();
+  EXPECT_THAT(svg.str(), HasSubstr("<svg"));
+  EXPECT_THAT(svg.str(), HasSubstr("ProcessPool worker"));
+  std::filesystem::remove(path);
+  std::vector<std::string> to_terminal = run;
+  to_terminal.insert(to_terminal.end(), {"--timeline", "-"});
+  const auto shown = run_mpdemo(to_terminal);
+  ASSERT_EQ(shown.exit_code(), 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("who ran what"));
+  EXPECT_THAT(shown.out, HasSubstr("master"));
+}
+
+TEST(TraceCommand, WithoutGnuplotTheTraceIsStillWrittenAndTheTimelineSaysHowToGetIt) {
+  const auto trace = scratch("mpdemo-no-gnuplot-trace.json");
+  const auto picture = scratch("mpdemo-no-gnuplot-timeline.png");
+  ASSERT_EQ(::setenv("MPDEMO_GNUPLOT", "/nonexistent/gnuplot", 1), 0);  // inherited by the child
+  const auto result = run_mpdemo({"run", "--size", "1000", "--mode", "thread", "--repeat", "1", "--trace",
+                                  trace.string(), "--timeline", picture.string()});
+  ::unsetenv("MPDEMO_GNUPLOT");
+  EXPECT_EQ(result.exit_code(), 2);
+  EXPECT_THAT(result.err, HasSubstr("apt-get install gnuplot-nox"));
+  EXPECT_THAT(result.out, HasSubstr("thread")) << "the results still print";
+  EXPECT_TRUE(std::filesystem::exists(trace)) << "the trace needs no gnuplot";
+  EXPECT_FALSE(std::filesystem::exists(picture));
+  std::filesystem::remove(trace);
+}
+
+}  // namespace
