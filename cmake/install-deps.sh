@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs, from Debian 12's own packages, whatever mpdemo needs that this machine lacks.
 # Idempotent: a machine that has everything gets no apt call at all.
+#
+#   bash cmake/install-deps.sh               what building and running mpdemo needs
+#   bash cmake/install-deps.sh --for-tests   and what only the test suite needs: a browser, for the
+#                                            tests that open `mpdemo report`'s page (they skip without it)
 set -euo pipefail
+
+for_tests=false
+for argument in "$@"; do
+  case "$argument" in
+    --for-tests) for_tests=true ;;
+    *) echo "install-deps: unknown option '$argument' (the only one is --for-tests)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   g++ cmake ninja-build pkgconf          # toolchain: C++20 with GCC 12, CMake >= 3.25
@@ -16,6 +28,9 @@ packages=(
   gnuplot-nox                            # sweep --plot
   python3-numpy python3-psutil           # bench/lesson.py: the Python lesson, measured beside us
 )
+if $for_tests; then
+  packages+=(chromium fonts-dejavu-core)  # headless, to load and screenshot the report page
+fi
 
 missing=()
 for package in "${packages[@]}"; do

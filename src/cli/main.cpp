@@ -7,6 +7,7 @@
 #include "costs_command.hpp"
 #include "lesson_command.hpp"
 #include "options.hpp"
+#include "report_command.hpp"
 #include "run_command.hpp"
 #include "sweep_command.hpp"
 #include "topology_command.hpp"
@@ -124,8 +125,8 @@ int main(int argc, char** argv) {
 
   raise_open_file_limit();
   const Command lesson = add_lesson_command(app);
-  const std::vector<Command> subcommands{add_run_command(app), add_cores_command(app), add_costs_command(app),
-                                         add_sweep_command(app), add_topology_command(app)};
+  const std::vector<Command> subcommands{add_run_command(app),   add_cores_command(app),  add_costs_command(app),
+                                         add_sweep_command(app), add_report_command(app), add_topology_command(app)};
 
   try {
     app.parse(argc, argv);

@@ -151,8 +151,8 @@ ClaimFinding claim_many(const CoresResult& result) {
       fmt::format("One 1x task alone: {}. {}.", format_duration(result.many.front().solo), fmt::join(parts, "; "));
   finding.verdict = verdict;
   finding.why = fmt::format(
-      "holds when the time lies between a fair share (N/M tasks on each core, the scheduler moving them) and "
-      "ceil(N/M) rounds, within {}: Linux shares, so N = M+1 lands nearer the fair share than a whole extra round",
+      "holds when the time lies between a fair share (N/M tasks' work on each core, the scheduler moving tasks "
+      "between cores) and ceil(N/M) rounds (tasks staying where they started), within {}",
       percent(kClaimTolerance));
   return finding;
 }

@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 #include <hwloc.h>
 #include <sched.h>
+#include <sys/utsname.h>
 #include <unistd.h>
+#include <fstream>
 #include <memory>
 
 namespace mpdemo {
@@ -128,6 +130,25 @@ std::size_t page_size() noexcept { return static_cast<std::size_t>(::sysconf(_SC
 
 std::size_t physical_memory_bytes() noexcept {
   return static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) * page_size();
+}
+
+MachineFacts machine_facts() {
+  MachineFacts facts;
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.starts_with("model name")) {
+      const std::size_t colon = line.find(':');
+      if (colon != std::string::npos) facts.cpu_model = line.substr(line.find_first_not_of(' ', colon + 1));
+      break;
+    }
+  }
+  utsname names{};
+  if (::uname(&names) == 0) {
+    facts.kernel = fmt::format("{} {}", names.sysname, names.release);
+    facts.host = names.nodename;
+  }
+  facts.memory_bytes = physical_memory_bytes();
+  return facts;
 }
 
 }  // namespace mpdemo

@@ -60,6 +60,15 @@ std::size_t page_size() noexcept;
 /// Physical memory, in bytes.
 std::size_t physical_memory_bytes() noexcept;
 
+/// What a report says of the machine it ran on, besides its Topology.
+struct MachineFacts {
+  std::string cpu_model;  ///< /proc/cpuinfo's first "model name" (empty where there is none)
+  std::string kernel;     ///< "Linux 6.1.0-18-amd64"
+  std::string host;
+  std::size_t memory_bytes = 0;
+};
+MachineFacts machine_facts();
+
 /// "0-3,6,8-9": the kernel's own CPU-list notation.
 std::string format_cpu_list(std::span<const int> cpus);
 
