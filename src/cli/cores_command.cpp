@@ -52,11 +52,7 @@ Command add_cores_command(CLI::App& root) {
       "cores. Each claim next to its measurement and verdict");
   auto settings = std::make_shared<CoresSettings>();
   CoresOptions& options = settings->options;
-  app->add_option_function<std::string>(
-         "--task-seconds",
-         [&options](const std::string& text) { options.task_seconds = parse_seconds(text, "--task-seconds", 60); },
-         fmt::format("how long the 1x task runs alone; the 2x task runs twice that (default {})", options.task_seconds))
-      ->type_name("S");
+  add_task_seconds_option(*app, options.task_seconds);
   app->add_option_function<std::string>(
          "--cpus", [&options](const std::string& text) { options.cpus = parse_count(text, "--cpus", 0, kMaxWorkers); },
          "use the first M physical cores this process may use (default: all); 1 shows what one core cannot "

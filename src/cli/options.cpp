@@ -111,6 +111,30 @@ double parse_seconds(const std::string& text, const std::string& option, double 
   return seconds;
 }
 
+CLI::Option* add_seconds_option(CLI::App& app, const std::string& name, double& seconds, double max,
+                                const std::string& description) {
+  return app
+      .add_option_function<std::string>(
+          name, [&seconds, name, max](const std::string& text) { seconds = parse_seconds(text, name, max); },
+          description)
+      ->type_name("S");
+}
+
+CLI::Option* add_sweep_budget_option(CLI::App& app, double& seconds) {
+  return add_seconds_option(
+      app, "--max-seconds", seconds, 86400,
+      fmt::format("time budget for the whole sweep: a size that would pass it is skipped, and one "
+                  "still running when it runs out is stopped (default {})",
+                  seconds));
+}
+
+CLI::Option* add_task_seconds_option(CLI::App& app, double& seconds) {
+  return add_seconds_option(app, "--task-seconds", seconds, 60,
+                            fmt::format("how long the cores experiment's 1x task runs alone; the 2x task runs twice "
+                                        "that (default {})",
+                                        seconds));
+}
+
 CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string& description) {
   return add_count_option(app, "--size,-n", size, 0, kMaxElements, description);
 }

@@ -43,6 +43,13 @@ CLI::Option* add_repeat_option(CLI::App& app, std::size_t& repeat, std::size_t m
 /// Parses a number of seconds in (0, max]: "2", "0.5", "1e-3". Throws CLI::ValidationError naming
 /// `option` and the range for anything else (words, nan, inf, a sign).
 double parse_seconds(const std::string& text, const std::string& option, double max);
+/// An option `name` taking a number of seconds in (0, max] into `seconds` (parse_seconds' message).
+CLI::Option* add_seconds_option(CLI::App& app, const std::string& name, double& seconds, double max,
+                                const std::string& description);
+/// The time budget of a sweep (`sweep --max-seconds`, and the report's sweep).
+CLI::Option* add_sweep_budget_option(CLI::App& app, double& seconds);
+/// How long the cores experiment's 1x task runs alone (`cores`, and the report's).
+CLI::Option* add_task_seconds_option(CLI::App& app, double& seconds);
 
 /// --size N (an element count, 0 allowed).
 CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string& description);

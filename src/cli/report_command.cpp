@@ -133,16 +133,8 @@ Command add_report_command(CLI::App& root) {
   add_count_option(*app, "--large-size", settings->large_size, 11, kMaxElements,
                    "the lesson's large array, and the sweep's largest size (default 10,000,000)");
   add_repeat_option(*app, settings->repeat, 100);
-  app->add_option_function<std::string>(
-         "--task-seconds",
-         [settings](const std::string& text) { settings->task_seconds = parse_seconds(text, "--task-seconds", 60); },
-         "how long the cores experiment's 1x task runs alone (default 0.05)")
-      ->type_name("S");
-  app->add_option_function<std::string>(
-         "--max-seconds",
-         [settings](const std::string& text) { settings->sweep_seconds = parse_seconds(text, "--max-seconds", 86400); },
-         "time budget of the sweep (default 30)")
-      ->type_name("S");
+  add_task_seconds_option(*app, settings->task_seconds);
+  add_sweep_budget_option(*app, settings->sweep_seconds);
   return {app, [settings](std::ostream&) { return run(*settings); }};
 }
 

@@ -141,14 +141,7 @@ Command add_sweep_command(CLI::App& root) {
          "--sizes", [options](const std::vector<std::string>& texts) { options->sweep.sizes = parse_sizes(texts); },
          "sizes to run, comma-separated (default: 10,100,...,1e8)")
       ->type_name("N,N,...");
-  app->add_option_function<std::string>(
-         "--max-seconds",
-         [options](const std::string& text) {
-           options->sweep.max_seconds = parse_seconds(text, "--max-seconds", 86400);
-         },
-         "time budget for the whole sweep: a size that would pass it is skipped, and one still running when it "
-         "runs out is stopped (default 60)")
-      ->type_name("S");
+  add_sweep_budget_option(*app, options->sweep.max_seconds);
   add_repeat_option(*app, options->sweep.repeat, 1000);
   add_count_option(*app, "--work", options->sweep.work, 0, 1'000'000,
                    "extra dependent arithmetic steps per element: compute-bound instead of memory-bound (default 0)")
