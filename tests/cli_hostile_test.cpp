@@ -243,6 +243,19 @@ TEST_P(InterruptMoment, EveryKindOfLongWorkAnswersWithinASecond) {
   }
 }
 
+// The cores experiment runs task A alone for 2 s as a thread, then for 2 s as a forked process: a
+// task left to finish would answer Ctrl-C up to 2 s late. Threads stop within a unit of work; forked
+// tasks are killed, and none is left behind.
+TEST(CoresInterrupt, ThreadsAndForkedTasksStopWithinASecond) {
+  for (const int moment : {500, 2500}) {
+    const InterruptOutcome outcome =
+        interrupt_after({"cores", "--task-seconds", "2", "--tasks", "1"}, std::chrono::milliseconds(moment));
+    EXPECT_EQ(outcome.result.exit_code(), 130) << outcome.result.err;
+    EXPECT_THAT(outcome.result.err, HasSubstr("interrupted by SIGINT"));
+    EXPECT_LT(outcome.latency, 1s) << "at " << moment << " ms";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Moments, InterruptMoment, ::testing::Values(50, 400, 1500),
                          [](const ::testing::TestParamInfo<int>& param) { return std::to_string(param.param) + "ms"; });
 
