@@ -34,7 +34,7 @@ double square(double x) { return x * x; }
 std::map<std::string, int> count_spans(const mpdemo::Trace& trace, const std::string& category) {
   std::map<std::string, int> counts;
   for (const auto& span : trace.spans()) {
-    if (span.category == category) ++counts[span.name];
+    if (span.category == category) ++counts[span.label()];
   }
   return counts;
 }

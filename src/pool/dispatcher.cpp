@@ -133,7 +133,7 @@ void Dispatcher::start_worker(std::size_t index) {
   if (answered && first.kind == ReplyKind::ready) {
     // From fork to "ready": what starting this worker cost, on the worker's own track.
     if (settings_.trace != nullptr) {
-      settings_.trace->add(trace_track(index), "start", "pool", forking, monotonic_ns(), slot.cpu);
+      settings_.trace->add(name_trace_track(index), "start", "pool", forking, monotonic_ns(), slot.cpu);
     }
     return;
   }
@@ -243,7 +243,7 @@ void Dispatcher::stop() noexcept {
     if (!slot.process.running()) continue;
     std::optional<std::size_t> track;
     try {
-      if (settings_.trace != nullptr) track = trace_track(index);  // while the pid is still known
+      if (settings_.trace != nullptr) track = slot.trace_track;
     } catch (...) {  // out of memory: the span is missing, the stop goes on
     }
     slot.process.wait_or_kill(kStopGrace);
@@ -433,13 +433,13 @@ JobState* Dispatcher::active_job(std::uint64_t id) noexcept {
   return found != active_.end() ? found->get() : nullptr;
 }
 
-std::size_t Dispatcher::trace_track(std::size_t index) {
+std::size_t Dispatcher::name_trace_track(std::size_t index) {
   const pid_t pid = workers_[index].process.pid();
   const int cpu = workers_[index].cpu;
-  return settings_.trace->track(pid, pid,
-                                cpu < 0
-                                    ? fmt::format("ProcessPool worker {} (pid {})", index, pid)
-                                    : fmt::format("ProcessPool worker {} (pid {}, pinned to CPU {})", index, pid, cpu));
+  return workers_[index].trace_track = settings_.trace->track(
+             pid, pid,
+             cpu < 0 ? fmt::format("ProcessPool worker {} (pid {})", index, pid)
+                     : fmt::format("ProcessPool worker {} (pid {}, pinned to CPU {})", index, pid, cpu));
 }
 
 void Dispatcher::receive(std::size_t index) {
@@ -479,8 +479,8 @@ void Dispatcher::receive(std::size_t index) {
   }
   if (!slot.in_flight.empty()) slot.in_flight.pop_front();
   if (settings_.trace != nullptr) {
-    settings_.trace->add(trace_track(index), fmt::format("chunk {}", reply.chunk), "chunk", reply.began_ns,
-                         reply.ended_ns, reply.cpu);
+    settings_.trace->add(slot.trace_track, "chunk", "chunk", reply.began_ns, reply.ended_ns, reply.cpu,
+                         static_cast<std::int64_t>(reply.chunk));
   }
   if (job != nullptr) {
     job->pipe_bytes += sizeof(reply) + reply.payload_bytes;

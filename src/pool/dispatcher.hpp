@@ -44,6 +44,7 @@ struct WorkerSlot {
   FileDescriptor replies;        ///< and reads the worker's answers here
   std::deque<Task> in_flight;    ///< tasks sent and not yet answered, oldest first
   int cpu = -1;                  ///< the CPU it is pinned to; -1: not pinned
+  std::size_t trace_track = 0;   ///< its track in Settings::trace (named when it starts, with a trace)
   std::size_t tasks_handed = 0;  ///< to this process, for maxtasksperchild
   /// Where the worker writes serialized results: two halves, used in turn (a worker holds at most two
   /// tasks, and the master reads each result before it sends the task after next).
@@ -140,8 +141,8 @@ class Dispatcher {
   /// A result buffer half for a serialized task to `index`; capacity 0 when none can be had.
   std::pair<std::byte*, std::size_t> result_space(WorkerSlot& slot) noexcept;
 
-  /// The trace track of worker `index`'s process (Settings::trace must be set).
-  std::size_t trace_track(std::size_t index);
+  /// Names the trace track of worker `index`'s new process (Settings::trace must be set).
+  std::size_t name_trace_track(std::size_t index);
 
   // Answers.
   /// The one wait: polls poll_set_'s first `watched` descriptors, the wake-up pipe and the interrupt

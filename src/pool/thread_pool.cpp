@@ -208,7 +208,8 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
           WorkerError(index, ::getpid(), range.begin, range.end, "an exception not derived from std::exception"));
     }
     if (options.trace != nullptr) {
-      options.trace->add(track, fmt::format("chunk {}", chunk), "chunk", began, monotonic_ns(), current_cpu());
+      options.trace->add(track, "chunk", "chunk", began, monotonic_ns(), current_cpu(),
+                         static_cast<std::int64_t>(chunk));
     }
     lock.lock();
     record(*job, chunk, std::move(error), lock);

@@ -57,7 +57,7 @@ nlohmann::json trace_json(const Trace& trace) {
     const TraceTrack& track = tracks.at(span.track);
     nlohmann::json args = nlohmann::json::object();
     if (span.cpu >= 0) args["cpu"] = span.cpu;
-    events.push_back({{"name", span.name},
+    events.push_back({{"name", span.label()},
                       {"cat", span.category},
                       {"ph", "X"},
                       {"ts", microseconds_since(trace.origin_ns(), span.begin_ns)},

@@ -1,8 +1,11 @@
 #include "mpdemo/sys/trace.hpp"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <atomic>
+#include <mutex>
 #include <utility>
 
 namespace mpdemo {
@@ -11,7 +14,10 @@ int current_cpu() noexcept { return sched_getcpu(); }
 
 pid_t current_tid() noexcept { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
-Trace::Trace() : origin_ns_(monotonic_ns()) { this_thread("master (pid " + std::to_string(getpid()) + ")"); }
+Trace::Trace() : origin_ns_(monotonic_ns()) {
+  spans_.reserve(std::size_t{1} << 12);  // the first few thousand spans cost no reallocation mid-run
+  this_thread("master (pid " + std::to_string(getpid()) + ")");
+}
 
 std::size_t Trace::track(pid_t pid, pid_t tid, const std::string& name) {
   const std::lock_guard lock(mutex_);
@@ -28,14 +34,39 @@ std::size_t Trace::track(pid_t pid, pid_t tid, const std::string& name) {
   return tracks_.size() - 1;
 }
 
-std::size_t Trace::this_thread(const std::string& name) { return track(getpid(), current_tid(), name); }
+namespace {
+
+// Bumped in every forked child: a thread's remembered track belongs to the process that looked it
+// up. (getpid() would tell as much, but it is a system call, a microsecond on a slow VM, per span.)
+std::atomic<unsigned> g_fork_generation{0};
+
+unsigned fork_generation() {
+  static std::once_flag registered;
+  std::call_once(registered, [] { ::pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1); }); });
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::size_t Trace::this_thread(const std::string& name) {
+  // The last answer, per thread, for this trace in this process.
+  thread_local const Trace* known_trace = nullptr;
+  thread_local unsigned known_generation = 0;
+  thread_local std::size_t known_track = 0;
+  const unsigned generation = fork_generation();
+  if (name.empty() && known_trace == this && known_generation == generation) return known_track;
+  known_track = track(getpid(), current_tid(), name);
+  known_trace = this;
+  known_generation = generation;
+  return known_track;
+}
 
 void Trace::add(std::size_t track, std::string name, std::string category, std::int64_t begin_ns, std::int64_t end_ns,
-                int cpu) noexcept {
+                int cpu, std::int64_t number) noexcept {
   const std::int64_t entered = monotonic_ns();
   const std::lock_guard lock(mutex_);
   try {
-    spans_.push_back({track, std::move(name), std::move(category), begin_ns, end_ns, cpu});
+    spans_.push_back({track, std::move(name), std::move(category), begin_ns, end_ns, cpu, number});
   } catch (...) {
     ++dropped_;
   }

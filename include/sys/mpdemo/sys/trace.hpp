@@ -46,6 +46,10 @@ struct TraceSpan {
   std::int64_t begin_ns = 0;  ///< monotonic_ns()
   std::int64_t end_ns = 0;
   int cpu = -1;  ///< where it ran (-1: unknown or several)
+  /// Shown after the name ("chunk" 3: "chunk 3"), so that recording formats nothing; -1: none.
+  std::int64_t number = -1;
+  /// The name as shown: with its number, if it has one.
+  std::string label() const { return number < 0 ? name : name + " " + std::to_string(number); }
 };
 
 class Trace {
@@ -58,13 +62,14 @@ class Trace {
   /// The track of (pid, tid), created with `name` the first time; a later call with a non-empty name
   /// renames it (a pool learns a worker's role after it forked it). Thread-safe.
   std::size_t track(pid_t pid, pid_t tid, const std::string& name = {});
-  /// The calling thread's own track.
+  /// The calling thread's own track (remembered by the thread: after the first call, no lookup and
+  /// no system call).
   std::size_t this_thread(const std::string& name = {});
 
   /// Records a span. Thread-safe; its own cost is added to recording_cost(). Never throws: a span
   /// that cannot be stored (out of memory) is counted in dropped(), and the run it watches goes on.
   void add(std::size_t track, std::string name, std::string category, std::int64_t begin_ns, std::int64_t end_ns,
-           int cpu = -1) noexcept;
+           int cpu = -1, std::int64_t number = -1) noexcept;
   /// The same, on the calling thread's track, from `begin_ns` to now, on the current CPU.
   void add_here(std::string name, std::string category, std::int64_t begin_ns);
 
