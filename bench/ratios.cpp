@@ -43,6 +43,10 @@
 #include <sstream>
 #include <string>
 #include <thread>
+
+#ifdef MPDEMO_BENCH_OPENMP
+#include <omp.h>
+#endif
 #include <vector>
 
 #ifndef MPDEMO_BENCH_COMPILER
@@ -162,6 +166,23 @@ double timed_copy(const double* from, double* to, std::size_t n, std::size_t thr
   for (std::thread& thread : team) thread.join();
   return clock.seconds();
 }
+
+#ifdef MPDEMO_BENCH_OPENMP
+/// What a C++ programmer would write instead of a pool: one OpenMP parallel region (GCC's libgomp, its
+/// defaults: threads unpinned, kept between regions and spinning a while before they sleep), a static
+/// split into one contiguous block per thread, each block through the same compiled kernel as every
+/// other mode (sequential_map_into, i.e. mpdemo::detail::apply_chunk<squared, double>).
+void openmp_map_into(std::span<const double> input, std::span<double> output, int threads) {
+#pragma omp parallel num_threads(threads)
+  {
+    const auto team = static_cast<std::size_t>(omp_get_num_threads());
+    const auto me = static_cast<std::size_t>(omp_get_thread_num());
+    const std::size_t begin = input.size() * me / team;
+    const std::size_t end = input.size() * (me + 1) / team;
+    mpdemo::sequential_map_into(mpdemo::squared, input.subspan(begin, end - begin), output.subspan(begin, end - begin));
+  }
+}
+#endif
 
 /// A child that runs `body` (its exit status) with only stdio and `keep` open, made by mpdemo::spawn
 /// like every other child; a body that throws exits 127.
@@ -511,6 +532,10 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   warm_modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output", [&] {
     mpdemo::square_with_warm_threads(threads, input.span(), output.span(), options.chunksize);
   }));
+#ifdef MPDEMO_BENCH_OPENMP
+  warm_modes.push_back(warm("openmp", "OpenMP parallel for (libgomp defaults), static blocks, same kernel",
+                            [&] { openmp_map_into(input.span(), output.span(), static_cast<int>(workers)); }));
+#endif
   warm_modes.push_back(copy(1));
   warm_modes.push_back(copy(workers));
   run_rounds(warm_modes, 1);  // an untimed round first: pages mapped, caches and predictors warm
@@ -548,6 +573,15 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
        "x",
        "",
        {}},
+#ifdef MPDEMO_BENCH_OPENMP
+      {"warm_pool_vs_openmp",
+       "warm pool vs OpenMP parallel for (what C++ users pick)",
+       speedup(report.timing("openmp"), warm_proc),
+       "x",
+       "",
+       {}},
+      {"openmp_vs_seq", "OpenMP parallel for vs loop", speedup(seq, report.timing("openmp")), "x", "", {}},
+#endif
       {"memcpy_ceiling",
        fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),
        speedup(report.timing("memcpy-1"), report.timing(fmt::format("memcpy-{}", workers))),
