@@ -19,8 +19,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -106,13 +108,31 @@ TEST(Trace, AThreadPoolRecordsEveryChunkOnceOnItsThreads) {
   }
 }
 
-TEST(Trace, NoTraceRecordsNothing) {
-  mpdemo::Trace unused;
-  mpdemo::ProcessPool pool(2);
+TEST(Trace, APoolGivenNoTraceRecordsNothingInAnother) {
+  // Two pools alive at once, one traced: the untraced pool's maps must not reach the trace.
+  mpdemo::Trace trace;
+  mpdemo::ProcessPoolOptions traced_options;
+  traced_options.workers = 2;
+  traced_options.trace = &trace;
+  mpdemo::ProcessPool traced(traced_options);
+  mpdemo::ProcessPool untraced(2);
   std::vector<double> input(100, 1.0);
-  (void)pool.map(square, input);
-  EXPECT_TRUE(unused.spans().empty());
-  EXPECT_EQ(unused.tracks().size(), 1u) << "only the master's";
+  (void)untraced.map(square, input, 10);  // 10 chunks, none recorded
+  (void)traced.map(square, input, 50);    // 2 chunks, recorded
+  expect_every_chunk_once(count_spans(trace, "chunk"), 2);
+  std::set<pid_t> untraced_pids;
+  for (const auto& pid : untraced.worker_pids()) untraced_pids.insert(pid.value());
+  for (const auto& track : trace.tracks()) EXPECT_FALSE(untraced_pids.contains(track.pid)) << track.name;
+}
+
+TEST(Trace, AThreadsOwnTrackIsLookedUpAgainInANewTraceMadeWhereAnOldOneWas) {
+  std::optional<mpdemo::Trace> trace;
+  trace.emplace();  // made by this thread: its track is the first
+  EXPECT_EQ(trace->this_thread(), 0u);
+  trace.reset();
+  std::thread([&] { trace.emplace(); }).join();  // same address, made by another thread: its track is the first
+  const std::size_t mine = trace->this_thread();
+  EXPECT_EQ(trace->tracks().at(mine).tid, mpdemo::current_tid()) << "a track remembered from the old trace";
 }
 
 // The trace-event format's required fields (the "JSON Object Format" of Google's spec).

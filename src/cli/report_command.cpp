@@ -7,6 +7,7 @@
 #include "mpdemo/report/file.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/report/handout.hpp"
+#include "mpdemo/report/sweep.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "options.hpp"
@@ -116,7 +117,7 @@ int run(const ReportSettings& settings) {
   std::cerr << fmt::format("report: written to {} ({}); open it in any browser, offline\n",
                            report::printable(settings.output, 200),
                            report::human_bytes(static_cast<double>(page.size())));
-  bool verified = !handout.sweep.points.empty() || handout.sweep.options.sizes.empty();
+  bool verified = report::sweep_verified(handout.sweep);
   for (const TrialResults& results : handout.lesson) verified = verified && results.verified();
   return verified ? 0 : 1;
 }

@@ -315,12 +315,12 @@ class GroupRunner {
       std::vector<std::thread> threads;
       try {
         for (std::size_t i = 0; i < specs.size(); ++i) threads.emplace_back([&, i] { statuses[i] = body(i); });
+        release(go, specs.size());
       } catch (...) {
-        go.write_end.reset();  // end-of-file: the threads started leave without working
+        go.write_end.reset();  // end-of-file: the threads not yet released leave without working
         for (std::thread& thread : threads) thread.join();
         throw;
       }
-      release(go, specs.size());
       for (std::thread& thread : threads) thread.join();
     }
     throw_if_interrupted();

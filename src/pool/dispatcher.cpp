@@ -238,21 +238,14 @@ void Dispatcher::stop() noexcept {
     if (!slot.in_flight.empty() && slot.process.running()) ::kill(slot.process.pid(), SIGKILL);
     slot.tasks.reset();  // end-of-file: a worker waiting for work leaves
   }
-  for (std::size_t index = 0; index < workers_.size(); ++index) {
-    WorkerSlot& slot = workers_[index];
-    if (!slot.process.running()) continue;
-    std::optional<std::size_t> track;
-    try {
-      if (settings_.trace != nullptr) track = slot.trace_track;
-    } catch (...) {  // out of memory: the span is missing, the stop goes on
-    }
-    slot.process.wait_or_kill(kStopGrace);
-    try {  // from end-of-file to reaped
-      if (track) settings_.trace->add(*track, "stop", "pool", stopping, monotonic_ns(), slot.cpu);
-    } catch (...) {
-    }
-  }
   for (WorkerSlot& slot : workers_) {
+    if (slot.process.running()) {
+      slot.process.wait_or_kill(kStopGrace);
+      // From end-of-file to reaped (add() never throws).
+      if (settings_.trace != nullptr) {
+        settings_.trace->add(slot.trace_track, "stop", "pool", stopping, monotonic_ns(), slot.cpu);
+      }
+    }
     slot.replies.reset();
     slot.in_flight.clear();
     slot.result_buffer = {};

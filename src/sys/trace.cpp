@@ -14,7 +14,11 @@ int current_cpu() noexcept { return sched_getcpu(); }
 
 pid_t current_tid() noexcept { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
-Trace::Trace() : origin_ns_(monotonic_ns()) {
+namespace {
+std::atomic<std::uint64_t> g_last_trace_id{0};
+}  // namespace
+
+Trace::Trace() : id_(g_last_trace_id.fetch_add(1) + 1), origin_ns_(monotonic_ns()) {
   spans_.reserve(std::size_t{1} << 12);  // the first few thousand spans cost no reallocation mid-run
   this_thread("master (pid " + std::to_string(getpid()) + ")");
 }
@@ -50,13 +54,13 @@ unsigned fork_generation() {
 
 std::size_t Trace::this_thread(const std::string& name) {
   // The last answer, per thread, for this trace in this process.
-  thread_local const Trace* known_trace = nullptr;
+  thread_local std::uint64_t known_trace = 0;
   thread_local unsigned known_generation = 0;
   thread_local std::size_t known_track = 0;
   const unsigned generation = fork_generation();
-  if (name.empty() && known_trace == this && known_generation == generation) return known_track;
+  if (name.empty() && known_trace == id_ && known_generation == generation) return known_track;
   known_track = track(getpid(), current_tid(), name);
-  known_trace = this;
+  known_trace = id_;
   known_generation = generation;
   return known_track;
 }

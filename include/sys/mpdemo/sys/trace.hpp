@@ -85,6 +85,9 @@ class Trace {
 
  private:
   mutable std::mutex mutex_;
+  /// Unique among every Trace this process makes: what a thread's remembered track is checked
+  /// against (an address is not enough: a new Trace may be made where an old one was).
+  std::uint64_t id_;
   std::int64_t origin_ns_;
   std::vector<TraceTrack> tracks_;
   std::vector<TraceSpan> spans_;
