@@ -17,6 +17,7 @@
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/report/benchmark.hpp"
+#include "mpdemo/report/trace.hpp"
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/spawn.hpp"
@@ -79,6 +80,7 @@ struct Options {
   bool lesson = false;
   bool memory_probe = true;
   std::string format = "table";
+  std::string trace;  ///< where the warm pools' timeline goes (trace-event JSON), empty: not recorded
 };
 
 using mpdemo::report::BenchmarkFigure;
@@ -493,8 +495,12 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   if (options.memory_probe) memory = probe_zero_copy_memory(options, workers);
   const FixedCosts costs = measure_fixed_costs(options, workers);
 
-  mpdemo::ProcessPool pool(workers);
-  mpdemo::ThreadPool threads(workers);
+  // The warm pools record their timeline only when asked: where a slow round's time went, chunk by
+  // chunk and CPU by CPU (what each worker's first touch of a page costs shows there).
+  mpdemo::Trace trace;
+  mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
+  mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(workers, traced));
+  mpdemo::ThreadPool threads(mpdemo::pool_options<mpdemo::PoolOptions>(workers, traced));
   auto input = pool.make_shared_array<double>(n);
   auto output = pool.make_shared_array<double>(n);
   mpdemo::fill_uniform_random(input.span(), options.seed);
@@ -646,6 +652,11 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
       "warm modes reuse one output in shared memory; fresh modes (the lesson's semantics) return "
       "a new array each call and count allocating it and its page faults");
   report.notes.push_back("ratios are taken round by round (modes interleaved), then summarised: median [min .. max]");
+  if (traced != nullptr) {
+    mpdemo::report::write_trace(trace, options.trace, std::cout);
+    report.notes.push_back(
+        fmt::format("warm pools' timeline: {}; {}", options.trace, mpdemo::report::recording_cost_sentence(trace)));
+  }
   return report;
 }
 
@@ -672,6 +683,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", options.seed, "Seed of the random input")->capture_default_str();
   app.add_flag("--lesson", options.lesson, "Time the lesson's methods (fresh results, pool started inside)");
+  app.add_option("--trace", options.trace,
+                 "Record the warm pools' timeline (every chunk: when, which worker, which CPU) into FILE.json "
+                 "(Perfetto opens it)")
+      ->type_name("FILE.json");
   app.add_flag("!--no-memory-probe", options.memory_probe, "Skip the forked peak-memory probe");
   app.add_option("--format,-f", options.format, "Output: table or json")
       ->check(CLI::IsMember({"table", "json"}))

@@ -88,6 +88,38 @@ TEST(Trace, AProcessPoolRecordsEveryChunkOnceOnTheWorkerThatRanIt) {
   EXPECT_GT(trace.recording_cost(), 0.0);
 }
 
+TEST(Trace, AWarmProcessPoolHandsEachWorkerTheSameRegionOfTheArraysEveryMap) {
+  // A worker's first touch of a shared page is a page fault in its own page tables: a pool that maps
+  // the same arrays again must hand each worker the same chunks again, not whichever is next.
+  mpdemo::Trace trace;
+  std::vector<pid_t> workers;
+  {
+    mpdemo::ProcessPoolOptions options;
+    options.workers = 2;
+    options.trace = &trace;
+    mpdemo::ProcessPool pool(options);
+    for (const auto& pid : pool.worker_pids()) workers.push_back(pid.value());
+    auto input = pool.make_shared_array<double>(800);
+    auto output = pool.make_shared_array<double>(800);
+    std::fill(input.begin(), input.end(), 3.0);
+    for (int map = 0; map < 3; ++map) {
+      pool.map_into(square, input, output, 100);  // 8 chunks: worker 0's run is 0-3, worker 1's 4-7
+      ASSERT_TRUE(std::all_of(output.begin(), output.end(), [](double v) { return v == 9.0; }));
+    }
+  }
+  const auto tracks = trace.tracks();
+  std::map<std::int64_t, std::multiset<pid_t>> who_ran;
+  for (const auto& span : trace.spans()) {
+    if (span.category == "chunk") who_ran[span.number].insert(tracks.at(span.track).pid);
+  }
+  // The first two of each run go out when the map is submitted, two tasks per worker: the same
+  // worker's, map after map, whatever the timing.
+  for (std::int64_t chunk : {0, 1})
+    EXPECT_EQ(who_ran[chunk], (std::multiset<pid_t>{workers[0], workers[0], workers[0]})) << chunk;
+  for (std::int64_t chunk : {4, 5})
+    EXPECT_EQ(who_ran[chunk], (std::multiset<pid_t>{workers[1], workers[1], workers[1]})) << chunk;
+}
+
 TEST(Trace, AThreadPoolRecordsEveryChunkOnceOnItsThreads) {
   mpdemo::Trace trace;
   {

@@ -308,7 +308,7 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
       throw std::runtime_error(fmt::format("worker {} died {} times in a row on start-up", index, kSendAttempts));
     }
     const bool again = !job.retry.empty();
-    const std::size_t chunk = again ? job.retry.front() : job.next_chunk;
+    const std::size_t chunk = again ? job.retry.front() : job.unstarted.peek(index);
     const ChunkOrder order = job.order(chunk);
     const ChunkRange range = job.plan[chunk];
     TaskMessage task{};
@@ -340,7 +340,7 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
       if (again) {
         job.retry.pop_front();
       } else {
-        ++job.next_chunk;
+        job.unstarted.take(index);
       }
       ++job.outstanding;
       ++slot.tasks_handed;

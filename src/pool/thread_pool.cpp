@@ -85,8 +85,8 @@ struct ThreadPool::Impl final : detail::Driver {
   void stop_threads() noexcept;
 
  private:
-  /// The next chunk of the oldest job that has one, taken; null if none.
-  detail::JobState* take(std::size_t& chunk);
+  /// The next chunk for `thread` of the oldest job that has one, taken; null if none.
+  detail::JobState* take(std::size_t thread, std::size_t& chunk);
   /// Records how `chunk` of `job` ended; concludes and announces the job if that decided it.
   void record(detail::JobState& job, std::size_t chunk, std::exception_ptr error, std::unique_lock<std::mutex>& lock);
 };
@@ -102,14 +102,14 @@ void ThreadPool::Impl::start(std::size_t index) {
   }
 }
 
-detail::JobState* ThreadPool::Impl::take(std::size_t& chunk) {
+detail::JobState* ThreadPool::Impl::take(std::size_t thread, std::size_t& chunk) {
   for (const auto& job : active) {
     if (!job->handing_out()) continue;
     if (!job->retry.empty()) {
       chunk = job->retry.front();
       job->retry.pop_front();
     } else {
-      chunk = job->next_chunk++;
+      chunk = job->unstarted.take(thread);
     }
     ++job->outstanding;
     return job.get();
@@ -179,7 +179,7 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
   std::size_t tasks = 0;
   for (;;) {
     std::size_t chunk = 0;
-    detail::JobState* job = take(chunk);
+    detail::JobState* job = take(index, chunk);
     if (job == nullptr) {
       if (stopping) return;
       const std::uint64_t seen = posted.load();
@@ -279,7 +279,7 @@ void ThreadPool::Impl::fail_unstarted(const std::exception_ptr& error, std::uniq
   for (const auto& job : active) {
     for (std::size_t chunk : job->retry) job->chunk_failed(chunk, error);
     job->retry.clear();
-    for (; job->next_chunk < job->plan.count(); ++job->next_chunk) job->chunk_failed(job->next_chunk, error);
+    for (std::size_t chunk : job->unstarted.drain()) job->chunk_failed(chunk, error);
     if (detail::conclude_if_decided(*job)) concluded.push_back(job);
   }
   std::erase_if(active, [](const auto& held) { return held->concluded && held->outstanding == 0; });

@@ -5,6 +5,7 @@
 
 #include "mpdemo/pool/chunk_kernel.hpp"
 #include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/pool/detail/chunk_queue.hpp"
 #include "mpdemo/pool/task.hpp"
 
 #include <atomic>
@@ -51,6 +52,10 @@ class JobState {
   JobState(std::size_t elements, std::size_t chunksize, std::size_t workers, bool stop_at_first_failure)
       : plan(elements, chunksize, workers),
         fail_fast(stop_at_first_failure),
+        // A job decided by its first failure is one whose whole result is wanted at once (map,
+        // map_into): its chunks go out by worker region. imap's are wanted in order, as they end.
+        unstarted(plan.count(), workers,
+                  stop_at_first_failure ? ChunkQueue::Order::by_worker_region : ChunkQueue::Order::in_order),
         chunk_states(plan.count(), ChunkState::pending) {}
   JobState(const JobState&) = delete;
   JobState& operator=(const JobState&) = delete;
@@ -69,7 +74,7 @@ class JobState {
   bool one_task_per_worker = false;
 
   std::uint64_t id = 0;         ///< given by the pool, unique over its life
-  std::size_t next_chunk = 0;   ///< the first chunk not yet handed out
+  ChunkQueue unstarted;         ///< the chunks not yet handed out, and which one each worker gets next
   std::size_t outstanding = 0;  ///< chunks handed out and not yet answered
   std::size_t ended = 0;        ///< chunks done or failed
   std::vector<ChunkState> chunk_states;
@@ -89,7 +94,7 @@ class JobState {
   std::atomic<bool> finished{false};
 
   bool handing_out() const noexcept {
-    return !abandoned && !(fail_fast && failure) && (!retry.empty() || next_chunk < plan.count());
+    return !abandoned && !(fail_fast && failure) && (!retry.empty() || !unstarted.empty());
   }
   /// Nothing out, and nothing more to hand out.
   bool settled() const noexcept { return outstanding == 0 && !handing_out(); }
@@ -121,7 +126,7 @@ class JobState {
   void fail_the_rest(const std::exception_ptr& error) {
     for (std::size_t c = 0; c < chunk_states.size(); ++c) chunk_failed(c, error);
     outstanding = 0;
-    next_chunk = plan.count();
+    unstarted.drain();
     retry.clear();
   }
 
