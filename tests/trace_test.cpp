@@ -3,6 +3,7 @@
 // every event), and --trace / --timeline on the commands, with and without gnuplot.
 #include "mpdemo/report/trace.hpp"
 
+#include "mpdemo/lab/experiment.hpp"
 #include "mpdemo/lab/kernels.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
@@ -54,10 +55,7 @@ TEST(Trace, AProcessPoolRecordsEveryChunkOnceOnTheWorkerThatRanIt) {
   mpdemo::Trace trace;
   std::set<pid_t> workers;
   {
-    mpdemo::ProcessPoolOptions options;
-    options.workers = 2;
-    options.trace = &trace;
-    mpdemo::ProcessPool pool(options);
+    mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace));
     for (const auto& pid : pool.worker_pids()) workers.insert(pid.value());
     std::vector<double> input(1000, 3.0);
     const auto output = pool.map(square, input, 100);  // 10 chunks
@@ -94,10 +92,7 @@ TEST(Trace, AWarmProcessPoolHandsEachWorkerTheSameRegionOfTheArraysEveryMap) {
   mpdemo::Trace trace;
   std::vector<pid_t> workers;
   {
-    mpdemo::ProcessPoolOptions options;
-    options.workers = 2;
-    options.trace = &trace;
-    mpdemo::ProcessPool pool(options);
+    mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace));
     for (const auto& pid : pool.worker_pids()) workers.push_back(pid.value());
     auto input = pool.make_shared_array<double>(800);
     auto output = pool.make_shared_array<double>(800);
@@ -200,10 +195,7 @@ void expect_valid_trace_events(const nlohmann::json& json) {
 TEST(Trace, JsonHasTheTraceEventFormatsRequiredFields) {
   mpdemo::Trace trace;
   {
-    mpdemo::ProcessPoolOptions options;
-    options.workers = 2;
-    options.trace = &trace;
-    mpdemo::ProcessPool pool(options);
+    mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace));
     std::vector<double> input(50, 1.0);
     (void)pool.map(square, input, 10);
   }
