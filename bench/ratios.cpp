@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -45,10 +46,17 @@
 #include <string>
 #include <thread>
 
+#include <vector>
+
 #ifdef MPDEMO_BENCH_OPENMP
 #include <omp.h>
 #endif
-#include <vector>
+#ifdef MPDEMO_BENCH_PSTL
+#include <execution>
+#endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #ifndef MPDEMO_BENCH_COMPILER
 #define MPDEMO_BENCH_COMPILER "unknown compiler"
@@ -78,6 +86,8 @@ struct Options {
   std::size_t calls = 5000;
   std::uint64_t seed = 2024;
   bool lesson = false;
+  bool anchors = false;
+  std::size_t max_size = 100'000'000;  ///< --anchors: the largest size of the sweep
   bool memory_probe = true;
   std::string format = "table";
   std::string trace;  ///< where the warm pools' timeline goes (trace-event JSON), empty: not recorded
@@ -135,15 +145,25 @@ double minor_faults_now(const std::vector<pid_t>& live) {
 }
 
 /// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike.
-std::vector<BenchmarkTiming> run_rounds(std::vector<Contender> contenders, std::size_t rounds) {
+/// With `batch` > 1 a contender runs that many times back to back in its turn and the round keeps the
+/// median of them: the steady state of a program that maps again and again, rather than the first call
+/// after another runtime had the cores (whose threads may still be spinning: libgomp's spin for
+/// milliseconds after a parallel region), which is measured in its own right by the first of each batch.
+std::vector<BenchmarkTiming> run_rounds(std::vector<Contender> contenders, std::size_t rounds, std::size_t batch = 1) {
   for (std::size_t r = 0; r < rounds; ++r) {
     for (Contender& c : contenders) {
-      const double faults_before = minor_faults_now(c.workers);
-      const Run run = c.run();
-      c.timing.minor_faults.push_back(minor_faults_now(c.workers) - faults_before);
-      c.timing.seconds.push_back(run.seconds);
-      if (run.phases) c.timing.phases.push_back(*run.phases);
-      c.timing.verified = c.timing.verified && run.verified;
+      std::vector<double> seconds;
+      double faults = 0;
+      for (std::size_t b = 0; b < batch; ++b) {
+        const double faults_before = minor_faults_now(c.workers);
+        const Run run = c.run();
+        faults += minor_faults_now(c.workers) - faults_before;
+        seconds.push_back(run.seconds);
+        if (run.phases) c.timing.phases.push_back(*run.phases);
+        c.timing.verified = c.timing.verified && run.verified;
+      }
+      c.timing.minor_faults.push_back(faults / static_cast<double>(batch));
+      c.timing.seconds.push_back(Summary::of(seconds).median);
     }
   }
   std::vector<BenchmarkTiming> timings;
@@ -185,6 +205,37 @@ void openmp_map_into(std::span<const double> input, std::span<double> output, in
   }
 }
 #endif
+
+#ifdef MPDEMO_BENCH_PSTL
+/// The standard library's answer: std::transform with std::execution::par_unseq (GCC's parallel STL,
+/// which runs on TBB's scheduler), the element function mpdemo::squared, as a C++ user writes it.
+void par_unseq_map_into(std::span<const double> input, std::span<double> output) {
+  std::transform(std::execution::par_unseq, input.begin(), input.end(), output.begin(),
+                 [](double x) { return mpdemo::squared(x); });
+}
+#endif
+
+/// The loop again with non-temporal (streaming) stores: results go to memory without first reading
+/// their cache lines in, 16 bytes of traffic per element instead of 24. Written for this benchmark
+/// with SSE2 intrinsics, to measure the best single-core rate for this job beside the kernel every
+/// mode runs; without SSE2 it is the plain loop.
+void streaming_map_into(std::span<const double> input, std::span<double> output) {
+  const std::size_t n = input.size();
+  const double* in = input.data();
+  double* out = output.data();
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % 16 != 0; ++i) out[i] = mpdemo::squared(in[i]);
+  for (; i + 4 <= n; i += 4) {
+    const __m128d a = _mm_loadu_pd(in + i);
+    const __m128d b = _mm_loadu_pd(in + i + 2);
+    _mm_stream_pd(out + i, _mm_mul_pd(a, a));
+    _mm_stream_pd(out + i + 2, _mm_mul_pd(b, b));
+  }
+  _mm_sfence();  // the streamed stores are visible before anyone is told the map is done
+#endif
+  for (; i < n; ++i) out[i] = mpdemo::squared(in[i]);
+}
 
 /// A child that runs `body` (its exit status) with only stdio and `keep` open, made by mpdemo::spawn
 /// like every other child; a body that throws exits 127.
@@ -382,6 +433,75 @@ FixedCosts measure_fixed_costs(const Options& options, std::size_t workers) {
   return costs;
 }
 
+/// What the warm modes run on: pools started beforehand, one input and one output in shared memory.
+struct WarmSetup {
+  mpdemo::ProcessPool& pool;
+  mpdemo::ThreadPool& threads;
+  const mpdemo::SharedArray<double>& input;
+  mpdemo::SharedArray<double>& output;
+  const std::vector<double>& reference;
+  std::size_t workers;
+  std::size_t chunksize;
+};
+
+/// Every way of squaring into a preallocated output, each a Contender. Warm modes share one input and
+/// one output, both in shared memory and already touched. The output is poisoned before each run, so
+/// a mode that skipped elements could not pass on its predecessor's work. `anchors` adds what a user
+/// would pick instead of mpdemo (parallel STL) and the streaming loop.
+std::vector<Contender> warm_contenders(const WarmSetup& setup, bool anchors) {
+  // The lambdas keep a copy of `setup` (references only): the caller's may be a temporary.
+  const std::size_t n = setup.input.size();
+  auto warm = [setup](std::string key, std::string label, std::function<void()> body) {
+    return Contender{named(std::move(key), std::move(label)), [setup, body = std::move(body)] {
+                       std::memset(setup.output.data(), 0xff, setup.output.size() * sizeof(double));
+                       const Stopwatch clock;
+                       body();
+                       const double seconds = clock.seconds();
+                       return Run{seconds, std::nullopt, mpdemo::same_values(setup.output.span(), setup.reference)};
+                     }};
+  };
+  auto copy = [setup, n](std::size_t team) {
+    return Contender{
+        named(fmt::format("memcpy-{}", team), fmt::format("memcpy of the input, {} thread(s), pinned", team)),
+        [setup, n, team] {
+          const double seconds =
+              timed_copy(setup.input.data(), setup.output.data(), n, team, mpdemo::system_topology().worker_cpus);
+          return Run{seconds, std::nullopt, mpdemo::same_values(setup.output.span(), setup.input.span())};
+        }};
+  };
+  std::vector<Contender> modes;
+  modes.push_back(warm("seq", "loop on this thread, sequential_map_into, preallocated shared output",
+                       [setup] { mpdemo::sequential_map_into(mpdemo::squared, setup.input, setup.output); }));
+  if (anchors) {
+    modes.push_back(warm("seq-stream", "the same loop with non-temporal stores (SSE2 intrinsics, this benchmark's own)",
+                         [setup] { streaming_map_into(setup.input.span(), setup.output.span()); }));
+  }
+  modes.push_back(warm("warm-proc", "warm ProcessPool, map_into, input and output made in shared memory", [setup] {
+    mpdemo::square_with_warm_processes(setup.pool, setup.input, setup.output, setup.chunksize);
+  }));
+  for (const std::optional<pid_t>& pid : setup.pool.worker_pids()) {
+    if (pid) modes.back().workers.push_back(*pid);
+  }
+  modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output", [setup] {
+    mpdemo::square_with_warm_threads(setup.threads, setup.input.span(), setup.output.span(), setup.chunksize);
+  }));
+#ifdef MPDEMO_BENCH_OPENMP
+  modes.push_back(warm("openmp", "OpenMP parallel for (libgomp defaults), static blocks, same kernel", [setup] {
+    openmp_map_into(setup.input.span(), setup.output.span(), static_cast<int>(setup.workers));
+  }));
+#endif
+#ifdef MPDEMO_BENCH_PSTL
+  if (anchors) {
+    modes.push_back(warm("par-unseq",
+                         "std::transform(std::execution::par_unseq, ..., squared): GCC's parallel STL on TBB",
+                         [setup] { par_unseq_map_into(setup.input.span(), setup.output.span()); }));
+  }
+#endif
+  modes.push_back(copy(1));
+  modes.push_back(copy(setup.workers));
+  return modes;
+}
+
 BenchmarkReport make_report(std::string title, const Options& options, std::size_t workers) {
   BenchmarkReport report;
   report.title = std::move(title);
@@ -484,6 +604,13 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   return report;
 }
 
+/// The warm process pool's untimed maps, in milliseconds with no decimals, in the order they ran.
+std::vector<std::string> warm_up_ms(const BenchmarkTiming& warm_proc) {
+  std::vector<std::string> shown;
+  for (double seconds : warm_proc.seconds) shown.push_back(fmt::format("{:.0f}", seconds * 1e3));
+  return shown;
+}
+
 BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   BenchmarkReport report = make_report(
       "mpdemo_bench_ratios: warm pool, threads, loop and fresh pool, measured in one run", options, workers);
@@ -506,45 +633,14 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   mpdemo::fill_uniform_random(input.span(), options.seed);
   const std::vector<double> ordinary_input(input.begin(), input.end());  // the lesson's array: private memory
   const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
-  const std::vector<int>& cpus = mpdemo::system_topology().worker_cpus;
 
-  // Warm modes share one input and one output, both in shared memory and already touched. The output
-  // is poisoned before each run, so a mode that skipped elements could not pass on its predecessor's work.
-  auto warm = [&](std::string key, std::string label, std::function<void()> body) {
-    return Contender{named(std::move(key), std::move(label)), [&output, &reference, body = std::move(body)] {
-                       std::memset(output.data(), 0xff, output.size() * sizeof(double));
-                       const Stopwatch clock;
-                       body();
-                       const double seconds = clock.seconds();
-                       return Run{seconds, std::nullopt, mpdemo::same_values(output.span(), reference)};
-                     }};
-  };
-  auto copy = [&](std::size_t team) {
-    return Contender{
-        named(fmt::format("memcpy-{}", team), fmt::format("memcpy of the input, {} thread(s), pinned", team)),
-        [&, team] {
-          const double seconds = timed_copy(input.data(), output.data(), n, team, cpus);
-          return Run{seconds, std::nullopt, mpdemo::same_values(output.span(), input.span())};
-        }};
-  };
-  std::vector<Contender> warm_modes;
-  warm_modes.push_back(warm("seq", "loop on this thread, sequential_map_into, preallocated shared output",
-                            [&] { mpdemo::sequential_map_into(mpdemo::squared, input, output); }));
-  warm_modes.push_back(warm("warm-proc", "warm ProcessPool, map_into, input and output made in shared memory",
-                            [&] { mpdemo::square_with_warm_processes(pool, input, output, options.chunksize); }));
-  for (const std::optional<pid_t>& pid : pool.worker_pids()) {
-    if (pid) warm_modes.back().workers.push_back(*pid);
-  }
-  warm_modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output", [&] {
-    mpdemo::square_with_warm_threads(threads, input.span(), output.span(), options.chunksize);
-  }));
-#ifdef MPDEMO_BENCH_OPENMP
-  warm_modes.push_back(warm("openmp", "OpenMP parallel for (libgomp defaults), static blocks, same kernel",
-                            [&] { openmp_map_into(input.span(), output.span(), static_cast<int>(workers)); }));
-#endif
-  warm_modes.push_back(copy(1));
-  warm_modes.push_back(copy(workers));
-  run_rounds(warm_modes, 1);  // an untimed round first: pages mapped, caches and predictors warm
+  std::vector<Contender> warm_modes =
+      warm_contenders({pool, threads, input, output, reference, workers, options.chunksize}, /*anchors=*/false);
+  // Untimed rounds first: pages mapped by every worker, caches and predictors warm. What they took
+  // is the price of "warm" on this machine, and is reported.
+  BenchmarkReport warm_up_report;
+  warm_up_report.timings = run_rounds(warm_modes, mpdemo::kWarmUpMaps);
+  const BenchmarkTiming& warm_up = warm_up_report.timing("warm-proc");
   report.timings = run_rounds(std::move(warm_modes), options.repeat);
 
   std::vector<Contender> fresh_modes = lesson_contenders(ordinary_input, input, reference, workers, options.chunksize);
@@ -592,6 +688,13 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
        fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),
        speedup(report.timing("memcpy-1"), report.timing(fmt::format("memcpy-{}", workers))),
        "x",
+       "",
+       {}},
+      {"warm_up_ms",
+       fmt::format("warm pool's {} untimed first maps over new arrays (in order: {})", mpdemo::kWarmUpMaps,
+                   fmt::join(warm_up_ms(warm_up), ", ")),
+       scaled(Summary::of(warm_up.seconds), 1e3),
+       "ms",
        "",
        {}},
       {"pool_start_us", fmt::format("pool start, {} workers ({} starts)", workers, costs.pool_start.size()), start,
@@ -660,6 +763,67 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   return report;
 }
 
+/// How many times more rounds (or calls per batch) at `size` than at 10^6 and beyond: small maps are
+/// short and noisy.
+std::size_t more_at(std::size_t size, std::size_t most) {
+  return std::clamp<std::size_t>(1'000'000 / std::max<std::size_t>(size, 1), 1, most);
+}
+
+/// The anchors: the same job done every way a user might pick, at 2 elements (a map's fixed cost) and
+/// at 10^3 .. --max-size, warm modes against the loop, fresh ones (the lesson's: a new result, the
+/// pool forked inside the timed region) against the loop that returns a new array.
+mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t workers) {
+  mpdemo::report::AnchorsReport report;
+  report.setup = make_report(
+      "mpdemo_bench_ratios --anchors: mpdemo's pools beside what C++ users pick instead, "
+      "from a tiny map to beyond the caches",
+      options, workers);
+  std::vector<std::size_t> sizes{2};
+  for (std::size_t size = 1000; size <= options.max_size; size *= 10) sizes.push_back(size);
+
+  mpdemo::ProcessPool pool(workers);
+  mpdemo::ThreadPool threads(workers);
+  for (std::size_t size : sizes) {
+    std::fprintf(stderr, "mpdemo_bench_ratios: anchors at N = %zu...\n", size);
+    auto input = pool.make_shared_array<double>(size);
+    auto output = pool.make_shared_array<double>(size);
+    mpdemo::fill_uniform_random(input.span(), options.seed);
+    const std::vector<double> ordinary_input(input.begin(), input.end());
+    const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
+
+    std::vector<Contender> modes =
+        warm_contenders({pool, threads, input, output, reference, workers, options.chunksize}, /*anchors=*/true);
+    run_rounds(modes, mpdemo::kWarmUpMaps);  // untimed: every worker has touched its region of the arrays
+    mpdemo::report::AnchorPoint point{
+        size, run_rounds(std::move(modes), options.repeat * more_at(size, 10), /*batch=*/more_at(size, 20))};
+    // The lesson's semantics, each call a new result: the loop and the pool forked inside the timed region.
+    std::vector<Contender> fresh = lesson_contenders(ordinary_input, input, reference, workers, options.chunksize);
+    std::erase_if(fresh,
+                  [](const Contender& c) { return c.timing.key != "fresh-seq" && c.timing.key != "fresh-proc"; });
+    for (BenchmarkTiming& t : run_rounds(std::move(fresh), options.repeat * more_at(size, 10))) {
+      point.timings.push_back(std::move(t));
+    }
+    if (report.modes.empty()) {
+      for (const BenchmarkTiming& t : point.timings) {
+        const bool fresh_mode = t.key.starts_with("fresh");
+        const bool ceiling = t.key.starts_with("memcpy");  // no contender: the bandwidth the maps approach
+        report.modes.push_back({t.key, t.label, ceiling ? "" : fresh_mode ? "fresh-seq" : "seq"});
+      }
+    }
+    report.points.push_back(std::move(point));
+  }
+  report.notes.push_back(
+      "warm modes map into a preallocated output, against seq; fresh-proc is the lesson's pool (forked, a new "
+      "shared result, stopped, all timed), against fresh-seq, the loop that returns a new vector");
+  report.notes.push_back("the 2-element column is each mode's fixed cost: what a map costs with nothing to do");
+  report.notes.push_back(
+      "warm modes run in batches of calls back to back, up to 20 below 10^6 elements; each round keeps a batch's "
+      "median: what a program mapping again and again gets");
+  report.notes.push_back(
+      "memcpy-1 / memcpy-W move the same bytes with no computing: the bandwidth ceiling the maps approach at large N");
+  return report;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -683,6 +847,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", options.seed, "Seed of the random input")->capture_default_str();
   app.add_flag("--lesson", options.lesson, "Time the lesson's methods (fresh results, pool started inside)");
+  app.add_flag("--anchors", options.anchors,
+               "Sweep 2 and 10^3 .. --max-size elements: the pools beside OpenMP, parallel STL, the loop and memcpy, "
+               "with speedups and crossovers")
+      ->excludes("--lesson");
+  mpdemo::cli::add_count_option(app, "--max-size", options.max_size, 1000, std::size_t{1} << 34,
+                                "--anchors: the largest size (default 10^8)");
   app.add_option("--trace", options.trace,
                  "Record the warm pools' timeline (every chunk: when, which worker, which CPU) into FILE.json "
                  "(Perfetto opens it)")
@@ -701,6 +871,12 @@ int main(int argc, char** argv) {
 
   try {
     const std::size_t workers = options.workers != 0 ? options.workers : mpdemo::system_topology().default_workers();
+    if (options.anchors) {
+      const mpdemo::report::AnchorsReport anchors = run_anchors(options, workers);
+      std::cout << (options.format == "json" ? mpdemo::report::anchors_json(anchors)
+                                             : mpdemo::report::anchors_table(anchors));
+      return 0;
+    }
     const BenchmarkReport report = options.lesson ? run_lesson(options, workers) : run_ratios(options, workers);
     if (options.format == "json") {
       std::cout << mpdemo::report::benchmark_json(report);

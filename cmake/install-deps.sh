@@ -26,7 +26,9 @@ packages=(
   libgtest-dev libgmock-dev              # unit tests under ctest
   libbenchmark-dev                       # bench/: micro-benchmarks
   gnuplot-nox                            # sweep --plot
+  libtbb-dev                             # bench/: std::execution::par_unseq (GCC's parallel STL runs on TBB)
   python3-numpy python3-psutil           # bench/lesson.py: the Python lesson, measured beside us
+  python3-joblib                         # bench/lesson.py: joblib beside multiprocessing and concurrent.futures
 )
 if $for_tests; then
   packages+=(chromium fonts-dejavu-core)  # headless, to load and screenshot the report page

@@ -93,6 +93,13 @@ TEST(ChunkQueue, EveryChunkIsHandedOutExactlyOnceWhateverTheTurns) {
   }
 }
 
+TEST(ChunkQueue, FromOwnersEachWorkerTakesTheChunksItRanBefore) {
+  // The last map: worker 1 stole chunks 2 and 3 from worker 0.
+  const auto taken = hand_out_all(ChunkQueue({0, 0, 1, 1, 1, 1}, 2), 2, {0, 1, 0, 1, 1, 1});
+  EXPECT_EQ(taken[0], (std::vector<std::size_t>{0, 1}));
+  EXPECT_EQ(taken[1], (std::vector<std::size_t>{2, 3, 4, 5}));
+}
+
 TEST(ChunkQueue, DrainReturnsWhatWasNotHandedOut) {
   ChunkQueue queue(6, 2, ChunkQueue::Order::by_worker_region);
   queue.take(0);

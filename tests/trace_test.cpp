@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -86,22 +87,35 @@ TEST(Trace, AProcessPoolRecordsEveryChunkOnceOnTheWorkerThatRanIt) {
   EXPECT_GT(trace.recording_cost(), 0.0);
 }
 
+// Squares, taking its time over negative numbers: a way to hold one worker up.
+double square_slowly_if_negative(double x) {
+  if (x < 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  return x * x;
+}
+
+// A traced pool of two workers maps the same 800 elements in 8 chunks of 100 (worker 0's region is
+// chunks 0-3, worker 1's 4-7) once per entry of `first_elements`: the input's first element, the
+// others 3.0. Checks every result; returns the workers' pids.
+std::vector<pid_t> map_in_eight_chunks(mpdemo::Trace& trace, const std::vector<double>& first_elements) {
+  std::vector<pid_t> workers;
+  mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace));
+  for (const auto& pid : pool.worker_pids()) workers.push_back(pid.value());
+  auto input = pool.make_shared_array<double>(800);
+  auto output = pool.make_shared_array<double>(800);
+  std::fill(input.begin(), input.end(), 3.0);
+  for (double first : first_elements) {
+    input[0] = first;
+    pool.map_into(square_slowly_if_negative, input, output, 100);
+    EXPECT_TRUE(std::all_of(output.begin(), output.end(), [](double v) { return v == 9.0; }));
+  }
+  return workers;
+}
+
 TEST(Trace, AWarmProcessPoolHandsEachWorkerTheSameRegionOfTheArraysEveryMap) {
   // A worker's first touch of a shared page is a page fault in its own page tables: a pool that maps
   // the same arrays again must hand each worker the same chunks again, not whichever is next.
   mpdemo::Trace trace;
-  std::vector<pid_t> workers;
-  {
-    mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace));
-    for (const auto& pid : pool.worker_pids()) workers.push_back(pid.value());
-    auto input = pool.make_shared_array<double>(800);
-    auto output = pool.make_shared_array<double>(800);
-    std::fill(input.begin(), input.end(), 3.0);
-    for (int map = 0; map < 3; ++map) {
-      pool.map_into(square, input, output, 100);  // 8 chunks: worker 0's run is 0-3, worker 1's 4-7
-      ASSERT_TRUE(std::all_of(output.begin(), output.end(), [](double v) { return v == 9.0; }));
-    }
-  }
+  const std::vector<pid_t> workers = map_in_eight_chunks(trace, {3.0, 3.0, 3.0});
   const auto tracks = trace.tracks();
   std::map<std::int64_t, std::multiset<pid_t>> who_ran;
   for (const auto& span : trace.spans()) {
@@ -113,6 +127,41 @@ TEST(Trace, AWarmProcessPoolHandsEachWorkerTheSameRegionOfTheArraysEveryMap) {
     EXPECT_EQ(who_ran[chunk], (std::multiset<pid_t>{workers[0], workers[0], workers[0]})) << chunk;
   for (std::int64_t chunk : {4, 5})
     EXPECT_EQ(who_ran[chunk], (std::multiset<pid_t>{workers[1], workers[1], workers[1]})) << chunk;
+}
+
+TEST(Trace, AChunkStolenInOneMapStaysWithItsThiefInTheNextMapOverTheSameArrays) {
+  mpdemo::Trace trace;
+  // -3.0 holds worker 0 up on its first chunk: worker 1 finishes its own region and steals.
+  const std::vector<pid_t> workers = map_in_eight_chunks(trace, {-3.0, 3.0});
+  const auto tracks = trace.tracks();
+  std::vector<mpdemo::TraceSpan> chunks;
+  for (const auto& span : trace.spans()) {
+    if (span.category == "chunk") chunks.push_back(span);
+  }
+  ASSERT_EQ(chunks.size(), 16u);
+  std::sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.begin_ns < b.begin_ns; });
+  // The first map's chunks all began before the second map's: the first 8 spans by start are the first map's.
+  std::map<std::int64_t, pid_t> first_owner;
+  std::map<pid_t, std::vector<std::int64_t>> owned;
+  for (std::size_t i = 0; i < 8; ++i) {
+    first_owner[chunks[i].number] = tracks.at(chunks[i].track).pid;
+    owned[tracks.at(chunks[i].track).pid].push_back(chunks[i].number);
+  }
+  ASSERT_EQ(first_owner.size(), 8u) << "the first map did not run each chunk once";
+  ASSERT_TRUE(std::any_of(owned[workers[1]].begin(), owned[workers[1]].end(), [](std::int64_t c) { return c < 4; }))
+      << "worker 1 stole nothing while worker 0 slept 300 ms: nothing to check";
+  // In the second map each worker is handed, at once, the first two chunks of what it ran the first
+  // time, stolen ones included; the other chunks may move again if a worker is slow.
+  for (pid_t worker : workers) {
+    std::vector<std::int64_t> mine = owned[worker];
+    std::sort(mine.begin(), mine.end());
+    for (std::size_t k = 0; k < std::min<std::size_t>(2, mine.size()); ++k) {
+      const auto second =
+          std::find_if(chunks.begin() + 8, chunks.end(), [&](const auto& c) { return c.number == mine[k]; });
+      ASSERT_NE(second, chunks.end());
+      EXPECT_EQ(tracks.at(second->track).pid, worker) << "chunk " << mine[k] << " left the worker that ran it before";
+    }
+  }
 }
 
 TEST(Trace, AThreadPoolRecordsEveryChunkOnceOnItsThreads) {
@@ -240,7 +289,7 @@ std::filesystem::path scratch(const std::string& name) {
 
 TEST(TraceCommand, RunRecordsEveryChunkOfEveryMapExactlyOnce) {
   const auto path = scratch("mpdemo-run-trace.json");
-  // A warm pool maps twice to warm up, then once timed: three maps of 10 chunks.
+  // A warm pool maps kWarmUpMaps times to warm up, then once timed.
   const auto result = run_mpdemo({"run", "--size", "1000", "--chunksize", "100", "--mode", "warm-proc", "--repeat", "1",
                                   "--workers", "2", "--trace", path.string()});
   ASSERT_EQ(result.exit_code(), 0) << result.err;
@@ -256,7 +305,7 @@ TEST(TraceCommand, RunRecordsEveryChunkOfEveryMapExactlyOnce) {
     EXPECT_TRUE(event.at("args").contains("cpu"));
   }
   ASSERT_EQ(chunks.size(), 10u);
-  for (const auto& [name, count] : chunks) EXPECT_EQ(count, 3) << name;
+  for (const auto& [name, count] : chunks) EXPECT_EQ(count, mpdemo::kWarmUpMaps + 1) << name;
   EXPECT_EQ(worker_pids.size(), 2u);
   std::filesystem::remove(path);
 }

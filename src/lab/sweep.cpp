@@ -98,7 +98,7 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
   check(output);
 
   // Warm means started beforehand and already run on these arrays: each worker has mapped the pages
-  // of the chunks it is given (handout is dynamic, so twice).
+  // of the chunks it is given (see kWarmUpMaps).
   for (int i = 0; i < kWarmUpMaps; ++i) warm_threads.map_into(fn, input, output);
   point.threads_warm = median_seconds(options.repeat, [&] { warm_threads.map_into(fn, input, output); });
   check(output);

@@ -78,7 +78,7 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
       if (!warm_processes_) {
         warm_processes_.emplace(pool_options<ProcessPoolOptions>(workers_, trace_));
         shared_output_ = warm_processes_->make_shared_array<double>(input_.size());
-        // Warm: each worker has mapped the pages of the chunks it gets (handout is dynamic: twice).
+        // Warm: each worker has mapped the pages of the chunks it gets (see kWarmUpMaps).
         for (int i = 0; i < kWarmUpMaps; ++i) {
           square_with_warm_processes(*warm_processes_, shared_input_, shared_output_, chunksize_);
         }

@@ -225,7 +225,10 @@ void Dispatcher::kill_all() noexcept {
 void Dispatcher::fail_all(const std::exception_ptr& error, std::vector<std::shared_ptr<JobState>>& finished) noexcept {
   for (const std::shared_ptr<JobState>& job : active_) {
     job->fail_the_rest(error);
-    if (conclude_if_decided(*job)) finished.push_back(job);
+    if (conclude_if_decided(*job)) {
+      remember_owners(*job);
+      finished.push_back(job);
+    }
   }
   active_.clear();
   for (WorkerSlot& slot : workers_) slot.in_flight.clear();
@@ -342,6 +345,7 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
       } else {
         job.unstarted.take(index);
       }
+      if (!job.ran_by.empty()) job.ran_by[chunk] = index;
       ++job.outstanding;
       ++slot.tasks_handed;
       job.pipe_bytes += sizeof(task) + task.payload_bytes;
@@ -365,8 +369,33 @@ void Dispatcher::feed(std::size_t index) {
   }
 }
 
+std::optional<Dispatcher::ArraysKey> Dispatcher::arrays_of(JobState& job) {
+  if (job.handout != ChunkQueue::Order::by_worker_region || job.plan.count() == 0) return std::nullopt;
+  const ChunkOrder order = job.order(0);
+  if (order.serial || order.through_pipe) return std::nullopt;
+  return ArraysKey{order.input, order.output, job.plan.size(), job.plan.chunksize()};
+}
+
+void Dispatcher::follow_last_owners(JobState& job) {
+  const std::optional<ArraysKey> key = arrays_of(job);
+  if (!key) return;
+  job.ran_by.assign(job.plan.count(), 0);
+  const auto last = last_owners_.find(*key);
+  if (last != last_owners_.end()) job.unstarted = ChunkQueue(last->second, workers_.size());
+}
+
+void Dispatcher::remember_owners(JobState& job) {
+  if (job.ran_by.empty() || job.failure || job.abandoned) return;
+  const std::optional<ArraysKey> key = arrays_of(job);
+  if (!key) return;
+  if (!last_owners_.contains(*key) && last_owners_.size() >= kRememberedArrays)
+    last_owners_.erase(last_owners_.begin());
+  last_owners_[*key] = job.ran_by;
+}
+
 void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
   job->id = ++last_job_id_;
+  follow_last_owners(*job);
   active_.push_back(job);
   // The first tasks go round the workers one at a time, so that a job of two chunks on two workers
   // runs on both, not twice on the first; from then on whoever answers is fed.
@@ -499,7 +528,10 @@ void Dispatcher::receive(std::size_t index) {
 
 void Dispatcher::collect(std::vector<std::shared_ptr<JobState>>& finished) {
   for (const std::shared_ptr<JobState>& job : active_) {
-    if (conclude_if_decided(*job)) finished.push_back(job);
+    if (conclude_if_decided(*job)) {
+      remember_owners(*job);
+      finished.push_back(job);
+    }
   }
   drop_settled();
 }

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -158,8 +159,27 @@ class Dispatcher {
   /// Drops jobs that are finished and have nothing out.
   void drop_settled() noexcept;
 
+  // Locality: who ran each chunk of the last maps over the same arrays (see ChunkQueue).
+  /// The arrays a job's chunks read and write in shared memory, and how they are cut.
+  struct ArraysKey {
+    const void* input;
+    const void* output;
+    std::size_t size;
+    std::size_t chunksize;
+    auto operator<=>(const ArraysKey&) const = default;
+  };
+  /// The key of a job handed out by region whose chunks work on arrays in shared memory; none for the
+  /// pipe and serialized paths, whose bytes are new every time.
+  static std::optional<ArraysKey> arrays_of(JobState& job);
+  /// Starts `job` from the owners its arrays' last map ended with, and makes it record its own.
+  void follow_last_owners(JobState& job);
+  /// Remembers who ran each chunk of `job`, which ended well.
+  void remember_owners(JobState& job);
+  static constexpr std::size_t kRememberedArrays = 16;
+
   Settings settings_;
   std::vector<WorkerSlot> workers_;
+  std::map<ArraysKey, std::vector<std::size_t>> last_owners_;
   std::vector<std::shared_ptr<JobState>> active_;  ///< jobs in flight, oldest first
   std::uint64_t last_job_id_ = 0;
   std::atomic<bool> terminated_{false};

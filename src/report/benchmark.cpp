@@ -110,6 +110,125 @@ std::string benchmark_table(const BenchmarkReport& report, bool lesson_boxes) {
   return out + "\n";
 }
 
+std::optional<std::size_t> crossover(const AnchorsReport& report, std::string_view mode) {
+  const auto index_of = [&](std::string_view key) -> std::optional<std::size_t> {
+    for (std::size_t m = 0; m < report.modes.size(); ++m) {
+      if (report.modes[m].key == key) return m;
+    }
+    return std::nullopt;
+  };
+  const std::optional<std::size_t> contender = index_of(mode);
+  if (!contender) throw std::logic_error(fmt::format("no anchor mode named {}", mode));
+  const std::optional<std::size_t> baseline = index_of(report.modes[*contender].baseline);
+  if (!baseline) return std::nullopt;
+  std::optional<std::size_t> from;
+  for (const AnchorPoint& point : report.points) {
+    const bool ahead = speedup(point.timings.at(*baseline), point.timings.at(*contender)).median > 1.0;
+    if (!ahead) {
+      from.reset();
+    } else if (!from) {
+      from = point.size;
+    }
+  }
+  return from;
+}
+
+std::string anchors_table(const AnchorsReport& report) {
+  const BenchmarkReport& setup = report.setup;
+  std::string out = fmt::format("{}\n", setup.title);
+  out += fmt::format("{} workers on CPUs {}; modes interleaved in each round, median over the rounds\n", setup.workers,
+                     setup.cpus);
+  out += kernel_note(setup) + "\n\n";
+
+  const auto header = [&](std::string_view title) {
+    std::string line = fmt::format("{:<14}", title);
+    for (const AnchorPoint& point : report.points) line += fmt::format(" {:>12}", count_as_power(point.size));
+    return line + "\n";
+  };
+  out += header("time per map");
+  for (std::size_t m = 0; m < report.modes.size(); ++m) {
+    std::string line = fmt::format("{:<14}", report.modes[m].key);
+    for (const AnchorPoint& point : report.points) {
+      const BenchmarkTiming& t = point.timings.at(m);
+      line += fmt::format(" {:>12}", format_duration(Summary::of(t.seconds).median) + (t.verified ? "" : "!"));
+    }
+    out += line + "\n";
+  }
+  out += fmt::format("rounds        ");
+  for (const AnchorPoint& point : report.points) {
+    out += fmt::format(" {:>12}", point.timings.empty() ? 0 : point.timings.front().seconds.size());
+  }
+  out += "\n\n" + header("speedup");
+  for (std::size_t m = 0; m < report.modes.size(); ++m) {
+    const AnchorMode& mode = report.modes[m];
+    const auto baseline = std::find_if(report.modes.begin(), report.modes.end(),
+                                       [&](const AnchorMode& other) { return other.key == mode.baseline; });
+    if (baseline == report.modes.end() || mode.baseline == mode.key) continue;
+    const auto b = static_cast<std::size_t>(baseline - report.modes.begin());
+    std::string line = fmt::format("{:<14}", mode.key);
+    for (const AnchorPoint& point : report.points) {
+      line += fmt::format(" {:>12}", fmt::format("{:.2f}x", speedup(point.timings.at(b), point.timings.at(m)).median));
+    }
+    out += line + fmt::format("   (vs {})\n", mode.baseline);
+  }
+  out += "\ncrossover (the smallest size from which it stays ahead of its loop):\n";
+  for (const AnchorMode& mode : report.modes) {
+    if (mode.baseline.empty() || mode.baseline == mode.key) continue;
+    const std::optional<std::size_t> from = crossover(report, mode.key);
+    out += fmt::format(
+        "  {:<14} {}\n", mode.key,
+        from ? count_as_power(*from) : fmt::format("not ahead at {}", count_as_power(report.points.back().size)));
+  }
+  out += "\nmodes:\n";
+  for (const AnchorMode& mode : report.modes) out += fmt::format("  {:<14} {}\n", mode.key, mode.label);
+  bool all_verified = true;
+  for (const AnchorPoint& point : report.points) {
+    for (const BenchmarkTiming& t : point.timings) all_verified = all_verified && t.verified;
+  }
+  out +=
+      fmt::format("\nverified: {}\n", all_verified ? "every mode's result equals the loop's, bit for bit, at every size"
+                                                   : "NO: the times marked ! gave a wrong result");
+  for (const std::string& note : report.notes) out += fmt::format("note: {}\n", note);
+  return out;
+}
+
+std::string anchors_json(const AnchorsReport& report) {
+  const BenchmarkReport& setup = report.setup;
+  nlohmann::json modes = nlohmann::json::array();
+  nlohmann::json crossovers = nlohmann::json::object();
+  for (const AnchorMode& mode : report.modes) {
+    modes.push_back({{"key", mode.key}, {"label", mode.label}, {"baseline", mode.baseline}});
+    if (mode.baseline.empty() || mode.baseline == mode.key) continue;
+    const std::optional<std::size_t> from = crossover(report, mode.key);
+    crossovers[mode.key] = from ? nlohmann::json(*from) : nlohmann::json(nullptr);
+  }
+  nlohmann::json points = nlohmann::json::array();
+  for (const AnchorPoint& point : report.points) {
+    nlohmann::json timings = nlohmann::json::array();
+    for (const BenchmarkTiming& t : point.timings) {
+      nlohmann::json row = summary_json(Summary::of(t.seconds));
+      row["key"] = t.key;
+      row["seconds"] = t.seconds;
+      row["verified"] = t.verified;
+      row["minor_faults"] = t.minor_faults;
+      timings.push_back(row);
+    }
+    points.push_back({{"size", point.size}, {"timings", timings}});
+  }
+  const nlohmann::json document{{"benchmark", setup.title},
+                                {"workers", setup.workers},
+                                {"cpus", setup.cpus},
+                                {"compiler", setup.compiler},
+                                {"cxx_flags", setup.cxx_flags},
+                                {"build_type", setup.build_type},
+                                {"kernel", setup.kernel},
+                                {"modes", modes},
+                                {"points", points},
+                                {"crossovers", crossovers},
+                                {"notes", report.notes}};
+  return document.dump(2) + "\n";
+}
+
 std::string benchmark_json(const BenchmarkReport& report) {
   nlohmann::json timings = nlohmann::json::array();
   for (const BenchmarkTiming& t : report.timings) {

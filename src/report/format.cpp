@@ -42,6 +42,16 @@ std::string with_commas(std::size_t n) {
   return digits;
 }
 
+std::string count_as_power(std::size_t n) {
+  int exponent = 0;
+  std::size_t rest = n;
+  while (rest >= 10 && rest % 10 == 0) {
+    rest /= 10;
+    ++exponent;
+  }
+  return rest == 1 && exponent > 0 ? fmt::format("10^{}", exponent) : with_commas(n);
+}
+
 double ratio(double a, double b) noexcept { return b > 0 ? a / b : 0.0; }
 
 std::string times(double factor) {

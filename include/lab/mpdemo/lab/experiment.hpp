@@ -35,9 +35,12 @@ Machinery machinery_of(Method method) noexcept;
 /// Warm: workers started beforehand and an output buffer reused, so only compute is paid.
 bool is_warm(Method method) noexcept;
 
-/// How many untimed maps a warm pool runs on its arrays before it is timed: the handout of chunks is
-/// dynamic, so twice, for each worker to have mapped the pages of the chunks it may be given.
-inline constexpr int kWarmUpMaps = 2;
+/// How many untimed maps a warm pool runs on its arrays before it is timed. Each worker is handed the
+/// chunks it ran last time over the same arrays (ChunkQueue), so the first map has it fault in their
+/// pages; on the project's VMs a process's next pass or two over pages it has just mapped are still
+/// slow (no fault the guest sees: the hypervisor's share, measured by mpdemo_bench_ratios' warm-up
+/// figure), and a worker slowed by that makes the other steal, so three.
+inline constexpr int kWarmUpMaps = 3;
 
 /// The names the CLI and the reports use: "seq", "proc", "proc-copy", "thread", "warm-proc", "warm-thread".
 std::string_view method_name(Method method) noexcept;

@@ -54,6 +54,32 @@ struct BenchmarkReport {
   const BenchmarkTiming& timing(std::string_view key) const;
 };
 
+/// A mode of an anchors sweep, and the mode it is held against (the loop with the same semantics).
+struct AnchorMode {
+  std::string key;       ///< "openmp"
+  std::string label;     ///< what exactly runs
+  std::string baseline;  ///< the key of the loop it is compared with ("seq"; "fresh-seq" for fresh results)
+};
+
+/// One size of an anchors sweep: every mode timed at it, in the order of AnchorsReport::modes.
+struct AnchorPoint {
+  std::size_t size = 0;
+  std::vector<BenchmarkTiming> timings;
+};
+
+/// The same job done every way a user might pick, at sizes from a tiny map to beyond the caches, each
+/// size's modes interleaved round by round (BenchmarkReport's setup fields say on what and how).
+struct AnchorsReport {
+  BenchmarkReport setup;  ///< title, workers, cpus, compiler, flags, kernel; its size and timings unused
+  std::vector<AnchorMode> modes;
+  std::vector<AnchorPoint> points;  ///< by increasing size
+  std::vector<std::string> notes;
+};
+
+/// The smallest size of the sweep from which `mode`'s median speedup over its baseline stays above 1
+/// at every larger size; none if it is not ahead at the largest.
+std::optional<std::size_t> crossover(const AnchorsReport& report, std::string_view mode);
+
 /// Round by round, how many times faster `contender` was than `baseline` (modes were interleaved, so
 /// each round's ratio compares the same moment of the machine).
 Summary speedup(const BenchmarkTiming& baseline, const BenchmarkTiming& contender);
@@ -68,5 +94,10 @@ std::string benchmark_table(const BenchmarkReport& report, bool lesson_boxes);
 /// The same as JSON: benchmark, size, workers, chunksize, repeat, cpus, compiler, cxx_flags,
 /// build_type, kernel, timings [...], figures [...], notes.
 std::string benchmark_json(const BenchmarkReport& report);
+
+/// The anchors sweep: time per map of every mode at every size, speedups over the loop, crossovers.
+std::string anchors_table(const AnchorsReport& report);
+/// The same as JSON: the setup, modes [...], points [{size, timings [...]}], crossovers {mode: size|null}.
+std::string anchors_json(const AnchorsReport& report);
 
 }  // namespace mpdemo::report

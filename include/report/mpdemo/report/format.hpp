@@ -18,6 +18,9 @@ std::string human_bytes(double bytes);
 /// "10,000,000".
 std::string with_commas(std::size_t n);
 
+/// A count as a power of ten when it is one ("10^6"), else with commas: the sizes of a sweep.
+std::string count_as_power(std::size_t n);
+
 /// a / b, or 0 when b is not positive (a figure that could not be measured compares as nothing).
 double ratio(double a, double b) noexcept;
 

@@ -54,8 +54,8 @@ class JobState {
         fail_fast(stop_at_first_failure),
         // A job decided by its first failure is one whose whole result is wanted at once (map,
         // map_into): its chunks go out by worker region. imap's are wanted in order, as they end.
-        unstarted(plan.count(), workers,
-                  stop_at_first_failure ? ChunkQueue::Order::by_worker_region : ChunkQueue::Order::in_order),
+        handout(stop_at_first_failure ? ChunkQueue::Order::by_worker_region : ChunkQueue::Order::in_order),
+        unstarted(plan.count(), workers, handout),
         chunk_states(plan.count(), ChunkState::pending) {}
   JobState(const JobState&) = delete;
   JobState& operator=(const JobState&) = delete;
@@ -65,6 +65,7 @@ class JobState {
   /// The first failure decides the job at once (map, apply), or every chunk is waited for and each
   /// failure stays at its place (imap, as Python's imap raises at the failed task's position).
   bool fail_fast;
+  ChunkQueue::Order handout;  ///< how its chunks go out
   /// Results are written into memory the caller owns (map_into): after a failure the job is decided
   /// only once no chunk is still out, since the caller may free that memory as soon as it returns.
   bool caller_owned_memory = false;
@@ -73,10 +74,11 @@ class JobState {
   /// in a busy worker's pipe while another worker is idle.
   bool one_task_per_worker = false;
 
-  std::uint64_t id = 0;         ///< given by the pool, unique over its life
-  ChunkQueue unstarted;         ///< the chunks not yet handed out, and which one each worker gets next
-  std::size_t outstanding = 0;  ///< chunks handed out and not yet answered
-  std::size_t ended = 0;        ///< chunks done or failed
+  std::uint64_t id = 0;             ///< given by the pool, unique over its life
+  ChunkQueue unstarted;             ///< the chunks not yet handed out, and which one each worker gets next
+  std::vector<std::size_t> ran_by;  ///< process pools, by region: the worker each chunk was handed to
+  std::size_t outstanding = 0;      ///< chunks handed out and not yet answered
+  std::size_t ended = 0;            ///< chunks done or failed
   std::vector<ChunkState> chunk_states;
   std::vector<std::size_t> completion_order;  ///< chunks in the order they ended (imap_unordered)
   std::map<std::size_t, std::exception_ptr> chunk_failures;
