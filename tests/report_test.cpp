@@ -1,14 +1,17 @@
 // The report layer on fixed data: every figure under its own name, in its own column, and every
 // sentence saying what the numbers say. Distinct values everywhere, so a swapped or mislabelled value
 // cannot pass.
+#include "mpdemo/report/benchmark.hpp"
 #include "mpdemo/report/costs.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/report/phases.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -19,6 +22,14 @@ using mpdemo::CostMeasurement;
 using ::testing::HasSubstr;
 
 // ---- Numbers for people ---------------------------------------------------------------------------
+
+TEST(CountAsPower, WritesPowersOfTenAsSuchAndOtherCountsWithCommas) {
+  EXPECT_EQ(mpdemo::report::count_as_power(1000), "10^3");
+  EXPECT_EQ(mpdemo::report::count_as_power(100'000'000), "10^8");
+  EXPECT_EQ(mpdemo::report::count_as_power(2), "2");
+  EXPECT_EQ(mpdemo::report::count_as_power(1), "1");
+  EXPECT_EQ(mpdemo::report::count_as_power(30'000), "30,000");
+}
 
 TEST(FormatDuration, PicksAUnitAndThreeSignificantDigits) {
   EXPECT_EQ(mpdemo::report::format_duration(1.25), "1.25 s");
@@ -168,6 +179,48 @@ TEST(CostsTable, PrintsEveryRowAndOneLessonPerLine) {
     const std::string lesson = "- " + mpdemo::report::cost_lesson(cost, costs);
     EXPECT_NE(std::find(lines.begin(), lines.end(), lesson), lines.end()) << lesson;
   }
+}
+
+// ---- Anchors: crossovers ---------------------------------------------------------------------------
+
+mpdemo::report::BenchmarkTiming timed(std::string key, std::vector<double> seconds) {
+  mpdemo::report::BenchmarkTiming t;
+  t.key = std::move(key);
+  t.seconds = std::move(seconds);
+  return t;
+}
+
+// seq and a contender timed at each size (two rounds each); the contender's speedup per size is
+// seq / contender.
+mpdemo::report::AnchorsReport anchors(const std::vector<std::pair<double, double>>& seq_and_pool) {
+  mpdemo::report::AnchorsReport report;
+  report.modes = {{"seq", "loop", "seq"}, {"pool", "a pool", "seq"}, {"memcpy-1", "ceiling", ""}};
+  std::size_t size = 100;
+  for (const auto& [seq, pool] : seq_and_pool) {
+    report.points.push_back({size, {timed("seq", {seq, seq}), timed("pool", {pool, pool}), timed("memcpy-1", {1, 1})}});
+    size *= 10;
+  }
+  return report;
+}
+
+TEST(Crossover, IsTheSmallestSizeFromWhichTheModeStaysAhead) {
+  // Behind at 10^2, ahead at 10^3, behind again at 10^4 (noise), ahead from 10^5 on.
+  const auto report = anchors({{1, 2}, {2, 1}, {3, 4}, {4, 2}, {8, 2}});
+  EXPECT_EQ(mpdemo::report::crossover(report, "pool"), std::optional<std::size_t>(100'000));
+  const std::string table = mpdemo::report::anchors_table(report);
+  EXPECT_THAT(table, HasSubstr("pool           10^5"));
+  EXPECT_THAT(table, HasSubstr("4.00x"));  // 8 / 2 at 10^6
+  const std::string crossovers = table.substr(table.find("crossover"), table.find("modes:") - table.find("crossover"));
+  EXPECT_THAT(crossovers, ::testing::Not(HasSubstr("memcpy-1")));  // a ceiling has no crossover
+}
+
+TEST(Crossover, IsNoneWhenTheModeIsBehindAtTheLargestSize) {
+  const auto report = anchors({{1, 2}, {2, 1}, {3, 4}});
+  EXPECT_EQ(mpdemo::report::crossover(report, "pool"), std::nullopt);
+  EXPECT_THAT(mpdemo::report::anchors_table(report), HasSubstr("not ahead at 10^4"));
+  const auto json = nlohmann::json::parse(mpdemo::report::anchors_json(report));
+  EXPECT_TRUE(json.at("crossovers").at("pool").is_null());
+  EXPECT_FALSE(json.at("crossovers").contains("memcpy-1"));
 }
 
 }  // namespace
