@@ -4,11 +4,15 @@
 #                                     + pool.map(squared, array) with the pool created inside the timed function
 #   mpdemo: mpdemo_bench_ratios --lesson   square_sequentially, and square_with_fresh_processes (pool forked,
 #                                     used and stopped inside the timed region, as in the lesson)
-# and prints how many times faster mpdemo is for each. Issue target: the pool at least 500x faster.
+#   Python's other pools, created inside the timed function too (bench/lesson.py --contenders):
+#                                     concurrent.futures.ProcessPoolExecutor and joblib, each with its
+#                                     defaults and batched as Pool.map batches; and numpy's vectorised square
+# and prints how many times faster mpdemo is for each. Issue target: the lesson's pool at least 500x faster.
 #
 # Usage: bench/compare_python.sh [BUILD_DIR] [N]     (defaults: build/release, 1000000)
-# Environment: PYTHON (default /usr/bin/python3, Debian's, with python3-numpy and python3-psutil),
-#              PYTHON_REPEAT (default 3), MPDEMO_REPEAT (default 7).
+# Environment: PYTHON (default /usr/bin/python3, Debian's, with python3-numpy, python3-psutil, python3-joblib),
+#              PYTHON_REPEAT (default 3), MPDEMO_REPEAT (default 7),
+#              SKIP_SLOW_DEFAULTS=1 leaves out ProcessPoolExecutor with its defaults (chunksize 1: minutes at 10^6).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,10 +28,13 @@ if [[ ! -x "$bench" ]]; then
   echo "  cmake --preset release && cmake --build --preset release --target mpdemo_bench_ratios" >&2
   exit 2
 fi
-if ! "$python" -c 'import numpy, psutil' 2>/dev/null; then
-  echo "compare_python: $python lacks numpy or psutil (Debian: apt-get install python3-numpy python3-psutil)" >&2
+if ! "$python" -c 'import numpy, psutil, joblib' 2>/dev/null; then
+  echo "compare_python: $python lacks numpy, psutil or joblib" \
+       "(Debian: apt-get install python3-numpy python3-psutil python3-joblib)" >&2
   exit 2
 fi
+slow_defaults=()
+[[ "${SKIP_SLOW_DEFAULTS:-0}" == 1 ]] && slow_defaults=(--skip-slow-defaults)
 if [[ ! "$size" =~ ^[1-9][0-9]*$ ]]; then
   echo "compare_python: N must be a positive integer, got '$size'" >&2
   exit 2
@@ -35,7 +42,7 @@ fi
 
 # One after the other, never at once: each side wants both cores.
 echo "compare_python: Python lesson, N = $size, $python_repeat run(s)..." >&2
-python_json="$("$python" "$here/lesson.py" "$size" --repeat "$python_repeat" --json)"
+python_json="$("$python" "$here/lesson.py" "$size" --repeat "$python_repeat" --json --contenders "${slow_defaults[@]}")"
 echo "compare_python: mpdemo lesson methods, N = $size, $mpdemo_repeat run(s)..." >&2
 mpdemo_json="$("$bench" --lesson --size "$size" --repeat "$mpdemo_repeat" --format json)"
 
@@ -52,14 +59,22 @@ rows = [
     ("loop", "array_squared_sp", "fresh-seq", None),
     ("pool created inside the timed region", "array_squared_mp", "fresh-proc", target),
     ("  the same, copying in and out", "array_squared_mp", "fresh-proc-copy", None),
+    # What else a Python user picks, against mpdemo's lesson pool (each created inside the timed region).
+    ("ProcessPoolExecutor, defaults", "array_squared_ppe", "fresh-proc", None),
+    ("ProcessPoolExecutor, chunksize as Pool", "array_squared_ppe_chunked", "fresh-proc", None),
+    ("joblib, defaults", "array_squared_joblib", "fresh-proc", None),
+    ("joblib, batch_size as Pool", "array_squared_joblib_batched", "fresh-proc", None),
+    # One core against one core: numpy's vectorised square against mpdemo's loop.
+    ("numpy's square (vs mpdemo's loop)", "array_squared_np", "fresh-seq", None),
 ]
+rows = [row for row in rows if row[1] in py["times"]]
 print(f"The lesson at N = {py['size']:,}: Python {py['python']} (numpy {py['numpy']}, "
       f"mp.Pool({py['physical_cores']}), start method {py['start_method']}) vs mpdemo ({cpp['compiler']} "
       f"{cpp['cxx_flags']}, {cpp['workers']} workers)")
 print(f"medians: Python over {py['repeat']} run(s), mpdemo over {cpp['repeat']}; "
       "'worst case' divides Python's fastest run by mpdemo's slowest")
 print()
-print(f"{'method':<38} {'Python s':>10} {'mpdemo s':>10} {'faster by':>11} {'worst case':>11}  target")
+print(f"{'Python':<38} {'Python s':>10} {'mpdemo s':>10} {'faster by':>11} {'worst case':>11}  target")
 met_all = True
 for label, function, key, goal in rows:
     p = py["times"][function]
@@ -71,10 +86,12 @@ for label, function, key, goal in rows:
         met = ratio >= goal
         met_all = met_all and met
         verdict = f">= {goal:.0f}x: {'met' if met else 'NOT met'}"
-    print(f"{label:<38} {p['median']:>10.5f} {c['median']:>10.6f} {ratio:>10.0f}x {worst:>10.0f}x  {verdict}")
+    print(f"{label:<38} {p['median']:>10.5f} {c['median']:>10.6f} {ratio:>10.1f}x {worst:>10.1f}x  {verdict}")
+print("(mpdemo s: the lesson's pool for every pool row, mpdemo's loop for the loop and numpy rows; "
+      "'faster by' below 1 means Python was faster)")
 print()
 verified = py["verified"] and all(cpp_times[k]["verified"] for _, _, k, _ in rows)
-print(f"results: Python's pool equals its loop, mpdemo's equal its loop: {'yes' if verified else 'NO'}")
+print(f"results: every Python method equals its loop (numpy: x * x), mpdemo's equal its loop: {'yes' if verified else 'NO'}")
 phases = cpp_times["fresh-proc"].get("phases_median", {})
 if phases:
     print("mpdemo fresh pool, median phases (ms): " +
