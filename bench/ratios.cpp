@@ -34,6 +34,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -90,8 +91,17 @@ struct Options {
   std::size_t max_size = 100'000'000;  ///< --anchors: the largest size of the sweep
   bool memory_probe = true;
   std::string format = "table";
-  std::string trace;  ///< where the warm pools' timeline goes (trace-event JSON), empty: not recorded
+  std::string trace;                   ///< where the warm pools' timeline goes (trace-event JSON), empty: not recorded
+  std::optional<std::size_t> spin_us;  ///< how long the warm pools poll before they sleep; none: their default
 };
+
+/// Options for the benchmark's own warm pools: `workers`, recording into `trace`, polling for --spin-us.
+template <class PoolOptionsType>
+PoolOptionsType warm_pool_options(const Options& options, std::size_t workers, mpdemo::Trace* trace = nullptr) {
+  auto settings = mpdemo::pool_options<PoolOptionsType>(workers, trace);
+  if (options.spin_us) settings.spin = std::chrono::microseconds(*options.spin_us);
+  return settings;
+}
 
 using mpdemo::report::BenchmarkFigure;
 using mpdemo::report::BenchmarkReport;
@@ -403,8 +413,8 @@ FixedCosts measure_fixed_costs(const Options& options, std::size_t workers) {
     costs.pipe.push_back({"same core", pipe_round_trips(cpus[0], cpus[0], options.calls)});
   }
 
-  mpdemo::ProcessPool pool(workers);
-  mpdemo::ThreadPool threads(workers);
+  mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers));
+  mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers));
   auto input = pool.make_shared_array<double>(2);
   auto output = pool.make_shared_array<double>(2);
   input[0] = 0.5;
@@ -520,6 +530,10 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
   report.compiler = MPDEMO_BENCH_COMPILER;
   report.cxx_flags = MPDEMO_BENCH_CXX_FLAGS;
   report.build_type = MPDEMO_BENCH_BUILD_TYPE;
+  if (options.spin_us) {
+    report.notes.push_back(fmt::format("the warm pools poll {} us before they sleep (--spin-us; default {} us)",
+                                       *options.spin_us, mpdemo::PoolOptions::kDefaultSpin.count()));
+  }
   report.kernel =
       "every mode runs the same compiled loop, mpdemo::detail::apply_chunk<squared, double>, through "
       "mpdemo::ChunkKernel (GCC 12 leaves this loop scalar at -O2; -O3 vectorises it)";
@@ -626,8 +640,8 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   // chunk and CPU by CPU (what each worker's first touch of a page costs shows there).
   mpdemo::Trace trace;
   mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
-  mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(workers, traced));
-  mpdemo::ThreadPool threads(mpdemo::pool_options<mpdemo::PoolOptions>(workers, traced));
+  mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers, traced));
+  mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers, traced));
   auto input = pool.make_shared_array<double>(n);
   auto output = pool.make_shared_array<double>(n);
   mpdemo::fill_uniform_random(input.span(), options.seed);
@@ -778,11 +792,12 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
       "mpdemo_bench_ratios --anchors: mpdemo's pools beside what C++ users pick instead, "
       "from a tiny map to beyond the caches",
       options, workers);
+  report.notes = report.setup.notes;  // what the setup has to say (--spin-us) goes with the anchors
   std::vector<std::size_t> sizes{2};
   for (std::size_t size = 1000; size <= options.max_size; size *= 10) sizes.push_back(size);
 
-  mpdemo::ProcessPool pool(workers);
-  mpdemo::ThreadPool threads(workers);
+  mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers));
+  mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers));
   for (std::size_t size : sizes) {
     std::fprintf(stderr, "mpdemo_bench_ratios: anchors at N = %zu...\n", size);
     auto input = pool.make_shared_array<double>(size);
@@ -857,6 +872,10 @@ int main(int argc, char** argv) {
                  "Record the warm pools' timeline (every chunk: when, which worker, which CPU) into FILE.json "
                  "(Perfetto opens it)")
       ->type_name("FILE.json");
+  app.add_option("--spin-us", options.spin_us,
+                 "How long the warm pools poll for the next message before they sleep, in microseconds "
+                 "(default: the pools' own, 50): what a longer spin buys in fixed cost on this machine")
+      ->check(CLI::Range(0, 1'000'000));
   app.add_flag("!--no-memory-probe", options.memory_probe, "Skip the forked peak-memory probe");
   app.add_option("--format,-f", options.format, "Output: table or json")
       ->check(CLI::IsMember({"table", "json"}))
