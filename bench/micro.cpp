@@ -8,6 +8,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace {
@@ -28,9 +29,18 @@ void BM_ThreadPoolStartAndStop(benchmark::State& state) {
 }
 BENCHMARK(BM_ThreadPoolStartAndStop)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 
-// One map of two elements, one chunk per worker: the fixed cost of a map on a warm pool.
+/// A process pool of `workers`, its messages through mailboxes (pipes == 0) or its pipes (1).
+mpdemo::ProcessPoolOptions process_pool(std::int64_t workers, std::int64_t pipes) {
+  mpdemo::ProcessPoolOptions options;
+  options.workers = static_cast<std::size_t>(workers);
+  if (pipes != 0) options.control = mpdemo::ProcessPoolOptions::Control::pipes;
+  return options;
+}
+
+// One map of two elements, one chunk per worker: the fixed cost of a map on a warm pool. With one
+// worker the master has a core of its own; with two (on two cores) it shares one with a worker.
 void BM_WarmProcessPoolTinyMap(benchmark::State& state) {
-  mpdemo::ProcessPool pool(2);
+  mpdemo::ProcessPool pool(process_pool(state.range(0), state.range(1)));
   auto input = pool.make_shared_array<double>(2);
   auto output = pool.make_shared_array<double>(2);
   input[0] = input[1] = 0.5;
@@ -39,10 +49,13 @@ void BM_WarmProcessPoolTinyMap(benchmark::State& state) {
     benchmark::DoNotOptimize(output.data());
   }
 }
-BENCHMARK(BM_WarmProcessPoolTinyMap)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_WarmProcessPoolTinyMap)
+    ->ArgNames({"workers", "pipes"})
+    ->ArgsProduct({{1, 2}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_WarmThreadPoolTinyMap(benchmark::State& state) {
-  mpdemo::ThreadPool pool(2);
+  mpdemo::ThreadPool pool(static_cast<std::size_t>(state.range(0)));
   std::vector<double> input{0.5, 0.5};
   std::vector<double> output(2);
   for (auto _ : state) {
@@ -50,7 +63,7 @@ void BM_WarmThreadPoolTinyMap(benchmark::State& state) {
     benchmark::DoNotOptimize(output.data());
   }
 }
-BENCHMARK(BM_WarmThreadPoolTinyMap)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_WarmThreadPoolTinyMap)->ArgName("workers")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 
 int add(int a, int b) { return a + b; }
 int plus_one(int x) { return x + 1; }
@@ -64,6 +77,14 @@ void BM_ApplyAsyncGet(benchmark::State& state) {
   benchmark::DoNotOptimize(sum);
 }
 BENCHMARK_TEMPLATE(BM_ApplyAsyncGet, mpdemo::ProcessPool)->Unit(benchmark::kMicrosecond);
+
+void BM_ApplyAsyncGetOverPipes(benchmark::State& state) {
+  mpdemo::ProcessPool pool(process_pool(2, 1));
+  int sum = 0;
+  for (auto _ : state) sum += pool.apply_async(add, 1, 2).get();
+  benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(BM_ApplyAsyncGetOverPipes)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_ApplyAsyncGet, mpdemo::ThreadPool)->Unit(benchmark::kMicrosecond);
 
 constexpr int kStreamed = 100'000;

@@ -452,6 +452,7 @@ struct WarmSetup {
   const std::vector<double>& reference;
   std::size_t workers;
   std::size_t chunksize;
+  mpdemo::ProcessPool* pipes_pool = nullptr;  ///< a warm pool messaging through its pipes; null: not timed
 };
 
 /// Every way of squaring into a preallocated output, each a Contender. Warm modes share one input and
@@ -491,6 +492,13 @@ std::vector<Contender> warm_contenders(const WarmSetup& setup, bool anchors) {
   }));
   for (const std::optional<pid_t>& pid : setup.pool.worker_pids()) {
     if (pid) modes.back().workers.push_back(*pid);
+  }
+  if (setup.pipes_pool != nullptr) {
+    modes.push_back(
+        warm("warm-proc-pipes",
+             "the same warm ProcessPool, its messages through its pipes (Control::pipes), not mailboxes", [setup] {
+               mpdemo::square_with_warm_processes(*setup.pipes_pool, setup.input, setup.output, setup.chunksize);
+             }));
   }
   modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output", [setup] {
     mpdemo::square_with_warm_threads(setup.threads, setup.input.span(), setup.output.span(), setup.chunksize);
@@ -798,6 +806,9 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
 
   mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers));
   mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers));
+  auto over_pipes = warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers);
+  over_pipes.control = mpdemo::ProcessPoolOptions::Control::pipes;
+  mpdemo::ProcessPool pipes_pool(over_pipes);
   for (std::size_t size : sizes) {
     std::fprintf(stderr, "mpdemo_bench_ratios: anchors at N = %zu...\n", size);
     auto input = pool.make_shared_array<double>(size);
@@ -807,7 +818,8 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
     const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
 
     std::vector<Contender> modes =
-        warm_contenders({pool, threads, input, output, reference, workers, options.chunksize}, /*anchors=*/true);
+        warm_contenders({pool, threads, input, output, reference, workers, options.chunksize, &pipes_pool},
+                        /*anchors=*/true);
     run_rounds(modes, mpdemo::kWarmUpMaps);  // untimed: every worker has touched its region of the arrays
     mpdemo::report::AnchorPoint point{
         size, run_rounds(std::move(modes), options.repeat * more_at(size, 10), /*batch=*/more_at(size, 20))};

@@ -9,6 +9,7 @@
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/spawn.hpp"
+#include "support/pools.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -33,6 +34,7 @@
 #include <numeric>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 namespace {
 
@@ -102,11 +104,22 @@ struct DeathStamp {
   }
 };
 
-class WorkerKilled : public ::testing::TestWithParam<int> {};
+using Control = mpdemo::ProcessPoolOptions::Control;
+
+mpdemo::ProcessPoolOptions two_workers(Control control) {
+  mpdemo::ProcessPoolOptions options;
+  options.workers = 2;
+  options.control = control;
+  return options;
+}
+
+std::string control_name(Control control) { return control == Control::pipes ? "Pipes" : "Mailboxes"; }
+
+class WorkerKilled : public ::testing::TestWithParam<std::tuple<int, Control>> {};
 
 TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
-  const int signal_number = GetParam();
-  mpdemo::ProcessPool pool(2);
+  const auto [signal_number, control] = GetParam();
+  mpdemo::ProcessPool pool(two_workers(control));
   const auto pids_before = pool.worker_pids();
   auto stamp = pool.make_shared_array<double>(1);
   stamp[0] = 0;
@@ -138,10 +151,57 @@ TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
   EXPECT_EQ(again[1999], 2000);
 }
 
-INSTANTIATE_TEST_SUITE_P(Signals, WorkerKilled, ::testing::Values(SIGKILL, SIGSEGV, SIGABRT),
-                         [](const ::testing::TestParamInfo<int>& param) {
-                           return mpdemo::signal_name(param.param).substr(3);
+INSTANTIATE_TEST_SUITE_P(Signals, WorkerKilled,
+                         ::testing::Combine(::testing::Values(SIGKILL, SIGSEGV, SIGABRT),
+                                            ::testing::Values(Control::shared_memory, Control::pipes)),
+                         [](const auto& param) {
+                           return mpdemo::signal_name(std::get<0>(param.param)).substr(3) +
+                                  control_name(std::get<1>(param.param));
                          });
+
+class DeathWhileBusy : public ::testing::TestWithParam<Control> {};
+
+// With mailboxes the master only sleeps on the pipes -- where a death shows -- when no answer came
+// for a while. Here one worker dies while the other answers a tiny chunk every few microseconds for
+// seconds: the death must still end the map within 100 ms, not once the survivor is done.
+TEST_P(DeathWhileBusy, ADeathIsNoticedWhileTheOtherWorkerKeepsAnswering) {
+  mpdemo::ProcessPoolOptions options = two_workers(GetParam());
+  options.spin = 10s;  // the master never sleeps: only answers, or a look at the pipes, end its waits
+  mpdemo::ProcessPool pool(options);
+  auto stamp = pool.make_shared_array<double>(1);
+  stamp[0] = 0;
+  const auto input = iota_input(400'000);
+  double thrown_at = 0;
+  const double started = monotonic_seconds();
+  try {
+    // Chunks of one element, handed out by worker region: worker 0 starts at element 0 and dies there.
+    (void)pool.map(DeathStamp{stamp.data(), SIGKILL, 0}, input, 1);
+    FAIL() << "map should have thrown";
+  } catch (const mpdemo::WorkerError& e) {
+    thrown_at = monotonic_seconds();
+    EXPECT_EQ(e.chunk_begin(), 0u);
+    EXPECT_THAT(e.what(), HasSubstr("SIGKILL"));
+  }
+  ASSERT_GT(stamp[0], 0.0) << "the worker never reached the fatal element";
+  EXPECT_LT(thrown_at - stamp[0], 0.100) << "the master noticed the death only after " << thrown_at - started
+                                         << " s, once the survivor had run out of chunks";
+  EXPECT_EQ(pool.map([](int x) { return x + 1; }, iota_input(100), 10)[99], 100);
+}
+
+// Spinning for long, the workers still see the pool stop at once (and the master a death).
+TEST_P(DeathWhileBusy, APoolThatSpinsForLongStillStopsAtOnce) {
+  mpdemo::ProcessPoolOptions options = two_workers(GetParam());
+  options.spin = 10s;
+  const double started = monotonic_seconds();
+  {
+    mpdemo::ProcessPool pool(options);
+    EXPECT_EQ(pool.map([](int x) { return x * 7; }, iota_input(1000), 10)[999], 6993);
+  }
+  EXPECT_LT(monotonic_seconds() - started, 0.9) << "the workers waited out their spin (or the 1 s stop grace)";
+}
+
+INSTANTIATE_TEST_SUITE_P(Controls, DeathWhileBusy, ::testing::Values(Control::shared_memory, Control::pipes),
+                         [](const auto& param) { return control_name(param.param); });
 
 // A real invalid memory access, not raise(): address 8 is never mapped. (Read from a volatile so the
 // compiler cannot see the address and turn the store into a trap instruction.)
@@ -217,8 +277,23 @@ TEST(WorkerFailure, AnInterruptedMapKillsItsWorkersAndThePoolStaysCorrect) {
   }
 }
 
-TEST(WorkerFailure, AWorkerThatDiedWhileIdleIsReplacedWithoutSigpipe) {
-  mpdemo::ProcessPool pool(2);
+class DiedIdle : public ::testing::TestWithParam<Control> {};
+
+void expect_a_dead_idle_worker_is_replaced(const mpdemo::ProcessPoolOptions& options);
+
+TEST_P(DiedIdle, AWorkerThatDiedWhileIdleIsReplacedWithoutSigpipe) {
+  // Asleep when it died (the default spin is long over), or still spinning: then with mailboxes no
+  // doorbell is rung, no write fails, and only the count of tasks it took says the chunk was untouched.
+  for (const auto spin : {mpdemo::PoolOptions::kDefaultSpin, std::chrono::microseconds(10s)}) {
+    SCOPED_TRACE(testing::Message() << "spin " << spin.count() << " us");
+    mpdemo::ProcessPoolOptions options = two_workers(GetParam());
+    options.spin = spin;
+    expect_a_dead_idle_worker_is_replaced(options);
+  }
+}
+
+void expect_a_dead_idle_worker_is_replaced(const mpdemo::ProcessPoolOptions& options) {
+  mpdemo::ProcessPool pool(options);
   const pid_t victim = pool.worker_pids()[0].value();
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   // Wait until it is dead (a zombie, still unreaped by the pool): the next send hits a closed pipe.
@@ -235,6 +310,9 @@ TEST(WorkerFailure, AWorkerThatDiedWhileIdleIsReplacedWithoutSigpipe) {
   EXPECT_NE(pool.worker_pids()[0], victim);
   EXPECT_FALSE(process_exists(victim));
 }
+
+INSTANTIATE_TEST_SUITE_P(Controls, DiedIdle, ::testing::Values(Control::shared_memory, Control::pipes),
+                         [](const auto& param) { return control_name(param.param); });
 
 TEST(WorkerFailure, WorkersDieWithTheirMaster) {
   // This test process adopts orphans, so it can see what becomes of the workers.
@@ -335,15 +413,23 @@ std::map<int, std::string> open_pipes() {
 }
 
 TEST(Hygiene, EveryPipeThePoolOpensIsCloseOnExec) {
-  const auto before = open_pipes();  // the test runner's own (stdout may be a pipe) are not ours
-  mpdemo::ProcessPool pool(2);
-  std::size_t new_pipes = 0;
-  for (const auto& [fd, target] : open_pipes()) {
-    if (before.count(fd) != 0) continue;
-    ++new_pipes;
-    EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC) << "fd " << fd << " (" << target << ") survives exec";
+  // Per worker, the master keeps one end of each pipe: tasks and replies, and with mailboxes the two
+  // doorbells. Plus the pool's terminate() wake-up (both ends).
+  for (const auto& [control, kept_per_worker] :
+       {std::pair{Control::shared_memory, 4u}, std::pair{Control::pipes, 2u}}) {
+    const auto before = open_pipes();  // the test runner's own (stdout may be a pipe) are not ours
+    mpdemo::ProcessPoolOptions options;
+    options.workers = 2;
+    options.control = control;
+    mpdemo::ProcessPool pool(options);
+    std::size_t new_pipes = 0;
+    for (const auto& [fd, target] : open_pipes()) {
+      if (before.count(fd) != 0) continue;
+      ++new_pipes;
+      EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC) << "fd " << fd << " (" << target << ") survives exec";
+    }
+    EXPECT_EQ(new_pipes, 2u * kept_per_worker + 2) << "control " << static_cast<int>(control);
   }
-  EXPECT_EQ(new_pipes, 2u * 2 + 2) << "two pipe ends kept per worker, and the pool's terminate() wake-up";
 }
 
 TEST(Hygiene, AThousandPoolsLeaveNothingBehind) {

@@ -7,6 +7,7 @@
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "support/pools.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -21,6 +22,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -108,16 +110,17 @@ template <class Pool>
 class PoolApi : public ::testing::Test {
  protected:
   static Pool make(std::size_t workers = 2) { return Pool(workers); }
-  static constexpr bool kProcesses = std::is_same_v<Pool, mpdemo::ProcessPool>;
+  static constexpr bool kProcesses = std::is_base_of_v<mpdemo::ProcessPool, Pool>;
 };
 
 struct PoolNames {
   template <class T>
   static std::string GetName(int) {
+    if (std::is_same_v<T, mpdemo::testing::ProcessPoolOverPipes>) return "ProcessPoolOverPipes";
     return std::is_same_v<T, mpdemo::ProcessPool> ? "ProcessPool" : "ThreadPool";
   }
 };
-using Pools = ::testing::Types<mpdemo::ProcessPool, mpdemo::ThreadPool>;
+using Pools = ::testing::Types<mpdemo::ProcessPool, mpdemo::testing::ProcessPoolOverPipes, mpdemo::ThreadPool>;
 TYPED_TEST_SUITE(PoolApi, Pools, PoolNames);
 
 TYPED_TEST(PoolApi, ApplyReturnsWhatTheFunctionReturns) {

@@ -117,16 +117,31 @@ TEST(Trace, AWarmProcessPoolHandsEachWorkerTheSameRegionOfTheArraysEveryMap) {
   mpdemo::Trace trace;
   const std::vector<pid_t> workers = map_in_eight_chunks(trace, {3.0, 3.0, 3.0});
   const auto tracks = trace.tracks();
-  std::map<std::int64_t, std::multiset<pid_t>> who_ran;
+  std::vector<mpdemo::TraceSpan> chunks;
   for (const auto& span : trace.spans()) {
-    if (span.category == "chunk") who_ran[span.number].insert(tracks.at(span.track).pid);
+    if (span.category == "chunk") chunks.push_back(span);
   }
-  // The first two of each run go out when the map is submitted, two tasks per worker: the same
-  // worker's, map after map, whatever the timing.
-  for (std::int64_t chunk : {0, 1})
-    EXPECT_EQ(who_ran[chunk], (std::multiset<pid_t>{workers[0], workers[0], workers[0]})) << chunk;
-  for (std::int64_t chunk : {4, 5})
-    EXPECT_EQ(who_ran[chunk], (std::multiset<pid_t>{workers[1], workers[1], workers[1]})) << chunk;
+  ASSERT_EQ(chunks.size(), 24u);
+  // One map ends before the next begins: by start time, spans 8m .. 8m+7 are map m's.
+  std::sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.begin_ns < b.begin_ns; });
+  std::vector<std::map<pid_t, std::vector<std::int64_t>>> ran(3);  // per map, per worker, in the order run
+  for (std::size_t i = 0; i < chunks.size(); ++i)
+    ran[i / 8][tracks.at(chunks[i].track).pid].push_back(chunks[i].number);
+  // The first map: each worker starts at the front of its region (worker 0 at chunk 0, worker 1 at 4).
+  ASSERT_FALSE(ran[0][workers[0]].empty());
+  ASSERT_FALSE(ran[0][workers[1]].empty());
+  EXPECT_EQ(ran[0][workers[0]].front(), 0);
+  EXPECT_EQ(ran[0][workers[1]].front(), 4);
+  // Every later map: each worker is handed, at submission, the first of what it ran the map before
+  // (stolen chunks included), whatever the timing -- so it starts on pages it has touched.
+  for (std::size_t m = 1; m < ran.size(); ++m) {
+    for (const pid_t worker : workers) {
+      const auto& before = ran[m - 1][worker];
+      if (before.empty()) continue;  // it ran nothing last time: it starts by stealing
+      ASSERT_FALSE(ran[m][worker].empty()) << "map " << m << ": worker " << worker << " ran nothing";
+      EXPECT_EQ(ran[m][worker].front(), *std::min_element(before.begin(), before.end())) << "map " << m;
+    }
+  }
 }
 
 TEST(Trace, AChunkStolenInOneMapStaysWithItsThiefInTheNextMapOverTheSameArrays) {

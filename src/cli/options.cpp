@@ -253,12 +253,13 @@ void require_process_resources(const ProcessNeeds& needs, const std::string& wha
 ProcessNeeds ProcessNeeds::for_pools(std::size_t workers, bool processes, bool threads) {
   ProcessNeeds needs;
   needs.workers = workers;
-  // A warm pool and a fresh one may be alive at once; each process worker holds two pipe ends in
-  // the master, and each pool its terminate() pipe. The rest: stdio, the interrupt pipe, gnuplot's
-  // pipes, /proc files being read.
+  // A warm pool and a fresh one may be alive at once; each process worker holds four pipe ends in
+  // the master (tasks, replies and their two doorbells), each pool its terminate() pipe, and a worker
+  // being forked four more for a moment. The rest: stdio, the interrupt pipe, gnuplot's pipes, /proc
+  // files being read.
   needs.processes = processes ? 2 * workers + 1 : 1;
   needs.threads = threads ? 2 * workers + 2 : 2;
-  needs.descriptors = processes ? 2 * (2 * workers + 2) + 32 : 32;
+  needs.descriptors = processes ? 2 * (4 * workers + 2) + 4 + 32 : 32;
   return needs;
 }
 

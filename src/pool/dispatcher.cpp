@@ -18,9 +18,6 @@ namespace mpdemo::detail {
 
 namespace {
 
-// Two tasks in flight per worker: while the master reads one answer and sends the next task, the
-// worker is already busy with the second, so a pipe round trip is not paid between chunks.
-constexpr std::size_t kTasksInFlight = 2;
 constexpr auto kStopGrace = std::chrono::milliseconds(1000);
 constexpr int kSendAttempts = 3;
 // Result buffers: each half starts at 1 MiB and grows (to at most 64 MiB) after a result had to
@@ -28,12 +25,22 @@ constexpr int kSendAttempts = 3;
 constexpr std::size_t kFirstResultHalf = std::size_t{1} << 20;
 constexpr std::size_t kLargestResultHalf = std::size_t{64} << 20;
 
-/// Writes a task, and on the pipe data path the chunk's input after it. False if the worker is gone
-/// (EPIPE: SIGPIPE is blocked while the pool writes).
-bool write_task(const FileDescriptor& to, const TaskMessage& task, const void* payload) {
+/// Sends a task (into the worker's mailbox, or through its pipe), and on the pipe data path the
+/// chunk's input after it. False if the worker is gone (EPIPE). Over pipes the ProcessPool blocks
+/// SIGPIPE for its whole call; with mailboxes most calls write nothing, so the block (three system
+/// calls) is paid here, around the rare write: a doorbell, a slice.
+bool write_task(WorkerSlot& slot, const TaskMessage& task, const void* payload) {
   try {
-    write_all(to.get(), &task, sizeof(task));
-    if (task.payload_bytes > 0) write_all(to.get(), payload, task.payload_bytes);
+    if (slot.mailbox.get() == nullptr) {
+      write_all(slot.tasks.get(), &task, sizeof(task));
+    } else if (slot.task_ring.post(task)) {
+      const ScopedSigpipeBlock no_sigpipe;
+      if (!ring_doorbell(slot.task_bell.get())) return false;
+    }
+    if (task.payload_bytes > 0) {
+      const ScopedSigpipeBlock no_sigpipe;
+      write_all(slot.tasks.get(), payload, task.payload_bytes);
+    }
   } catch (const std::system_error& error) {
     if (error.code().value() == EPIPE) return false;
     throw;
@@ -87,21 +94,35 @@ void Dispatcher::start_missing() {
 
 void Dispatcher::start_worker(std::size_t index) {
   WorkerSlot& slot = workers_[index];
-  slot.tasks.reset();
-  slot.replies.reset();
+  slot.close_task_side();
+  slot.close_reply_side();
   slot.in_flight.clear();
   slot.tasks_handed = 0;
   Pipe tasks = Pipe::create();
   Pipe replies = Pipe::create();
+  // A fresh mailbox for every worker: nothing a dead one left half-written is read again.
+  slot.mailbox = settings_.mailboxes ? MailboxMapping::create() : MailboxMapping();
+  Pipe task_bell;
+  Pipe reply_bell;
+  if (settings_.mailboxes) {
+    task_bell = Pipe::create();
+    reply_bell = Pipe::create();
+  }
   SpawnOptions options;
   options.cpu = slot.cpu;
   // Ctrl-C and a group-wide SIGTERM reach every process in the group. A worker must not die half-way
   // through a chunk on its own: the master decides, and stops the workers itself.
   options.ignore_interrupts = true;
-  // Only its own two pipe ends: another worker's, inherited because the master held them at fork
-  // time, would hide that worker's death from the master.
+  // Only its own pipe ends: another worker's, inherited because the master held them at fork time,
+  // would hide that worker's death from the master.
   options.keep_descriptors = {tasks.read_end.get(), replies.write_end.get()};
-  const WorkerSetup setup{tasks.read_end.get(), replies.write_end.get(), settings_.spin, settings_.initializer};
+  if (settings_.mailboxes) {
+    options.keep_descriptors.push_back(task_bell.read_end.get());
+    options.keep_descriptors.push_back(reply_bell.write_end.get());
+  }
+  const WorkerSetup setup{tasks.read_end.get(),     replies.write_end.get(),    slot.mailbox.get(),
+                          task_bell.read_end.get(), reply_bell.write_end.get(), settings_.spin,
+                          settings_.initializer};
   const std::int64_t forking = monotonic_ns();
   slot.process =
       mpdemo::spawn(fmt::format("worker {}", index), options, [&setup]() noexcept { return run_worker(setup); });
@@ -112,6 +133,14 @@ void Dispatcher::start_worker(std::size_t index) {
   replies.write_end.reset();
   slot.tasks = std::move(tasks.write_end);
   slot.replies = std::move(replies.read_end);
+  if (Mailbox* mailbox = slot.mailbox.get()) {
+    slot.task_ring = RingWriter<TaskMessage>(&mailbox->tasks);
+    slot.reply_ring = RingReader<ReplyMessage>(&mailbox->replies);
+    slot.task_bell = std::move(task_bell.write_end);
+    slot.reply_bell = std::move(reply_bell.read_end);
+  }
+  task_bell = {};  // the worker's ends
+  reply_bell = {};
 
   ReplyMessage first{};
   bool answered = false;
@@ -138,8 +167,8 @@ void Dispatcher::start_worker(std::size_t index) {
     return;
   }
   const ExitStatus status = slot.process.wait_or_kill(in_time ? kStopGrace : std::chrono::milliseconds(0));
-  slot.tasks.reset();
-  slot.replies.reset();
+  slot.close_task_side();
+  slot.close_reply_side();
   if (answered && first.kind == ReplyKind::initializer_failed) {
     throw WorkerError(index, pid, 0, 0, "the pool's initializer threw: " + text_of(first));
   }
@@ -151,14 +180,13 @@ void Dispatcher::start_worker(std::size_t index) {
   throw std::runtime_error(fmt::format("worker {} (pid {}) did not start: {}", index, pid, status.str()));
 }
 
-void Dispatcher::lose(std::size_t index, pid_t pid, const std::deque<WorkerSlot::Task>& lost, const std::string& how) {
-  // A worker runs its tasks in order: the oldest is the one it was running when it died, and fails;
-  // the others were still waiting in its pipe, untouched, and are handed out again.
+void Dispatcher::lose(std::size_t index, pid_t pid, const std::deque<WorkerSlot::Task>& lost, std::size_t started,
+                      const std::string& how) {
   for (std::size_t k = 0; k < lost.size(); ++k) {
     JobState* job = active_job(lost[k].job);
     if (job == nullptr) continue;
     --job->outstanding;
-    if (k > 0) {
+    if (k >= started) {
       job->retry.push_back(lost[k].chunk);
       continue;
     }
@@ -180,8 +208,8 @@ void Dispatcher::discard(std::size_t index) noexcept {
     }
   }
   slot.process.kill_and_wait();
-  slot.tasks.reset();
-  slot.replies.reset();
+  slot.close_task_side();
+  slot.close_reply_side();
 }
 
 void Dispatcher::bury(std::size_t index) {
@@ -190,17 +218,25 @@ void Dispatcher::bury(std::size_t index) {
   const ExitStatus status = slot.process.wait();
   const std::deque<WorkerSlot::Task> lost = std::move(slot.in_flight);
   slot.in_flight.clear();
-  slot.tasks.reset();
-  slot.replies.reset();
+  slot.close_task_side();
+  slot.close_reply_side();
+  // A worker runs its tasks in order, one at a time, answering each before it takes the next: of the
+  // tasks it had not answered, only the oldest can have been started. With a mailbox the worker
+  // counted the tasks it took, so a task it never took (it died idle) is known to be untouched too.
+  std::size_t started = std::min<std::size_t>(lost.size(), 1);
+  if (const Mailbox* mailbox = slot.mailbox.get()) {
+    const std::uint64_t untaken = slot.task_ring.posted() - mailbox->tasks_taken.load(std::memory_order_acquire);
+    if (untaken >= lost.size()) started = 0;
+  }
   // The slot stays empty until start_missing(): the next submit, or a serve with work to hand out.
-  lose(index, pid, lost, how_it_ended(status));
+  lose(index, pid, lost, started, how_it_ended(status));
 }
 
 void Dispatcher::retire(std::size_t index) {
   WorkerSlot& slot = workers_[index];
-  slot.tasks.reset();  // end-of-file: it leaves, as at the pool's end
+  slot.close_task_side();  // end-of-file: it leaves, as at the pool's end
   slot.process.wait_or_kill(kStopGrace);
-  slot.replies.reset();
+  slot.close_reply_side();
   if (!terminated_) start_worker(index);
 }
 
@@ -239,7 +275,7 @@ void Dispatcher::stop() noexcept {
   for (WorkerSlot& slot : workers_) {
     // A worker still busy with an abandoned job would finish its chunk first: nobody wants it.
     if (!slot.in_flight.empty() && slot.process.running()) ::kill(slot.process.pid(), SIGKILL);
-    slot.tasks.reset();  // end-of-file: a worker waiting for work leaves
+    slot.close_task_side();  // end-of-file: a worker waiting for work leaves
   }
   for (WorkerSlot& slot : workers_) {
     if (slot.process.running()) {
@@ -249,7 +285,7 @@ void Dispatcher::stop() noexcept {
         settings_.trace->add(slot.trace_track, "stop", "pool", stopping, monotonic_ns(), slot.cpu);
       }
     }
-    slot.replies.reset();
+    slot.close_reply_side();
     slot.in_flight.clear();
     slot.result_buffer = {};
   }
@@ -338,7 +374,7 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
         payload = static_cast<const std::byte*>(order.input) + range.begin * order.input_element_bytes;
       }
     }
-    if (write_task(slot.tasks, task, payload)) {
+    if (write_task(slot, task, payload)) {
       slot.in_flight.push_back({job.id, chunk, task.result_buffer});
       if (again) {
         job.retry.pop_front();
@@ -450,6 +486,84 @@ Dispatcher::Wake Dispatcher::wait(std::size_t watched, Deadline deadline, std::c
   return Wake::spurious;
 }
 
+Dispatcher::Wake Dispatcher::wait_for_answers(Deadline deadline, std::chrono::microseconds spin) {
+  answered_.clear();
+  if (settings_.mailboxes) return wait_for_mailboxes(deadline, spin);
+  poll_set_.clear();
+  for (const std::size_t index : poll_owners_) poll_set_.push_back({workers_[index].replies.get(), POLLIN, 0});
+  const Wake woken = wait(poll_owners_.size(), deadline, spin);
+  if (woken == Wake::readable) {
+    for (std::size_t k = 0; k < poll_owners_.size(); ++k) {
+      if (poll_set_[k].revents != 0) answered_.push_back(poll_owners_[k]);
+    }
+  }
+  return woken;
+}
+
+bool Dispatcher::list_answered() {
+  answered_.clear();
+  for (const std::size_t index : poll_owners_) {
+    const WorkerSlot& slot = workers_[index];
+    if (slot.hung_up || slot.reply_ring.has_message()) answered_.push_back(index);
+  }
+  return !answered_.empty();
+}
+
+bool Dispatcher::found_hang_ups() {
+  const std::int64_t now = monotonic_ns();
+  if (now - last_hang_up_check_ns_ < kHangUpCheckNs) return false;
+  last_hang_up_check_ns_ = now;
+  poll_set_.clear();
+  for (const std::size_t index : poll_owners_) poll_set_.push_back({workers_[index].reply_bell.get(), POLLIN, 0});
+  if (::poll(poll_set_.data(), poll_set_.size(), 0) <= 0) return false;
+  for (std::size_t k = 0; k < poll_owners_.size(); ++k) {
+    // Awake, nobody rings: a doorbell that says anything says end-of-file.
+    if (poll_set_[k].revents != 0) workers_[poll_owners_[k]].hung_up = true;
+  }
+  return list_answered();
+}
+
+Dispatcher::Wake Dispatcher::wait_for_mailboxes(Deadline deadline, std::chrono::microseconds spin) {
+  throw_if_stopped();
+  // Awake: spinning on the rings (and on what would cut the wait short), no system call but a yield
+  // and, every kHangUpCheckNs, a look at the doorbells for a death.
+  const bool spun = spin_until(
+      [this] {
+        return list_answered() || terminated_.load(std::memory_order_relaxed) ||
+               kicked_.load(std::memory_order_relaxed) || detail::g_stop_requested.load(std::memory_order_relaxed) ||
+               found_hang_ups();
+      },
+      spin);
+  if (spun && !answered_.empty()) return Wake::readable;
+  // Asleep: said in every ring, the rings looked at once more, then poll() on the doorbells, the
+  // wake-up pipe and the interrupt. Every doze is settled, whatever ends it.
+  poll_set_.clear();
+  for (const std::size_t index : poll_owners_) {
+    workers_[index].reply_ring.doze();
+    poll_set_.push_back({workers_[index].reply_bell.get(), POLLIN, 0});
+  }
+  Wake woken = Wake::spurious;
+  std::exception_ptr stopped;
+  if (!list_answered()) {
+    try {
+      woken = wait(poll_owners_.size(), deadline, std::chrono::microseconds(0));
+    } catch (...) {
+      stopped = std::current_exception();
+    }
+  }
+  for (std::size_t k = 0; k < poll_owners_.size(); ++k) {
+    WorkerSlot& slot = workers_[poll_owners_[k]];
+    const bool readable = woken == Wake::readable && poll_set_[k].revents != 0;
+    if (slot.reply_ring.settle(slot.reply_bell.get(), readable) == RingReader<ReplyMessage>::Settled::hung_up) {
+      slot.hung_up = true;
+    }
+  }
+  last_hang_up_check_ns_ = monotonic_ns();
+  if (stopped) std::rethrow_exception(stopped);
+  if (list_answered()) return Wake::readable;
+  return woken == Wake::timed_out ? Wake::timed_out : Wake::spurious;
+}
+
 JobState* Dispatcher::active_job(std::uint64_t id) noexcept {
   const auto found = std::find_if(active_.begin(), active_.end(), [id](const auto& job) { return job->id == id; });
   return found != active_.end() ? found->get() : nullptr;
@@ -473,7 +587,9 @@ void Dispatcher::receive(std::size_t index) {
   // An answer, and results after it when they travel through the pipe; end-of-file or a torn message
   // in either means the worker died, and is reported as a death, not as a protocol error.
   try {
-    whole = read_exact(slot.replies.get(), &reply, sizeof(reply));
+    // With a mailbox, an empty ring here means the worker hung up (see wait_for_mailboxes).
+    whole = slot.mailbox.get() != nullptr ? slot.reply_ring.take(reply)
+                                          : read_exact(slot.replies.get(), &reply, sizeof(reply));
     if (whole) job = active_job(reply.job);
     if (whole && reply.payload_bytes > 0) {
       const ChunkOrder order = job != nullptr ? job->order(reply.chunk) : ChunkOrder{};
@@ -553,12 +669,9 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
   collect(finished);
   if (!finished.empty()) return Served::progress;  // news already (a death found while handing out)
 
-  poll_set_.clear();
   poll_owners_.clear();
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (workers_[i].in_flight.empty()) continue;
-    poll_set_.push_back({workers_[i].replies.get(), POLLIN, 0});
-    poll_owners_.push_back(i);
+    if (!workers_[i].in_flight.empty()) poll_owners_.push_back(i);
   }
   if (poll_owners_.empty() && waiting_work) {
     // Work to hand out and no worker to take it, even after replacing the dead: say so rather than wait.
@@ -576,7 +689,7 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
   if (unlock) unlock();
   Wake woken = Wake::spurious;
   try {
-    woken = wait(poll_owners_.size(), deadline, spin);
+    woken = wait_for_answers(deadline, spin);
   } catch (...) {
     if (relock) relock();
     throw;
@@ -587,12 +700,9 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
     return Served::timed_out;
   }
   if (woken == Wake::readable) {
-    // Collected first: receiving may fork a replacement, whose start-up wait reuses poll_set_.
-    answered_.clear();
-    for (std::size_t k = 0; k < poll_owners_.size(); ++k) {
-      if (poll_set_[k].revents != 0) answered_.push_back(poll_owners_[k]);
-    }
-    for (const std::size_t index : answered_) receive(index);
+    // A copy: receiving may fork a replacement, whose start-up wait reuses the wait's vectors.
+    answering_ = answered_;
+    for (const std::size_t index : answering_) receive(index);
   }
   collect(finished);
   return Served::progress;

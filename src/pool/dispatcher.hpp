@@ -11,6 +11,7 @@
 // ProcessPool lets one thread at a time use it (see process_pool.cpp).
 #pragma once
 
+#include "mailbox.hpp"
 #include "mpdemo/pool/detail/job.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/child_process.hpp"
@@ -41,8 +42,17 @@ struct WorkerSlot {
     std::byte* result_buffer;  ///< where a serialized task writes its results (the half it was given)
   };
   ChildProcess process;
-  FileDescriptor tasks;          ///< the master writes tasks here
-  FileDescriptor replies;        ///< and reads the worker's answers here
+  FileDescriptor tasks;    ///< the master writes tasks here
+  FileDescriptor replies;  ///< and reads the worker's answers here
+  // With Settings::mailboxes, the messages themselves go through the worker's mailbox; `tasks` and
+  // `replies` only carry bytes that follow a message, and two more pipes carry nothing but doorbells
+  // (and end-of-file), so that a doorbell never lands among such bytes.
+  MailboxMapping mailbox;
+  RingWriter<TaskMessage> task_ring;
+  RingReader<ReplyMessage> reply_ring;
+  FileDescriptor task_bell;      ///< the master rings the sleeping worker here
+  FileDescriptor reply_bell;     ///< and is rung here when it sleeps
+  bool hung_up = false;          ///< end-of-file seen on `reply_bell`: once its ring is read, it is buried
   std::deque<Task> in_flight;    ///< tasks sent and not yet answered, oldest first
   int cpu = -1;                  ///< the CPU it is pinned to; -1: not pinned
   std::size_t trace_track = 0;   ///< its track in Settings::trace (named when it starts, with a trace)
@@ -50,6 +60,16 @@ struct WorkerSlot {
   /// Where the worker writes serialized results: two halves, used in turn (a worker holds at most two
   /// tasks, and the master reads each result before it sends the task after next).
   SharedArray<std::byte> result_buffer;
+  /// End-of-file for the worker: it leaves once it has read what it was sent.
+  void close_task_side() noexcept {
+    tasks.reset();
+    task_bell.reset();
+  }
+  void close_reply_side() noexcept {
+    replies.reset();
+    reply_bell.reset();
+    hung_up = false;
+  }
   std::size_t result_half = 0;  ///< bytes in each half
   std::size_t next_half = 0;    ///< which half the next serialized task writes
   std::size_t wanted_half = 0;  ///< a result came through the pipe for lack of room: grow to this
@@ -64,6 +84,7 @@ class Dispatcher {
     const std::function<void()>* initializer = nullptr;  ///< run in each new worker
     std::shared_ptr<SharedArena> arena;                  ///< where result buffers come from
     Trace* trace = nullptr;                              ///< records starts, chunks and stops; null: off
+    bool mailboxes = true;  ///< messages through shared-memory rings (mailbox.hpp); false: through the pipes
   };
   /// One empty slot per entry of `cpus`, the CPU its worker is pinned to (-1: not pinned);
   /// start_missing() forks the workers.
@@ -126,8 +147,10 @@ class Dispatcher {
   /// Ends a worker that has done its maxtasksperchild tasks (end-of-file, then reaped), and starts its
   /// replacement.
   void retire(std::size_t index);
-  /// Fails the chunks `lost` held by a worker that ended as `how`.
-  void lose(std::size_t index, pid_t pid, const std::deque<WorkerSlot::Task>& lost, const std::string& how);
+  /// Fails the first `started` chunks of `lost`, held by a worker that ended as `how`, and hands out
+  /// the others again.
+  void lose(std::size_t index, pid_t pid, const std::deque<WorkerSlot::Task>& lost, std::size_t started,
+            const std::string& how);
 
   // Handing out.
   /// Tops `index` up with chunks of the active jobs, oldest job first, up to its depth.
@@ -149,6 +172,17 @@ class Dispatcher {
   /// The one wait: polls poll_set_'s first `watched` descriptors, the wake-up pipe and the interrupt
   /// wake-up, spinning first for `spin`.
   Wake wait(std::size_t watched, Deadline deadline, std::chrono::microseconds spin);
+  /// Waits until a worker of poll_owners_ answers or hangs up, and lists them in answered_: through
+  /// the pipes (wait()), or, with mailboxes, spinning on their rings and then asleep on their doorbells.
+  Wake wait_for_answers(Deadline deadline, std::chrono::microseconds spin);
+  Wake wait_for_mailboxes(Deadline deadline, std::chrono::microseconds spin);
+  /// Lists in answered_ the workers of poll_owners_ with an answer in their ring, or hung up.
+  bool list_answered();
+  /// With mailboxes, a master kept busy by other workers' answers (or spinning for long) does not
+  /// sleep on a dead worker's doorbell: every kHangUpCheckNs it looks for hung-up doorbells without
+  /// sleeping. True if it found one (and listed it in answered_).
+  bool found_hang_ups();
+  std::int64_t last_hang_up_check_ns_ = 0;
   void throw_if_stopped();
   /// Reads one answer of worker `index` and routes it to its job; a torn or missing answer means the
   /// worker died, and it is buried.
@@ -188,7 +222,8 @@ class Dispatcher {
   // Reused by every wait, so that a warm map allocates nothing.
   std::vector<pollfd> poll_set_;
   std::vector<std::size_t> poll_owners_;
-  std::vector<std::size_t> answered_;
+  std::vector<std::size_t> answered_;   ///< filled by the waits: workers with news
+  std::vector<std::size_t> answering_;  ///< what serve() goes through (a wait may run meanwhile)
   std::vector<std::byte> piped_results_;
 };
 

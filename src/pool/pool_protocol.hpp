@@ -17,6 +17,10 @@
 
 namespace mpdemo::detail {
 
+// Two tasks in flight per worker: while the master reads one answer and sends the next task, the
+// worker is already busy with the second, so a round trip is not paid between chunks.
+inline constexpr std::size_t kTasksInFlight = 2;
+
 enum class TaskKind : std::uint32_t {
   elements = 1,    ///< `kernel` over elements [begin, end) of `input` into `output` (or the pipe's slice)
   serialized = 2,  ///< `serial` over the serialized elements at `serialized`; results to `result_buffer`
@@ -74,9 +78,14 @@ static_assert(sizeof(TaskMessage) <= PIPE_BUF && sizeof(ReplyMessage) <= PIPE_BU
 
 /// What a worker needs to know, decided by the master before fork (spawn() has already pinned it,
 /// set its signals, armed its parent-death signal and closed every other descriptor).
+struct Mailbox;
+
 struct WorkerSetup {
   int task_fd;                               ///< read end of the master's task pipe
   int reply_fd;                              ///< write end of the reply pipe
+  Mailbox* mailbox;                          ///< the messages' rings (mailbox.hpp); null: through the pipes
+  int task_bell_fd;                          ///< with a mailbox: read end of the master's doorbell pipe
+  int reply_bell_fd;                         ///< with a mailbox: write end of the worker's doorbell pipe
   std::chrono::microseconds spin;            ///< how long to poll for the next task before sleeping
   const std::function<void()>* initializer;  ///< run once before "ready"; null or empty: none
 };

@@ -1,5 +1,6 @@
 // The worker side of the ProcessPool. Runs in a child forked from a master that may have threads,
 // so it sticks to system calls and the kernel it is sent: no locks of the master's, no stdio.
+#include "mailbox.hpp"
 #include "pool_protocol.hpp"
 #include "spin_wait.hpp"
 
@@ -100,7 +101,12 @@ class PagePopulator {
 /// or read from the pipe), run the kernel, answer. Its fields are what lives from one task to the next.
 class Worker {
  public:
-  explicit Worker(const WorkerSetup& setup) noexcept : setup_(setup) {}
+  explicit Worker(const WorkerSetup& setup) noexcept : setup_(setup) {
+    if (setup.mailbox != nullptr) {
+      tasks_ = RingReader<TaskMessage>(&setup.mailbox->tasks);
+      replies_ = RingWriter<ReplyMessage>(&setup.mailbox->replies);
+    }
+  }
 
   /// Runs the pool's initializer, if it has one; false (after saying why) if it threw.
   bool initialize() noexcept {
@@ -129,10 +135,41 @@ class Worker {
   /// Waits (spinning first) for the next task; false at end-of-file, when the pool stops (or retires
   /// this worker after its maxtasksperchild tasks).
   bool next_task(TaskMessage& task) noexcept {
-    pollfd next{setup_.task_fd, POLLIN, 0};
-    while (poll_after_spinning(&next, 1, setup_.spin) < 0 && errno == EINTR) {
+    if (setup_.mailbox == nullptr) {
+      pollfd next{setup_.task_fd, POLLIN, 0};
+      while (poll_after_spinning(&next, 1, setup_.spin) < 0 && errno == EINTR) {
+      }
+      return receive(setup_.task_fd, &task, sizeof(task));
     }
-    return receive(setup_.task_fd, &task, sizeof(task));
+    for (;;) {
+      if (!spin_until([this] { return tasks_.has_message() || stop_announced(); }, setup_.spin) ||
+          !tasks_.has_message()) {
+        // Asleep until the doorbell rings, or end-of-file says the pool stops (or retires this worker).
+        tasks_.doze();
+        pollfd next{setup_.task_bell_fd, POLLIN, 0};
+        bool readable = false;
+        if (!tasks_.has_message()) {
+          while (::poll(&next, 1, -1) < 0 && errno == EINTR) {
+          }
+          readable = true;
+        }
+        if (tasks_.settle(setup_.task_bell_fd, readable) == RingReader<TaskMessage>::Settled::hung_up) return false;
+      }
+      if (tasks_.take(task)) {
+        setup_.mailbox->tasks_taken.fetch_add(1, std::memory_order_release);
+        return true;
+      }
+    }
+  }
+
+  /// Whether, spinning for long, the worker finds its doorbell hung up (the pool stops or retires it):
+  /// a look every kHangUpCheckNs, so that a long PoolOptions::spin does not delay the pool's stop.
+  bool stop_announced() noexcept {
+    const std::int64_t now = monotonic_ns();
+    if (now - last_hang_up_check_ns_ < kHangUpCheckNs) return false;
+    last_hang_up_check_ns_ = now;
+    pollfd bell{setup_.task_bell_fd, POLLIN, 0};
+    return ::poll(&bell, 1, 0) > 0;  // awake, nobody rings: only end-of-file makes it readable
   }
 
   /// Carries out one task and answers it.
@@ -215,7 +252,7 @@ class Worker {
   void answer(ReplyMessage& reply, const Chunk& chunk, const TaskMessage& task) noexcept {
     const bool through_pipe = task.payload_bytes > 0;
     if (through_pipe && reply.kind == ReplyKind::done) reply.payload_bytes = chunk.count * task.output_element_bytes;
-    send(setup_.reply_fd, &reply, sizeof(reply));
+    post(reply);
     if (reply.payload_bytes > 0) send(setup_.reply_fd, chunk.output, reply.payload_bytes);
   }
 
@@ -234,11 +271,23 @@ class Worker {
         reply.payload_bytes = results_.size();
       }
     }
-    send(setup_.reply_fd, &reply, sizeof(reply));
+    post(reply);
     if (reply.payload_bytes > 0) send(setup_.reply_fd, results_.data(), reply.payload_bytes);
   }
 
+  /// Answers a task: into the mailbox (ringing the master if it sleeps), or through the reply pipe.
+  void post(const ReplyMessage& reply) noexcept {
+    if (setup_.mailbox == nullptr) {
+      send(setup_.reply_fd, &reply, sizeof(reply));
+    } else if (replies_.post(reply) && !ring_doorbell(setup_.reply_bell_fd)) {
+      ::_exit(kExitPipeError);  // the master is gone
+    }
+  }
+
   WorkerSetup setup_;
+  RingReader<TaskMessage> tasks_;     // with a mailbox: where tasks arrive
+  RingWriter<ReplyMessage> replies_;  // and where answers go
+  std::int64_t last_hang_up_check_ns_ = monotonic_ns();
   PayloadBuffer input_slice_;
   PayloadBuffer output_slice_;
   PagePopulator pages_;

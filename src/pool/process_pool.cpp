@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 
 namespace mpdemo {
@@ -40,6 +41,19 @@ class ElementJob final : public detail::JobState {
   detail::ChunkOrder order_;
 };
 
+/// SIGPIPE blocked for the whole of a pool call when its messages go through the pipes, so that a
+/// dead worker gives EPIPE instead of killing the master. With mailboxes a call usually writes nothing,
+/// and blocking would cost three system calls a call: the Dispatcher blocks it around its rare writes.
+class CallSigpipeBlock {
+ public:
+  explicit CallSigpipeBlock(bool messages_over_pipes) {
+    if (messages_over_pipes) block_.emplace();
+  }
+
+ private:
+  std::optional<ScopedSigpipeBlock> block_;
+};
+
 }  // namespace
 
 struct ProcessPool::Impl final : detail::Driver {
@@ -48,13 +62,16 @@ struct ProcessPool::Impl final : detail::Driver {
         map_timeout(options.map_timeout),
         initializer(options.initializer),
         trace(options.trace),
-        dispatcher({options.spin, options.start_timeout, options.maxtasksperchild, &initializer, arena, trace},
+        messages_over_pipes(options.control == ProcessPoolOptions::Control::pipes),
+        dispatcher({options.spin, options.start_timeout, options.maxtasksperchild, &initializer, arena, trace,
+                    options.control == ProcessPoolOptions::Control::shared_memory},
                    std::move(cpus)) {}
 
   std::shared_ptr<SharedArena> arena;
   std::chrono::milliseconds map_timeout;
   std::function<void()> initializer;  // before the dispatcher, which points at it
   Trace* trace;
+  bool messages_over_pipes;
 
   mutable std::mutex mutex;
   std::condition_variable changed;  ///< the driver gave up the role, a job was announced or submitted
@@ -126,8 +143,8 @@ void ProcessPool::Impl::fail_everything(const std::exception_ptr& error,
 
 bool ProcessPool::Impl::drive_until(const std::function<bool()>& done, detail::Deadline deadline) {
   Lock lock(mutex);
-  if (done()) return true;              // already there: no system call at all
-  const ScopedSigpipeBlock no_sigpipe;  // a worker that died must give EPIPE, not kill the master
+  if (done()) return true;                                 // already there: no system call at all
+  const CallSigpipeBlock no_sigpipe(messages_over_pipes);  // a dead worker must give EPIPE, not kill us
   std::vector<std::shared_ptr<detail::JobState>> finished;
   for (;;) {
     if (done()) return true;
@@ -177,7 +194,7 @@ void ProcessPool::Impl::abandon(const std::shared_ptr<detail::JobState>& job) no
 }
 
 void ProcessPool::Impl::submit(const std::shared_ptr<detail::JobState>& job) {
-  const ScopedSigpipeBlock no_sigpipe;
+  const CallSigpipeBlock no_sigpipe(messages_over_pipes);
   Lock lock(mutex);
   if (dispatcher.termination_requested()) {
     throw PoolTerminated("ProcessPool: terminate() was called: the pool takes no more work");
@@ -205,7 +222,7 @@ void ProcessPool::Impl::run_to_end(const std::shared_ptr<detail::JobState>& job)
   detail::Deadline deadline;
   if (map_timeout.count() > 0) deadline = detail::Clock::now() + map_timeout;
   bool in_time = false;
-  const ScopedSigpipeBlock no_sigpipe;  // once for the whole map: submit and the waits inside are free
+  const CallSigpipeBlock no_sigpipe(messages_over_pipes);  // once for the map: the nested ones are free
   try {
     submit(job);
     in_time = drive_until([&job] { return job->finished.load(std::memory_order_acquire); }, deadline);

@@ -12,13 +12,15 @@
 // (and runs ProcessPoolOptions::initializer in each). Data does not go through the pipes: inputs and
 // outputs live in a SharedArena, mapped before the fork and so at the same address in every worker.
 // Trivially copyable values are read and written there in place; others (std::string, vectors, your
-// structs) are serialized there with cereal (serialization.hpp). Each worker has two pipes: the master
-// writes a task ("apply this kernel to elements [b, e)", ~400 bytes) and the worker answers done or
-// failed. Chunks are handed out dynamically, two in flight per worker, so a worker that finishes
-// early takes more; several jobs (maps, apply_asyncs, imaps) may be in flight at once, each chunk
-// tagged with its job. The master waits in poll() on the answers: it polls without blocking for up
-// to 50 us first (so back-to-back maps do not pay a core's wake-up each), then sleeps. Workers wait
-// for tasks the same way. The master's side runs in whichever thread waits on the pool (see
+// structs) are serialized there with cereal (serialization.hpp). The master posts a task ("apply this
+// kernel to elements [b, e)", ~400 bytes) and the worker answers done or failed, by default in a page
+// of shared memory per worker (a mailbox: no system call while both sides are awake), with two pipes
+// per worker for sleeping, for noticing deaths and for bytes that must travel (see
+// ProcessPoolOptions::control). Chunks are handed out dynamically, two in flight per worker, so a
+// worker that finishes early takes more; several jobs (maps, apply_asyncs, imaps) may be in flight at
+// once, each chunk tagged with its job. The master waits for answers spinning for up to 50 us first
+// (so back-to-back maps do not pay a core's wake-up each), then sleeps in poll() on the pipes. Workers
+// wait for tasks the same way. The master's side runs in whichever thread waits on the pool (see
 // async_result.hpp): there is no hidden thread.
 //
 // Failures. If fn throws in a worker, the call (or get(), or the imap step) throws WorkerError with
@@ -74,6 +76,16 @@ struct ProcessPoolOptions : PoolOptions {
   /// How long a new worker may take to say it is ready before it is killed and the constructor (or
   /// the map that replaces it) throws: a worker stopped (SIGSTOP) or starved never hangs the master.
   std::chrono::milliseconds start_timeout{10'000};
+  /// Where the control messages (tasks, answers) travel; the data is in shared memory either way.
+  enum class Control {
+    /// A ring each way in a page of shared memory per worker; the pipes only wake a sleeper (one
+    /// byte), carry bytes that must travel, and tell of deaths. A warm map costs no system call.
+    shared_memory,
+    /// Every message is a write() and a read() on the pipes: the textbook design, a system call each
+    /// way per message. For comparison (mpdemo_bench_ratios measures both).
+    pipes,
+  };
+  Control control = Control::shared_memory;
 };
 
 class ProcessPool : public PoolCalls<ProcessPool> {

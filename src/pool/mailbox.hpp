@@ -1,0 +1,181 @@
+// Mailboxes: the control messages' fast path between a ProcessPool master and one worker.
+//
+// Through a pipe every message costs a write() and a read(), and on a VM a system call is a
+// microsecond or more: a warm map of two chunks on two workers paid tens of microseconds in them,
+// ten times an OpenMP region. So each worker gets a page of shared memory, mapped before fork, with
+// one ring of messages each way. Posting is a copy and a store; a reader that is spinning sees it in
+// the time a cache line takes to move between cores, with no system call at all.
+//
+// The pipes stay, for what shared memory cannot do:
+//  - sleeping. A reader that has spun for PoolOptions::spin without news says so in the ring
+//    (`reader_asleep`) and sleeps in poll() on its pipe; the writer that finds the flag raised
+//    clears it and writes one byte, the doorbell. poll() is kept rather than a futex because the
+//    master's wait must also end on a death, an interrupt, terminate() or a deadline, all of which
+//    are descriptors or timeouts; a futex waits on one word.
+//  - deaths. A dead worker's pipes hang up: the sleeping master wakes at once, never hangs.
+//  - bytes: the pipe data path's slices and serialized results too large for their buffer still
+//    follow their message through the pipe, in the order the messages were posted.
+// ControlPath::pipes sends the messages themselves through the pipes, as the lesson's textbook
+// design, to measure one against the other.
+//
+// Who owes the doorbell is decided by one exchange on `reader_asleep`: the reader raises it and then
+// looks at the ring once more; the writer posts and then looks at the flag (both sequentially
+// consistent, so at least one of them sees the other). Whoever lowers the raised flag first wins:
+// the writer, and a byte is on its way that the reader must consume; the reader, and none is.
+#pragma once
+
+#include "pool_protocol.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace mpdemo::detail {
+
+/// A reader spinning for long (a long PoolOptions::spin, or a master kept busy by other workers)
+/// would not see the other side hang up, which only shows on the pipes: every 10 ms it looks at them
+/// without sleeping, so a death or a stop is noticed within that (a poll() call per 10 ms: free).
+inline constexpr std::int64_t kHangUpCheckNs = 10'000'000;
+
+/// Messages one way, at most kTasksInFlight unread at once (the master holds back a worker's next
+/// task until it has read an answer, and a worker answers only tasks it was given), so a slot is
+/// never written while it is unread.
+template <class Message>
+struct Ring {
+  static_assert(std::is_trivially_copyable_v<Message>);
+  alignas(64) std::atomic<std::uint64_t> posted{0};  ///< messages written so far (by the writer only)
+  std::atomic<std::uint32_t> reader_asleep{0};       ///< raised: the reader sleeps in poll() on its pipe
+  alignas(64) Message slots[kTasksInFlight];
+};
+
+/// One worker's page of shared memory.
+struct Mailbox {
+  Ring<TaskMessage> tasks;     ///< master -> worker
+  Ring<ReplyMessage> replies;  ///< worker -> master
+  /// Tasks the worker has taken out of its ring (before it runs them): after a death, those posted
+  /// and not taken were never started, and are handed out again.
+  alignas(64) std::atomic<std::uint64_t> tasks_taken{0};
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
+              "the rings' counters are shared between processes: they must not hide a lock");
+
+/// Rings a sleeping reader's doorbell: one byte on its doorbell pipe. False if the write failed (the
+/// reader is gone: EPIPE, or SIGPIPE where it is not blocked).
+inline bool ring_doorbell(int bell_fd) noexcept {
+  const char doorbell = 1;
+  ssize_t written;
+  do {
+    written = ::write(bell_fd, &doorbell, 1);
+  } while (written < 0 && errno == EINTR);
+  return written == 1;
+}
+
+/// The writing end of a ring: posts a message, and says when the reader sleeps and must be rung.
+template <class Message>
+class RingWriter {
+ public:
+  RingWriter() = default;
+  explicit RingWriter(Ring<Message>* ring) noexcept : ring_(ring) {}
+
+  /// Posts `message`. True if the reader sleeps: the caller now owes it ring_doorbell().
+  [[nodiscard]] bool post(const Message& message) noexcept {
+    ring_->slots[posted_ % kTasksInFlight] = message;
+    ring_->posted.store(++posted_, std::memory_order_seq_cst);
+    if (ring_->reader_asleep.load(std::memory_order_seq_cst) == 0) return false;
+    return ring_->reader_asleep.exchange(0, std::memory_order_seq_cst) == 1;  // 0: it woke by itself
+  }
+  /// Messages posted so far.
+  std::uint64_t posted() const noexcept { return posted_; }
+
+ private:
+  Ring<Message>* ring_ = nullptr;
+  std::uint64_t posted_ = 0;
+};
+
+/// The reading end of a ring: takes messages, and sleeps on the pipe when there are none.
+template <class Message>
+class RingReader {
+ public:
+  RingReader() = default;
+  explicit RingReader(Ring<Message>* ring) noexcept : ring_(ring) {}
+
+  bool has_message() const noexcept { return ring_->posted.load(std::memory_order_seq_cst) != taken_; }
+  /// Copies out the oldest unread message; false if there is none.
+  bool take(Message& message) noexcept {
+    if (!has_message()) return false;
+    message = ring_->slots[taken_ % kTasksInFlight];
+    ++taken_;
+    return true;
+  }
+  /// Says the reader is about to sleep in poll() on the pipe. Look at the ring once more before
+  /// sleeping, and call settle() after, whatever woke it.
+  void doze() noexcept { ring_->reader_asleep.store(1, std::memory_order_seq_cst); }
+
+  enum class Settled {
+    awake,    ///< no doorbell byte is owed, and the pipe has nothing else to say
+    rung,     ///< the writer rang: its byte was consumed, a message is in the ring
+    hung_up,  ///< end-of-file on the pipe: the writer is gone
+  };
+  /// Ends a doze: consumes the doorbell byte if the writer rang (blocking for it: the writer writes
+  /// it right after the exchange, or dies and hangs up), or, if `pipe_readable`, reads what made the
+  /// pipe readable -- only end-of-file can, since bytes are read as soon as their message is.
+  Settled settle(int pipe_fd, bool pipe_readable) noexcept {
+    const bool rung = ring_->reader_asleep.exchange(0, std::memory_order_seq_cst) == 0;
+    if (!rung && !pipe_readable) return Settled::awake;
+    char byte;
+    ssize_t got;
+    do {
+      got = ::read(pipe_fd, &byte, 1);
+    } while (got < 0 && errno == EINTR);
+    if (got <= 0) return Settled::hung_up;
+    return rung ? Settled::rung : Settled::awake;
+  }
+
+ private:
+  Ring<Message>* ring_ = nullptr;
+  std::uint64_t taken_ = 0;
+};
+
+/// One Mailbox in a page of anonymous shared memory, mapped by the master before it forks the worker
+/// (which inherits it at the same address); unmapped on destruction. Move-only; empty by default.
+class MailboxMapping {
+ public:
+  MailboxMapping() = default;
+  /// Maps and constructs a fresh Mailbox. Throws std::system_error if the kernel refuses.
+  static MailboxMapping create() {
+    void* page = ::mmap(nullptr, sizeof(Mailbox), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "map a worker's mailbox");
+    MailboxMapping mapping;
+    mapping.mailbox_ = new (page) Mailbox;
+    return mapping;
+  }
+  MailboxMapping(MailboxMapping&& other) noexcept : mailbox_(std::exchange(other.mailbox_, nullptr)) {}
+  MailboxMapping& operator=(MailboxMapping&& other) noexcept {
+    if (this != &other) {
+      reset();
+      mailbox_ = std::exchange(other.mailbox_, nullptr);
+    }
+    return *this;
+  }
+  ~MailboxMapping() { reset(); }
+
+  Mailbox* get() const noexcept { return mailbox_; }
+  void reset() noexcept {
+    if (mailbox_ == nullptr) return;
+    mailbox_->~Mailbox();
+    ::munmap(mailbox_, sizeof(Mailbox));
+    mailbox_ = nullptr;
+  }
+
+ private:
+  Mailbox* mailbox_ = nullptr;
+};
+
+}  // namespace mpdemo::detail
