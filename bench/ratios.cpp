@@ -11,12 +11,14 @@
 // taking memory back) touches all of them alike; each figure is the median over rounds, with its range.
 //
 // Benchmarks measure; they do not pass or fail. "met" only compares the median with the issue's target.
+#include "mpdemo/lab/costs.hpp"
 #include "mpdemo/lab/experiment.hpp"
 #include "mpdemo/lab/kernels.hpp"
 #include "mpdemo/pool/chunk_plan.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/report/benchmark.hpp"
+#include "mpdemo/report/format.hpp"
 #include "mpdemo/report/trace.hpp"
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/fd.hpp"
@@ -791,6 +793,94 @@ std::size_t more_at(std::size_t size, std::size_t most) {
   return std::clamp<std::size_t>(1'000'000 / std::max<std::size_t>(size, 1), 1, most);
 }
 
+/// The timing of `key` at `point`; throws std::out_of_range if that mode was not timed.
+const BenchmarkTiming& timing_at(const mpdemo::report::AnchorPoint& point, std::string_view key) {
+  for (const BenchmarkTiming& t : point.timings) {
+    if (t.key == key) return t;
+  }
+  throw std::out_of_range(fmt::format("no mode {} at N = {}", key, point.size));
+}
+
+/// Round by round, a / b of two timings' seconds (modes interleaved: the same moment of the machine).
+Summary per_round_ratio(const BenchmarkTiming& a, const BenchmarkTiming& b) {
+  std::vector<double> ratios;
+  for (std::size_t r = 0; r < a.seconds.size() && r < b.seconds.size(); ++r) {
+    if (b.seconds[r] > 0) ratios.push_back(a.seconds[r] / b.seconds[r]);
+  }
+  return Summary::of(ratios);
+}
+
+/// The machine's own costs, measured in this run before the sweep: what the targets are stated against,
+/// so that they mean the same on a fast laptop and a slow VM.
+struct MachineCosts {
+  Summary fork;        ///< fork + _exit + waitpid
+  Summary pipe;        ///< a byte there and back over two pipes, across cores
+  Summary futex;       ///< a shared word there and back, each side asleep in futex_wait
+  Summary spin;        ///< a shared word there and back, each side polling on its own core
+  Summary pool_start;  ///< a ProcessPool of `workers` forked and ready
+};
+
+MachineCosts measure_machine_costs(std::size_t workers) {
+  std::fprintf(stderr, "mpdemo_bench_ratios: the machine's own costs...\n");
+  const mpdemo::CpuPair cpus = mpdemo::cpus_on_two_cores(mpdemo::system_topology()).value_or(mpdemo::CpuPair{});
+  MachineCosts costs;
+  costs.fork = mpdemo::measure_fork(7, 20);
+  costs.pipe = mpdemo::measure_process_round_trip(7, 200, cpus);
+  costs.futex = mpdemo::measure_shared_word_round_trip(7, 200, mpdemo::WordWait::futex, cpus);
+  costs.spin = mpdemo::measure_shared_word_round_trip(7, 2000, mpdemo::WordWait::spin, cpus);
+  { mpdemo::ProcessPool first(workers); }  // discovers the topology and maps the arena: not a start's cost
+  std::vector<double> starts;
+  for (int i = 0; i < 20; ++i) starts.push_back(mpdemo::ProcessPool(workers).startup_seconds());
+  costs.pool_start = Summary::of(starts);
+  return costs;
+}
+
+/// Issue 11's targets, each against what this machine measured in the same run.
+std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport& report, const MachineCosts& costs,
+                                             std::size_t workers) {
+  using mpdemo::report::scaled;
+  std::vector<BenchmarkFigure> figures;
+  figures.push_back({"fork_us", "the machine: fork + exit + wait", scaled(costs.fork, 1e6), "us", "", std::nullopt});
+  figures.push_back({"pipe_round_trip_us", "the machine: pipe round trip across cores", scaled(costs.pipe, 1e6), "us",
+                     "", std::nullopt});
+  figures.push_back({"futex_round_trip_us", "the machine: futex round trip across cores (asleep)",
+                     scaled(costs.futex, 1e6), "us", "", std::nullopt});
+  figures.push_back({"spin_round_trip_us", "the machine: shared-word round trip across cores (awake)",
+                     scaled(costs.spin, 1e6), "us", "", std::nullopt});
+  const double forks_and_handshake = static_cast<double>(workers) * costs.fork.median + costs.pipe.median;
+  figures.push_back({"pool_start_us", fmt::format("pool start, {} workers forked and ready", workers),
+                     scaled(costs.pool_start, 1e6), "us",
+                     fmt::format("{} forks + RT: {:.0f} us", workers, forks_and_handshake * 1e6), std::nullopt});
+  const mpdemo::report::AnchorPoint& tiny = report.points.front();
+  const Summary warm = Summary::of(timing_at(tiny, "warm-proc").seconds);
+  figures.push_back({"warm_map_fixed_cost_in_spin_round_trips", "warm process map of 2, in shared-word round trips",
+                     scaled(warm, 1 / costs.spin.median), "x", "", std::nullopt});
+  figures.push_back({"warm_map_fixed_cost_in_pipe_round_trips", "warm process map of 2, in pipe round trips",
+                     scaled(warm, 1 / costs.pipe.median), "x", "", std::nullopt});
+#ifdef MPDEMO_BENCH_OPENMP
+  const Summary versus_openmp = per_round_ratio(timing_at(tiny, "warm-proc"), timing_at(tiny, "openmp"));
+  figures.push_back({"warm_map_fixed_cost_vs_openmp", "warm process map of 2, against OpenMP's region of 2",
+                     versus_openmp, "x", "<= 1.5x", versus_openmp.median <= 1.5});
+#endif
+  const mpdemo::report::AnchorPoint& largest = report.points.back();
+  std::vector<double> against_ceiling;
+  const BenchmarkTiming& seq = timing_at(largest, "seq");
+  const BenchmarkTiming& proc = timing_at(largest, "warm-proc");
+  const BenchmarkTiming& copy_1 = timing_at(largest, "memcpy-1");
+  const BenchmarkTiming& copy_w = timing_at(largest, fmt::format("memcpy-{}", workers));
+  for (std::size_t r = 0; r < seq.seconds.size(); ++r) {
+    const double pool_speedup = seq.seconds[r] / proc.seconds[r];
+    const double ceiling = copy_1.seconds[r] / copy_w.seconds[r];
+    against_ceiling.push_back(pool_speedup / ceiling);
+  }
+  const Summary ceiling_ratio = Summary::of(against_ceiling);
+  figures.push_back({"warm_pool_vs_memcpy_ceiling",
+                     fmt::format("warm pool at {}: speedup / memcpy-{}'s over memcpy-1",
+                                 mpdemo::report::count_as_power(largest.size), workers),
+                     ceiling_ratio, "x", ">= 0.97x", ceiling_ratio.median >= 0.97});
+  return figures;
+}
+
 /// The anchors: the same job done every way a user might pick, at 2 elements (a map's fixed cost) and
 /// at 10^3 .. --max-size, warm modes against the loop, fresh ones (the lesson's: a new result, the
 /// pool forked inside the timed region) against the loop that returns a new array.
@@ -803,6 +893,7 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
   report.notes = report.setup.notes;  // what the setup has to say (--spin-us) goes with the anchors
   std::vector<std::size_t> sizes{2};
   for (std::size_t size = 1000; size <= options.max_size; size *= 10) sizes.push_back(size);
+  const MachineCosts costs = measure_machine_costs(workers);
 
   mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers));
   mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers));
@@ -842,6 +933,7 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
   report.notes.push_back(
       "warm modes map into a preallocated output, against seq; fresh-proc is the lesson's pool (forked, a new "
       "shared result, stopped, all timed), against fresh-seq, the loop that returns a new vector");
+  report.figures = anchors_figures(report, costs, workers);
   report.notes.push_back("the 2-element column is each mode's fixed cost: what a map costs with nothing to do");
   report.notes.push_back(
       "warm modes run in batches of calls back to back, up to 20 below 10^6 elements; each round keeps a batch's "

@@ -161,6 +161,7 @@ TEST(MeasureCosts, ReturnsEveryDocumentedRowWithFiguresAndALesson) {
   for (const CostMeasurement& cost : costs) names.push_back(cost.name);
   EXPECT_EQ(names, (std::vector<std::string>{"fork_small_parent", "fork_large_parent", "thread_start",
                                              "pipe_round_trip_processes", "condvar_round_trip_threads",
+                                             "futex_round_trip_processes", "spin_round_trip_processes",
                                              "context_switch_same_core", "context_switch_two_cores", "transfer_pipe",
                                              "transfer_shared_memory", "page_write_after_fork", "page_write_owned"}));
   for (const CostMeasurement& cost : costs) {
@@ -179,6 +180,8 @@ TEST(MeasureCosts, ReturnsEveryDocumentedRowWithFiguresAndALesson) {
   }
   const bool two_cores = mpdemo::cpus_on_two_cores(mpdemo::system_topology()).has_value();
   EXPECT_EQ(find(costs, "context_switch_two_cores").measurable, two_cores);
+  EXPECT_EQ(find(costs, "spin_round_trip_processes").measurable, two_cores);
+  EXPECT_TRUE(find(costs, "futex_round_trip_processes").measurable);
   EXPECT_TRUE(find(costs, "context_switch_same_core").measurable);
   expect_no_children_left();
 }
@@ -193,6 +196,20 @@ TEST(MeasureCosts, CarriesTheCopyOnWriteObservationsAndSizes) {
   EXPECT_NE(detail(cow, "value_before"), detail(cow, "value_written"));
   EXPECT_EQ(detail(find(costs, "fork_large_parent"), "parent_bytes"), static_cast<double>(options.large_parent_bytes));
   EXPECT_EQ(detail(find(costs, "transfer_pipe"), "bytes"), static_cast<double>(options.transfer_bytes));
+}
+
+TEST(MeasureCosts, ASharedWordRoundTripsBetweenTwoProcessesAsleepOrAwake) {
+  const auto pair = mpdemo::cpus_on_two_cores(mpdemo::system_topology());
+  for (const mpdemo::WordWait wait : {mpdemo::WordWait::futex, mpdemo::WordWait::spin}) {
+    // Spinning on one shared CPU must yield it, or the echo never runs: both placements must finish.
+    const int cpu = mpdemo::system_topology().worker_cpus.empty() ? -1 : mpdemo::system_topology().worker_cpus[0];
+    for (const mpdemo::CpuPair cpus : {pair.value_or(mpdemo::CpuPair{}), mpdemo::CpuPair{cpu, cpu}}) {
+      SCOPED_TRACE(testing::Message() << "wait " << static_cast<int>(wait) << ", CPUs " << cpus.first << " and "
+                                      << cpus.second);
+      expect_positive_and_finite(mpdemo::measure_shared_word_round_trip(3, 50, wait, cpus));
+    }
+  }
+  expect_no_children_left();
 }
 
 TEST(MeasureCosts, RejectsZeroRepeatWithItsName) {

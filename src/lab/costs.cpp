@@ -9,13 +9,17 @@
 #include "mpdemo/sys/spawn.hpp"
 
 #include <fmt/format.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <mutex>
@@ -218,6 +222,21 @@ Summary measure_thread_start(std::size_t repeats, std::size_t threads) {
   });
 }
 
+namespace {
+
+// Seconds per round trip: `server` (a helper that, on each command, plays `round_trips` round trips
+// and replies with the seconds they took, timed on its side) is asked once untimed, then `repeats` times.
+Summary time_rallies(HelperProcess& server, std::size_t repeats, std::size_t round_trips) {
+  return per_operation(repeats, round_trips, [&] {
+    server.send('r');
+    double seconds = 0;
+    server.receive(&seconds, sizeof seconds);
+    return seconds;
+  });
+}
+
+}  // namespace
+
 Summary measure_process_round_trip(std::size_t repeats, std::size_t round_trips, CpuPair cpus) {
   require_positive(round_trips, "the number of round trips");
   Pipe ping = Pipe::create();
@@ -246,13 +265,88 @@ Summary measure_process_round_trip(std::size_t repeats, std::size_t round_trips,
   ping = {};
   pong = {};
 
-  const Summary summary = per_operation(repeats, round_trips, [&] {
-    server.send('r');
-    double seconds = 0;
-    server.receive(&seconds, sizeof seconds);
-    return seconds;
-  });
+  const Summary summary = time_rallies(server, repeats, round_trips);
   server.finish();
+  echo.finish();
+  return summary;
+}
+
+namespace {
+
+// The shared-word rally's end: a value the counter never reaches (it counts up from 0 by ones).
+constexpr std::uint32_t kRallyOver = 0xffffffffU;
+
+void wake_word(std::uint32_t* word) noexcept {
+  // A shared futex (not FUTEX_PRIVATE_FLAG): the word is in memory two processes map.
+  ::syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+/// Waits until the shared `word` holds `wanted` or kRallyOver; returns what it holds then.
+std::uint32_t await_word(std::uint32_t* word, std::uint32_t wanted, WordWait how, bool same_cpu) noexcept {
+  const std::atomic_ref<std::uint32_t> value(*word);
+  for (;;) {
+    const std::uint32_t seen = value.load(std::memory_order_acquire);
+    if (seen == wanted || seen == kRallyOver) return seen;
+    if (how == WordWait::futex) {
+      ::syscall(SYS_futex, word, FUTEX_WAIT, seen, nullptr, nullptr, 0);  // returns at once if it changed
+    } else if (same_cpu) {
+      ::sched_yield();  // the other side needs this CPU to answer
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
+void set_word(std::uint32_t* word, std::uint32_t value, WordWait how) noexcept {
+  std::atomic_ref<std::uint32_t>(*word).store(value, std::memory_order_release);
+  if (how == WordWait::futex) wake_word(word);
+}
+
+}  // namespace
+
+Summary measure_shared_word_round_trip(std::size_t repeats, std::size_t round_trips, WordWait wait, CpuPair cpus) {
+  require_positive(round_trips, "the number of round trips");
+  // One word on a page of its own, in memory both children inherit.
+  SharedArray<std::uint32_t> shared(SharedArena::process_default(), 1);
+  std::uint32_t* const word = shared.data();
+  *word = 0;
+  const bool same_cpu = cpus.first >= 0 && cpus.first == cpus.second;
+
+  HelperProcess echo("the echo process", {}, cpus.second, [&](HelperEnds) noexcept {
+    for (std::uint32_t odd = 1;; odd += 2) {
+      if (await_word(word, odd, wait, same_cpu) == kRallyOver) return;
+      set_word(word, odd + 1, wait);
+    }
+  });
+  // As with the pipes, the rally is timed inside the child that serves.
+  HelperProcess server("the serving process", {}, cpus.first, [&](HelperEnds ends) noexcept {
+    char command = 0;
+    std::uint32_t even = 0;
+    while (child_read(ends.command, &command, 1)) {
+      const auto start = std::chrono::steady_clock::now();
+      for (std::size_t i = 0; i < round_trips; ++i, even += 2) {
+        set_word(word, even + 1, wait);
+        if (await_word(word, even + 2, wait, same_cpu) == kRallyOver) ::_exit(kChildIoFailed);
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      child_write(ends.reply, &seconds, sizeof seconds);
+    }
+  });
+  // The echo leaves once told the rally is over: before it is waited for, or on the way out of an exception.
+  struct RallyEnd {
+    std::uint32_t* word;
+    void announce() noexcept {
+      std::atomic_ref<std::uint32_t>(*word).store(kRallyOver, std::memory_order_release);
+      wake_word(word);
+    }
+    ~RallyEnd() { announce(); }
+  } rally_end{word};
+
+  const Summary summary = time_rallies(server, repeats, round_trips);
+  server.finish();
+  rally_end.announce();
   echo.finish();
   return summary;
 }
@@ -439,6 +533,19 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
   costs.push_back(row("pipe_round_trip_processes", "seconds per round trip", process_trip, repeats));
   costs.push_back(row("condvar_round_trip_threads", "seconds per round trip", thread_trip, repeats,
                       {{"times_process_round_trip", ratio(thread_trip.median, process_trip.median)}}));
+  // The same hand-off through a word of shared memory: asleep (futex), then awake on two cores (spin).
+  const Summary futex_trip = measure_shared_word_round_trip(repeats, operations, WordWait::futex);
+  costs.push_back(row("futex_round_trip_processes", "seconds per round trip", futex_trip, repeats,
+                      {{"times_pipe_round_trip", ratio(futex_trip.median, process_trip.median)}}));
+  if (const std::optional<CpuPair> pair = cpus_on_two_cores(topology)) {
+    const Summary spin_trip = measure_shared_word_round_trip(repeats, operations, WordWait::spin, *pair);
+    costs.push_back(row("spin_round_trip_processes", "seconds per round trip", spin_trip, repeats,
+                        {{"first_cpu", static_cast<double>(pair->first)},
+                         {"second_cpu", static_cast<double>(pair->second)},
+                         {"times_pipe_round_trip", ratio(spin_trip.median, process_trip.median)}}));
+  } else {
+    costs.push_back({"spin_round_trip_processes", "seconds per round trip", {}, 0, false, {}});
+  }
 
   // Context switches: a round trip between two processes is two hand-offs.
   const auto per_hand_off = [](const Summary& trip) { return Summary{trip.median / 2, trip.min / 2, trip.max / 2}; };

@@ -25,6 +25,33 @@ std::string kernel_note(const BenchmarkReport& report) {
 
 nlohmann::json summary_json(const Summary& s) { return {{"median", s.median}, {"min", s.min}, {"max", s.max}}; }
 
+/// One line per figure: its median, spread, target and whether it is met.
+std::string figures_table(const std::vector<BenchmarkFigure>& figures) {
+  std::string out =
+      fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", "figure", "median", "[min .. max]", "target", "met");
+  for (const BenchmarkFigure& f : figures) {
+    const std::string range =
+        fmt::format("[{} .. {}]", format_value(f.value.min, f.unit), format_value(f.value.max, f.unit));
+    out += fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", f.label, format_value(f.value.median, f.unit), range,
+                       f.target.empty() ? "-" : f.target, f.met ? (*f.met ? "yes" : "NO") : "-");
+  }
+  return out;
+}
+
+nlohmann::json figures_json(const std::vector<BenchmarkFigure>& figures) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const BenchmarkFigure& f : figures) {
+    nlohmann::json row = summary_json(f.value);
+    row["key"] = f.key;
+    row["label"] = f.label;
+    row["unit"] = f.unit;
+    row["target"] = f.target;
+    row["met"] = f.met ? nlohmann::json(*f.met) : nlohmann::json(nullptr);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 }  // namespace
 
 const BenchmarkTiming& BenchmarkReport::timing(std::string_view key) const {
@@ -99,13 +126,7 @@ std::string benchmark_table(const BenchmarkReport& report, bool lesson_boxes) {
   }
   if (header) out += "\n";
 
-  out += fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", "figure", "median", "[min .. max]", "target", "met");
-  for (const BenchmarkFigure& f : report.figures) {
-    const std::string range =
-        fmt::format("[{} .. {}]", format_value(f.value.min, f.unit), format_value(f.value.max, f.unit));
-    out += fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", f.label, format_value(f.value.median, f.unit), range,
-                       f.target.empty() ? "-" : f.target, f.met ? (*f.met ? "yes" : "NO") : "-");
-  }
+  out += figures_table(report.figures);
   for (const std::string& note : report.notes) out += fmt::format("\nnote: {}", note);
   return out + "\n";
 }
@@ -188,6 +209,7 @@ std::string anchors_table(const AnchorsReport& report) {
   out +=
       fmt::format("\nverified: {}\n", all_verified ? "every mode's result equals the loop's, bit for bit, at every size"
                                                    : "NO: the times marked ! gave a wrong result");
+  if (!report.figures.empty()) out += "\n" + figures_table(report.figures) + "\n";
   for (const std::string& note : report.notes) out += fmt::format("note: {}\n", note);
   return out;
 }
@@ -225,6 +247,7 @@ std::string anchors_json(const AnchorsReport& report) {
                                 {"modes", modes},
                                 {"points", points},
                                 {"crossovers", crossovers},
+                                {"figures", figures_json(report.figures)},
                                 {"notes", report.notes}};
   return document.dump(2) + "\n";
 }
@@ -243,16 +266,6 @@ std::string benchmark_json(const BenchmarkReport& report) {
     if (!t.phases.empty()) row["phases_median"] = phases_json(median_phases(t.phases), /*with_total=*/false);
     timings.push_back(row);
   }
-  nlohmann::json figures = nlohmann::json::array();
-  for (const BenchmarkFigure& f : report.figures) {
-    nlohmann::json row = summary_json(f.value);
-    row["key"] = f.key;
-    row["label"] = f.label;
-    row["unit"] = f.unit;
-    row["target"] = f.target;
-    row["met"] = f.met ? nlohmann::json(*f.met) : nlohmann::json(nullptr);
-    figures.push_back(row);
-  }
   const nlohmann::json document{{"benchmark", report.title},
                                 {"size", report.size},
                                 {"workers", report.workers},
@@ -264,7 +277,7 @@ std::string benchmark_json(const BenchmarkReport& report) {
                                 {"build_type", report.build_type},
                                 {"kernel", report.kernel},
                                 {"timings", timings},
-                                {"figures", figures},
+                                {"figures", figures_json(report.figures)},
                                 {"notes", report.notes}};
   return document.dump(2) + "\n";
 }

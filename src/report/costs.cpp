@@ -33,7 +33,7 @@ std::string cost_lesson(const CostMeasurement& cost, std::span<const CostMeasure
   const std::string median = format_duration(cost.summary.median);
   const std::string_view name = cost.name;
   if (!cost.measurable) {
-    if (name == "context_switch_two_cores") {
+    if (name == "context_switch_two_cores" || name == "spin_round_trip_processes") {
       return "Not measurable here: this process may use only one physical core, so two processes cannot run on "
              "two cores.";
     }
@@ -68,6 +68,19 @@ std::string cost_lesson(const CostMeasurement& cost, std::span<const CostMeasure
         "over pipes: either way the price is waking the other side, but between threads the message itself is "
         "never copied.",
         median, compared_with(cost.summary.median, median_of(all, "pipe_round_trip_processes")));
+  }
+  if (name == "futex_round_trip_processes") {
+    return fmt::format(
+        "Through a word of shared memory instead, each side asleep in futex_wait until the other's futex_wake, the "
+        "round trip takes {}, {} the pipes: still a wake-up each way, which is most of the price.",
+        median, compared_with(cost.summary.median, median_of(all, "pipe_round_trip_processes")));
+  }
+  if (name == "spin_round_trip_processes") {
+    return fmt::format(
+        "Awake, each process polling the word on a core of its own (CPUs {} and {}), it takes {}, {} the pipes: only "
+        "a cache line moves between cores, no system call, no wake-up. A pool's mailbox is this, while it spins.",
+        whole(detail(cost, "first_cpu")), whole(detail(cost, "second_cpu")), median,
+        compared_with(cost.summary.median, median_of(all, "pipe_round_trip_processes")));
   }
   if (name == "context_switch_same_core") {
     return fmt::format(

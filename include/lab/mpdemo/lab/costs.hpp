@@ -80,8 +80,9 @@ struct CopyOnWriteDemo {
 
 /// Runs every probe and returns one row per figure, in this order:
 /// fork_small_parent, fork_large_parent, thread_start, pipe_round_trip_processes,
-/// condvar_round_trip_threads, context_switch_same_core, context_switch_two_cores (not measurable
-/// when this process may use only one physical core), transfer_pipe, transfer_shared_memory,
+/// condvar_round_trip_threads, futex_round_trip_processes, spin_round_trip_processes (not measurable
+/// when this process may use only one physical core), context_switch_same_core, context_switch_two_cores (not
+/// measurable when this process may use only one physical core), transfer_pipe, transfer_shared_memory,
 /// page_write_after_fork (details: the copy-on-write demonstration), page_write_owned.
 /// Throws BadArgument for a zero count or size, std::system_error when a system call
 /// fails, std::runtime_error when a helper process dies, Interrupted after SIGINT under a guard.
@@ -96,6 +97,16 @@ Summary measure_thread_start(std::size_t repeats, std::size_t threads);
 /// One byte from one process to another and back over two pipes, timed inside the first process;
 /// seconds per round trip. `cpus` pins the two processes (same CPU twice: they share one core).
 Summary measure_process_round_trip(std::size_t repeats, std::size_t round_trips, CpuPair cpus = {});
+/// How the shared-word round trips wait for the other side.
+enum class WordWait {
+  spin,   ///< polling the word (yielding the CPU if both processes share one): what a mailbox does awake
+  futex,  ///< asleep in FUTEX_WAIT on the word until the other side's FUTEX_WAKE: a wake-up each way
+};
+/// A counter in shared memory passed from one process to another and back (the other side waits for
+/// an odd value and answers with the next even one), timed inside the first process; seconds per
+/// round trip. No data moves but one cache line: the floor under a message between processes that
+/// share memory, awake (spin) or asleep (futex). `cpus` pins the two processes.
+Summary measure_shared_word_round_trip(std::size_t repeats, std::size_t round_trips, WordWait wait, CpuPair cpus = {});
 /// A message from this thread to another and back, with a mutex and a condition variable.
 Summary measure_thread_round_trip(std::size_t repeats, std::size_t round_trips);
 /// A child process sends `bytes` to this one by `path` (a pipe: written in by the sender, read out by

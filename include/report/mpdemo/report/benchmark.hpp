@@ -73,6 +73,8 @@ struct AnchorsReport {
   BenchmarkReport setup;  ///< title, workers, cpus, compiler, flags, kernel; its size and timings unused
   std::vector<AnchorMode> modes;
   std::vector<AnchorPoint> points;  ///< by increasing size
+  /// The machine's own costs measured in the same run, and the targets stated against them.
+  std::vector<BenchmarkFigure> figures;
   std::vector<std::string> notes;
 };
 
