@@ -9,6 +9,7 @@
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/spawn.hpp"
+#include "mpdemo/sys/topology.hpp"
 #include "support/pools.hpp"
 #include "support/run_program.hpp"
 
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
@@ -50,6 +52,14 @@ std::vector<int> iota_input(int n) {
 }
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+// Dead and not yet reaped: what a killed worker is until its pool notices.
+bool is_zombie(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  return line.find(") Z") != std::string::npos;
+}
 
 double monotonic_seconds() {
   timespec now{};
@@ -297,14 +307,7 @@ void expect_a_dead_idle_worker_is_replaced(const mpdemo::ProcessPoolOptions& opt
   const pid_t victim = pool.worker_pids()[0].value();
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   // Wait until it is dead (a zombie, still unreaped by the pool): the next send hits a closed pipe.
-  ASSERT_TRUE(eventually(
-      [&] {
-        std::ifstream stat("/proc/" + std::to_string(victim) + "/stat");
-        std::string line;
-        std::getline(stat, line);
-        return line.find(") Z") != std::string::npos;
-      },
-      5s));
+  ASSERT_TRUE(eventually([&] { return is_zombie(victim); }, 5s));
   const auto input = iota_input(100);
   EXPECT_EQ(pool.map([](int x) { return x * 3; }, input, 1)[99], 297);  // would have died of SIGPIPE
   EXPECT_NE(pool.worker_pids()[0], victim);
@@ -749,6 +752,74 @@ TEST(Promptness, ExitInAWorkerRunsNoneOfTheMastersHandlersNorItsBufferedOutput) 
   EXPECT_EQ(g_atexit_runs->load(), 0) << "the master's atexit handler ran in a worker";
   ::munmap(shared, sizeof(std::atomic<int>));
 }
+
+TEST(WorkerFailure, AnInitializerThatFailsInOneWorkerLeavesNoWorkerBehind) {
+  // The workers are all forked before any is waited for: when the second to start fails, the others
+  // (ready or still starting) must be stopped and reaped too, not left holding a "ready" nobody reads.
+  int* started =
+      static_cast<int*>(::mmap(nullptr, sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(started, MAP_FAILED);
+  *started = 0;
+  mpdemo::ProcessPoolOptions options;
+  options.workers = 3;
+  options.initializer = [started] {
+    if (std::atomic_ref<int>(*started).fetch_add(1) == 1) throw std::runtime_error("the second one fails");
+  };
+  EXPECT_THROW(
+      {
+        try {
+          mpdemo::ProcessPool pool(options);
+        } catch (const mpdemo::WorkerError& e) {
+          EXPECT_THAT(e.what(), HasSubstr("the second one fails"));
+          throw;
+        }
+      },
+      mpdemo::WorkerError);
+  EXPECT_GE(std::atomic_ref<int>(*started).load(), 2);
+  EXPECT_TRUE(children_of(::getpid()).empty()) << "a worker outlived the failed start";
+  ::munmap(started, sizeof(int));
+}
+
+class Replacements : public ::testing::TestWithParam<Control> {};
+
+TEST_P(Replacements, AReplacementWhoseInitializerFailsLeavesThePoolUsable) {
+  // A map times out and both its workers are killed; their two replacements are forked together by
+  // the next map, and worker 0's (the one pinned to the first worker CPU, waited for first) fails its
+  // initializer. The map says so; worker 1's replacement, ready but its "ready" unread, must go too;
+  // the next maps start what is missing and give every result, through shared memory and the pipes.
+  struct Switch {
+    int armed;
+    int fired;
+  };
+  auto* failure =
+      static_cast<Switch*>(::mmap(nullptr, sizeof(Switch), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(failure, MAP_FAILED);
+  *failure = {0, 0};
+  const std::vector<int>& cpus = mpdemo::system_topology().worker_cpus;
+  const int first_cpu = cpus.empty() ? -1 : cpus[0];
+  mpdemo::ProcessPoolOptions options = two_workers(GetParam());
+  options.map_timeout = 200ms;
+  options.initializer = [failure, first_cpu] {
+    if (std::atomic_ref<int>(failure->armed).load() == 0) return;
+    if (first_cpu >= 0 && ::sched_getcpu() != first_cpu) return;
+    if (std::atomic_ref<int>(failure->fired).fetch_add(1) == 0) throw std::runtime_error("replacement fails");
+  };
+  mpdemo::ProcessPool pool(options);
+  const auto input = iota_input(1000);
+  EXPECT_THROW((void)pool.map(spin_forever, iota_input(2), 1), mpdemo::MapTimeout);
+  failure->armed = 1;
+  EXPECT_THROW((void)pool.map([](int x) { return x * 3; }, input, 10), mpdemo::WorkerError);
+  // Results read from a reply pipe would begin with a stale "ready".
+  const auto piped = pool.map_through_pipes([](int x) { return x * 3; }, input, 10);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(piped[static_cast<std::size_t>(i)], 3 * i) << i;
+  const auto shared = pool.map([](int x) { return x * 5; }, input, 10);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(shared[static_cast<std::size_t>(i)], 5 * i) << i;
+  EXPECT_EQ(pool.worker_pids().size(), 2u);
+  ::munmap(failure, sizeof(Switch));
+}
+
+INSTANTIATE_TEST_SUITE_P(Controls, Replacements, ::testing::Values(Control::shared_memory, Control::pipes),
+                         [](const auto& param) { return control_name(param.param); });
 
 TEST(ApiHazards, AMovedFromPoolSaysSoInsteadOfCrashing) {
   mpdemo::ProcessPool processes(1);

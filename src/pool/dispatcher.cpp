@@ -87,12 +87,36 @@ Dispatcher::~Dispatcher() { stop(); }
 // ---- Workers ----------------------------------------------------------------------------------
 
 void Dispatcher::start_missing() {
+  // All forked first, then each waited for: a worker's own start-up (its first page faults, its
+  // pinning, the initializer) overlaps the next one's fork instead of following it.
+  std::vector<std::size_t> launched;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (!workers_[i].process.running()) start_worker(i);
+    if (workers_[i].process.running()) continue;
+    try {
+      launch_worker(i);
+    } catch (...) {
+      for (const std::size_t other : launched) discard(other);
+      throw;
+    }
+    launched.push_back(i);
+  }
+  for (std::size_t k = 0; k < launched.size(); ++k) {
+    try {
+      await_ready(launched[k]);
+    } catch (...) {
+      // The others' "ready" would be read later as an answer: they go too, and are forked again next time.
+      for (std::size_t later = k + 1; later < launched.size(); ++later) discard(launched[later]);
+      throw;
+    }
   }
 }
 
 void Dispatcher::start_worker(std::size_t index) {
+  launch_worker(index);
+  await_ready(index);
+}
+
+void Dispatcher::launch_worker(std::size_t index) {
   WorkerSlot& slot = workers_[index];
   slot.close_task_side();
   slot.close_reply_side();
@@ -123,10 +147,9 @@ void Dispatcher::start_worker(std::size_t index) {
   const WorkerSetup setup{tasks.read_end.get(),     replies.write_end.get(),    slot.mailbox.get(),
                           task_bell.read_end.get(), reply_bell.write_end.get(), settings_.spin,
                           settings_.initializer};
-  const std::int64_t forking = monotonic_ns();
+  slot.launched_ns = monotonic_ns();
   slot.process =
       mpdemo::spawn(fmt::format("worker {}", index), options, [&setup]() noexcept { return run_worker(setup); });
-  const pid_t pid = slot.process.pid();
   // The master keeps only its own ends: from now on end-of-file on `replies` means exactly one
   // thing, that this worker is gone (and so a worker that dies before it is ready is noticed).
   tasks.read_end.reset();
@@ -141,7 +164,11 @@ void Dispatcher::start_worker(std::size_t index) {
   }
   task_bell = {};  // the worker's ends
   reply_bell = {};
+}
 
+void Dispatcher::await_ready(std::size_t index) {
+  WorkerSlot& slot = workers_[index];
+  const pid_t pid = slot.process.pid();
   ReplyMessage first{};
   bool answered = false;
   bool in_time = false;
@@ -162,7 +189,7 @@ void Dispatcher::start_worker(std::size_t index) {
   if (answered && first.kind == ReplyKind::ready) {
     // From fork to "ready": what starting this worker cost, on the worker's own track.
     if (settings_.trace != nullptr) {
-      settings_.trace->add(name_trace_track(index), "start", "pool", forking, monotonic_ns(), slot.cpu);
+      settings_.trace->add(name_trace_track(index), "start", "pool", slot.launched_ns, monotonic_ns(), slot.cpu);
     }
     return;
   }

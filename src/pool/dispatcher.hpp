@@ -57,6 +57,7 @@ struct WorkerSlot {
   int cpu = -1;                  ///< the CPU it is pinned to; -1: not pinned
   std::size_t trace_track = 0;   ///< its track in Settings::trace (named when it starts, with a trace)
   std::size_t tasks_handed = 0;  ///< to this process, for maxtasksperchild
+  std::int64_t launched_ns = 0;  ///< when it was forked (monotonic_ns), for the trace's "start" span
   /// Where the worker writes serialized results: two halves, used in turn (a worker holds at most two
   /// tasks, and the master reads each result before it sends the task after next).
   SharedArray<std::byte> result_buffer;
@@ -139,7 +140,13 @@ class Dispatcher {
   enum class Wake { readable, timed_out, spurious };
 
   // Workers.
+  /// Forks the worker of `index` (launch_worker) and waits until it is ready (await_ready).
   void start_worker(std::size_t index);
+  /// Forks a worker into the empty slot `index`, with fresh pipes and mailbox.
+  void launch_worker(std::size_t index);
+  /// Waits for the "ready" of the worker launched in `index`. Throws WorkerError if its initializer
+  /// threw, std::runtime_error if it died or was not ready within start_timeout (it is then reaped).
+  void await_ready(std::size_t index);
   /// SIGKILLs and reaps the worker of `index`, and empties its slot; its chunks fail as lost.
   void discard(std::size_t index) noexcept;
   /// Reaps the dead worker of `index`, empties its slot, and fails the chunks it held.
