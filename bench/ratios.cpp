@@ -793,23 +793,6 @@ std::size_t more_at(std::size_t size, std::size_t most) {
   return std::clamp<std::size_t>(1'000'000 / std::max<std::size_t>(size, 1), 1, most);
 }
 
-/// The timing of `key` at `point`; throws std::out_of_range if that mode was not timed.
-const BenchmarkTiming& timing_at(const mpdemo::report::AnchorPoint& point, std::string_view key) {
-  for (const BenchmarkTiming& t : point.timings) {
-    if (t.key == key) return t;
-  }
-  throw std::out_of_range(fmt::format("no mode {} at N = {}", key, point.size));
-}
-
-/// Round by round, a / b of two timings' seconds (modes interleaved: the same moment of the machine).
-Summary per_round_ratio(const BenchmarkTiming& a, const BenchmarkTiming& b) {
-  std::vector<double> ratios;
-  for (std::size_t r = 0; r < a.seconds.size() && r < b.seconds.size(); ++r) {
-    if (b.seconds[r] > 0) ratios.push_back(a.seconds[r] / b.seconds[r]);
-  }
-  return Summary::of(ratios);
-}
-
 /// The machine's own costs, measured in this run before the sweep: what the targets are stated against,
 /// so that they mean the same on a fast laptop and a slow VM.
 struct MachineCosts {
@@ -852,22 +835,23 @@ std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport
                      scaled(costs.pool_start, 1e6), "us",
                      fmt::format("{} forks + RT: {:.0f} us", workers, forks_and_handshake * 1e6), std::nullopt});
   const mpdemo::report::AnchorPoint& tiny = report.points.front();
-  const Summary warm = Summary::of(timing_at(tiny, "warm-proc").seconds);
+  const Summary warm = Summary::of(tiny.timing("warm-proc").seconds);
   figures.push_back({"warm_map_fixed_cost_in_spin_round_trips", "warm process map of 2, in shared-word round trips",
                      scaled(warm, 1 / costs.spin.median), "x", "", std::nullopt});
   figures.push_back({"warm_map_fixed_cost_in_pipe_round_trips", "warm process map of 2, in pipe round trips",
                      scaled(warm, 1 / costs.pipe.median), "x", "", std::nullopt});
 #ifdef MPDEMO_BENCH_OPENMP
-  const Summary versus_openmp = per_round_ratio(timing_at(tiny, "warm-proc"), timing_at(tiny, "openmp"));
+  // Round by round, the process map's time over OpenMP's: OpenMP's "speedup" over it.
+  const Summary versus_openmp = mpdemo::report::speedup(tiny.timing("warm-proc"), tiny.timing("openmp"));
   figures.push_back({"warm_map_fixed_cost_vs_openmp", "warm process map of 2, against OpenMP's region of 2",
                      versus_openmp, "x", "<= 1.5x", versus_openmp.median <= 1.5});
 #endif
   const mpdemo::report::AnchorPoint& largest = report.points.back();
   std::vector<double> against_ceiling;
-  const BenchmarkTiming& seq = timing_at(largest, "seq");
-  const BenchmarkTiming& proc = timing_at(largest, "warm-proc");
-  const BenchmarkTiming& copy_1 = timing_at(largest, "memcpy-1");
-  const BenchmarkTiming& copy_w = timing_at(largest, fmt::format("memcpy-{}", workers));
+  const BenchmarkTiming& seq = largest.timing("seq");
+  const BenchmarkTiming& proc = largest.timing("warm-proc");
+  const BenchmarkTiming& copy_1 = largest.timing("memcpy-1");
+  const BenchmarkTiming& copy_w = largest.timing(fmt::format("memcpy-{}", workers));
   for (std::size_t r = 0; r < seq.seconds.size(); ++r) {
     const double pool_speedup = seq.seconds[r] / proc.seconds[r];
     const double ceiling = copy_1.seconds[r] / copy_w.seconds[r];

@@ -162,9 +162,7 @@ void Dispatcher::launch_worker(std::size_t index) {
     slot.task_bell = std::move(task_bell.write_end);
     slot.reply_bell = std::move(reply_bell.read_end);
   }
-  task_bell = {};  // the worker's ends
-  reply_bell = {};
-}
+}  // the worker's ends of the doorbells close here
 
 void Dispatcher::await_ready(std::size_t index) {
   WorkerSlot& slot = workers_[index];
@@ -537,9 +535,7 @@ bool Dispatcher::list_answered() {
 }
 
 bool Dispatcher::found_hang_ups() {
-  const std::int64_t now = monotonic_ns();
-  if (now - last_hang_up_check_ns_ < kHangUpCheckNs) return false;
-  last_hang_up_check_ns_ = now;
+  if (!hang_up_looks_.due()) return false;
   poll_set_.clear();
   for (const std::size_t index : poll_owners_) poll_set_.push_back({workers_[index].reply_bell.get(), POLLIN, 0});
   if (::poll(poll_set_.data(), poll_set_.size(), 0) <= 0) return false;
@@ -585,7 +581,7 @@ Dispatcher::Wake Dispatcher::wait_for_mailboxes(Deadline deadline, std::chrono::
       slot.hung_up = true;
     }
   }
-  last_hang_up_check_ns_ = monotonic_ns();
+  hang_up_looks_.looked();
   if (stopped) std::rethrow_exception(stopped);
   if (list_answered()) return Wake::readable;
   return woken == Wake::timed_out ? Wake::timed_out : Wake::spurious;
@@ -727,9 +723,9 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
     return Served::timed_out;
   }
   if (woken == Wake::readable) {
-    // A copy: receiving may fork a replacement, whose start-up wait reuses the wait's vectors.
-    answering_ = answered_;
-    for (const std::size_t index : answering_) receive(index);
+    // Only the answer waits write answered_: a replacement's start-up wait, which receiving may fork,
+    // uses poll_set_ alone.
+    for (const std::size_t index : answered_) receive(index);
   }
   collect(finished);
   return Served::progress;

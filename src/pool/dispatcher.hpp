@@ -61,6 +61,10 @@ struct WorkerSlot {
   /// Where the worker writes serialized results: two halves, used in turn (a worker holds at most two
   /// tasks, and the master reads each result before it sends the task after next).
   SharedArray<std::byte> result_buffer;
+  std::size_t result_half = 0;  ///< bytes in each half
+  std::size_t next_half = 0;    ///< which half the next serialized task writes
+  std::size_t wanted_half = 0;  ///< a result came through the pipe for lack of room: grow to this
+
   /// End-of-file for the worker: it leaves once it has read what it was sent.
   void close_task_side() noexcept {
     tasks.reset();
@@ -71,9 +75,6 @@ struct WorkerSlot {
     reply_bell.reset();
     hung_up = false;
   }
-  std::size_t result_half = 0;  ///< bytes in each half
-  std::size_t next_half = 0;    ///< which half the next serialized task writes
-  std::size_t wanted_half = 0;  ///< a result came through the pipe for lack of room: grow to this
 };
 
 class Dispatcher {
@@ -189,7 +190,7 @@ class Dispatcher {
   /// sleep on a dead worker's doorbell: every kHangUpCheckNs it looks for hung-up doorbells without
   /// sleeping. True if it found one (and listed it in answered_).
   bool found_hang_ups();
-  std::int64_t last_hang_up_check_ns_ = 0;
+  HangUpSchedule hang_up_looks_;
   void throw_if_stopped();
   /// Reads one answer of worker `index` and routes it to its job; a torn or missing answer means the
   /// worker died, and it is buried.
@@ -229,8 +230,7 @@ class Dispatcher {
   // Reused by every wait, so that a warm map allocates nothing.
   std::vector<pollfd> poll_set_;
   std::vector<std::size_t> poll_owners_;
-  std::vector<std::size_t> answered_;   ///< filled by the waits: workers with news
-  std::vector<std::size_t> answering_;  ///< what serve() goes through (a wait may run meanwhile)
+  std::vector<std::size_t> answered_;  ///< filled by the answer waits: workers with news
   std::vector<std::byte> piped_results_;
 };
 

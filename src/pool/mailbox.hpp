@@ -24,6 +24,7 @@
 // the writer, and a byte is on its way that the reader must consume; the reader, and none is.
 #pragma once
 
+#include "mpdemo/sys/trace.hpp"
 #include "pool_protocol.hpp"
 
 #include <sys/mman.h>
@@ -43,6 +44,24 @@ namespace mpdemo::detail {
 /// would not see the other side hang up, which only shows on the pipes: every 10 ms it looks at them
 /// without sleeping, so a death or a stop is noticed within that (a poll() call per 10 ms: free).
 inline constexpr std::int64_t kHangUpCheckNs = 10'000'000;
+
+/// When an awake reader next looks at its pipes for a hang-up: at once the first time, then every
+/// kHangUpCheckNs.
+class HangUpSchedule {
+ public:
+  /// True, and the period restarts, if a look is due now.
+  bool due() noexcept {
+    const std::int64_t now = monotonic_ns();
+    if (now - last_ns_ < kHangUpCheckNs) return false;
+    last_ns_ = now;
+    return true;
+  }
+  /// The pipes were just looked at another way (asleep in poll): the next look is a period away.
+  void looked() noexcept { last_ns_ = monotonic_ns(); }
+
+ private:
+  std::int64_t last_ns_ = 0;
+};
 
 /// Messages one way, at most kTasksInFlight unread at once (the master holds back a worker's next
 /// task until it has read an answer, and a worker answers only tasks it was given), so a slot is

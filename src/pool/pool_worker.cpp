@@ -165,9 +165,7 @@ class Worker {
   /// Whether, spinning for long, the worker finds its doorbell hung up (the pool stops or retires it):
   /// a look every kHangUpCheckNs, so that a long PoolOptions::spin does not delay the pool's stop.
   bool stop_announced() noexcept {
-    const std::int64_t now = monotonic_ns();
-    if (now - last_hang_up_check_ns_ < kHangUpCheckNs) return false;
-    last_hang_up_check_ns_ = now;
+    if (!hang_up_looks_.due()) return false;
     pollfd bell{setup_.task_bell_fd, POLLIN, 0};
     return ::poll(&bell, 1, 0) > 0;  // awake, nobody rings: only end-of-file makes it readable
   }
@@ -287,7 +285,7 @@ class Worker {
   WorkerSetup setup_;
   RingReader<TaskMessage> tasks_;     // with a mailbox: where tasks arrive
   RingWriter<ReplyMessage> replies_;  // and where answers go
-  std::int64_t last_hang_up_check_ns_ = monotonic_ns();
+  HangUpSchedule hang_up_looks_;
   PayloadBuffer input_slice_;
   PayloadBuffer output_slice_;
   PagePopulator pages_;

@@ -52,14 +52,18 @@ nlohmann::json figures_json(const std::vector<BenchmarkFigure>& figures) {
   return rows;
 }
 
-}  // namespace
-
-const BenchmarkTiming& BenchmarkReport::timing(std::string_view key) const {
+const BenchmarkTiming& timing_named(const std::vector<BenchmarkTiming>& timings, std::string_view key) {
   for (const BenchmarkTiming& t : timings) {
     if (t.key == key) return t;
   }
   throw std::logic_error(fmt::format("no timing named {}", key));
 }
+
+}  // namespace
+
+const BenchmarkTiming& BenchmarkReport::timing(std::string_view key) const { return timing_named(timings, key); }
+
+const BenchmarkTiming& AnchorPoint::timing(std::string_view key) const { return timing_named(timings, key); }
 
 Summary speedup(const BenchmarkTiming& baseline, const BenchmarkTiming& contender) {
   std::vector<double> ratios;
@@ -209,7 +213,7 @@ std::string anchors_table(const AnchorsReport& report) {
   out +=
       fmt::format("\nverified: {}\n", all_verified ? "every mode's result equals the loop's, bit for bit, at every size"
                                                    : "NO: the times marked ! gave a wrong result");
-  if (!report.figures.empty()) out += "\n" + figures_table(report.figures) + "\n";
+  if (!report.figures.empty()) out += fmt::format("\n{}\n", figures_table(report.figures));
   for (const std::string& note : report.notes) out += fmt::format("note: {}\n", note);
   return out;
 }

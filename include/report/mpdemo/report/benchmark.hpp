@@ -65,6 +65,9 @@ struct AnchorMode {
 struct AnchorPoint {
   std::size_t size = 0;
   std::vector<BenchmarkTiming> timings;
+
+  /// The timing called `key`; throws std::logic_error if there is none.
+  const BenchmarkTiming& timing(std::string_view key) const;
 };
 
 /// The same job done every way a user might pick, at sizes from a tiny map to beyond the caches, each
