@@ -29,6 +29,7 @@ packages=(
   libtbb-dev                             # bench/: std::execution::par_unseq (GCC's parallel STL runs on TBB)
   python3-numpy python3-psutil           # bench/lesson.py: the Python lesson, measured beside us
   python3-joblib                         # bench/lesson.py: joblib beside multiprocessing and concurrent.futures
+  openmpi-bin libopenmpi-dev             # run --backend mpi under mpirun, mpdemo::MpiPool (optional at build time)
 )
 if $for_tests; then
   packages+=(chromium fonts-dejavu-core)  # headless, to load and screenshot the report page

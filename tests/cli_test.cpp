@@ -1,4 +1,5 @@
 // The mpdemo executable, run for real: its JSON, its lesson, and exit status 2 for every kind of bad input.
+#include "mpdemo/lab/mpi_methods.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -12,6 +13,7 @@ namespace {
 
 using mpdemo::testing::run_mpdemo;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(Cli, RunJsonHasEveryModeAndItsPhasesAddUp) {
   const auto result = run_mpdemo({"run", "--size", "100000", "--repeat", "3", "--workers", "2", "--format", "json"});
@@ -139,3 +141,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{{"sweep", "--sizes", "1e12"}, "MemAvailable"}, BadInput{{"costs", "--repeat", "abc"}, "--repeat"}));
 
 }  // namespace
+
+// Without mpirun, `--backend mpi` runs as a job of one rank; in a build without Open MPI (the
+// sanitizer builds leave it out), it says how to get it, and exits 2.
+TEST(Cli, TheMpiBackendRunsAsOneRankOrSaysHowToGetIt) {
+  const auto result = run_mpdemo({"run", "--backend", "mpi", "--mode", "mpi", "--size", "1000", "--repeat", "1"});
+  if (mpdemo::built_with_mpi()) {
+    ASSERT_EQ(result.exit_code(), 0) << result.err;
+    EXPECT_THAT(result.out, HasSubstr("mpi-*: 1 MPI ranks on 1 node(s)"));
+    EXPECT_THAT(result.out, Not(HasSubstr("NO")));
+  } else {
+    EXPECT_EQ(result.exit_code(), 2);
+    EXPECT_THAT(result.err, HasSubstr("built without MPI: install Open MPI"));
+    EXPECT_TRUE(result.out.empty());
+  }
+}

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstddef>
 #include <functional>
+#include <optional>
 #include <ostream>
 #include <stdexcept>
 
@@ -20,5 +22,13 @@ class UsageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// Under mpirun every rank runs mpdemo, and the root (rank 0) speaks for the job: a rank that calls
+/// this prints no results, main() keeps it quiet about bad input (which every rank meets alike) and
+/// names it in any other error.
+void speak_as_follower(std::size_t rank) noexcept;
+/// The rank that called speak_as_follower(), or else a rank other than 0 that mpirun's environment
+/// names (before MPI starts, every rank meets a bad option alike); nothing for the root.
+std::optional<std::size_t> follower_rank() noexcept;
 
 }  // namespace mpdemo::cli

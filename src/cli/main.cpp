@@ -33,7 +33,17 @@
 
 namespace {
 
-void say(const std::string& message) { std::cerr << "mpdemo: " << mpdemo::report::printable_message(message) << '\n'; }
+void say(const std::string& message) {
+  const std::optional<std::size_t> rank = mpdemo::cli::follower_rank();
+  std::cerr << (rank ? fmt::format("mpdemo (MPI rank {}): ", *rank) : std::string("mpdemo: "))
+            << mpdemo::report::printable_message(message) << '\n';
+}
+
+// Bad input, said once for an MPI job: every rank parsed the same command line and met it alike.
+int bad_input(const std::string& message) {
+  if (!mpdemo::cli::follower_rank()) say(fmt::format("error: {}", message));
+  return 2;
+}
 
 int report_interrupt(const mpdemo::Interrupted& interrupted) {
   try {
@@ -132,9 +142,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     if (error.get_exit_code() == 0) return flush_standard_output(app.exit(error));  // --help, --version
-    say(fmt::format("error: {}", parse_error_message(error)));
-    std::cerr << "Run 'mpdemo --help' for usage.\n";
-    return 2;
+    const int status = bad_input(parse_error_message(error));
+    if (!mpdemo::cli::follower_rank()) std::cerr << "Run 'mpdemo --help' for usage.\n";
+    return status;
   }
   if (!stdout_open) {
     say("error: standard output is closed: there is nowhere to write the results");
@@ -153,11 +163,9 @@ int main(int argc, char** argv) {
     mpdemo::throw_if_interrupted();  // a signal during the last moments still ends as an interrupt
     return flush_standard_output(status);
   } catch (const UsageError& error) {
-    say(fmt::format("error: {}", error.what()));
-    return 2;
+    return bad_input(error.what());
   } catch (const mpdemo::BadArgument& error) {  // a value the library refused: input, not a failure
-    say(fmt::format("error: {}", error.what()));
-    return 2;
+    return bad_input(error.what());
   } catch (const mpdemo::report::ToolMissing& error) {  // asked for a plot, and gnuplot is not installed
     say(fmt::format("error: {}", error.what()));
     return 2;

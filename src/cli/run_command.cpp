@@ -1,5 +1,6 @@
 #include "run_command.hpp"
 
+#include "mpdemo/lab/mpi_methods.hpp"
 #include "mpdemo/lab/trials.hpp"
 #include "mpdemo/report/trials.hpp"
 #include "mpdemo/sys/topology.hpp"
@@ -8,6 +9,7 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <iostream>
 #include <map>
 #include <memory>
 
@@ -20,6 +22,8 @@ struct RunOptions {
   std::size_t workers = 0;
   std::size_t chunksize = 0;
   std::string mode = "all";
+  std::string backend = "local";
+  int ranks_per_node = 0;
   std::uint64_t seed = 1;
   std::size_t repeat = 5;
   Format format = Format::table;
@@ -37,9 +41,23 @@ const std::map<std::string, std::vector<Method>>& modes() {
       {"all",
        {Method::sequential, Method::fresh_processes, Method::fresh_processes_copy, Method::fresh_threads,
         Method::warm_processes, Method::warm_threads}},
+      {"mpi-scatter", {Method::mpi_scatter}},
+      {"mpi-window", {Method::mpi_shared_window}},
+      {"mpi-hybrid", {Method::mpi_hybrid}},
+      {"mpi", {Method::mpi_scatter, Method::mpi_shared_window, Method::mpi_hybrid}},
   };
   return table;
 }
+
+// `--backend mpi --mode all`: the lesson's comparison on one machine, every contender warm: the loop,
+// the fork pool and threads on the root, then the three MPI paths over every rank.
+const std::vector<Method>& mpi_comparison() {
+  static const std::vector<Method> methods{Method::sequential,  Method::warm_processes,    Method::warm_threads,
+                                           Method::mpi_scatter, Method::mpi_shared_window, Method::mpi_hybrid};
+  return methods;
+}
+
+bool over_mpi(Method method) { return machinery_of(method) == Machinery::mpi_ranks; }
 
 // How many arrays of N doubles a run holds at its peak: the input, the reference answer and the
 // input's shared copy always; each warm method's output for the whole run; and the largest number
@@ -71,14 +89,49 @@ Footprint footprint(const std::vector<Method>& methods) {
       case Method::fresh_threads:
         transient.arrays = std::max<std::size_t>(transient.arrays, 1);
         break;
+      case Method::mpi_scatter:
+      case Method::mpi_hybrid:
+        persistent.arrays += 1;  // the root's output, kept across runs (and slices, windows elsewhere)
+        break;
+      case Method::mpi_shared_window:
+        persistent.arrays += 2;  // input and output in the node's window
+        break;
     }
   }
   return {persistent.arrays + transient.arrays, persistent.shared_arrays + transient.shared_arrays};
 }
 
+// What rank 0 had verified when the job was stopped, kept as the runs end.
+class VerifiedSoFar {
+ public:
+  void add(Method method, const Trial& trial) {
+    auto& [runs, verified] = counts_[method];
+    ++runs;
+    verified += trial.verified ? 1 : 0;
+  }
+  std::string said() const {
+    std::string text;
+    for (const auto& [method, count] : counts_) {
+      text += fmt::format("{}{} {} of {} verified", text.empty() ? "" : ", ", method_name(method), count.second,
+                          count.first);
+    }
+    return text.empty() ? "no run had finished" : text;
+  }
+
+ private:
+  std::map<Method, std::pair<std::size_t, std::size_t>> counts_;
+};
+
 int run(std::ostream& out, RunOptions& options) {
+  const bool mpi = options.backend == "mpi";
   const std::size_t workers = options.workers != 0 ? options.workers : system_topology().default_workers();
-  const std::vector<Method>& methods = modes().at(options.mode);
+  std::vector<Method> methods = mpi && options.mode == "all" ? mpi_comparison() : modes().at(options.mode);
+  const bool any_over_mpi = std::any_of(methods.begin(), methods.end(), over_mpi);
+  if (any_over_mpi && !mpi) {
+    throw UsageError(fmt::format("--mode {} runs over MPI ranks: mpirun -np K mpdemo run --backend mpi --mode {}",
+                                 options.mode, options.mode));
+  }
+  if (options.ranks_per_node != 0 && !mpi) throw UsageError("--ranks-per-node belongs to --backend mpi");
   const Footprint peak = footprint(methods);
   const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
   const auto uses = [&](Machinery machinery) {
@@ -89,9 +142,31 @@ int run(std::ostream& out, RunOptions& options) {
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
 
+  // Joined after every check of this rank's own, so that bad input ends every rank before MPI starts.
+  std::unique_ptr<RankedMethods> ranked;
+  if (mpi) {
+    // A list of every path (all, mpi) leaves out the one that cannot run on this job; a path asked
+    // for by name is refused with the reason.
+    const bool every_path = options.mode == "all" || options.mode == "mpi";
+    ranked = start_mpi_methods({options.size, methods, options.ranks_per_node, every_path});
+    if (!ranked->is_root()) speak_as_follower(ranked->rank());
+    std::erase_if(methods, [&](Method m) { return over_mpi(m) && !ranked->can_run(m); });
+  }
   Trace* trace = options.trace.start(options.format);
-  const TrialResults results =
-      run_trials({options.size, workers, options.chunksize, options.seed, options.repeat, methods, trace});
+  VerifiedSoFar verified_so_far;
+  TrialPlan plan{
+      options.size, workers,        options.chunksize,
+      options.seed, options.repeat, methods,
+      trace,        ranked.get(),   [&](Method method, const Trial& trial) { verified_so_far.add(method, trial); }};
+  TrialResults results;
+  try {
+    results = run_trials(std::move(plan));
+  } catch (const Interrupted&) {
+    // Under mpirun, SIGTERM is how a job whose rank died is stopped: say what was already known good.
+    if (mpi && ranked->is_root()) std::cerr << "mpdemo: before the stop, rank 0 had " << verified_so_far.said() << '\n';
+    throw;
+  }
+  if (ranked && !ranked->is_root()) return 0;  // the root reports for the job
   out << (options.format == Format::json ? report::run_json(results) : report::run_table(results));
   options.trace.finish(out,
                        fmt::format("mpdemo run --size {} --mode {}: who ran what, when", options.size, options.mode));
@@ -113,8 +188,18 @@ Command add_run_command(CLI::App& root) {
   app->add_option("--mode,-m", options->mode,
                   "seq: one loop; proc / thread: a pool created inside the timed call (the lesson), proc with data "
                   "made in shared memory, proc-copy from and into ordinary vectors; warm-proc / warm-thread: a "
-                  "pool started beforehand, data in place; all (default)")
+                  "pool started beforehand, data in place; all (default). With --backend mpi: mpi-scatter, "
+                  "mpi-window, mpi-hybrid, mpi (the three)")
       ->check(CLI::IsMember(mode_names));
+  app->add_option("--backend,-b", options->backend,
+                  "local (default): this process, its forked workers and threads; mpi: also the MPI paths "
+                  "(mpi-scatter, mpi-window, mpi-hybrid) over the ranks of `mpirun -np K mpdemo run --backend mpi`, "
+                  "where --mode all compares seq, warm-proc, warm-thread and the three")
+      ->check(CLI::IsMember({"local", "mpi"}));
+  app->add_option("--ranks-per-node", options->ranks_per_node,
+                  "--backend mpi: treat every K consecutive ranks as one node, to rehearse a multi-host run on one "
+                  "machine (with mpirun --mca btl self,tcp); 0 (default): the hosts' real nodes")
+      ->check(CLI::Range(0, 1 << 20));
   add_seed_option(*app, options->seed, "random seed, for reproducible data (default 1)");
   add_repeat_option(*app, options->repeat, 1000);
   add_format_option(*app, options->format, false);

@@ -23,6 +23,12 @@ std::string_view method_name(Method method) noexcept {
       return "warm-proc";
     case Method::warm_threads:
       return "warm-thread";
+    case Method::mpi_scatter:
+      return "mpi-scatter";
+    case Method::mpi_shared_window:
+      return "mpi-window";
+    case Method::mpi_hybrid:
+      return "mpi-hybrid";
   }
   return "?";
 }
@@ -38,11 +44,18 @@ Machinery machinery_of(Method method) noexcept {
     case Method::fresh_threads:
     case Method::warm_threads:
       return Machinery::threads;
+    case Method::mpi_scatter:
+    case Method::mpi_shared_window:
+    case Method::mpi_hybrid:
+      return Machinery::mpi_ranks;
   }
   return Machinery::loop;
 }
 
-bool is_warm(Method method) noexcept { return method == Method::warm_processes || method == Method::warm_threads; }
+bool is_warm(Method method) noexcept {
+  return method == Method::warm_processes || method == Method::warm_threads ||
+         machinery_of(method) == Machinery::mpi_ranks;
+}
 
 std::string_view lesson_function_name(Method method) noexcept {
   switch (method) {
@@ -58,6 +71,12 @@ std::string_view lesson_function_name(Method method) noexcept {
       return "array_squared_mp_warm";
     case Method::warm_threads:
       return "array_squared_threads_warm";
+    case Method::mpi_scatter:
+      return "array_squared_mpi_scatter";
+    case Method::mpi_shared_window:
+      return "array_squared_mpi_window";
+    case Method::mpi_hybrid:
+      return "array_squared_mpi_hybrid";
   }
   return "?";
 }

@@ -1,9 +1,12 @@
 #include "mpdemo/lab/trials.hpp"
 
 #include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "mpdemo/sys/trace.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 
@@ -41,11 +44,13 @@ std::vector<double> reference_squares(std::span<const double> input) {
   return squares;
 }
 
-MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace)
+MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace,
+                           RankedMethods* ranked)
     : input_(input),
       workers_(workers),
       chunksize_(chunksize),
       trace_(trace),
+      ranked_(ranked),
       shared_input_(SharedArena::process_default(), input.size()) {
   interruptible_copy(shared_input_.data(), input.data(), input.size_bytes());
 }
@@ -98,6 +103,17 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
       const PhaseTimes phases = square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
       return check(phases, thread_output_, reference);
     }
+    case Method::mpi_scatter:
+    case Method::mpi_shared_window:
+    case Method::mpi_hybrid: {
+      if (ranked_ == nullptr) {
+        throw BadArgument(fmt::format("{} runs over MPI ranks: run it as mpirun -np K mpdemo run --backend mpi",
+                                      method_name(method)));
+      }
+      const RankedMethods::Ran ran = ranked_->run(method, input_);
+      if (!ranked_->is_root()) return {ran.phases, true};  // the root verifies
+      return check(ran.phases, ran.result, reference);
+    }
   }
   return {};
 }
@@ -114,17 +130,28 @@ TrialResults run_trials(TrialPlan plan) {
   if (plan.workers == 0) plan.workers = system_topology().default_workers();
   const std::size_t chunksize = plan.chunksize;
   plan.chunksize = ChunkPlan(plan.size, plan.chunksize, plan.workers).chunksize();
-  const std::vector<double> input = uniform_random_array(plan.size, plan.seed);
+  // Under MPI every rank runs the plan, and the ranks other than the root only lend their share of
+  // the MPI methods: they hold no input, run nothing alone, and check nothing.
+  const bool root = plan.ranked == nullptr || plan.ranked->is_root();
+  const std::vector<double> input = root ? uniform_random_array(plan.size, plan.seed) : std::vector<double>{};
   const std::vector<double> reference = reference_squares(input);
-  MethodRunner runner(input, plan.workers, chunksize, plan.trace);
+  MethodRunner runner(input, plan.workers, chunksize, plan.trace, plan.ranked);
   std::vector<std::vector<Trial>> trials(plan.methods.size());
   for (std::size_t r = 0; r < plan.repeat; ++r) {
     for (std::size_t m = 0; m < plan.methods.size(); ++m) {
-      trials[m].push_back(runner.run(plan.methods[m], reference));
+      const Method method = plan.methods[m];
+      if (!root && machinery_of(method) != Machinery::mpi_ranks) continue;
+      trials[m].push_back(runner.run(method, reference));
+      if (root && plan.on_trial) plan.on_trial(method, trials[m].back());
       throw_if_interrupted();
     }
   }
   TrialResults results{plan, {}, runner.warm_pool_startup_seconds()};
+  if (plan.ranked != nullptr) {
+    results.ranks = plan.ranked->ranks();
+    results.nodes = plan.ranked->nodes();
+    results.mpi_startup = plan.ranked->startup_seconds();
+  }
   for (std::size_t m = 0; m < plan.methods.size(); ++m)
     results.methods.push_back({plan.methods[m], summarize(trials[m])});
   return results;

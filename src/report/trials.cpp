@@ -12,7 +12,9 @@ std::vector<MethodTiming> method_timings(const TrialResults& results, bool lesso
   std::vector<MethodTiming> timings;
   for (const MethodResult& m : results.methods) {
     const std::string name(lesson_names ? lesson_function_name(m.method) : method_name(m.method));
-    timings.push_back(MethodTiming::of(m.method, name, m.summary.median_run, results.plan.workers));
+    const bool over_mpi = machinery_of(m.method) == Machinery::mpi_ranks;
+    timings.push_back(
+        MethodTiming::of(m.method, name, m.summary.median_run, over_mpi ? results.ranks : results.plan.workers));
   }
   return timings;
 }
@@ -25,7 +27,11 @@ std::string run_json(const TrialResults& results) {
                       {"seed", plan.seed},
                       {"unit", "seconds"},
                       {"modes", nlohmann::json::array()},
-                      {"warm_pool_startup", results.warm_pool_startup}};
+                      {"warm_pool_startup", results.warm_pool_startup},
+                      {"backend", results.ranks > 0 ? "mpi" : "local"}};
+  if (results.ranks > 0) {
+    json["mpi"] = {{"ranks", results.ranks}, {"nodes", results.nodes}, {"startup", results.mpi_startup}};
+  }
   for (const MethodResult& m : results.methods) {
     json["modes"].push_back(
         {{"name", method_name(m.method)},
@@ -54,6 +60,12 @@ std::string run_table(const TrialResults& results) {
   if (results.warm_pool_startup > 0) {
     text += fmt::format("warm-proc started its workers once, before timing: {}\n",
                         format_duration(results.warm_pool_startup));
+  }
+  if (results.ranks > 0) {
+    text += fmt::format(
+        "mpi-*: {} MPI ranks on {} node(s), started by mpirun before mpdemo ran; rank 0's MPI_Init and the pools' "
+        "set-up took {} (mpirun's own start is outside: time it around the command)\n",
+        results.ranks, results.nodes, format_duration(results.mpi_startup));
   }
   const std::vector<MethodTiming> timings = method_timings(results, false);
   return text + explain_fastest(timings) + explain_warm(timings);

@@ -57,8 +57,13 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
 
 MethodTiming MethodTiming::of(Method method, std::string name, const PhaseTimes& phases, std::size_t workers) {
   const bool loop = machinery_of(method) == Machinery::loop;
-  return {std::move(name),    phases,          loop,
-          loop ? 1 : workers, is_warm(method), machinery_of(method) == Machinery::threads};
+  return {std::move(name),
+          phases,
+          loop,
+          loop ? 1 : workers,
+          is_warm(method),
+          machinery_of(method) == Machinery::threads,
+          machinery_of(method) == Machinery::mpi_ranks};
 }
 
 std::string explain_warm(std::span<const MethodTiming> methods) {
@@ -67,9 +72,14 @@ std::string explain_warm(std::span<const MethodTiming> methods) {
   std::string text;
   const MethodTiming* warm_processes = nullptr;
   const MethodTiming* warm_threads = nullptr;
+  std::vector<const MethodTiming*> mpi;
   for (const MethodTiming& m : methods) {
     if (!m.warm) continue;
-    (m.threads ? warm_threads : warm_processes) = &m;
+    if (m.mpi) {
+      mpi.push_back(&m);
+    } else {
+      (m.threads ? warm_threads : warm_processes) = &m;
+    }
     text +=
         fmt::format("{}{} {:.2f}x", text.empty() ? "" : ", ", m.name, ratio(loop->phases.compute, m.phases.total()));
   }
@@ -83,6 +93,17 @@ std::string explain_warm(std::span<const MethodTiming> methods) {
         "Processes vs threads, both warm: {:.2f}x (1.00x means separate address spaces cost nothing "
         "once the data lives in shared memory).\n",
         ratio(warm_threads->phases.total(), warm_processes->phases.total()));
+  }
+  if (warm_processes != nullptr && !mpi.empty()) {
+    std::string versus;
+    for (const MethodTiming* m : mpi) {
+      versus += fmt::format("{}{} {:.2f}x", versus.empty() ? "" : ", ", m->name,
+                            ratio(warm_processes->phases.total(), m->phases.total()));
+    }
+    text += fmt::format(
+        "MPI ranks against the warm fork pool (above 1.00x: faster than it): {}; the gap is what MPI's copies and "
+        "hand-offs cost beside forked workers that share the arrays.\n",
+        versus);
   }
   return text;
 }

@@ -27,10 +27,14 @@ enum class Method {
   fresh_threads,         ///< array_squared_threads: a ThreadPool created, used once and stopped, all timed
   warm_processes,        ///< a ProcessPool started beforehand, data already in its shared memory
   warm_threads,          ///< a ThreadPool started beforehand, writing into a buffer the caller owns
+  // Over MPI ranks that mpirun started before the program ran (so warm: see lab/mpi_methods.hpp):
+  mpi_scatter,        ///< MpiPool, MPI_Scatterv out and MPI_Gatherv back, from and into the root's vectors
+  mpi_shared_window,  ///< MpiPool, input and output in one node's MPI-3 shared window: nothing copied
+  mpi_hybrid,         ///< MpiPool, scattered to one leader per node, a shared window within each node
 };
 
 /// What kind of machinery a method uses, written once (reports and resource checks ask these).
-enum class Machinery { loop, processes, threads };
+enum class Machinery { loop, processes, threads, mpi_ranks };
 Machinery machinery_of(Method method) noexcept;
 /// Warm: workers started beforehand and an output buffer reused, so only compute is paid.
 bool is_warm(Method method) noexcept;
@@ -42,7 +46,8 @@ bool is_warm(Method method) noexcept;
 /// figure), and a worker slowed by that makes the other steal, so three.
 inline constexpr int kWarmUpMaps = 3;
 
-/// The names the CLI and the reports use: "seq", "proc", "proc-copy", "thread", "warm-proc", "warm-thread".
+/// The names the CLI and the reports use: "seq", "proc", "proc-copy", "thread", "warm-proc", "warm-thread",
+/// "mpi-scatter", "mpi-window", "mpi-hybrid".
 std::string_view method_name(Method method) noexcept;
 /// The lesson's function names: "array_squared_sp", "array_squared_mp", "array_squared_threads", ...
 std::string_view lesson_function_name(Method method) noexcept;

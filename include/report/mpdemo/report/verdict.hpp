@@ -16,6 +16,7 @@ struct MethodTiming {
   std::size_t workers = 1;
   bool warm = false;     ///< workers started beforehand, output buffer reused: only compute is paid
   bool threads = false;  ///< threads, not processes
+  bool mpi = false;      ///< MPI ranks that mpirun started, not a pool of ours
 
   /// The timing of `method`, printed as `name`, run with `workers` (the loop always has one).
   static MethodTiming of(Method method, std::string name, const PhaseTimes& phases, std::size_t workers);
@@ -25,8 +26,9 @@ struct MethodTiming {
 /// (overhead = everything but compute; compute speedup = the loop's compute / the method's).
 std::string explain_fastest(std::span<const MethodTiming> methods);
 
-/// Warm methods against the loop's compute alone (both write into buffers that already exist), and
-/// warm processes against warm threads: the like-for-like comparison of the parallel machinery.
+/// Warm methods against the loop's compute alone (both write into buffers that already exist), warm
+/// processes against warm threads, and each MPI path against the warm fork pool: the like-for-like
+/// comparisons of the parallel machinery.
 std::string explain_warm(std::span<const MethodTiming> methods);
 
 }  // namespace mpdemo::report

@@ -1,0 +1,47 @@
+#include "mpdemo/mpi/mpi_session.hpp"
+
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/timing.hpp"
+
+#include <fmt/format.h>
+
+#include <exception>
+
+namespace mpdemo {
+
+void check_mpi(int code, std::string_view doing) {
+  if (code == MPI_SUCCESS) return;
+  char words[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  MPI_Error_string(code, words, &length);
+  throw Error(fmt::format("MPI failed while {}: {}", doing, std::string_view(words, static_cast<std::size_t>(length))));
+}
+
+MpiSession::MpiSession() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized != 0) throw std::logic_error("MpiSession: MPI was already started in this process");
+  const Stopwatch stopwatch;
+  int provided = 0;
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    throw Error("MPI_Init_thread failed: is this program started by mpirun, and is Open MPI installed whole?");
+  }
+  init_seconds_ = stopwatch.seconds();
+  // From here on a failed call returns its code to check_mpi instead of aborting the job.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+MpiSession::~MpiSession() {
+  if (std::uncaught_exceptions() > 0) return;
+  finalize();
+}
+
+void MpiSession::finalize() noexcept {
+  if (finalized_) return;
+  finalized_ = true;
+  MPI_Finalize();
+}
+
+}  // namespace mpdemo
