@@ -39,9 +39,11 @@ void say(const std::string& message) {
             << mpdemo::report::printable_message(message) << '\n';
 }
 
-// Bad input, said once for an MPI job: every rank parsed the same command line and met it alike.
-int bad_input(const std::string& message) {
-  if (!mpdemo::cli::follower_rank()) say(fmt::format("error: {}", message));
+// Bad input, exit status 2. Under mpirun, what every rank meets alike (the command line, which every
+// rank parses the same; a library's refusal, which MpiPool makes on every rank alike) is said once,
+// by rank 0; what depends on the rank's own host (memory, limits, paths) by the rank that met it.
+int bad_input(const std::string& message, bool every_rank_alike) {
+  if (!every_rank_alike || !mpdemo::cli::follower_rank()) say(fmt::format("error: {}", message));
   return 2;
 }
 
@@ -142,7 +144,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     if (error.get_exit_code() == 0) return flush_standard_output(app.exit(error));  // --help, --version
-    const int status = bad_input(parse_error_message(error));
+    const int status = bad_input(parse_error_message(error), true);
     if (!mpdemo::cli::follower_rank()) std::cerr << "Run 'mpdemo --help' for usage.\n";
     return status;
   }
@@ -163,9 +165,9 @@ int main(int argc, char** argv) {
     mpdemo::throw_if_interrupted();  // a signal during the last moments still ends as an interrupt
     return flush_standard_output(status);
   } catch (const UsageError& error) {
-    return bad_input(error.what());
+    return bad_input(error.what(), false);
   } catch (const mpdemo::BadArgument& error) {  // a value the library refused: input, not a failure
-    return bad_input(error.what());
+    return bad_input(error.what(), true);
   } catch (const mpdemo::report::ToolMissing& error) {  // asked for a plot, and gnuplot is not installed
     say(fmt::format("error: {}", error.what()));
     return 2;

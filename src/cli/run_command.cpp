@@ -89,12 +89,15 @@ Footprint footprint(const std::vector<Method>& methods) {
       case Method::fresh_threads:
         transient.arrays = std::max<std::size_t>(transient.arrays, 1);
         break;
+      // On one host, the ranks' buffers add up in the same memory.
       case Method::mpi_scatter:
+        persistent.arrays += 3;  // the root's output, and the other ranks' slices in and out
+        break;
       case Method::mpi_hybrid:
-        persistent.arrays += 1;  // the root's output, kept across runs (and slices, windows elsewhere)
+        persistent.arrays += 3;  // the root's output, the node's window in and out
         break;
       case Method::mpi_shared_window:
-        persistent.arrays += 2;  // input and output in the node's window
+        persistent.arrays += 2;  // input and output in the node's window (MPI's, not the pool's arena)
         break;
     }
   }
@@ -142,7 +145,9 @@ int run(std::ostream& out, RunOptions& options) {
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
 
-  // Joined after every check of this rank's own, so that bad input ends every rank before MPI starts.
+  // Joined after every check of this rank's own (the trace's paths included), so that bad input
+  // ends every rank before MPI starts.
+  Trace* trace = options.trace.start(options.format);
   std::unique_ptr<RankedMethods> ranked;
   if (mpi) {
     // A list of every path (all, mpi) leaves out the one that cannot run on this job; a path asked
@@ -152,7 +157,6 @@ int run(std::ostream& out, RunOptions& options) {
     if (!ranked->is_root()) speak_as_follower(ranked->rank());
     std::erase_if(methods, [&](Method m) { return over_mpi(m) && !ranked->can_run(m); });
   }
-  Trace* trace = options.trace.start(options.format);
   VerifiedSoFar verified_so_far;
   TrialPlan plan{
       options.size, workers,        options.chunksize,

@@ -41,11 +41,12 @@ class MpiMethods final : public RankedMethods {
       session_.finalize();
       throw;
     }
-    // Each rank on the CPU the fork pool gives its worker of the same index (one per physical core,
+    // Each rank on the CPU the fork pool gives its worker of the same index among the ranks of its
+    // host, whatever the simulated nodes (one per physical core,
     // within what this process may use), so that the two are compared placed alike. Under mpirun's
     // own binding (its default for -np 2) that is the core mpirun chose; under --bind-to none, the
     // rank would otherwise wander, and a map waits for its slowest rank.
-    pin_calling_thread(system_topology().worker_cpu(static_cast<std::size_t>(hybrid_->node_rank())));
+    pin_calling_thread(system_topology().worker_cpu(static_cast<std::size_t>(hybrid_->host_rank())));
     startup_ = session_.init_seconds() + setup.seconds();
   }
 
@@ -91,7 +92,7 @@ class MpiMethods final : public RankedMethods {
       for (int i = 0; i < kWarmUpMaps; ++i) pool.map_into(squared, input, output);
     }
     interruptible_fill(std::span<double>(output), -1.0);  // a stale answer cannot pass
-    pool.barrier();  // every rank awake and waiting when the clock starts (see synchronize)
+    pool.barrier();  // every rank awake and waiting when the clock starts (see RankedMethods::run)
     const MapStats stats = pool.map_into(squared, input, output);
     return {stats.phases, output};
   }
@@ -103,11 +104,11 @@ class MpiMethods final : public RankedMethods {
       window_input_ = pool.make_shared_array<double>(size_);
       window_output_ = pool.make_shared_array<double>(size_);
       if (pool.is_root()) interruptible_copy(window_input_.data(), input.data(), input.size_bytes());
-      pool.barrier();
+      pool.barrier(window_input_);
       for (int i = 0; i < kWarmUpMaps; ++i) pool.map_into(squared, window_input_, window_output_);
     }
     if (pool.is_root()) interruptible_fill(window_output_.span(), -1.0);
-    pool.barrier();  // the poison lands before any rank writes a result; every rank awake
+    pool.barrier(window_output_);  // the poison lands before any rank writes a result; every rank awake
     const MapStats stats = pool.map_into(squared, window_input_, window_output_);
     return {stats.phases, window_output_.span()};
   }

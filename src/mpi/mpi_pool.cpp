@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <thread>
 #include <utility>
@@ -149,7 +150,9 @@ SharedWindow& SharedWindow::operator=(SharedWindow&& other) noexcept {
 void SharedWindow::release() noexcept {
   if (window_ == MPI_WIN_NULL) return;
   // Freeing is collective: a rank that is unwinding an error would wait for ranks that may never come.
-  if (std::uncaught_exceptions() == 0) {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (std::uncaught_exceptions() == 0 && finalized == 0) {
     MPI_Win_unlock_all(window_);
     MPI_Win_free(&window_);
   }
@@ -166,8 +169,10 @@ void SharedWindow::sync() const {
 
 struct MpiPool::Header {
   std::uint64_t size;
+  std::uint64_t output_size;
   std::uint64_t input_bytes;
   std::uint64_t output_bytes;
+  std::uint64_t in_place;
 };
 
 MpiPool::MpiPool(MpiPoolOptions options) : options_(options) {
@@ -184,6 +189,7 @@ MpiPool::MpiPool(MpiPoolOptions options) : options_(options) {
   MPI_Comm shared = MPI_COMM_NULL;
   check_mpi(MPI_Comm_split_type(world_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &shared),
             "finding the ranks that share memory");
+  MPI_Comm_rank(shared, &host_rank_);
   if (options_.ranks_per_node > 0) {
     check_mpi(MPI_Comm_split(shared, rank_ / options_.ranks_per_node, rank_, &node_comm_),
               "cutting the job into simulated nodes");
@@ -210,9 +216,13 @@ MpiPool::MpiPool(MpiPoolOptions options) : options_(options) {
   node_ = facts[0];
   nodes_ = facts[1];
   node_first_rank_ = facts[2];
+  // Every rank knows every node's size, so every rank can cut a map into nodes (and refuse alike).
+  node_sizes_.resize(static_cast<std::size_t>(nodes_));
+  check_mpi(MPI_Bcast(node_sizes_.data(), nodes_, MPI_INT, 0, world_), "telling every rank the nodes' sizes");
 
   // Every rank holds the same facts, so every rank throws alike and none is left waiting.
   if (options_.path == MpiPath::shared_window && nodes_ > 1) {
+    free_communicators();
     throw BadArgument(fmt::format(
         "the shared-window path needs every rank on one node, and this job spans {} nodes; use hybrid (a window "
         "per node) or scatter",
@@ -224,22 +234,32 @@ MpiPool::~MpiPool() {
   node_input_ = {};
   node_output_ = {};
   if (std::uncaught_exceptions() > 0) return;  // collective frees: see SharedWindow::release
+  free_communicators();
+}
+
+void MpiPool::free_communicators() noexcept {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
   for (MPI_Comm* comm : {&leaders_comm_, &node_comm_, &world_}) {
-    if (*comm != MPI_COMM_NULL) MPI_Comm_free(comm);
+    if (*comm != MPI_COMM_NULL && finalized == 0) MPI_Comm_free(comm);
+    *comm = MPI_COMM_NULL;
   }
 }
 
-void MpiPool::barrier() {
+void MpiPool::synchronized_barrier(std::initializer_list<const detail::SharedWindow*> windows) {
+  // MPI's unified model: sync (this rank's stores out), barrier, sync (the others' stores in).
+  for (const detail::SharedWindow* window : windows) window->sync();
   MPI_Request request = MPI_REQUEST_NULL;
   check_mpi(MPI_Ibarrier(world_, &request), "waiting for every rank");
   wait_for(request, "waiting for every rank");
+  for (const detail::SharedWindow* window : windows) window->sync();
 }
 
-void MpiPool::world_barrier(std::initializer_list<const detail::SharedWindow*> windows) {
-  // MPI's unified model: sync (this rank's stores out), barrier, sync (the others' stores in).
-  for (const detail::SharedWindow* window : windows) window->sync();
-  barrier();
-  for (const detail::SharedWindow* window : windows) window->sync();
+void MpiPool::abort_job(const std::string& why) {
+  std::fprintf(stderr, "mpdemo: %s; aborting the job\n", why.c_str());
+  std::fflush(stderr);
+  MPI_Abort(world_, 70);  // EX_SOFTWARE: a bug in the program, not bad input
+  std::abort();           // MPI_Abort does not return; should it, this rank must not go on
 }
 
 detail::SharedWindow MpiPool::make_window(std::size_t bytes, const char* caller) {
@@ -251,21 +271,24 @@ detail::SharedWindow MpiPool::make_window(std::size_t bytes, const char* caller)
 }
 
 MpiPool::Header MpiPool::share_header(const Request& request) {
-  Header header{request.size, request.input_bytes, request.output_bytes};
+  Header header{request.size, request.output_size, request.input_bytes, request.output_bytes,
+                request.in_place ? 1u : 0u};
   MPI_Request sent = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ibcast(&header, 3, MPI_UINT64_T, 0, world_, &sent), "announcing a map");
+  check_mpi(MPI_Ibcast(&header, 5, MPI_UINT64_T, 0, world_, &sent), "announcing a map");
   wait_for(sent, "announcing a map");
   // Ranks that disagree on what they map would exchange garbage, and no collective call between
   // them can complete any more: say why, and end the job (a throw here would leave the root waiting
   // for this rank forever, were the error caught).
   if (header.input_bytes != request.input_bytes || header.output_bytes != request.output_bytes) {
-    const std::string why = fmt::format(
+    abort_job(fmt::format(
         "MpiPool::map: rank {} maps {}-byte elements into {}-byte results, but the root maps {} into {}: every rank "
-        "must call map with the same function and types; aborting the job",
-        rank_, request.input_bytes, request.output_bytes, header.input_bytes, header.output_bytes);
-    std::fprintf(stderr, "mpdemo: %s\n", why.c_str());
-    std::fflush(stderr);
-    MPI_Abort(world_, 70);  // EX_SOFTWARE: a bug in the program, not bad input
+        "must call map with the same function and types",
+        rank_, request.input_bytes, request.output_bytes, header.input_bytes, header.output_bytes));
+  }
+  if ((header.in_place != 0) != request.in_place) {
+    abort_job(fmt::format(
+        "MpiPool::map_into: rank {} maps {}, but the root maps {}: every rank must make the same call", rank_,
+        request.in_place ? "shared arrays" : "vectors", request.in_place ? "vectors" : "shared arrays"));
   }
   return header;
 }
@@ -273,6 +296,8 @@ MpiPool::Header MpiPool::share_header(const Request& request) {
 MapStats MpiPool::execute(const Request& request) {
   Stopwatch phase;  // the announcement counts in move_in
   const Header header = share_header(request);
+  // Every rank now knows the root's sizes, so every rank refuses them alike.
+  require_same_size(header.size, header.output_size, "MpiPool::map_into");
   if (header.size == 0) return {};
   return options_.path == MpiPath::scatter ? scatter_map(request, header, phase)
                                            : node_window_map(request, header, phase);
@@ -342,8 +367,8 @@ MapStats MpiPool::node_window_map(const Request& request, const Header& header, 
 
   MapStats stats;
   const bool leader = leaders_comm_ != MPI_COMM_NULL;
-  Parts node_parts;
-  if (is_root()) node_parts = cut(header.size, node_sizes_, ranks_);
+  // Cut on every rank, so that a count MPI cannot hold is refused by all of them alike.
+  const Parts node_parts = cut(header.size, node_sizes_, ranks_);
   MPI_Request handle = MPI_REQUEST_NULL;
   if (leader) {
     check_mpi(MPI_Iscatterv(request.input, node_parts.counts.data(), node_parts.displacements.data(), in_type.get(),
@@ -352,7 +377,7 @@ MapStats MpiPool::node_window_map(const Request& request, const Header& header, 
               "scattering the input to the nodes");
     wait_for(handle, "scattering the input to the nodes");
   }
-  world_barrier({&node_input_});
+  synchronized_barrier({&node_input_});
   stats.phases.move_in = phase.lap();
 
   const std::size_t begin =
@@ -360,7 +385,7 @@ MapStats MpiPool::node_window_map(const Request& request, const Header& header, 
   const std::size_t end =
       part_begin(node_elements, static_cast<std::size_t>(node_rank_ + 1), static_cast<std::size_t>(node_size_));
   request.kernel(node_input_.data(), node_output_.data(), begin, end);
-  world_barrier({&node_output_});
+  synchronized_barrier({&node_output_});
   stats.phases.compute = phase.lap();
 
   if (leader) {
@@ -381,18 +406,19 @@ MapStats MpiPool::node_window_map(const Request& request, const Header& header, 
 MapStats MpiPool::execute_in_place(const Request& request, const detail::SharedWindow& input,
                                    const detail::SharedWindow& output) {
   const Stopwatch phase;
+  // What every rank stored into the arrays before the call, every rank sees (MPI's memory model).
+  synchronized_barrier({&input, &output});
   const Header header = share_header(request);
   if (header.size != request.size) {
-    throw Error(fmt::format("MpiPool::map_into: rank {} maps a shared array of {} elements, the root one of {}", rank_,
-                            request.size, header.size));
+    abort_job(fmt::format("MpiPool::map_into: rank {} maps a shared array of {} elements, the root one of {}", rank_,
+                          request.size, header.size));
   }
   MapStats stats;
   const std::size_t begin = part_begin(header.size, static_cast<std::size_t>(rank_), static_cast<std::size_t>(ranks_));
   const std::size_t end =
       part_begin(header.size, static_cast<std::size_t>(rank_ + 1), static_cast<std::size_t>(ranks_));
-  input.sync();
   request.kernel(request.input, request.output, begin, end);
-  world_barrier({&output});
+  synchronized_barrier({&output});
   stats.phases.compute = phase.seconds();
   return stats;
 }

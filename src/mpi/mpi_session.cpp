@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <exception>
+#include <stdexcept>
 
 namespace mpdemo {
 
@@ -27,6 +28,11 @@ MpiSession::MpiSession() {
     throw Error("MPI_Init_thread failed: is this program started by mpirun, and is Open MPI installed whole?");
   }
   init_seconds_ = stopwatch.seconds();
+  if (provided < MPI_THREAD_FUNNELED) {
+    // Threads and forked workers run beside MPI in rank 0; an MPI that cannot promise that is not one to run on.
+    MPI_Finalize();
+    throw Error("this MPI library offers no MPI_THREAD_FUNNELED: mpdemo's rank 0 runs threads beside MPI calls");
+  }
   // From here on a failed call returns its code to check_mpi instead of aborting the job.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);

@@ -14,8 +14,10 @@
 //   scatter        MPI_Scatterv out and MPI_Gatherv back: two copies, through whatever network joins
 //                  the ranks; what works across hosts
 //   shared_window  an MPI-3 shared window (MPI_Win_allocate_shared on the ranks that share memory),
-//                  every rank squaring its slice in place: the fork pool's zero-copy path, for ranks
-//                  on one host only. map_into on two MpiSharedArrays copies nothing at all
+//                  every rank squaring its slice in place, for ranks on one host only. From the
+//                  root's vectors the input is copied in and the results out (as hybrid does on one
+//                  node); map_into on two MpiSharedArrays is the fork pool's zero-copy path: nothing
+//                  is copied at all
 //   hybrid         scatter to one leader per node, a shared window within each node, gather back
 //                  from the leaders: as many network copies as there are nodes, not ranks
 //
@@ -37,6 +39,7 @@
 #include <memory>
 #include <ranges>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -50,7 +53,8 @@ std::string_view mpi_path_name(MpiPath path) noexcept;
 struct MpiPoolOptions {
   MpiPath path = MpiPath::scatter;
   /// 0: a node is the ranks that share memory (MPI_COMM_TYPE_SHARED), the hosts of a real cluster.
-  /// K > 0: nodes of K consecutive ranks, to rehearse a multi-host run on one machine (with
+  /// K > 0: nodes of K consecutive ranks of a host (ranks placed host by host, mpirun's default;
+  /// with --map-by node each would be alone), to rehearse a multi-host run on one machine (with
   /// `mpirun --mca btl self,tcp`, ranks of different "nodes" then talk over TCP as hosts would). A
   /// simulated node never spans two real ones: they are split further.
   int ranks_per_node = 0;
@@ -118,6 +122,9 @@ class MpiPool {
   int node() const noexcept { return node_; }            ///< this rank's node, 0 .. nodes()-1 (the root's is 0)
   int node_rank() const noexcept { return node_rank_; }  ///< this rank's place on its node, 0 .. node_size()-1
   int node_size() const noexcept { return node_size_; }
+  /// This rank's place among the ranks that share its host's memory, whatever the simulated nodes:
+  /// what a rank pins by.
+  int host_rank() const noexcept { return host_rank_; }
 
   /// Collective: fn over every element of the root's input, into a new vector on the root (an empty
   /// one on the other ranks).
@@ -137,9 +144,11 @@ class MpiPool {
             class T = std::ranges::range_value_t<Input>, class R = std::ranges::range_value_t<Output>>
   requires ElementFunction<F, T> && std::same_as<R, map_result_t<F, T>> MapStats map_into(F fn, const Input& input,
                                                                                           Output&& output) {
-    if (is_root()) require_same_size(std::ranges::size(input), std::ranges::size(output), "MpiPool::map_into");
+    // Sizes that differ are refused on every rank alike, after the root has announced them: a throw
+    // on the root alone would leave the others waiting for its map forever.
     return execute({ChunkKernel::of<T>(fn), std::ranges::data(input), std::ranges::data(output),
-                    is_root() ? std::ranges::size(input) : 0, sizeof(T), sizeof(R)});
+                    is_root() ? std::ranges::size(input) : 0, is_root() ? std::ranges::size(output) : 0, sizeof(T),
+                    sizeof(R), false});
   }
 
   /// Collective, zero copy: every rank squares its slice of `input` into `output`, both made by
@@ -148,8 +157,9 @@ class MpiPool {
   requires ElementFunction<F, T> && std::same_as<R, map_result_t<F, T>> MapStats
   map_into(F fn, const MpiSharedArray<T>& input, MpiSharedArray<R>& output) {
     require_same_size(input.size(), output.size(), "MpiPool::map_into");
-    return execute_in_place({ChunkKernel::of<T>(fn), input.data(), output.data(), input.size(), sizeof(T), sizeof(R)},
-                            input.window_, output.window_);
+    return execute_in_place(
+        {ChunkKernel::of<T>(fn), input.data(), output.data(), input.size(), output.size(), sizeof(T), sizeof(R), true},
+        input.window_, output.window_);
   }
 
   /// Collective: an uninitialised array of `size` elements in a window every rank of the node maps.
@@ -161,16 +171,23 @@ class MpiPool {
   }
 
   /// Collective: returns once every rank has called it; a rank that waits long sleeps between tests.
-  void barrier();
+  /// Makes what every rank stored into `arrays` before it visible to every rank after it (MPI_Win_sync
+  /// on both sides, as MPI's memory model asks): fill shared arrays, then call this.
+  template <class... T>
+  void barrier(const MpiSharedArray<T>&... arrays) {
+    synchronized_barrier({&arrays.window_...});
+  }
 
  private:
   struct Request {
     ChunkKernel kernel;
     const void* input;
     void* output;
-    std::size_t size;  ///< meaningful on the root (and on every rank for in-place maps)
+    std::size_t size;         ///< meaningful on the root (and on every rank for in-place maps)
+    std::size_t output_size;  ///< likewise
     std::size_t input_bytes;
     std::size_t output_bytes;
+    bool in_place;  ///< shared arrays (execute_in_place), not the root's vectors
   };
   struct Header;  // what the root tells every rank at the start of a map
 
@@ -181,7 +198,9 @@ class MpiPool {
   MapStats node_window_map(const Request& request, const Header& header, Stopwatch& phase);
   Header share_header(const Request& request);
   detail::SharedWindow make_window(std::size_t bytes, const char* caller);
-  void world_barrier(std::initializer_list<const detail::SharedWindow*> windows);
+  void synchronized_barrier(std::initializer_list<const detail::SharedWindow*> windows);
+  [[noreturn]] void abort_job(const std::string& why);
+  void free_communicators() noexcept;  ///< collective; nothing after MPI_Finalize
 
   MpiPoolOptions options_;
   int rank_ = 0;
@@ -191,7 +210,8 @@ class MpiPool {
   int node_rank_ = 0;
   int node_size_ = 1;
   int node_first_rank_ = 0;         ///< how many ranks the nodes before this one hold (nodes in their leaders' order)
-  std::vector<int> node_sizes_;     ///< on the root: ranks per node, in node order
+  int host_rank_ = 0;               ///< this rank's place among the ranks of its host (the real node)
+  std::vector<int> node_sizes_;     ///< ranks per node, in node order (the same on every rank)
   MPI_Comm world_ = MPI_COMM_NULL;  ///< a private copy of MPI_COMM_WORLD: the pool's traffic is its own
   MPI_Comm node_comm_ = MPI_COMM_NULL;     ///< the ranks of this node
   MPI_Comm leaders_comm_ = MPI_COMM_NULL;  ///< each node's first rank; MPI_COMM_NULL on the others
