@@ -323,3 +323,26 @@ TEST_F(Mpi, RanksThatMapDifferentTypesAreRefusedNotGarbled) {
 }
 
 }  // namespace
+
+namespace {
+
+// Open MPI keeps shared windows as files in /dev/shm; a container's is 64 MB by default. A window
+// that does not fit is refused before MPI starts (without the check, this job fails inside Open MPI
+// with status 1, whose shared-memory transport cannot even start; a window that fits the transport
+// but not the room left would die of SIGBUS at first touch). Shown with a
+// 1 MB /dev/shm in a mount namespace of the test's own (needs root, as CI runs; skipped otherwise).
+TEST_F(Mpi, WindowsThatDoNotFitInDevShmAreRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small /dev/shm in a namespace of its own";
+  const std::string command = std::string("mount -t tmpfs -o size=1m tmpfs /dev/shm && exec ") + MPDEMO_MPIEXEC +
+                              " -np 2 --oversubscribe --bind-to none " + mpdemo::testing::mpdemo_executable() +
+                              " run --backend mpi --mode mpi-window --size 1e6 --repeat 1";
+  const auto result = run_program({"unshare", "--mount", "--propagation", "private", "sh", "-c", command});
+  if (result.err.find("unshare") != std::string::npos || result.err.find("mount") == 0) {
+    GTEST_SKIP() << "no mount namespace here: " << result.err;
+  }
+  EXPECT_EQ(result.exit_code(), 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("which Open MPI keeps as files in /dev/shm, but only"));
+  EXPECT_TRUE(result.out.empty());
+}
+
+}  // namespace

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cctype>
@@ -304,6 +305,19 @@ void require_available_memory(std::size_t bytes, const std::string& what) {
                     "choose a smaller size or raise the limit",
                     what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(*left)),
                     human_bytes(static_cast<double>(*soft_limit(RLIMIT_AS)))));
+  }
+}
+
+void require_shared_memory_files(std::size_t bytes, const std::string& what) {
+  struct statvfs shm {};
+  if (::statvfs("/dev/shm", &shm) != 0) return;
+  const std::size_t free_bytes = static_cast<std::size_t>(shm.f_bavail) * shm.f_frsize;
+  if (bytes > free_bytes) {
+    throw UsageError(fmt::format(
+        "{} needs {} of shared windows, which Open MPI keeps as files in /dev/shm, but only {} is free there; "
+        "choose a smaller size, leave out the window modes (--mode mpi-scatter), or give /dev/shm more room "
+        "(docker run --shm-size)",
+        what, human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(free_bytes))));
   }
 }
 

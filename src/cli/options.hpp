@@ -80,6 +80,12 @@ void require_process_resources(const ProcessNeeds& needs, const std::string& wha
 void require_available_memory(std::size_t bytes, const std::string& what);
 /// Throws UsageError if `bytes` do not fit in the process pool's shared arena at once.
 void require_arena_capacity(std::size_t bytes, const std::string& what);
+
+/// Throws UsageError if `bytes` of files do not fit in what /dev/shm has free: Open MPI backs its
+/// shared windows with files there, and a window beyond it fails inside Open MPI or dies of SIGBUS
+/// at first touch, not with a reason (a container's /dev/shm is 64 MB by default). Nothing is
+/// checked where /dev/shm is absent.
+void require_shared_memory_files(std::size_t bytes, const std::string& what);
 /// Raises this process's open-file soft limit to its hard limit (each worker holds two pipe ends).
 void raise_open_file_limit() noexcept;
 /// MemAvailable from /proc/meminfo, in bytes.

@@ -63,13 +63,14 @@ bool over_mpi(Method method) { return machinery_of(method) == Machinery::mpi_ran
 // input's shared copy always; each warm method's output for the whole run; and the largest number
 // a single fresh call holds at once.
 struct Footprint {
-  std::size_t arrays;         ///< in memory
-  std::size_t shared_arrays;  ///< of those, in the pool's arena
+  std::size_t arrays;             ///< in memory
+  std::size_t shared_arrays;      ///< of those, in the pool's arena
+  std::size_t window_arrays = 0;  ///< of those, in MPI's shared windows (files in /dev/shm)
 };
 
 Footprint footprint(const std::vector<Method>& methods) {
-  Footprint persistent{3, 1};
-  Footprint transient{0, 0};
+  Footprint persistent{3, 1, 0};
+  Footprint transient{0, 0, 0};
   for (const Method method : methods) {
     switch (method) {
       case Method::warm_processes:
@@ -95,13 +96,16 @@ Footprint footprint(const std::vector<Method>& methods) {
         break;
       case Method::mpi_hybrid:
         persistent.arrays += 3;  // the root's output, the node's window in and out
+        persistent.window_arrays += 2;
         break;
       case Method::mpi_shared_window:
         persistent.arrays += 2;  // input and output in the node's window (MPI's, not the pool's arena)
+        persistent.window_arrays += 2;
         break;
     }
   }
-  return {persistent.arrays + transient.arrays, persistent.shared_arrays + transient.shared_arrays};
+  return {persistent.arrays + transient.arrays, persistent.shared_arrays + transient.shared_arrays,
+          persistent.window_arrays};
 }
 
 // What rank 0 had verified when the job was stopped, kept as the runs end.
@@ -144,6 +148,7 @@ int run(std::ostream& out, RunOptions& options) {
                             what);
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
+  if (mpi) require_shared_memory_files(peak.window_arrays * options.size * sizeof(double), what);
 
   // Joined after every check of this rank's own (the trace's paths included), so that bad input
   // ends every rank before MPI starts.
