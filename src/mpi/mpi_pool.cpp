@@ -204,18 +204,14 @@ MpiPool::MpiPool(MpiPoolOptions options) : options_(options) {
   if (leaders_comm_ != MPI_COMM_NULL) {
     MPI_Comm_rank(leaders_comm_, &node_);
     MPI_Comm_size(leaders_comm_, &nodes_);
-    check_mpi(MPI_Exscan(&node_size_, &node_first_rank_, 1, MPI_INT, MPI_SUM, leaders_comm_),
-              "numbering the nodes' ranks");
-    if (node_ == 0) node_first_rank_ = 0;  // MPI_Exscan leaves the first one undefined
     node_sizes_.resize(is_root() ? static_cast<std::size_t>(nodes_) : 0);
     check_mpi(MPI_Gather(&node_size_, 1, MPI_INT, node_sizes_.data(), 1, MPI_INT, 0, leaders_comm_),
               "counting the ranks of each node");
   }
-  int facts[3] = {node_, nodes_, node_first_rank_};
-  check_mpi(MPI_Bcast(facts, 3, MPI_INT, 0, node_comm_), "telling each rank its node");
+  int facts[2] = {node_, nodes_};
+  check_mpi(MPI_Bcast(facts, 2, MPI_INT, 0, node_comm_), "telling each rank its node");
   node_ = facts[0];
   nodes_ = facts[1];
-  node_first_rank_ = facts[2];
   // Every rank knows every node's size, so every rank can cut a map into nodes (and refuse alike).
   node_sizes_.resize(static_cast<std::size_t>(nodes_));
   check_mpi(MPI_Bcast(node_sizes_.data(), nodes_, MPI_INT, 0, world_), "telling every rank the nodes' sizes");
@@ -349,12 +345,11 @@ MapStats MpiPool::scatter_map(const Request& request, const Header& header, Stop
 MapStats MpiPool::node_window_map(const Request& request, const Header& header, Stopwatch& phase) {
   const ElementType in_type(header.input_bytes);
   const ElementType out_type(header.output_bytes);
-  // This node's share of the elements (in proportion to its ranks), then this rank's share of that.
-  const auto node_begin =
-      part_begin(header.size, static_cast<std::size_t>(node_first_rank_), static_cast<std::size_t>(ranks_));
-  const auto node_end = part_begin(header.size, static_cast<std::size_t>(node_first_rank_ + node_size_),
-                                   static_cast<std::size_t>(ranks_));
-  const std::size_t node_elements = node_end - node_begin;
+  // Each node's share of the elements, in proportion to its ranks, cut on every rank, so that a
+  // count MPI cannot hold is refused by all of them alike (before any window grows); then this
+  // rank's share of its node's.
+  const Parts node_parts = cut(header.size, node_sizes_, ranks_);
+  const auto node_elements = static_cast<std::size_t>(node_parts.counts[static_cast<std::size_t>(node_)]);
   // Every rank of the node computes the same sizes, so all of them grow the windows together.
   if (node_input_.bytes() < node_elements * header.input_bytes) {
     node_input_ = {};
@@ -367,14 +362,12 @@ MapStats MpiPool::node_window_map(const Request& request, const Header& header, 
 
   MapStats stats;
   const bool leader = leaders_comm_ != MPI_COMM_NULL;
-  // Cut on every rank, so that a count MPI cannot hold is refused by all of them alike.
-  const Parts node_parts = cut(header.size, node_sizes_, ranks_);
   MPI_Request handle = MPI_REQUEST_NULL;
   if (leader) {
-    check_mpi(MPI_Iscatterv(request.input, node_parts.counts.data(), node_parts.displacements.data(), in_type.get(),
-                            node_input_.data(), mpi_count(node_elements, "a node's share"), in_type.get(), 0,
-                            leaders_comm_, &handle),
-              "scattering the input to the nodes");
+    check_mpi(
+        MPI_Iscatterv(request.input, node_parts.counts.data(), node_parts.displacements.data(), in_type.get(),
+                      node_input_.data(), static_cast<int>(node_elements), in_type.get(), 0, leaders_comm_, &handle),
+        "scattering the input to the nodes");
     wait_for(handle, "scattering the input to the nodes");
   }
   synchronized_barrier({&node_input_});
@@ -389,9 +382,9 @@ MapStats MpiPool::node_window_map(const Request& request, const Header& header, 
   stats.phases.compute = phase.lap();
 
   if (leader) {
-    check_mpi(MPI_Igatherv(node_output_.data(), mpi_count(node_elements, "a node's share"), out_type.get(),
-                           request.output, node_parts.counts.data(), node_parts.displacements.data(), out_type.get(), 0,
-                           leaders_comm_, &handle),
+    check_mpi(MPI_Igatherv(node_output_.data(), static_cast<int>(node_elements), out_type.get(), request.output,
+                           node_parts.counts.data(), node_parts.displacements.data(), out_type.get(), 0, leaders_comm_,
+                           &handle),
               "gathering the results from the nodes");
     wait_for(handle, "gathering the results from the nodes");
   }

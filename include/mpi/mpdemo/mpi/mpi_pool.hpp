@@ -209,10 +209,9 @@ class MpiPool {
   int nodes_ = 1;
   int node_rank_ = 0;
   int node_size_ = 1;
-  int node_first_rank_ = 0;         ///< how many ranks the nodes before this one hold (nodes in their leaders' order)
-  int host_rank_ = 0;               ///< this rank's place among the ranks of its host (the real node)
-  std::vector<int> node_sizes_;     ///< ranks per node, in node order (the same on every rank)
-  MPI_Comm world_ = MPI_COMM_NULL;  ///< a private copy of MPI_COMM_WORLD: the pool's traffic is its own
+  int host_rank_ = 0;                      ///< this rank's place among the ranks of its host (the real node)
+  std::vector<int> node_sizes_;            ///< ranks per node, in node order (the same on every rank)
+  MPI_Comm world_ = MPI_COMM_NULL;         ///< a private copy of MPI_COMM_WORLD: the pool's traffic is its own
   MPI_Comm node_comm_ = MPI_COMM_NULL;     ///< the ranks of this node
   MPI_Comm leaders_comm_ = MPI_COMM_NULL;  ///< each node's first rank; MPI_COMM_NULL on the others
   std::vector<std::byte> scatter_input_;   ///< a rank's slice, received (scatter path, non-root ranks)
