@@ -37,10 +37,9 @@ mpdemo::ProcessPoolOptions process_pool(std::int64_t workers, std::int64_t pipes
   return options;
 }
 
-// One map of two elements, one chunk per worker: the fixed cost of a map on a warm pool. With one
-// worker the master has a core of its own; with two (on two cores) it shares one with a worker.
-void BM_WarmProcessPoolTinyMap(benchmark::State& state) {
-  mpdemo::ProcessPool pool(process_pool(state.range(0), state.range(1)));
+/// Maps of two elements, one chunk each, on a warm pool made with `options`: a map's fixed cost.
+void time_tiny_maps(benchmark::State& state, const mpdemo::ProcessPoolOptions& options) {
+  mpdemo::ProcessPool pool(options);
   auto input = pool.make_shared_array<double>(2);
   auto output = pool.make_shared_array<double>(2);
   input[0] = input[1] = 0.5;
@@ -49,10 +48,25 @@ void BM_WarmProcessPoolTinyMap(benchmark::State& state) {
     benchmark::DoNotOptimize(output.data());
   }
 }
+
+// One chunk per worker. With one worker the master has a core of its own; with two (on two cores)
+// it shares one with a worker.
+void BM_WarmProcessPoolTinyMap(benchmark::State& state) {
+  time_tiny_maps(state, process_pool(state.range(0), state.range(1)));
+}
 BENCHMARK(BM_WarmProcessPoolTinyMap)
     ->ArgNames({"workers", "pipes"})
     ->ArgsProduct({{1, 2}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
+
+// The caller computing one of the two chunks itself (caller_computes) beside one worker: the team of
+// an OpenMP region on two cores.
+void BM_WarmProcessPoolTinyMapCallerComputes(benchmark::State& state) {
+  mpdemo::ProcessPoolOptions options = process_pool(state.range(0), 0);
+  options.caller_computes = true;
+  time_tiny_maps(state, options);
+}
+BENCHMARK(BM_WarmProcessPoolTinyMapCallerComputes)->ArgName("workers")->Arg(1)->Unit(benchmark::kMicrosecond);
 
 void BM_WarmThreadPoolTinyMap(benchmark::State& state) {
   mpdemo::ThreadPool pool(static_cast<std::size_t>(state.range(0)));

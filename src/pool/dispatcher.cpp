@@ -442,7 +442,8 @@ void Dispatcher::follow_last_owners(JobState& job) {
   if (!key) return;
   job.ran_by.assign(job.plan.count(), 0);
   const auto last = last_owners_.find(*key);
-  if (last != last_owners_.end()) job.unstarted = ChunkQueue(last->second, workers_.size());
+  const std::size_t team = workers_.size() + (job.caller_region ? 1 : 0);  // the caller's region is the last
+  if (last != last_owners_.end()) job.unstarted = ChunkQueue(last->second, team);
 }
 
 void Dispatcher::remember_owners(JobState& job) {
@@ -459,10 +460,13 @@ void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
   follow_last_owners(*job);
   active_.push_back(job);
   // The first tasks go round the workers one at a time, so that a job of two chunks on two workers
-  // runs on both, not twice on the first; from then on whoever answers is fed.
+  // runs on both, not twice on the first; from then on whoever answers is fed. A caller who computes
+  // a share is there at once: its region is not stolen from before it starts.
   for (std::size_t round = 1; round <= depth(*job); ++round) {
     for (std::size_t i = 0; i < workers_.size() && job->handing_out(); ++i) {
-      if (can_take(i) && workers_[i].in_flight.size() < round) hand_out(*job, i);
+      const bool would_steal_from_caller = job->caller_region && job->retry.empty() && !job->unstarted.empty() &&
+                                           job->unstarted.source(i) == *job->caller_region;
+      if (can_take(i) && workers_[i].in_flight.size() < round && !would_steal_from_caller) hand_out(*job, i);
     }
   }
 }
@@ -558,6 +562,12 @@ Dispatcher::Wake Dispatcher::wait_for_mailboxes(Deadline deadline, std::chrono::
       },
       spin);
   if (spun && !answered_.empty()) return Wake::readable;
+  if (spin.count() == 0 && deadline && *deadline <= Clock::now()) {
+    // Only a look (AsyncResult::ready, a caller between chunks of its share): saying "asleep" in the
+    // rings would make every worker ring a doorbell, a system call each, for a master that is not
+    // going to sleep. A death is still seen, every kHangUpCheckNs.
+    return found_hang_ups() ? Wake::readable : Wake::timed_out;
+  }
   // Asleep: said in every ring, the rings looked at once more, then poll() on the doorbells, the
   // wake-up pipe and the interrupt. Every doze is settled, whatever ends it.
   poll_set_.clear();

@@ -32,8 +32,11 @@ constexpr auto kWaiterCheck = std::chrono::milliseconds(100);
 class ElementJob final : public detail::JobState {
  public:
   ElementJob(const ChunkKernel& kernel, const void* input, void* output, std::size_t size, std::size_t chunksize,
-             std::size_t workers)
-      : JobState(size, chunksize, workers, /*fail_fast=*/true), kernel_(kernel), input_(input), output_(output) {
+             std::size_t workers, bool caller_joins)
+      : JobState(size, chunksize, workers, /*fail_fast=*/true, caller_joins),
+        kernel_(kernel),
+        input_(input),
+        output_(output) {
     caller_owned_memory = true;
   }
   void run_here(std::size_t chunk) override {
@@ -72,6 +75,9 @@ struct ThreadPool::Impl final : detail::Driver {
   bool drive_until(const std::function<bool()>& done, detail::Deadline deadline) override;
   void abandon(const std::shared_ptr<detail::JobState>& job) noexcept override;
 
+  /// PoolOptions::caller_computes: the calling thread runs chunks of `job` (its region first) until
+  /// none is left to hand out.
+  void compute_callers_share(detail::JobState& job);
   /// Waits until `job` is finished: spinning on its flag first, then asleep (answering interrupts).
   void wait_finished(detail::JobState& job);
   /// Waits until no chunk of `job` runs any more, whatever else happens (no interrupt checks): a job
@@ -192,21 +198,8 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
       continue;
     }
     lock.unlock();
-    std::exception_ptr error;
-    const ChunkRange range = job->plan[chunk];
-    // The same contract as the process pool: fn's exception becomes a WorkerError naming the worker and
-    // the chunk; an interrupt or a deadline stays what it is.
     const std::int64_t began = options.trace != nullptr ? monotonic_ns() : 0;
-    try {
-      job->run_here(chunk);
-    } catch (const Error&) {
-      error = std::current_exception();
-    } catch (const std::exception& e) {
-      error = std::make_exception_ptr(WorkerError(index, ::getpid(), range.begin, range.end, e.what()));
-    } catch (...) {
-      error = std::make_exception_ptr(
-          WorkerError(index, ::getpid(), range.begin, range.end, "an exception not derived from std::exception"));
-    }
+    std::exception_ptr error = detail::run_chunk_here(*job, chunk, index);
     if (options.trace != nullptr) {
       options.trace->add(track, "chunk", "chunk", began, monotonic_ns(), current_cpu(),
                          static_cast<std::int64_t>(chunk));
@@ -252,6 +245,18 @@ bool ThreadPool::Impl::drive_until(const std::function<bool()>& done, detail::De
     lock.lock();
   }
   return true;
+}
+
+void ThreadPool::Impl::compute_callers_share(detail::JobState& job) {
+  if (!job.caller_region) return;
+  const ScopedMoveOff off_the_threads(cpus);  // as for processes: a caller on a pinned thread's core pays
+  std::unique_lock lock(mutex);
+  while (const std::optional<std::size_t> chunk = job.take_for_caller()) {
+    lock.unlock();
+    std::exception_ptr error = detail::run_chunk_here(job, *chunk, *job.caller_region);
+    lock.lock();
+    record(job, *chunk, std::move(error), lock);
+  }
 }
 
 void ThreadPool::Impl::wait_finished(detail::JobState& job) {
@@ -327,7 +332,7 @@ ThreadPool::ThreadPool(std::size_t workers, bool pin_workers) : ThreadPool(with_
 ThreadPool::ThreadPool(PoolOptions options) {
   const ScopedSpan span(options.trace, "start ThreadPool", "pool");
   const Topology& topology = system_topology();
-  const std::size_t count = options.workers != 0 ? options.workers : topology.default_workers();
+  const std::size_t count = worker_count(options);
   const bool pin = options.pin_workers;
   impl_ = std::make_shared<Impl>(std::move(options));
   Impl& state = *impl_;
@@ -435,9 +440,11 @@ MapStats ThreadPool::execute(const ChunkKernel& kernel, const void* input, void*
   MapStats stats;
   const Stopwatch clock;
   PhaseMarks marks(state.options.trace);
-  const auto job = std::make_shared<ElementJob>(kernel, input, output, size, chunksize, this->size());
+  const auto job =
+      std::make_shared<ElementJob>(kernel, input, output, size, chunksize, this->size(), state.options.caller_computes);
   state.submit(job);
   try {
+    state.compute_callers_share(*job);
     state.wait_finished(*job);
   } catch (...) {  // an interrupt: the kernels see it too, and stop within a block of elements
     state.wait_idle(*job);

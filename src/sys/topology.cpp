@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <algorithm>
 #include <fstream>
 #include <memory>
 
@@ -124,6 +125,22 @@ bool pin_calling_thread(std::span<const int> cpus) noexcept {
     CPU_SET(static_cast<std::size_t>(cpu), &mask);
   }
   return ::sched_setaffinity(0, sizeof(mask), &mask) == 0;  // pid 0: the calling thread
+}
+
+ScopedMoveOff::ScopedMoveOff(std::span<const int> busy) noexcept {
+  const int now = ::sched_getcpu();
+  if (now < 0 || std::find(busy.begin(), busy.end(), now) == busy.end()) return;
+  if (::sched_getaffinity(0, sizeof(saved_), &saved_) != 0) return;
+  cpu_set_t narrowed = saved_;
+  for (int cpu : busy) {
+    if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_CLR(static_cast<std::size_t>(cpu), &narrowed);
+  }
+  if (CPU_COUNT(&narrowed) == 0) return;
+  moved_ = ::sched_setaffinity(0, sizeof(narrowed), &narrowed) == 0;
+}
+
+ScopedMoveOff::~ScopedMoveOff() {
+  if (moved_) ::sched_setaffinity(0, sizeof(saved_), &saved_);
 }
 
 std::size_t page_size() noexcept { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }

@@ -11,7 +11,7 @@ namespace mpdemo {
 class Trace;
 
 struct PoolOptions {
-  std::size_t workers = 0;  ///< 0: the physical cores this process may use
+  std::size_t workers = 0;  ///< 0: the physical cores this process may use (less one with caller_computes)
   bool pin_workers = true;  ///< pin worker w to physical core w (see Topology)
   /// How long the pool's waits poll for the next message before they sleep (see src/pool/spin_wait.hpp).
   /// 0: always sleep at once, paying a wake-up for every message.
@@ -31,6 +31,20 @@ struct PoolOptions {
   /// CPU), each map's phases and the stop (see mpdemo/sys/trace.hpp). Null: nothing is recorded.
   /// Must outlive the pool.
   Trace* trace = nullptr;
+  /// The thread that calls map or map_into computes a share itself while the workers compute theirs,
+  /// as OpenMP's primary thread does in a parallel region, instead of only waiting for them, as
+  /// Python's Pool's caller does. Its share is a region of its own (it then helps the workers with
+  /// theirs), so a team of workers + 1 runs the map, and the default is one worker fewer: one per
+  /// physical core with the caller's. Every other call (apply, the async calls, imap, the pipe data
+  /// path, serialized elements) still runs in the workers alone. What it costs: the caller's share
+  /// has no process boundary around it, so a crash in fn there is the caller's crash (an exception is
+  /// still a WorkerError, naming worker size() and the caller's pid); an interrupt stops it within a
+  /// block of elements, as it stops the sequential loop.
+  bool caller_computes = false;
 };
+
+/// How many workers a pool made with `options` starts: `workers`, or by default one per physical core
+/// this process may use, less the caller's own core when it computes a share (at least one).
+std::size_t worker_count(const PoolOptions& options);
 
 }  // namespace mpdemo

@@ -2,6 +2,7 @@
 // process may use, and where the pool's workers go (one per physical core, not per hyper-thread).
 #pragma once
 
+#include <sched.h>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -54,6 +55,24 @@ const Topology& system_topology();
 bool pin_calling_thread(int cpu) noexcept;
 /// The same for a set of CPUs, among which the kernel chooses (empty: nothing done).
 bool pin_calling_thread(std::span<const int> cpus) noexcept;
+/// While it lives, keeps the calling thread off the `busy` CPUs (-1s ignored): if the thread runs on
+/// one of them when this is made, its affinity is narrowed to the CPUs it may use that are not busy
+/// (if there are any), and given back whole when this dies; the thread stays where it was moved, so
+/// the next one finds it there and does nothing. Otherwise the whole cost is sched_getcpu(), nearly
+/// free. Narrowed for the scope only, so threads the caller creates later inherit its own affinity.
+class ScopedMoveOff {
+ public:
+  explicit ScopedMoveOff(std::span<const int> busy) noexcept;
+  ~ScopedMoveOff();
+  ScopedMoveOff(const ScopedMoveOff&) = delete;
+  ScopedMoveOff& operator=(const ScopedMoveOff&) = delete;
+  /// Whether the thread was found on a busy CPU and moved.
+  bool moved() const noexcept { return moved_; }
+
+ private:
+  cpu_set_t saved_{};
+  bool moved_ = false;
+};
 
 /// The size of a memory page, in bytes (sysconf(_SC_PAGESIZE)).
 std::size_t page_size() noexcept;

@@ -7,7 +7,9 @@
 #include "mpdemo/pool/chunk_plan.hpp"
 #include "mpdemo/pool/detail/chunk_queue.hpp"
 #include "mpdemo/pool/task.hpp"
+#include "mpdemo/sys/errors.hpp"
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -49,13 +51,17 @@ enum class ChunkState : std::uint8_t { pending, done, failed };
 /// `finished` is guarded by the pool that runs the job (its lock, or its one driving thread).
 class JobState {
  public:
-  JobState(std::size_t elements, std::size_t chunksize, std::size_t workers, bool stop_at_first_failure)
-      : plan(elements, chunksize, workers),
+  /// `caller_joins`: the thread that waits for the job computes a share too (PoolOptions::caller_computes):
+  /// the chunks are cut for a team of workers + 1, the caller's region being the last.
+  JobState(std::size_t elements, std::size_t chunksize, std::size_t workers, bool stop_at_first_failure,
+           bool caller_joins = false)
+      : plan(elements, chunksize, workers + (caller_joins ? 1 : 0)),
         fail_fast(stop_at_first_failure),
         // A job decided by its first failure is one whose whole result is wanted at once (map,
         // map_into): its chunks go out by worker region. imap's are wanted in order, as they end.
         handout(stop_at_first_failure ? ChunkQueue::Order::by_worker_region : ChunkQueue::Order::in_order),
-        unstarted(plan.count(), workers, handout),
+        caller_region(caller_joins ? std::optional<std::size_t>(workers) : std::nullopt),
+        unstarted(plan.count(), workers + (caller_joins ? 1 : 0), handout),
         chunk_states(plan.count(), ChunkState::pending) {}
   JobState(const JobState&) = delete;
   JobState& operator=(const JobState&) = delete;
@@ -66,6 +72,9 @@ class JobState {
   /// failure stays at its place (imap, as Python's imap raises at the failed task's position).
   bool fail_fast;
   ChunkQueue::Order handout;  ///< how its chunks go out
+  /// The caller's own region when it computes a share (PoolOptions::caller_computes); none when it
+  /// only waits, as Python's Pool's caller does.
+  std::optional<std::size_t> caller_region;
   /// Results are written into memory the caller owns (map_into): after a failure the job is decided
   /// only once no chunk is still out, since the caller may free that memory as soon as it returns.
   bool caller_owned_memory = false;
@@ -124,6 +133,27 @@ class JobState {
     chunk_failures.emplace(chunk, error);
     if (!failure) failure = std::move(error);
   }
+  /// The caller's next chunk (caller_region): from the front of its own region, then, as a worker
+  /// does, from the back of the fullest other one (a worker that wakes late is helped); counted as
+  /// out. None once there is nothing left to hand out, or after a failure that decides the job.
+  std::optional<std::size_t> take_for_caller() {
+    if (!caller_region || !handing_out() || unstarted.empty()) return std::nullopt;
+    const std::size_t chunk = unstarted.take(*caller_region);
+    if (!ran_by.empty()) ran_by[chunk] = *caller_region;
+    ++outstanding;
+    return chunk;
+  }
+  /// How a chunk taken by take_for_caller() ended (null `error`: done). Nothing if the whole job was
+  /// failed meanwhile (terminate() from another thread: fail_the_rest already counted it back).
+  void caller_chunk_ended(std::size_t chunk, std::exception_ptr error) {
+    if (chunk_states[chunk] != ChunkState::pending) return;
+    --outstanding;
+    if (error) {
+      chunk_failed(chunk, std::move(error));
+    } else {
+      chunk_done(chunk);
+    }
+  }
   /// Fails every chunk not yet ended (terminate(), a pool destroyed): `finished` follows.
   void fail_the_rest(const std::exception_ptr& error) {
     for (std::size_t c = 0; c < chunk_states.size(); ++c) chunk_failed(c, error);
@@ -138,11 +168,31 @@ class JobState {
   /// Process pools: `chunk` was done; `results` are its serialized results (empty on the element path,
   /// where they are already in place). Throws if they cannot be read: the chunk then fails.
   virtual void store(std::size_t /*chunk*/, std::span<const std::byte> /*results*/) {}
-  /// Thread pools: runs `chunk` in the calling thread, results in place. Throws what fn throws.
+  /// Thread pools, and a caller computing its share: runs `chunk` in the calling thread, results in
+  /// place. Throws what fn throws.
   virtual void run_here(std::size_t /*chunk*/) { throw std::logic_error("this job does not run in threads"); }
   /// Once every chunk is done (no failure): assemble the value, before anyone is told it is finished.
   virtual void complete() {}
 };
+
+/// Runs `chunk` of `job` in the calling thread, results in place (a ThreadPool's thread, or a caller
+/// computing its share), under the process pool's contract: fn's exception becomes a WorkerError naming
+/// `worker` (this process's pid) and the chunk; mpdemo's own errors (an interrupt, a deadline) stay
+/// what they are. Returns the failure; null if the chunk was done.
+inline std::exception_ptr run_chunk_here(JobState& job, std::size_t chunk, std::size_t worker) {
+  const ChunkRange range = job.plan[chunk];
+  try {
+    job.run_here(chunk);
+    return nullptr;
+  } catch (const Error&) {
+    return std::current_exception();
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(WorkerError(worker, ::getpid(), range.begin, range.end, e.what()));
+  } catch (...) {
+    return std::make_exception_ptr(
+        WorkerError(worker, ::getpid(), range.begin, range.end, "an exception not derived from std::exception"));
+  }
+}
 
 /// Once the job is decided (the pool's lock held): assembles the value (complete(), when nothing
 /// failed; if that throws, that is the job's failure) and marks it concluded. True exactly once: the

@@ -1,0 +1,267 @@
+// PoolOptions::caller_computes: the thread that calls map computes a share itself, as OpenMP's
+// primary thread does. The same tests on both pools: exact results against an independent loop, the
+// caller seen computing while a worker is held back, its failures named, and the process pool's
+// failure paths (a worker killed, an interrupt in the caller's own share) still prompt and clean.
+#include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/topology.hpp"
+#include "support/expected.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <numeric>
+#include <set>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using mpdemo::testing::random_doubles;
+using mpdemo::testing::squares_of;
+using ::testing::HasSubstr;
+
+/// Who is running: the process for a process pool's workers, the thread for a thread pool's.
+long runner_id(bool processes) { return processes ? static_cast<long>(::getpid()) : ::syscall(SYS_gettid); }
+
+template <class Pool>
+class CallerShare : public ::testing::Test {
+ public:
+  static constexpr bool kProcesses = std::is_same_v<Pool, mpdemo::ProcessPool>;
+  using Options = std::conditional_t<kProcesses, mpdemo::ProcessPoolOptions, mpdemo::PoolOptions>;
+  static Options options(std::size_t workers) {
+    Options chosen;
+    chosen.workers = workers;
+    chosen.caller_computes = true;
+    return chosen;
+  }
+  static Pool make(std::size_t workers) { return Pool(options(workers)); }
+  /// Memory the workers share with the caller: the pool's arena, mapped before any fork.
+  static mpdemo::SharedArray<long> shared_cells(std::size_t n) {
+    mpdemo::SharedArray<long> cells(mpdemo::SharedArena::process_default(), n);
+    for (long& cell : cells) cell = 0;
+    return cells;
+  }
+};
+
+struct PoolNames {
+  template <class T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, mpdemo::ProcessPool> ? "ProcessPool" : "ThreadPool";
+  }
+};
+using Pools = ::testing::Types<mpdemo::ProcessPool, mpdemo::ThreadPool>;
+TYPED_TEST_SUITE(CallerShare, Pools, PoolNames);
+
+TYPED_TEST(CallerShare, ByDefaultTheCallersCoreTakesTheLastWorkersPlace) {
+  const std::size_t cores = mpdemo::system_topology().default_workers();
+  auto pool = TypeParam(this->options(0));
+  EXPECT_EQ(pool.size(), cores > 1 ? cores - 1 : 1);
+  TypeParam waiting(std::size_t{0});  // the caller only waits: one per core
+  EXPECT_EQ(waiting.size(), cores);
+}
+
+TYPED_TEST(CallerShare, EverySizeChunksizeAndTeamGivesTheLoopsAnswer) {
+  for (const std::size_t workers : std::initializer_list<std::size_t>{1, 2, 3}) {
+    auto pool = this->make(workers);
+    for (const std::size_t n : std::initializer_list<std::size_t>{0, 1, 2, 3, 4, 7919, 300'007}) {
+      const auto input = random_doubles(n);
+      const auto expected = squares_of(input);
+      for (const std::size_t chunksize : std::initializer_list<std::size_t>{0, 1, 333, 1'000'000}) {
+        if (chunksize == 1 && n > 10'000) continue;  // 300k one-element tasks say nothing more
+        EXPECT_EQ(pool.map(mpdemo::squared, input, chunksize), expected)
+            << workers << " workers, n " << n << ", chunksize " << chunksize;
+        std::vector<double> out(n, -1.0);
+        (void)pool.map_into(mpdemo::squared, input, out, chunksize);
+        EXPECT_EQ(out, expected) << "map_into: " << workers << " workers, n " << n << ", chunksize " << chunksize;
+      }
+    }
+  }
+}
+
+TYPED_TEST(CallerShare, RepeatedMapsOverTheSameSharedArraysStayExact) {
+  // The process pool follows the last map's owners, the caller's region among them.
+  auto pool = this->make(1);
+  auto input = mpdemo::SharedArray<double>(mpdemo::SharedArena::process_default(), 100'003);
+  auto output = mpdemo::SharedArray<double>(mpdemo::SharedArena::process_default(), 100'003);
+  const auto values = random_doubles(input.size());
+  std::copy(values.begin(), values.end(), input.begin());
+  const auto expected = squares_of(values);
+  for (int round = 0; round < 20; ++round) {
+    std::fill(output.begin(), output.end(), -1.0);
+    (void)pool.map_into(mpdemo::squared, input, output, 997);
+    ASSERT_TRUE(std::equal(output.begin(), output.end(), expected.begin())) << "round " << round;
+  }
+}
+
+/// Writes who ran each element. The caller's first element and a worker's first element each wait
+/// (20 s at most) until the other side has run one: both are seen computing at the same time, and
+/// neither can take the other's whole region before the other starts.
+struct WhoRan {
+  long* started;  ///< shared: [0] the caller has run an element, [1] a worker has
+  long caller;
+  bool processes;
+  long operator()(int) const {
+    const long me = runner_id(processes);
+    const bool is_caller = me == caller;
+    std::atomic_ref<long>(started[is_caller ? 0 : 1]).store(1);
+    std::atomic_ref<long> other(started[is_caller ? 1 : 0]);
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    while (other.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(100us);
+    return me;
+  }
+};
+
+TYPED_TEST(CallerShare, TheCallerComputesBesideTheWorkers) {
+  auto pool = this->make(1);
+  auto cells = this->shared_cells(2);
+  const long caller = runner_id(this->kProcesses);
+  std::vector<int> input(1000);
+  const auto writers = pool.map(WhoRan{cells.data(), caller, this->kProcesses}, input, 10);
+  const std::set<long> distinct(writers.begin(), writers.end());
+  EXPECT_EQ(distinct.size(), 2u) << "the caller and the one worker";
+  EXPECT_EQ(distinct.count(caller), 1u) << "the caller computed nothing";
+  // Each began at its own region's front: the worker's is the first, the caller's the last.
+  EXPECT_NE(writers.front(), caller) << "element 0 is in the worker's region";
+  EXPECT_EQ(writers[500], caller) << "element 500 begins the caller's region";
+}
+
+TYPED_TEST(CallerShare, TheOrdinaryPoolsCallerComputesNothing) {
+  TypeParam pool(std::size_t{1});
+  const long caller = runner_id(this->kProcesses);
+  std::vector<int> input(1000);
+  struct Who {
+    bool processes;
+    long operator()(int) const { return runner_id(processes); }
+  };
+  const auto writers = pool.map(Who{this->kProcesses}, input, 10);
+  EXPECT_EQ(std::count(writers.begin(), writers.end(), caller), 0);
+}
+
+/// Throws in the caller only.
+struct FailsInCaller {
+  long caller;
+  bool processes;
+  int operator()(int x) const {
+    if (runner_id(processes) == caller) throw std::runtime_error("the caller's share failed");
+    return x;
+  }
+};
+
+TYPED_TEST(CallerShare, AnExceptionInTheCallersShareIsAWorkerErrorNamingTheCaller) {
+  auto pool = this->make(2);
+  std::vector<int> input(3000);
+  std::iota(input.begin(), input.end(), 0);
+  try {
+    (void)pool.map(FailsInCaller{runner_id(this->kProcesses), this->kProcesses}, input, 100);
+    FAIL() << "expected WorkerError";
+  } catch (const mpdemo::WorkerError& e) {
+    EXPECT_EQ(e.worker(), pool.size()) << "the caller's share is worker size()";
+    EXPECT_EQ(e.pid(), ::getpid());
+    EXPECT_EQ(e.cause(), "the caller's share failed");
+    EXPECT_EQ(e.chunk_end() - e.chunk_begin(), 100u);
+  }
+  const auto again = pool.map([](int x) { return x + 1; }, input, 100);
+  for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(again[i], input[i] + 1) << i;
+}
+
+// ---- Processes only: a worker's death and an interrupt, with the caller computing ----------------
+
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+/// A worker SIGKILLs itself at element `victim`, once the caller has started its own share.
+struct WorkerDiesAt {
+  long* caller_started;
+  pid_t caller;
+  int victim;
+  int operator()(int x) const {
+    std::atomic_ref<long> started(*caller_started);
+    if (::getpid() == caller) {
+      started.store(1);
+      ::usleep(200);  // the caller's share is still running when the worker dies
+    } else if (x == victim) {
+      while (started.load() == 0) ::usleep(100);
+      ::raise(SIGKILL);
+    }
+    return x;
+  }
+};
+
+TEST(CallerShareProcesses, AWorkerKilledMidMapIsNamedAndReplacedWhileTheCallerComputes) {
+  using Suite = CallerShare<mpdemo::ProcessPool>;
+  mpdemo::ProcessPool pool(Suite::options(1));
+  auto cells = Suite::shared_cells(1);
+  const auto pids = pool.worker_pids();
+  std::vector<int> input(2000);
+  std::iota(input.begin(), input.end(), 0);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    (void)pool.map(WorkerDiesAt{cells.data(), ::getpid(), 5}, input, 10);  // element 5: the worker's region
+    FAIL() << "expected WorkerError";
+  } catch (const mpdemo::WorkerError& e) {
+    EXPECT_EQ(e.worker(), 0u);
+    EXPECT_EQ(e.pid(), pids[0].value());
+    EXPECT_THAT(e.what(), HasSubstr("killed by signal 9 (SIGKILL)"));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_FALSE(process_exists(pids[0].value())) << "the dead worker was not reaped";
+  const auto again = pool.map([](int x) { return 2 * x; }, input, 10);
+  for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(again[i], 2 * input[i]) << i;
+  EXPECT_NE(pool.worker_pids(), pids) << "a replacement was forked";
+}
+
+/// The caller interrupts itself (SIGINT) in its own share; the rest of the map is slow.
+struct CallerInterruptsItself {
+  pid_t caller;
+  int operator()(int x) const {
+    if (::getpid() == caller) {
+      ::kill(caller, SIGINT);
+    } else {
+      ::usleep(100);
+    }
+    return x + 1;
+  }
+};
+
+TEST(CallerShareProcesses, AnInterruptInTheCallersShareStopsTheMapKillsItsWorkersAndThePoolGoesOn) {
+  using Suite = CallerShare<mpdemo::ProcessPool>;
+  mpdemo::ProcessPool pool(Suite::options(2));
+  std::vector<int> input(4000);
+  std::iota(input.begin(), input.end(), 0);
+  {
+    const mpdemo::InterruptGuard guard;
+    const auto pids = pool.worker_pids();
+    EXPECT_THROW((void)pool.map(CallerInterruptsItself{::getpid()}, input, 50), mpdemo::Interrupted);
+    for (const auto& pid : pids) {
+      EXPECT_FALSE(process_exists(pid.value())) << "worker " << *pid << " outlived the interrupt";
+    }
+    mpdemo::clear_interrupt();
+  }
+  for (int round = 0; round < 3; ++round) {
+    const auto out = pool.map([](int x) { return 3 * x; }, input, 50);
+    for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(out[i], 3 * input[i]) << i;
+  }
+}
+
+TEST(CallerShareProcesses, ThePipeDataPathStaysTheWorkersAlone) {
+  using Suite = CallerShare<mpdemo::ProcessPool>;
+  mpdemo::ProcessPool pool(Suite::options(1));
+  std::vector<int> input(1000);
+  struct Who {
+    int operator()(int) const { return static_cast<int>(::getpid()); }
+  };
+  const auto writers = pool.map_through_pipes(Who{}, input, 10);
+  EXPECT_EQ(std::count(writers.begin(), writers.end(), static_cast<int>(::getpid())), 0);
+}
+
+}  // namespace
