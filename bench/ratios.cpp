@@ -163,8 +163,9 @@ double minor_faults_now(const std::vector<pid_t>& live) {
 /// milliseconds after a parallel region), which is measured in its own right by the first of each batch.
 /// Sleeps until no other thread of this process has used the CPU for a millisecond (100 ms at most).
 /// Between two modes' turns: a team that spins after its work (libgomp's threads spin for
-/// milliseconds by default, TBB's too) would otherwise hold a core through the next mode's turn, and a
-/// tiny map's fixed cost would measure the previous mode's spinning, not its own. The pools' forked
+/// milliseconds by default, TBB's too) would otherwise hold a core through the next mode's turn, which
+/// would measure the previous mode's spinning, not its own (seen: a tiny process map at 11 us instead
+/// of 3.6 us; OpenMP at 10^8 at 36.6 ms instead of 23.2 ms). The pools' forked
 /// workers, not counted here, spin for 50 us at most (PoolOptions::spin).
 void wait_until_quiet() {
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -179,13 +180,14 @@ void wait_until_quiet() {
   }
 }
 
-/// Every contender `rounds` times, interleaved round by round. With `batch` > 1 (tiny maps), each turn
-/// is `batch` calls back to back, after the other teams have gone quiet (wait_until_quiet), and the
-/// round keeps the batch's median: a mode's fixed cost with its own team awake and nobody else's.
+/// Every contender `rounds` times, interleaved round by round, each turn after the other teams have
+/// gone quiet (wait_until_quiet). With `batch` > 1 (tiny maps), each turn is `batch` calls back to
+/// back and the round keeps the batch's median: a mode's fixed cost with its own team awake and nobody
+/// else's.
 std::vector<BenchmarkTiming> run_rounds(std::vector<Contender> contenders, std::size_t rounds, std::size_t batch = 1) {
   for (std::size_t r = 0; r < rounds; ++r) {
     for (Contender& c : contenders) {
-      if (batch > 1) wait_until_quiet();
+      wait_until_quiet();
       std::vector<double> seconds;
       double faults = 0;
       for (std::size_t b = 0; b < batch; ++b) {
