@@ -148,22 +148,31 @@ TYPED_TEST(CallerShare, TheOrdinaryPoolsCallerComputesNothing) {
   EXPECT_EQ(std::count(writers.begin(), writers.end(), caller), 0);
 }
 
-/// Throws in the caller only.
+/// Throws in the caller only. The workers wait (20 s at most) until the caller has begun, so that they
+/// cannot take every chunk, the caller's included, before it starts.
 struct FailsInCaller {
+  long* caller_started;
   long caller;
   bool processes;
   int operator()(int x) const {
-    if (runner_id(processes) == caller) throw std::runtime_error("the caller's share failed");
+    std::atomic_ref<long> started(*caller_started);
+    if (runner_id(processes) == caller) {
+      started.store(1);
+      throw std::runtime_error("the caller's share failed");
+    }
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    while (started.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(100us);
     return x;
   }
 };
 
 TYPED_TEST(CallerShare, AnExceptionInTheCallersShareIsAWorkerErrorNamingTheCaller) {
   auto pool = this->make(2);
+  auto cells = this->shared_cells(1);
   std::vector<int> input(3000);
   std::iota(input.begin(), input.end(), 0);
   try {
-    (void)pool.map(FailsInCaller{runner_id(this->kProcesses), this->kProcesses}, input, 100);
+    (void)pool.map(FailsInCaller{cells.data(), runner_id(this->kProcesses), this->kProcesses}, input, 100);
     FAIL() << "expected WorkerError";
   } catch (const mpdemo::WorkerError& e) {
     EXPECT_EQ(e.worker(), pool.size()) << "the caller's share is worker size()";
@@ -173,6 +182,25 @@ TYPED_TEST(CallerShare, AnExceptionInTheCallersShareIsAWorkerErrorNamingTheCalle
   }
   const auto again = pool.map([](int x) { return x + 1; }, input, 100);
   for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(again[i], input[i] + 1) << i;
+}
+
+TYPED_TEST(CallerShare, SeveralThreadsMapOnOnePoolAtOnce) {
+  // Each caller computes its own map's share, or leaves it to the workers when another thread drives.
+  auto pool = this->make(2);
+  const auto input = random_doubles(200'003);
+  const auto expected = squares_of(input);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      for (int round = 0; round < 25; ++round) {
+        if (pool.map(mpdemo::squared, input, 5000) != expected) ++wrong;
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(pool.map(mpdemo::squared, input), expected) << "the pool goes on";
 }
 
 // ---- Processes only: a worker's death and an interrupt, with the caller computing ----------------
@@ -251,6 +279,35 @@ TEST(CallerShareProcesses, AnInterruptInTheCallersShareStopsTheMapKillsItsWorker
     const auto out = pool.map([](int x) { return 3 * x; }, input, 50);
     for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(out[i], 3 * input[i]) << i;
   }
+}
+
+/// The workers hang (until the gate opens, 30 s at most); the caller's own elements return at once.
+struct WorkersHang {
+  long* gate;
+  pid_t caller;
+  int operator()(int x) const {
+    if (::getpid() == caller) return x;
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (std::atomic_ref<long>(*gate).load() == 0 && std::chrono::steady_clock::now() < give_up) ::usleep(1000);
+    return x;
+  }
+};
+
+TEST(CallerShareProcesses, TerminateFromAnotherThreadEndsAMapWhoseCallerHasDoneItsShare) {
+  using Suite = CallerShare<mpdemo::ProcessPool>;
+  mpdemo::ProcessPool pool(Suite::options(1));
+  auto gate = Suite::shared_cells(1);
+  std::vector<int> input(4000);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread terminator([&pool] {
+    std::this_thread::sleep_for(300ms);
+    pool.terminate();
+  });
+  EXPECT_THROW((void)pool.map(WorkersHang{gate.data(), ::getpid()}, input, 100), mpdemo::PoolTerminated);
+  terminator.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "the map waited for its hung workers";
+  for (const auto& pid : pool.worker_pids()) EXPECT_FALSE(pid.has_value()) << "a worker outlived terminate()";
+  std::atomic_ref<long>(gate[0]).store(1);
 }
 
 TEST(CallerShareProcesses, ThePipeDataPathStaysTheWorkersAlone) {

@@ -155,37 +155,44 @@ cpu_set_t affinity_now() {
 TEST(Topology, ScopedMoveOffMovesTheThreadOffBusyCpusForItsScopeOnly) {
   const cpu_set_t original = affinity_now();
   if (CPU_COUNT(&original) < 2) GTEST_SKIP() << "needs two CPUs this thread may use; it has one";
+  struct Restore {
+    cpu_set_t mask;
+    ~Restore() { sched_setaffinity(0, sizeof(mask), &mask); }
+  } restore{original};
   int busy = -1;
   for (int cpu = 0; cpu < CPU_SETSIZE && busy < 0; ++cpu) {
     if (CPU_ISSET(static_cast<std::size_t>(cpu), &original)) busy = cpu;
   }
-  ASSERT_TRUE(mpdemo::pin_calling_thread(busy));
-  ASSERT_EQ(sched_getcpu(), busy);
-  cpu_set_t everything = original;
-  ASSERT_EQ(sched_setaffinity(0, sizeof(everything), &everything), 0);  // allowed everywhere, still on `busy`
-  {
-    const int busy_cpus[] = {-1, busy};
+  const int busy_cpus[] = {-1, busy};
+  // Pinned to `busy`, then allowed everywhere again: the scheduler may move the thread before
+  // ScopedMoveOff looks, so try until it is found still on `busy`.
+  bool moved_once = false;
+  for (int attempt = 0; attempt < 100 && !moved_once; ++attempt) {
+    ASSERT_TRUE(mpdemo::pin_calling_thread(busy));
+    cpu_set_t everything = original;
+    ASSERT_EQ(sched_setaffinity(0, sizeof(everything), &everything), 0);
     const mpdemo::ScopedMoveOff moved(busy_cpus);
-    EXPECT_TRUE(moved.moved());
+    if (!moved.moved()) {
+      EXPECT_NE(sched_getcpu(), busy) << "on a busy CPU and not moved";
+      continue;
+    }
+    moved_once = true;
     EXPECT_NE(sched_getcpu(), busy);
     const cpu_set_t narrowed = affinity_now();
     EXPECT_FALSE(CPU_ISSET(static_cast<std::size_t>(busy), &narrowed));
     EXPECT_EQ(CPU_COUNT(&narrowed), CPU_COUNT(&original) - 1);
-    {
-      const mpdemo::ScopedMoveOff again(busy_cpus);  // already off: nothing to do
-      EXPECT_FALSE(again.moved());
-    }
+    const mpdemo::ScopedMoveOff again(busy_cpus);  // already off: nothing to do
+    EXPECT_FALSE(again.moved());
   }
+  EXPECT_TRUE(moved_once) << "never found on the busy CPU in 100 tries";
   const cpu_set_t restored = affinity_now();
   EXPECT_TRUE(CPU_EQUAL(&restored, &original)) << "the thread's affinity was not given back";
-  {
-    const int every_cpu_busy[] = {busy};
-    ASSERT_TRUE(mpdemo::pin_calling_thread(busy));
-    const mpdemo::ScopedMoveOff nowhere_to_go(every_cpu_busy);  // its one allowed CPU is busy: it stays
-    EXPECT_FALSE(nowhere_to_go.moved());
-    EXPECT_EQ(sched_getcpu(), busy);
-  }
-  ASSERT_EQ(sched_setaffinity(0, sizeof(original), &original), 0);
+
+  const int every_cpu_busy[] = {busy};
+  ASSERT_TRUE(mpdemo::pin_calling_thread(busy));
+  const mpdemo::ScopedMoveOff nowhere_to_go(every_cpu_busy);  // its one allowed CPU is busy: it stays
+  EXPECT_FALSE(nowhere_to_go.moved());
+  EXPECT_EQ(sched_getcpu(), busy);
 }
 
 }  // namespace

@@ -461,10 +461,12 @@ void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
   active_.push_back(job);
   // The first tasks go round the workers one at a time, so that a job of two chunks on two workers
   // runs on both, not twice on the first; from then on whoever answers is fed. A caller who computes
-  // a share is there at once: its region is not stolen from before it starts.
+  // a share is there at once: a worker that already holds a task does not steal from the caller's
+  // region before the caller starts (one that holds none does: it is fed again only when it answers).
   for (std::size_t round = 1; round <= depth(*job); ++round) {
     for (std::size_t i = 0; i < workers_.size() && job->handing_out(); ++i) {
       const bool would_steal_from_caller = job->caller_region && job->retry.empty() && !job->unstarted.empty() &&
+                                           !workers_[i].in_flight.empty() &&
                                            job->unstarted.source(i) == *job->caller_region;
       if (can_take(i) && workers_[i].in_flight.size() < round && !would_steal_from_caller) hand_out(*job, i);
     }

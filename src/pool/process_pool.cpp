@@ -119,6 +119,10 @@ struct ProcessPool::Impl final : detail::Driver {
                        std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept;
   /// Announces `finished` jobs with the lock released, then wakes every waiter.
   void announce_all(Lock& lock, std::vector<std::shared_ptr<detail::JobState>>& finished) noexcept;
+  /// One turn as the driver (`lock` held, nobody driving): jobs submitted meanwhile handed out, a
+  /// requested termination carried out, or one wait for answers until `deadline`, the lock released
+  /// while it blocks if `unlock_while_waiting`; what finished is announced.
+  detail::Dispatcher::Served drive_once(Lock& lock, detail::Deadline deadline, bool unlock_while_waiting);
 };
 
 void ProcessPool::Impl::take_role(Lock& lock) {
@@ -159,7 +163,6 @@ bool ProcessPool::Impl::drive_until(const std::function<bool()>& done, detail::D
   Lock lock(mutex);
   if (done()) return true;                                 // already there: no system call at all
   const CallSigpipeBlock no_sigpipe(messages_over_pipes);  // a dead worker must give EPIPE, not kill us
-  std::vector<std::shared_ptr<detail::JobState>> finished;
   for (;;) {
     if (done()) return true;
     const bool late = deadline && detail::Clock::now() >= *deadline;
@@ -170,26 +173,7 @@ bool ProcessPool::Impl::drive_until(const std::function<bool()>& done, detail::D
       throw_if_interrupted();
       continue;
     }
-    driving = true;
-    detail::Dispatcher::Served served = detail::Dispatcher::Served::progress;
-    try {
-      if (dispatcher.termination_requested()) {
-        carry_out_termination(finished);
-      } else {
-        for (const auto& job : pending) dispatcher.submit(job);
-        pending.clear();
-        served = dispatcher.serve(
-            deadline, finished, [&] { lock.unlock(); }, [&] { lock.lock(); });
-      }
-    } catch (const PoolTerminated&) {
-      carry_out_termination(finished);
-    } catch (...) {
-      driving = false;
-      announce_all(lock, finished);
-      throw;
-    }
-    driving = false;
-    announce_all(lock, finished);
+    const detail::Dispatcher::Served served = drive_once(lock, deadline, /*unlock_while_waiting=*/true);
     if (served == detail::Dispatcher::Served::timed_out) return done();
     if (served == detail::Dispatcher::Served::idle && !done()) {
       // Nothing out: what this thread waits for comes from another (an announcement, a submission).
@@ -199,6 +183,36 @@ bool ProcessPool::Impl::drive_until(const std::function<bool()>& done, detail::D
       throw_if_interrupted();
     }
   }
+}
+
+detail::Dispatcher::Served ProcessPool::Impl::drive_once(Lock& lock, detail::Deadline deadline,
+                                                         bool unlock_while_waiting) {
+  std::vector<std::shared_ptr<detail::JobState>> finished;
+  driving = true;
+  detail::Dispatcher::Served served = detail::Dispatcher::Served::progress;
+  try {
+    if (dispatcher.termination_requested()) {
+      carry_out_termination(finished);
+    } else {
+      for (const auto& job : pending) dispatcher.submit(job);
+      pending.clear();
+      if (unlock_while_waiting) {
+        served = dispatcher.serve(
+            deadline, finished, [&] { lock.unlock(); }, [&] { lock.lock(); });
+      } else {
+        served = dispatcher.serve(deadline, finished);
+      }
+    }
+  } catch (const PoolTerminated&) {
+    carry_out_termination(finished);
+  } catch (...) {
+    driving = false;
+    announce_all(lock, finished);
+    throw;
+  }
+  driving = false;
+  announce_all(lock, finished);
+  return served;
 }
 
 void ProcessPool::Impl::abandon(const std::shared_ptr<detail::JobState>& job) noexcept {
@@ -239,32 +253,32 @@ void ProcessPool::Impl::compute_callers_share(detail::JobState& job) {
   const ScopedMoveOff off_the_workers(worker_cpus);
   std::optional<std::size_t> chunk;
   std::exception_ptr error;
-  std::vector<std::shared_ptr<detail::JobState>> finished;
   for (;;) {
     {
       Lock lock(mutex);
-      take_role(lock);  // the job and the workers are the driver's: hold the role while touching them
-      if (chunk) job.caller_chunk_ended(*chunk, error);
+      if (chunk) {
+        job.caller_chunk_ended(*chunk, error);
+        chunk.reset();
+        // Another thread driving concludes the job, if this decided it, once its wait ends: end it now.
+        if (driving) dispatcher.kick();
+        changed.notify_all();
+      }
       if (error) {
         try {
           std::rethrow_exception(error);
         } catch (const WorkerError&) {  // fn threw: that decides the job, as a worker's failure does
         } catch (const Error&) {        // an interrupt or a deadline: run_to_end unwinds
-          changed.notify_all();
           throw;
         }
       }
-      // Between its chunks the caller is the driver: it reads the answers that came meanwhile and
-      // tops the workers up, without waiting (a worker holds two chunks; it must not run dry while the
-      // caller computes).
-      try {
-        dispatcher.serve(detail::Clock::now(), finished);
-      } catch (...) {
-        announce_all(lock, finished);
-        throw;
-      }
-      announce_all(lock, finished);
-      chunk = job.take_for_caller();
+      // Between its chunks the caller drives if nobody else does: it reads the answers that came
+      // meanwhile and tops the workers up, without waiting (a worker holds two chunks and must not run
+      // dry while the caller computes). A driver in another thread does that itself; the job's state
+      // is only ever touched with the lock held, so the caller does not wait for the role.
+      if (!driving) drive_once(lock, detail::Clock::now(), /*unlock_while_waiting=*/false);
+      // A job still waiting in `pending` (another thread was driving when it came) is not the
+      // Dispatcher's yet: the workers alone will run it.
+      if (job.id != 0) chunk = job.take_for_caller();
     }
     if (!chunk) return;
     error = detail::run_chunk_here(job, *chunk, *job.caller_region);
