@@ -310,6 +310,38 @@ TEST(CallerShareProcesses, TerminateFromAnotherThreadEndsAMapWhoseCallerHasDoneI
   std::atomic_ref<long>(gate[0]).store(1);
 }
 
+/// Waits at the gate (30 s at most), then returns x.
+struct AtGate {
+  long* gate;
+  int operator()(int x) const {
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (std::atomic_ref<long>(*gate).load() == 0 && std::chrono::steady_clock::now() < give_up) ::usleep(1000);
+    return x;
+  }
+};
+
+struct Pid {
+  long operator()(long) const { return static_cast<long>(::getpid()); }
+};
+
+TEST(CallerShareProcesses, AfterAMapTheCallerRanAloneTheNextOneStillUsesTheWorker) {
+  using Suite = CallerShare<mpdemo::ProcessPool>;
+  mpdemo::ProcessPool pool(Suite::options(1));
+  auto gate = Suite::shared_cells(1);
+  auto input = pool.make_shared_array<long>(2000);
+  auto output = pool.make_shared_array<long>(2000);
+  // The worker holds two tasks of another job, so the caller runs every chunk of the first map, and
+  // the pool remembers the caller as the owner of every chunk of these arrays.
+  auto busy = pool.map_async(AtGate{gate.data()}, std::vector<int>{1, 2}, 1);
+  (void)pool.map_into(Pid{}, input, output, 100);
+  EXPECT_EQ(std::count(output.begin(), output.end(), static_cast<long>(::getpid())), 2000) << "the worker was busy";
+  std::atomic_ref<long>(gate[0]).store(1);
+  EXPECT_EQ(busy.get(10s), (std::vector<int>{1, 2}));
+  // Every chunk now starts in the caller's region: an idle worker must still be handed one.
+  (void)pool.map_into(Pid{}, input, output, 100);
+  EXPECT_GT(std::count(output.begin(), output.end(), static_cast<long>(pool.worker_pids()[0].value())), 0);
+}
+
 TEST(CallerShareProcesses, ThePipeDataPathStaysTheWorkersAlone) {
   using Suite = CallerShare<mpdemo::ProcessPool>;
   mpdemo::ProcessPool pool(Suite::options(1));
