@@ -34,6 +34,18 @@ using ::testing::HasSubstr;
 /// Who is running: the process for a process pool's workers, the thread for a thread pool's.
 long runner_id(bool processes) { return processes ? static_cast<long>(::getpid()) : ::syscall(SYS_gettid); }
 
+/// Flags in memory every process of a pool shares (cells of CallerShare::shared_cells): raised once,
+/// seen by every worker, process or thread.
+void raise_flag(long* cell) { std::atomic_ref<long>(*cell).store(1); }
+/// Waits until `cell` is raised, `limit` at most, so that a test that fails never hangs. Sleeps in
+/// short steps, no locks: safe in a forked worker.
+void wait_for_flag(long* cell, std::chrono::seconds limit) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (std::atomic_ref<long>(*cell).load() == 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(100us);
+  }
+}
+
 template <class Pool>
 class CallerShare : public ::testing::Test {
  public:
@@ -114,10 +126,8 @@ struct WhoRan {
   long operator()(int) const {
     const long me = runner_id(processes);
     const bool is_caller = me == caller;
-    std::atomic_ref<long>(started[is_caller ? 0 : 1]).store(1);
-    std::atomic_ref<long> other(started[is_caller ? 1 : 0]);
-    const auto give_up = std::chrono::steady_clock::now() + 20s;
-    while (other.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(100us);
+    raise_flag(&started[is_caller ? 0 : 1]);
+    wait_for_flag(&started[is_caller ? 1 : 0], 20s);
     return me;
   }
 };
@@ -155,13 +165,11 @@ struct FailsInCaller {
   long caller;
   bool processes;
   int operator()(int x) const {
-    std::atomic_ref<long> started(*caller_started);
     if (runner_id(processes) == caller) {
-      started.store(1);
+      raise_flag(caller_started);
       throw std::runtime_error("the caller's share failed");
     }
-    const auto give_up = std::chrono::steady_clock::now() + 20s;
-    while (started.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(100us);
+    wait_for_flag(caller_started, 20s);
     return x;
   }
 };
@@ -213,12 +221,11 @@ struct WorkerDiesAt {
   pid_t caller;
   int victim;
   int operator()(int x) const {
-    std::atomic_ref<long> started(*caller_started);
     if (::getpid() == caller) {
-      started.store(1);
+      raise_flag(caller_started);
       ::usleep(200);  // the caller's share is still running when the worker dies
     } else if (x == victim) {
-      while (started.load() == 0) ::usleep(100);
+      wait_for_flag(caller_started, 20s);
       ::raise(SIGKILL);
     }
     return x;
@@ -287,8 +294,7 @@ struct WorkersHang {
   pid_t caller;
   int operator()(int x) const {
     if (::getpid() == caller) return x;
-    const auto give_up = std::chrono::steady_clock::now() + 30s;
-    while (std::atomic_ref<long>(*gate).load() == 0 && std::chrono::steady_clock::now() < give_up) ::usleep(1000);
+    wait_for_flag(gate, 30s);
     return x;
   }
 };
@@ -307,15 +313,14 @@ TEST(CallerShareProcesses, TerminateFromAnotherThreadEndsAMapWhoseCallerHasDoneI
   terminator.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "the map waited for its hung workers";
   for (const auto& pid : pool.worker_pids()) EXPECT_FALSE(pid.has_value()) << "a worker outlived terminate()";
-  std::atomic_ref<long>(gate[0]).store(1);
+  raise_flag(&gate[0]);
 }
 
 /// Waits at the gate (30 s at most), then returns x.
 struct AtGate {
   long* gate;
   int operator()(int x) const {
-    const auto give_up = std::chrono::steady_clock::now() + 30s;
-    while (std::atomic_ref<long>(*gate).load() == 0 && std::chrono::steady_clock::now() < give_up) ::usleep(1000);
+    wait_for_flag(gate, 30s);
     return x;
   }
 };
@@ -335,7 +340,7 @@ TEST(CallerShareProcesses, AfterAMapTheCallerRanAloneTheNextOneStillUsesTheWorke
   auto busy = pool.map_async(AtGate{gate.data()}, std::vector<int>{1, 2}, 1);
   (void)pool.map_into(Pid{}, input, output, 100);
   EXPECT_EQ(std::count(output.begin(), output.end(), static_cast<long>(::getpid())), 2000) << "the worker was busy";
-  std::atomic_ref<long>(gate[0]).store(1);
+  raise_flag(&gate[0]);
   EXPECT_EQ(busy.get(10s), (std::vector<int>{1, 2}));
   // Every chunk now starts in the caller's region: an idle worker must still be handed one.
   (void)pool.map_into(Pid{}, input, output, 100);

@@ -442,8 +442,8 @@ void Dispatcher::follow_last_owners(JobState& job) {
   if (!key) return;
   job.ran_by.assign(job.plan.count(), 0);
   const auto last = last_owners_.find(*key);
-  const std::size_t team = workers_.size() + (job.caller_region ? 1 : 0);  // the caller's region is the last
-  if (last != last_owners_.end()) job.unstarted = ChunkQueue(last->second, team);
+  // Split among as many as before: the workers, and the caller when it computes a share.
+  if (last != last_owners_.end()) job.unstarted = ChunkQueue(last->second, job.unstarted.regions());
 }
 
 void Dispatcher::remember_owners(JobState& job) {

@@ -41,6 +41,8 @@ class ChunkQueue {
   }
 
   bool empty() const noexcept { return left_ == 0; }
+  /// How many regions the chunks are split into: one per member of the team (one in all, in order).
+  std::size_t regions() const noexcept { return queues_.size(); }
   /// The region peek(worker) would take from: `worker`'s own, or the one it would steal from. Not empty().
   std::size_t source(std::size_t worker) const noexcept { return choose(worker).queue; }
   std::size_t left() const noexcept { return left_; }
