@@ -108,6 +108,7 @@ PoolOptionsType warm_pool_options(const Options& options, std::size_t workers, m
 using mpdemo::report::BenchmarkFigure;
 using mpdemo::report::BenchmarkReport;
 using mpdemo::report::BenchmarkTiming;
+using mpdemo::report::human_bytes;
 using mpdemo::report::scaled;
 using mpdemo::report::speedup;
 
@@ -229,15 +230,15 @@ double timed_copy(const double* from, double* to, std::size_t n, std::size_t thr
 /// What a C++ programmer would write instead of a pool: one OpenMP parallel region (GCC's libgomp, its
 /// defaults: threads unpinned, kept between regions and spinning a while before they sleep), a static
 /// split into one contiguous block per thread, each block through the same compiled kernel as every
-/// other mode (sequential_map_into, i.e. mpdemo::detail::apply_chunk<squared, double>).
+/// other mode (mpdemo::ChunkKernel, i.e. mpdemo::detail::apply_chunk<squared, double>).
 void openmp_map_into(std::span<const double> input, std::span<double> output, int threads) {
+  // Its stores chosen for the whole map, as every mode's are, not for each thread's block.
+  const auto kernel = mpdemo::ChunkKernel::of<double>(mpdemo::squared).for_elements(input.size());
 #pragma omp parallel num_threads(threads)
   {
     const auto team = static_cast<std::size_t>(omp_get_num_threads());
     const auto me = static_cast<std::size_t>(omp_get_thread_num());
-    const std::size_t begin = input.size() * me / team;
-    const std::size_t end = input.size() * (me + 1) / team;
-    mpdemo::sequential_map_into(mpdemo::squared, input.subspan(begin, end - begin), output.subspan(begin, end - begin));
+    kernel(input.data(), output.data(), input.size() * me / team, input.size() * (me + 1) / team);
   }
 }
 #endif
@@ -514,7 +515,11 @@ std::vector<Contender> warm_contenders(const WarmSetup& setup, bool anchors) {
   modes.push_back(warm("seq", "loop on this thread, sequential_map_into, preallocated shared output",
                        [setup] { mpdemo::sequential_map_into(mpdemo::squared, setup.input, setup.output); }));
   if (anchors) {
-    modes.push_back(warm("seq-stream", "the same loop with non-temporal stores (SSE2 intrinsics, this benchmark's own)",
+    modes.push_back(warm("seq-cached", "the same kernel with plain stores at every size (Stores::cached)", [setup] {
+      mpdemo::ChunkKernel::of<double>(mpdemo::squared, mpdemo::Stores::cached)(setup.input.data(), setup.output.data(),
+                                                                               0, setup.input.size());
+    }));
+    modes.push_back(warm("seq-stream", "a loop with non-temporal stores (SSE2 intrinsics, this benchmark's own)",
                          [setup] { streaming_map_into(setup.input.span(), setup.output.span()); }));
   }
   modes.push_back(warm("warm-proc", "warm ProcessPool, map_into, input and output made in shared memory", [setup] {
@@ -590,9 +595,15 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
     report.notes.push_back(fmt::format("the warm pools poll {} us before they sleep (--spin-us; default {} us)",
                                        *options.spin_us, mpdemo::PoolOptions::kDefaultSpin.count()));
   }
-  report.kernel =
+  const mpdemo::StoreRule& stores = mpdemo::store_rule();
+  report.kernel = fmt::format(
       "every mode runs the same compiled loop, mpdemo::detail::apply_chunk<squared, double>, through "
-      "mpdemo::ChunkKernel (GCC 12 leaves this loop scalar at -O2; -O3 vectorises it)";
+      "mpdemo::ChunkKernel (GCC 12 leaves this loop scalar at -O2; -O3 vectorises it); apply_chunk_streaming, its "
+      "stores streamed, {} ({})",
+      stores.never ? std::string("never")
+                   : fmt::format("for maps above {} of input and output",
+                                 human_bytes(static_cast<double>(stores.stream_above_bytes))),
+      stores.source);
   return report;
 }
 
@@ -895,6 +906,22 @@ std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport
   figures.push_back({"warm_caller_map_fixed_cost_vs_openmp", "the same, the caller computing a share (OpenMP's team)",
                      caller_versus_openmp, "x", "<= 1.5x", caller_versus_openmp.median <= 1.5});
 #endif
+  // The kernel every mode runs, its stores chosen by the rule, against the best single-core loop of
+  // the round (plain stores, streaming stores, or itself): where the rule's choice can be wrong.
+  for (const mpdemo::report::AnchorPoint& point : report.points) {
+    if (point.size < 1'000'000) continue;
+    const BenchmarkTiming& rule = point.timing("seq");
+    const BenchmarkTiming& cached = point.timing("seq-cached");
+    const BenchmarkTiming& streamed = point.timing("seq-stream");
+    std::vector<double> ratios;
+    for (std::size_t r = 0; r < rule.seconds.size(); ++r)
+      ratios.push_back(rule.seconds[r] / std::min({rule.seconds[r], cached.seconds[r], streamed.seconds[r]}));
+    const Summary kernel = Summary::of(ratios);
+    figures.push_back({fmt::format("loop_vs_best_single_core_{}", point.size),
+                       fmt::format("the loop at {}: its time over the best single-core loop's",
+                                   mpdemo::report::count_as_power(point.size)),
+                       kernel, "x", "<= 1.10x", kernel.median <= 1.10});
+  }
   const mpdemo::report::AnchorPoint& largest = report.points.back();
   const BenchmarkTiming& seq = largest.timing("seq");
   const BenchmarkTiming& copy_1 = largest.timing("memcpy-1");

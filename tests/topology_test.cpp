@@ -135,6 +135,18 @@ TEST(Topology, WithoutSmtEveryCpuIsACore) {
   EXPECT_FALSE(machine.has_smt());
 }
 
+TEST(Topology, TheLastLevelCacheIsTheLargestCacheAboveTheFirstAllowedCpu) {
+  // One package, two L3s of 32 MiB, each over two cores with an L2 of 1 MiB and two hardware threads.
+  const std::string xml = fixture("two-l3-of-32mib-smt2.xml");
+  const std::vector<int> all{0, 1, 2, 3, 4, 5, 6, 7};
+  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(xml, all).last_level_cache_bytes, std::size_t{32} << 20);
+  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(xml, std::vector<int>{5}).last_level_cache_bytes, std::size_t{32} << 20);
+  // A machine described without caches has none to report: the store rule then never streams.
+  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(fixture("one-socket-four-cores.xml"), std::vector<int>{0, 1, 2, 3})
+                .last_level_cache_bytes,
+            0u);
+}
+
 TEST(Topology, XmlHwlocCannotReadIsAnError) {
   EXPECT_THROW((void)mpdemo::topology_from_hwloc_xml("<not a topology", std::vector<int>{0}), std::runtime_error);
 }

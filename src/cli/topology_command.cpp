@@ -16,7 +16,9 @@ Command add_topology_command(CLI::App& root) {
   add_format_option(*app, *format, false);
   return {app, [format](std::ostream& out) {
             const Topology topology = discover_topology();
-            out << (*format == Format::json ? report::topology_json(topology) : report::topology_table(topology));
+            const StoreRule& stores = store_rule();
+            out << (*format == Format::json ? report::topology_json(topology, stores)
+                                            : report::topology_table(topology, stores));
             return 0;
           }};
 }

@@ -295,8 +295,10 @@ MapStats MpiPool::execute(const Request& request) {
   // Every rank now knows the root's sizes, so every rank refuses them alike.
   require_same_size(header.size, header.output_size, "MpiPool::map_into");
   if (header.size == 0) return {};
-  return options_.path == MpiPath::scatter ? scatter_map(request, header, phase)
-                                           : node_window_map(request, header, phase);
+  // Every rank stores as the whole map's size asks (the root's), as every other mode does.
+  Request sized = request;
+  sized.kernel = request.kernel.for_elements(header.size);
+  return options_.path == MpiPath::scatter ? scatter_map(sized, header, phase) : node_window_map(sized, header, phase);
 }
 
 MapStats MpiPool::scatter_map(const Request& request, const Header& header, Stopwatch& phase) {
@@ -410,7 +412,7 @@ MapStats MpiPool::execute_in_place(const Request& request, const detail::SharedW
   const std::size_t begin = part_begin(header.size, static_cast<std::size_t>(rank_), static_cast<std::size_t>(ranks_));
   const std::size_t end =
       part_begin(header.size, static_cast<std::size_t>(rank_ + 1), static_cast<std::size_t>(ranks_));
-  request.kernel(request.input, request.output, begin, end);
+  request.kernel.for_elements(header.size)(request.input, request.output, begin, end);
   synchronized_barrier({&output});
   stats.phases.compute = phase.seconds();
   return stats;

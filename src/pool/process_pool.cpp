@@ -452,7 +452,8 @@ MapStats ProcessPool::execute(const Request& request, const std::function<void(c
   Stopwatch clock;
   PhaseMarks marks(state.trace);
   detail::ChunkOrder order;
-  order.kernel = request.kernel;
+  // Through the pipes a worker's results go to a buffer it reads back at once: cached stores there.
+  order.kernel = request.data_path == DataPath::pipe ? request.kernel : request.kernel.for_elements(request.size);
   order.input_element_bytes = request.input_element_bytes;
   order.output_element_bytes = request.output_element_bytes;
 

@@ -440,8 +440,8 @@ MapStats ThreadPool::execute(const ChunkKernel& kernel, const void* input, void*
   MapStats stats;
   const Stopwatch clock;
   PhaseMarks marks(state.options.trace);
-  const auto job =
-      std::make_shared<ElementJob>(kernel, input, output, size, chunksize, this->size(), state.options.caller_computes);
+  const auto job = std::make_shared<ElementJob>(kernel.for_elements(size), input, output, size, chunksize, this->size(),
+                                                state.options.caller_computes);
   state.submit(job);
   try {
     state.compute_callers_share(*job);

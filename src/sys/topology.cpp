@@ -75,6 +75,15 @@ Topology describe(const HwlocTopology& hwloc, std::vector<int> allowed_cpus) {
     topology.worker_cpus.push_back(siblings.front());
     topology.core_cpus.push_back(std::move(siblings));
   }
+  if (!topology.allowed_cpus.empty()) {
+    const hwloc_obj_t cpu =
+        hwloc_get_pu_obj_by_os_index(hwloc.handle, static_cast<unsigned>(topology.allowed_cpus.front()));
+    for (hwloc_obj_t above = cpu == nullptr ? nullptr : cpu->parent; above != nullptr; above = above->parent) {
+      if (hwloc_obj_type_is_dcache(above->type) != 0 && above->attr != nullptr)
+        topology.last_level_cache_bytes =
+            std::max<std::size_t>(topology.last_level_cache_bytes, static_cast<std::size_t>(above->attr->cache.size));
+    }
+  }
   // A machine hwloc describes without cores (some VMs) still has the CPUs we may use: one each.
   if (topology.physical_cores == 0) {
     topology.physical_cores = topology.logical_cpus;

@@ -123,7 +123,8 @@ requires ElementFunction<F, std::ranges::range_value_t<Input>>
 void sequential_map_into(F fn, const Input& input, Output&& output) {
   using T = std::ranges::range_value_t<Input>;
   require_same_size(std::ranges::size(input), std::ranges::size(output), "sequential_map_into");
-  ChunkKernel::of<T>(fn)(std::ranges::data(input), std::ranges::data(output), 0, std::ranges::size(input));
+  const std::size_t size = std::ranges::size(input);
+  ChunkKernel::of<T>(fn).for_elements(size)(std::ranges::data(input), std::ranges::data(output), 0, size);
 }
 
 /// The lesson's array_squared_sp: a fresh vector, filled by one loop.

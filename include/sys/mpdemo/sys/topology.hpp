@@ -21,6 +21,10 @@ struct Topology {
   /// The allowed CPUs of each physical core that has any, core by core: a core with two entries has
   /// SMT siblings (hyper-threads) that share its execution units.
   std::vector<std::vector<int>> core_cpus;
+  /// The largest cache hwloc lists above this process's first allowed CPU, in bytes (0: none listed):
+  /// the last-level cache one core reaches. What the hardware (or a hypervisor) reports; a VM may be
+  /// shown its host's whole cache.
+  std::size_t last_level_cache_bytes = 0;
   /// Whether any allowed core offers more than one hardware thread.
   bool has_smt() const noexcept {
     for (const auto& siblings : core_cpus) {
