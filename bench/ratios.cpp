@@ -14,6 +14,7 @@
 #include "mpdemo/lab/costs.hpp"
 #include "mpdemo/lab/experiment.hpp"
 #include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/lab/trials.hpp"
 #include "mpdemo/pool/chunk_plan.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
@@ -656,7 +657,7 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
       "region",
       options, workers);
   const std::vector<double> input = mpdemo::uniform_random_array(options.size, options.seed);
-  const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
+  const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
   mpdemo::SharedArray<double> shared_input(mpdemo::SharedArena::process_default(), input.size());
   std::copy(input.begin(), input.end(), shared_input.begin());
   std::vector<Contender> contenders = lesson_contenders(input, shared_input, reference, workers, options.chunksize);
@@ -712,8 +713,8 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   auto input = pool.make_shared_array<double>(n);
   auto output = pool.make_shared_array<double>(n);
   mpdemo::fill_uniform_random(input.span(), options.seed);
-  const std::vector<double> ordinary_input(input.begin(), input.end());  // the lesson's array: private memory
-  const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
+  const std::vector<double> ordinary_input(input.begin(), input.end());    // the lesson's array: private memory
+  const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
 
   std::vector<Contender> warm_modes =
       warm_contenders({pool, threads, input, output, reference, workers, options.chunksize}, /*anchors=*/false);
@@ -978,7 +979,7 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
     auto output = pool.make_shared_array<double>(size);
     mpdemo::fill_uniform_random(input.span(), options.seed);
     const std::vector<double> ordinary_input(input.begin(), input.end());
-    const std::vector<double> reference = mpdemo::sequential_map(mpdemo::squared, input);
+    const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
 
     std::vector<Contender> modes = warm_contenders({pool, threads, input, output, reference, workers, options.chunksize,
                                                     &pipes_pool, &caller_pool, &caller_threads},

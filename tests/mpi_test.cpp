@@ -156,6 +156,10 @@ TEST_F(Mpi, BadOptionsExitWith2AndAreSaidOnce) {
     EXPECT_EQ(result.exit_code(), 2) << arguments[0] << ": " << result.err;
     EXPECT_EQ(occurrences(result.err, "error: "), 1u) << "said once, by rank 0:\n" << result.err;
   }
+  // A store threshold that is not a size, on every rank: refused before MPI starts, said once.
+  const auto threshold = mpirun(2, {"-x", "MPDEMO_STREAM_ABOVE=lots"}, {"--size", "1000"});
+  EXPECT_EQ(threshold.exit_code(), 2) << threshold.err;
+  EXPECT_EQ(occurrences(threshold.err, "MPDEMO_STREAM_ABOVE='lots'"), 1u) << threshold.err;
   // The MPI modes and options without the MPI backend: refused, with the command that runs them.
   const auto local = mpdemo::testing::run_mpdemo({"run", "--mode", "mpi-hybrid", "--size", "10"});
   EXPECT_EQ(local.exit_code(), 2);
@@ -280,8 +284,10 @@ namespace {
 TEST_F(Mpi, ThePoolMapsOnEveryPathAsALibrary) {
   for (const char* path : {"scatter", "shared-window", "hybrid"}) {
     for (const int ranks : {2, 3}) {
+      // With three ranks every map streams its stores (the root's choice, sent to every rank).
       const auto result = run_program({MPDEMO_MPIEXEC, "-np", std::to_string(ranks), "--oversubscribe", "--bind-to",
-                                       "none", MPDEMO_POOL_PROGRAM, path, "100003"});
+                                       "none", "-x", ranks == 3 ? "MPDEMO_STREAM_ABOVE=0" : "MPDEMO_STREAM_ABOVE=1G",
+                                       MPDEMO_POOL_PROGRAM, path, "100003"});
       EXPECT_EQ(result.exit_code(), 0) << path << " x" << ranks << ": " << result.err;
       EXPECT_THAT(result.out, HasSubstr("ok map round 1, 100003 elements")) << path;
       EXPECT_THAT(result.out, HasSubstr("ok map_into, 100003 elements")) << path;
@@ -289,6 +295,13 @@ TEST_F(Mpi, ThePoolMapsOnEveryPathAsALibrary) {
       EXPECT_THAT(result.out, HasSubstr(fmt::format("ok {} ranks on 1 nodes", ranks))) << path;
     }
   }
+  // A store threshold that is not a size: the root refuses it in the map's announcement, so every rank
+  // throws alike (the program does not catch it) and none waits for the others.
+  const auto refused = run_program({MPDEMO_MPIEXEC, "-np", "2", "--oversubscribe", "--bind-to", "none", "-x",
+                                    "MPDEMO_STREAM_ABOVE=lots", MPDEMO_POOL_PROGRAM, "scatter", "1000"});
+  EXPECT_NE(refused.exit_code(), 0);
+  EXPECT_THAT(refused.err, HasSubstr("MPDEMO_STREAM_ABOVE='lots': expected a size in bytes"));
+  EXPECT_THAT(refused.err, HasSubstr("MpiPool::map: the root's MPDEMO_STREAM_ABOVE is not a size"));
   // Three ranks as two nodes over TCP: the hybrid path's cross-node scatter and gather.
   const auto hybrid = run_program({MPDEMO_MPIEXEC, "-np", "3", "--oversubscribe", "--bind-to", "none", "--mca", "btl",
                                    "self,tcp", MPDEMO_POOL_PROGRAM, "hybrid", "100003", "2"});

@@ -136,11 +136,14 @@ TEST(Topology, WithoutSmtEveryCpuIsACore) {
 }
 
 TEST(Topology, TheLastLevelCacheIsTheLargestCacheAboveTheFirstAllowedCpu) {
-  // One package, two L3s of 32 MiB, each over two cores with an L2 of 1 MiB and two hardware threads.
-  const std::string xml = fixture("two-l3-of-32mib-smt2.xml");
-  const std::vector<int> all{0, 1, 2, 3, 4, 5, 6, 7};
-  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(xml, all).last_level_cache_bytes, std::size_t{32} << 20);
-  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(xml, std::vector<int>{5}).last_level_cache_bytes, std::size_t{32} << 20);
+  // One package, two L3s (32 MiB over CPUs 0-3, 16 MiB over CPUs 4-7), each over two cores with an L2
+  // of 1 MiB and two hardware threads: the cache is the one above the first allowed CPU, not the
+  // largest anywhere nor the first listed.
+  const std::string xml = fixture("two-l3-of-32-and-16-mib-smt2.xml");
+  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(xml, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}).last_level_cache_bytes,
+            std::size_t{32} << 20);
+  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(xml, std::vector<int>{5, 6}).last_level_cache_bytes, std::size_t{16} << 20);
+  EXPECT_EQ(mpdemo::topology_from_hwloc_xml(xml, std::vector<int>{3}).last_level_cache_bytes, std::size_t{32} << 20);
   // A machine described without caches has none to report: the store rule then never streams.
   EXPECT_EQ(mpdemo::topology_from_hwloc_xml(fixture("one-socket-four-cores.xml"), std::vector<int>{0, 1, 2, 3})
                 .last_level_cache_bytes,

@@ -12,6 +12,7 @@
 #include "sweep_command.hpp"
 #include "topology_command.hpp"
 
+#include "mpdemo/pool/chunk_kernel.hpp"
 #include "mpdemo/report/chart.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/sys/errors.hpp"
@@ -161,6 +162,10 @@ int main(int argc, char** argv) {
       if (command.app->parsed()) chosen = &command;
     }
     if (chosen != &lesson) reject_root_options_before(app, *chosen->app);
+    // Every command that maps reads the store rule: a bad MPDEMO_STREAM_ABOVE is refused here, before
+    // any worker or MPI rank starts (on every rank alike), and hwloc's cache lookup is paid before
+    // any timed map.
+    (void)mpdemo::store_rule();
     const int status = chosen->run(std::cout);
     mpdemo::throw_if_interrupted();  // a signal during the last moments still ends as an interrupt
     return flush_standard_output(status);

@@ -173,7 +173,13 @@ struct MpiPool::Header {
   std::uint64_t input_bytes;
   std::uint64_t output_bytes;
   std::uint64_t in_place;
+  std::uint64_t stores;  ///< the root's choice (Stores), or kStoreRuleRefused
 };
+
+namespace {
+// In Header::stores: the root's MPDEMO_STREAM_ABOVE is not a size, so every rank refuses the map.
+constexpr std::uint64_t kStoreRuleRefused = 255;
+}  // namespace
 
 MpiPool::MpiPool(MpiPoolOptions options) : options_(options) {
   if (options_.ranks_per_node < 0) {
@@ -267,11 +273,26 @@ detail::SharedWindow MpiPool::make_window(std::size_t bytes, const char* caller)
 }
 
 MpiPool::Header MpiPool::share_header(const Request& request) {
-  Header header{request.size, request.output_size, request.input_bytes, request.output_bytes,
-                request.in_place ? 1u : 0u};
+  // How every rank stores is the root's to decide, for the whole map, as every other mode's map
+  // decides: ranks whose environments differ still store alike, and only the root reads the rule.
+  std::uint64_t stores = 0;
+  std::string refusal;
+  if (is_root()) {
+    try {
+      stores = static_cast<std::uint64_t>(stores_for(request.size * (request.input_bytes + request.output_bytes)));
+    } catch (const BadArgument& error) {
+      stores = kStoreRuleRefused;
+      refusal = error.what();
+    }
+  }
+  Header header{request.size,         request.output_size,        request.input_bytes,
+                request.output_bytes, request.in_place ? 1u : 0u, stores};
   MPI_Request sent = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ibcast(&header, 5, MPI_UINT64_T, 0, world_, &sent), "announcing a map");
+  check_mpi(MPI_Ibcast(&header, 6, MPI_UINT64_T, 0, world_, &sent), "announcing a map");
   wait_for(sent, "announcing a map");
+  if (header.stores == kStoreRuleRefused) {  // refused on every rank alike, after the announcement
+    throw BadArgument(is_root() ? refusal : "MpiPool::map: the root's MPDEMO_STREAM_ABOVE is not a size");
+  }
   // Ranks that disagree on what they map would exchange garbage, and no collective call between
   // them can complete any more: say why, and end the job (a throw here would leave the root waiting
   // for this rank forever, were the error caught).
@@ -295,9 +316,8 @@ MapStats MpiPool::execute(const Request& request) {
   // Every rank now knows the root's sizes, so every rank refuses them alike.
   require_same_size(header.size, header.output_size, "MpiPool::map_into");
   if (header.size == 0) return {};
-  // Every rank stores as the whole map's size asks (the root's), as every other mode does.
   Request sized = request;
-  sized.kernel = request.kernel.for_elements(header.size);
+  sized.kernel = request.kernel.with_stores(static_cast<Stores>(header.stores));
   return options_.path == MpiPath::scatter ? scatter_map(sized, header, phase) : node_window_map(sized, header, phase);
 }
 
@@ -412,7 +432,7 @@ MapStats MpiPool::execute_in_place(const Request& request, const detail::SharedW
   const std::size_t begin = part_begin(header.size, static_cast<std::size_t>(rank_), static_cast<std::size_t>(ranks_));
   const std::size_t end =
       part_begin(header.size, static_cast<std::size_t>(rank_ + 1), static_cast<std::size_t>(ranks_));
-  request.kernel.for_elements(header.size)(request.input, request.output, begin, end);
+  request.kernel.with_stores(static_cast<Stores>(header.stores))(request.input, request.output, begin, end);
   synchronized_barrier({&output});
   stats.phases.compute = phase.seconds();
   return stats;

@@ -86,7 +86,7 @@ inline void stream_out(std::byte* to, const std::byte* from, std::size_t bytes) 
                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + done)));
   }
 #else
-  std::memcpy(to, from, bytes);  // no non-temporal store this compiler lets us name: plain ones
+  std::memcpy(to, from, bytes);          // no non-temporal store this compiler lets us name: plain ones
 #endif
 }
 
@@ -121,36 +121,43 @@ template <class F, class T>
 void apply_chunk_streaming(const std::byte* callable, const void* input, void* output, std::size_t begin,
                            std::size_t end) {
   using R = map_result_t<F, T>;
-  const F& fn = *std::launder(reinterpret_cast<const F*>(callable));
-  const T* in = static_cast<const T*>(input);
-  R* out = static_cast<R*>(output);
   constexpr std::size_t kUnit = 16 / std::gcd(sizeof(R), std::size_t{16});  // elements in a multiple of 16 bytes
   constexpr std::size_t kTileElements = kUnit * (kUnit * sizeof(R) >= 256 ? 1 : 256 / (kUnit * sizeof(R)));
-  // Plain stores up to the first 16-byte aligned result; where none comes (an even-sized result at an
-  // odd address), plain stores throughout.
-  std::size_t aligned = begin;
-  while (aligned < end && aligned - begin < 16 && reinterpret_cast<std::uintptr_t>(out + aligned) % 16 != 0) ++aligned;
-  if (reinterpret_cast<std::uintptr_t>(out + aligned) % 16 != 0) {
+  if constexpr (kTileElements * sizeof(R) > 4096) {
+    // A result whose 16-byte multiple is larger than a page (16 x an odd size above 256 bytes): its
+    // tile would take the stack; plain stores, as the loop's.
     apply_chunk<F, T>(callable, input, output, begin, end);
-    return;
-  }
-  apply_chunk<F, T>(callable, input, output, begin, aligned);
-  // Raw bytes, not R[]: a trivially copyable R need not be default-constructible.
-  alignas(alignof(R) > 16 ? alignof(R) : 16) std::byte storage[kTileElements * sizeof(R)];
-  R* tile = reinterpret_cast<R*>(storage);
-  const StreamFence fence;
-  constexpr std::size_t kBlock = (kCheckBlockElements + kTileElements - 1) / kTileElements * kTileElements;
-  for (std::size_t block = aligned; block < end; block += kBlock) {
-    throw_if_interrupted();
-    const std::size_t block_end = end - block > kBlock ? block + kBlock : end;
-    std::size_t first = block;
-    for (; block_end - first >= kTileElements; first += kTileElements) {
-#pragma GCC unroll 4
-      for (std::size_t i = 0; i < kTileElements; ++i)
-        ::new (static_cast<void*>(tile + i)) R(std::invoke(fn, in[first + i]));
-      stream_out(reinterpret_cast<std::byte*>(out + first), storage, sizeof(storage));
+  } else {
+    const F& fn = *std::launder(reinterpret_cast<const F*>(callable));
+    const T* in = static_cast<const T*>(input);
+    R* out = static_cast<R*>(output);
+    // Plain stores up to the first 16-byte aligned result; where none comes (an even-sized result at an
+    // odd address), plain stores throughout.
+    std::size_t aligned = begin;
+    while (aligned < end && aligned - begin < 16 && reinterpret_cast<std::uintptr_t>(out + aligned) % 16 != 0)
+      ++aligned;
+    if (reinterpret_cast<std::uintptr_t>(out + aligned) % 16 != 0) {
+      apply_chunk<F, T>(callable, input, output, begin, end);
+      return;
     }
-    for (; first < block_end; ++first) out[first] = std::invoke(fn, in[first]);  // the ragged end: plain stores
+    apply_chunk<F, T>(callable, input, output, begin, aligned);
+    // Raw bytes, not R[]: a trivially copyable R need not be default-constructible.
+    alignas(alignof(R) > 16 ? alignof(R) : 16) std::byte storage[kTileElements * sizeof(R)];
+    R* tile = reinterpret_cast<R*>(storage);
+    const StreamFence fence;
+    constexpr std::size_t kBlock = (kCheckBlockElements + kTileElements - 1) / kTileElements * kTileElements;
+    for (std::size_t block = aligned; block < end; block += kBlock) {
+      throw_if_interrupted();
+      const std::size_t block_end = end - block > kBlock ? block + kBlock : end;
+      std::size_t first = block;
+      for (; block_end - first >= kTileElements; first += kTileElements) {
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < kTileElements; ++i)
+          ::new (static_cast<void*>(tile + i)) R(std::invoke(fn, in[first + i]));
+        stream_out(reinterpret_cast<std::byte*>(out + first), storage, sizeof(storage));
+      }
+      for (; first < block_end; ++first) out[first] = std::invoke(fn, in[first]);  // the ragged end: plain stores
+    }
   }
 }
 }  // namespace detail
@@ -163,7 +170,11 @@ class ChunkKernel {
   static ChunkKernel of(F fn, Stores stores = Stores::cached) noexcept {
     ChunkKernel kernel;
     kernel.cached_ = &detail::apply_chunk<F, T>;
+#if defined(__SSE2__)
     kernel.streaming_ = &detail::apply_chunk_streaming<F, T>;
+#else
+    kernel.streaming_ = kernel.cached_;  // no non-temporal store to name: the tile would be pure overhead
+#endif
     kernel.bytes_per_element_ = sizeof(T) + sizeof(map_result_t<F, T>);
     kernel.stores_ = stores;
     if constexpr (!std::is_empty_v<F>)
@@ -174,8 +185,12 @@ class ChunkKernel {
   /// This kernel with the stores the rule (stores_for) chooses for a map of `elements` elements: how
   /// every mode's map, loop included, asks for its kernel, so that all of them store alike.
   ChunkKernel for_elements(std::size_t elements) const {
+    return with_stores(stores_for(elements * bytes_per_element_));
+  }
+  /// This kernel with the stores another process chose (an MPI root, for every rank).
+  ChunkKernel with_stores(Stores stores) const noexcept {
     ChunkKernel kernel = *this;
-    kernel.stores_ = stores_for(elements * bytes_per_element_);
+    kernel.stores_ = stores;
     return kernel;
   }
 

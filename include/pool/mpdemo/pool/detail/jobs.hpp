@@ -30,7 +30,7 @@ class SharedMemoryJob final : public ResultsJob<R> {
   SharedMemoryJob(F fn, const Input& input, const std::shared_ptr<SharedArena>& arena, std::size_t chunksize,
                   std::size_t workers, bool stop_at_first_failure)
       : ResultsJob<R>(std::ranges::size(input), chunksize, workers, stop_at_first_failure),
-        kernel_(ChunkKernel::of<T>(fn).for_elements(std::ranges::size(input))),
+        kernel_(ChunkKernel::of<T>(fn)),  // plain stores: the master copies each chunk's results out at once
         input_(arena, std::ranges::size(input)),
         output_(arena, std::ranges::size(input)) {
     std::ranges::copy(input, input_.begin());
