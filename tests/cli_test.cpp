@@ -1,5 +1,6 @@
 // The mpdemo executable, run for real: its JSON, its lesson, and exit status 2 for every kind of bad input.
 #include "mpdemo/lab/mpi_methods.hpp"
+#include "mpdemo/sys/topology.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -14,6 +15,28 @@ namespace {
 using mpdemo::testing::run_mpdemo;
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+TEST(Cli, RunWithTheCallerComputingVerifiesEveryModeWithATeamOfOneWorkerFewer) {
+  const auto result = run_mpdemo({"run", "--size", "100003", "--repeat", "1", "--caller-computes", "--format", "json"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json.at("caller_computes"), true);
+  const std::size_t cores = mpdemo::system_topology().default_workers();
+  const std::size_t workers = cores > 1 ? cores - 1 : 1;
+  EXPECT_EQ(json.at("workers"), workers) << "the caller takes one core's share";
+  EXPECT_EQ(json.at("chunksize"), (100003 + 4 * (workers + 1) - 1) / (4 * (workers + 1))) << "cut for the team";
+  ASSERT_EQ(json.at("modes").size(), 6u);
+  for (const auto& mode : json.at("modes")) EXPECT_TRUE(mode.at("verified").get<bool>()) << mode.at("name");
+  // An explicit --workers is the number of workers; the caller comes on top, and the table says so.
+  const auto table = run_mpdemo(
+      {"run", "--size", "1000", "--repeat", "1", "--caller-computes", "--workers", "2", "--mode", "warm-proc"});
+  ASSERT_EQ(table.exit_code(), 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("2 workers and the caller computing (--caller-computes), chunksize 84"));
+  const auto without =
+      run_mpdemo({"run", "--size", "1000", "--repeat", "1", "--mode", "warm-proc", "--format", "json"});
+  ASSERT_EQ(without.exit_code(), 0) << without.err;
+  EXPECT_EQ(nlohmann::json::parse(without.out).at("caller_computes"), false);
+}
 
 TEST(Cli, RunJsonHasEveryModeAndItsPhasesAddUp) {
   const auto result = run_mpdemo({"run", "--size", "100000", "--repeat", "3", "--workers", "2", "--format", "json"});

@@ -21,6 +21,7 @@ struct RunOptions {
   std::size_t size = 10'000'000;
   std::size_t workers = 0;
   std::size_t chunksize = 0;
+  bool caller_computes = false;
   std::string mode = "all";
   std::string backend = "local";
   int ranks_per_node = 0;
@@ -131,7 +132,10 @@ class VerifiedSoFar {
 
 int run(std::ostream& out, RunOptions& options) {
   const bool mpi = options.backend == "mpi";
-  const std::size_t workers = options.workers != 0 ? options.workers : system_topology().default_workers();
+  PoolOptions team;
+  team.workers = options.workers;
+  team.caller_computes = options.caller_computes;
+  const std::size_t workers = worker_count(team);
   std::vector<Method> methods = mpi && options.mode == "all" ? mpi_comparison() : modes().at(options.mode);
   const bool any_over_mpi = std::any_of(methods.begin(), methods.end(), over_mpi);
   if (any_over_mpi && !mpi) {
@@ -163,10 +167,17 @@ int run(std::ostream& out, RunOptions& options) {
     std::erase_if(methods, [&](Method m) { return over_mpi(m) && !ranked->can_run(m); });
   }
   VerifiedSoFar verified_so_far;
-  TrialPlan plan{
-      options.size, workers,        options.chunksize,
-      options.seed, options.repeat, methods,
-      trace,        ranked.get(),   [&](Method method, const Trial& trial) { verified_so_far.add(method, trial); }};
+  TrialPlan plan;
+  plan.size = options.size;
+  plan.workers = workers;
+  plan.chunksize = options.chunksize;
+  plan.caller_computes = options.caller_computes;
+  plan.seed = options.seed;
+  plan.repeat = options.repeat;
+  plan.methods = methods;
+  plan.trace = trace;
+  plan.ranked = ranked.get();
+  plan.on_trial = [&](Method method, const Trial& trial) { verified_so_far.add(method, trial); };
   TrialResults results;
   try {
     results = run_trials(std::move(plan));
@@ -192,6 +203,9 @@ Command add_run_command(CLI::App& root) {
   add_size_option(*app, options->size, "elements to square (default 10,000,000; 1e7 and 10^7 work too)");
   add_workers_option(*app, options->workers);
   add_chunksize_option(*app, options->chunksize);
+  app->add_flag("--caller-computes", options->caller_computes,
+                "every pool's caller computes a share of each map beside its workers, as OpenMP's primary thread "
+                "does (default: it waits, as Python's); the default team is then one worker fewer");
   std::vector<std::string> mode_names;
   for (const auto& [name, methods] : modes()) mode_names.push_back(name);
   app->add_option("--mode,-m", options->mode,

@@ -1,6 +1,7 @@
 #include "mpdemo/lab/trials.hpp"
 
 #include "mpdemo/pool/chunk_plan.hpp"
+#include "mpdemo/pool/pool_options.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
@@ -45,12 +46,13 @@ std::vector<double> reference_squares(std::span<const double> input) {
 }
 
 MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace,
-                           RankedMethods* ranked)
+                           RankedMethods* ranked, bool caller_computes)
     : input_(input),
       workers_(workers),
       chunksize_(chunksize),
       trace_(trace),
       ranked_(ranked),
+      caller_computes_(caller_computes),
       shared_input_(SharedArena::process_default(), input.size()) {
   interruptible_copy(shared_input_.data(), input.data(), input.size_bytes());
 }
@@ -68,20 +70,22 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_processes: {
-      const Squared squared = square_with_fresh_processes(shared_input_, workers_, chunksize_, trace_);
+      const Squared squared =
+          square_with_fresh_processes(shared_input_, workers_, chunksize_, trace_, caller_computes_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_processes_copy: {
-      const Squared squared = square_with_fresh_processes_copying(input_, workers_, chunksize_, trace_);
+      const Squared squared =
+          square_with_fresh_processes_copying(input_, workers_, chunksize_, trace_, caller_computes_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_threads: {
-      const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_, trace_);
+      const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_, trace_, caller_computes_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::warm_processes: {
       if (!warm_processes_) {
-        warm_processes_.emplace(pool_options<ProcessPoolOptions>(workers_, trace_));
+        warm_processes_.emplace(pool_options<ProcessPoolOptions>(workers_, trace_, caller_computes_));
         shared_output_ = warm_processes_->make_shared_array<double>(input_.size());
         // Warm: each worker has mapped the pages of the chunks it gets (see kWarmUpMaps).
         for (int i = 0; i < kWarmUpMaps; ++i) {
@@ -94,7 +98,7 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
     }
     case Method::warm_threads: {
       if (!warm_threads_) {
-        warm_threads_.emplace(pool_options<PoolOptions>(workers_, trace_));
+        warm_threads_.emplace(pool_options<PoolOptions>(workers_, trace_, caller_computes_));
         thread_output_ = interruptible_vector<double>(input_.size());
         for (int i = 0; i < kWarmUpMaps; ++i)
           square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
@@ -127,15 +131,19 @@ bool TrialResults::verified() const noexcept {
 }
 
 TrialResults run_trials(TrialPlan plan) {
-  if (plan.workers == 0) plan.workers = system_topology().default_workers();
+  PoolOptions team;
+  team.workers = plan.workers;
+  team.caller_computes = plan.caller_computes;
+  plan.workers = worker_count(team);
   const std::size_t chunksize = plan.chunksize;
-  plan.chunksize = ChunkPlan(plan.size, plan.chunksize, plan.workers).chunksize();
+  // What the pools cut the map into: for the whole team, the caller included when it computes.
+  plan.chunksize = ChunkPlan(plan.size, plan.chunksize, plan.workers + (plan.caller_computes ? 1 : 0)).chunksize();
   // Under MPI every rank runs the plan, and the ranks other than the root only lend their share of
   // the MPI methods: they hold no input, run nothing alone, and check nothing.
   const bool root = plan.ranked == nullptr || plan.ranked->is_root();
   const std::vector<double> input = root ? uniform_random_array(plan.size, plan.seed) : std::vector<double>{};
   const std::vector<double> reference = reference_squares(input);
-  MethodRunner runner(input, plan.workers, chunksize, plan.trace, plan.ranked);
+  MethodRunner runner(input, plan.workers, chunksize, plan.trace, plan.ranked, plan.caller_computes);
   std::vector<std::vector<Trial>> trials(plan.methods.size());
   for (std::size_t r = 0; r < plan.repeat; ++r) {
     for (std::size_t m = 0; m < plan.methods.size(); ++m) {

@@ -15,6 +15,9 @@ std::vector<MethodTiming> method_timings(const TrialResults& results, bool lesso
     const bool over_mpi = machinery_of(m.method) == Machinery::mpi_ranks;
     timings.push_back(
         MethodTiming::of(m.method, name, m.summary.median_run, over_mpi ? results.ranks : results.plan.workers));
+    const Machinery machinery = machinery_of(m.method);
+    timings.back().caller_computes =
+        results.plan.caller_computes && (machinery == Machinery::processes || machinery == Machinery::threads);
   }
   return timings;
 }
@@ -23,6 +26,7 @@ std::string run_json(const TrialResults& results) {
   const TrialPlan& plan = results.plan;
   nlohmann::json json{{"size", plan.size},
                       {"workers", plan.workers},
+                      {"caller_computes", plan.caller_computes},
                       {"chunksize", plan.chunksize},
                       {"seed", plan.seed},
                       {"unit", "seconds"},
@@ -47,8 +51,10 @@ std::string run_json(const TrialResults& results) {
 std::string run_table(const TrialResults& results) {
   const TrialPlan& plan = results.plan;
   std::string text =
-      fmt::format("mpdemo run: {} doubles, {} workers, chunksize {}, seed {}; median [min - max] of {} runs\n",
-                  plan.size, plan.workers, plan.chunksize, plan.seed, plan.repeat);
+      fmt::format("mpdemo run: {} doubles, {} worker{}{}, chunksize {}, seed {}; median [min - max] of {} runs\n",
+                  plan.size, plan.workers, plan.workers == 1 ? "" : "s",
+                  plan.caller_computes ? " and the caller computing (--caller-computes)" : "", plan.chunksize,
+                  plan.seed, plan.repeat);
   text += fmt::format("{:<12} {:>34}{}  {}\n", "mode", "total", phase_headings(), "verified");
   for (const MethodResult& m : results.methods) {
     const Summary& t = m.summary.total;

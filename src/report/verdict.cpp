@@ -40,9 +40,11 @@ std::string explain_fastest(std::span<const MethodTiming> methods) {
     const PhaseTimes& p = m.phases;
     const double versus_loop = ratio(loop->phases.total(), p.total());
     text += fmt::format(
-        "  {}: {} workers computed in {}{}; overhead {} (start {}, move in {}, collect {}, stop {}) = {:.0f}% of "
+        "  {}: {} computed in {}{}; overhead {} (start {}, move in {}, collect {}, stop {}) = {:.0f}% of "
         "its time -> {}\n",
-        m.name, m.workers, format_duration(p.compute),
+        m.name,
+        fmt::format("{} worker{}{}", m.workers, m.workers == 1 ? "" : "s", m.caller_computes ? " and the caller" : ""),
+        format_duration(p.compute),
         loop->phases.compute >= 1e-6
             ? fmt::format(" ({:.2f}x the loop's speed)", ratio(loop->phases.compute, p.compute))
             : std::string(),

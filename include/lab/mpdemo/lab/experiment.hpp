@@ -67,12 +67,14 @@ struct Squared {
 };
 
 /// Options for a pool of `workers` (0: one per physical core) that records into `trace` (null: no
-/// trace), everything else the default: how every experiment makes its pools.
+/// trace), its caller computing a share of each map when `caller_computes` (OpenMP's team, not
+/// Python's), everything else the default: how every experiment makes its pools.
 template <class Options>
-Options pool_options(std::size_t workers, Trace* trace) {
+Options pool_options(std::size_t workers, Trace* trace, bool caller_computes = false) {
   Options options;
   options.workers = workers;
   options.trace = trace;
+  options.caller_computes = caller_computes;
   return options;
 }
 
@@ -83,14 +85,14 @@ Squared square_sequentially(std::span<const double> input);
 /// array_squared_mp: fork a pool (start), allocate a new shared result (collect), map with nothing to
 /// copy (compute), stop the pool (stop). `input` lives in the pool's arena (the default one).
 Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_t workers, std::size_t chunksize,
-                                    Trace* trace = nullptr);
+                                    Trace* trace = nullptr, bool caller_computes = false);
 /// array_squared_mp_copy: fork a pool (start), copy in (move_in), map (compute), copy out into a new
 /// vector (collect), stop: what moving data between processes costs when it is not born shared.
 Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers, std::size_t chunksize,
-                                            Trace* trace = nullptr);
+                                            Trace* trace = nullptr, bool caller_computes = false);
 /// array_squared_threads: start threads, map (compute into a new vector: collect), join (stop).
 Squared square_with_fresh_threads(std::span<const double> input, std::size_t workers, std::size_t chunksize,
-                                  Trace* trace = nullptr);
+                                  Trace* trace = nullptr, bool caller_computes = false);
 /// A warm pool, zero copy: input and output already live in the pool's arena; only compute is paid.
 PhaseTimes square_with_warm_processes(ProcessPool& pool, const SharedArray<double>& input, SharedArray<double>& output,
                                       std::size_t chunksize);

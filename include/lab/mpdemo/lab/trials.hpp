@@ -62,8 +62,9 @@ class MethodRunner {
  public:
   /// With a `trace`, every pool records its timeline there, and every run is a span on the caller's track.
   /// With `ranked`, the Method::mpi_* methods run over its MPI ranks.
+  /// With `caller_computes`, every pool's caller computes a share of its maps (OpenMP's team).
   MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace = nullptr,
-               RankedMethods* ranked = nullptr);
+               RankedMethods* ranked = nullptr, bool caller_computes = false);
   Trial run(Method method, std::span<const double> reference);
   /// How long the warm process pool took to start, once (0 before its first use).
   double warm_pool_startup_seconds() const noexcept;
@@ -76,6 +77,7 @@ class MethodRunner {
   std::size_t chunksize_;
   Trace* trace_;
   RankedMethods* ranked_;
+  bool caller_computes_;
   SharedArray<double> shared_input_;  ///< the input, made in shared memory before any timing
   std::optional<ProcessPool> warm_processes_;
   SharedArray<double> shared_output_;
@@ -86,8 +88,11 @@ class MethodRunner {
 /// What `mpdemo run` measures: these methods on `size` random numbers, `repeat` times each.
 struct TrialPlan {
   std::size_t size = 10'000'000;
-  std::size_t workers = 0;    ///< 0: one per physical core
-  std::size_t chunksize = 0;  ///< 0: Python's default
+  std::size_t workers = 0;    ///< 0: one per physical core (one fewer with caller_computes)
+  std::size_t chunksize = 0;  ///< 0: Python's default, for the team (the workers, and the caller if it computes)
+  /// Every pool's caller computes a share of each map beside its workers, as OpenMP's primary thread
+  /// does (PoolOptions::caller_computes); false: it waits, as Python's.
+  bool caller_computes = false;
   std::uint64_t seed = 1;
   std::size_t repeat = 5;
   std::vector<Method> methods;

@@ -14,9 +14,10 @@ struct MethodTiming {
   PhaseTimes phases;
   bool sequential = false;  ///< the baseline every factor is against
   std::size_t workers = 1;
-  bool warm = false;     ///< workers started beforehand, output buffer reused: only compute is paid
-  bool threads = false;  ///< threads, not processes
-  bool mpi = false;      ///< MPI ranks that mpirun started, not a pool of ours
+  bool warm = false;             ///< workers started beforehand, output buffer reused: only compute is paid
+  bool threads = false;          ///< threads, not processes
+  bool mpi = false;              ///< MPI ranks that mpirun started, not a pool of ours
+  bool caller_computes = false;  ///< the pool's caller computed a share beside its `workers`
 
   /// The timing of `method`, printed as `name`, run with `workers` (the loop always has one).
   static MethodTiming of(Method method, std::string name, const PhaseTimes& phases, std::size_t workers);
