@@ -10,6 +10,7 @@
 #include "mpdemo/sys/topology.hpp"
 #include "support/expected.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -184,6 +185,9 @@ TYPED_TEST(CallerShare, AnExceptionInTheCallersShareIsAWorkerErrorNamingTheCalle
     FAIL() << "expected WorkerError";
   } catch (const mpdemo::WorkerError& e) {
     EXPECT_EQ(e.worker(), pool.size()) << "the caller's share is worker size()";
+    EXPECT_TRUE(e.in_caller());
+    EXPECT_THAT(e.what(),
+                HasSubstr(fmt::format("the caller (pid {}), computing its share, failed on elements [", ::getpid())));
     EXPECT_EQ(e.pid(), ::getpid());
     EXPECT_EQ(e.cause(), "the caller's share failed");
     EXPECT_EQ(e.chunk_end() - e.chunk_begin(), 100u);
@@ -245,7 +249,9 @@ TEST(CallerShareProcesses, AWorkerKilledMidMapIsNamedAndReplacedWhileTheCallerCo
     FAIL() << "expected WorkerError";
   } catch (const mpdemo::WorkerError& e) {
     EXPECT_EQ(e.worker(), 0u);
+    EXPECT_FALSE(e.in_caller());
     EXPECT_EQ(e.pid(), pids[0].value());
+    EXPECT_THAT(e.what(), HasSubstr(fmt::format("worker 0 (pid {})", pids[0].value())));
     EXPECT_THAT(e.what(), HasSubstr("killed by signal 9 (SIGKILL)"));
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);

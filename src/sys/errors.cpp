@@ -53,13 +53,16 @@ void throw_errno_with_limits(std::string_view doing) {
 }
 
 WorkerError::WorkerError(std::size_t worker, pid_t pid, std::size_t chunk_begin, std::size_t chunk_end,
-                         std::string cause)
-    : Error(fmt::format("worker {} (pid {}) failed on elements [{}, {}): {}", worker, pid, chunk_begin, chunk_end,
-                        cause)),
+                         std::string cause, bool in_caller)
+    : Error(fmt::format("{} failed on elements [{}, {}): {}",
+                        in_caller ? fmt::format("the caller (pid {}), computing its share,", pid)
+                                  : fmt::format("worker {} (pid {})", worker, pid),
+                        chunk_begin, chunk_end, cause)),
       worker_(worker),
       pid_(pid),
       chunk_begin_(chunk_begin),
       chunk_end_(chunk_end),
-      cause_(std::move(cause)) {}
+      cause_(std::move(cause)),
+      in_caller_(in_caller) {}
 
 }  // namespace mpdemo

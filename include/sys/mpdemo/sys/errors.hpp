@@ -41,9 +41,14 @@ class BadArgument : public Error {
 /// Thrown by ProcessPool::map in the master; the pool stays usable afterwards.
 class WorkerError : public Error {
  public:
-  WorkerError(std::size_t worker, pid_t pid, std::size_t chunk_begin, std::size_t chunk_end, std::string cause);
+  /// `in_caller`: the failure was in the share the map's caller computes (PoolOptions::caller_computes),
+  /// whose `worker` number is the pool's size(); the message then names the caller, not a worker.
+  WorkerError(std::size_t worker, pid_t pid, std::size_t chunk_begin, std::size_t chunk_end, std::string cause,
+              bool in_caller = false);
 
   std::size_t worker() const noexcept { return worker_; }
+  /// Whether the chunk was the caller's own share, computed in the caller's thread.
+  bool in_caller() const noexcept { return in_caller_; }
   pid_t pid() const noexcept { return pid_; }
   /// The half-open index range [chunk_begin, chunk_end) of the input that the worker was given.
   std::size_t chunk_begin() const noexcept { return chunk_begin_; }
@@ -57,6 +62,7 @@ class WorkerError : public Error {
   std::size_t chunk_begin_;
   std::size_t chunk_end_;
   std::string cause_;
+  bool in_caller_;
 };
 
 /// A map that did not finish within ProcessPoolOptions::map_timeout. Its busy workers were killed

@@ -181,16 +181,17 @@ class JobState {
 /// what they are. Returns the failure; null if the chunk was done.
 inline std::exception_ptr run_chunk_here(JobState& job, std::size_t chunk, std::size_t worker) {
   const ChunkRange range = job.plan[chunk];
+  const bool in_caller = job.caller_region == worker;
   try {
     job.run_here(chunk);
     return nullptr;
   } catch (const Error&) {
     return std::current_exception();
   } catch (const std::exception& e) {
-    return std::make_exception_ptr(WorkerError(worker, ::getpid(), range.begin, range.end, e.what()));
+    return std::make_exception_ptr(WorkerError(worker, ::getpid(), range.begin, range.end, e.what(), in_caller));
   } catch (...) {
-    return std::make_exception_ptr(
-        WorkerError(worker, ::getpid(), range.begin, range.end, "an exception not derived from std::exception"));
+    return std::make_exception_ptr(WorkerError(worker, ::getpid(), range.begin, range.end,
+                                               "an exception not derived from std::exception", in_caller));
   }
 }
 
