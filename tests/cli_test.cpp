@@ -36,6 +36,14 @@ TEST(Cli, RunWithTheCallerComputingVerifiesEveryModeWithATeamOfOneWorkerFewer) {
       run_mpdemo({"run", "--size", "1000", "--repeat", "1", "--mode", "warm-proc", "--format", "json"});
   ASSERT_EQ(without.exit_code(), 0) << without.err;
   EXPECT_EQ(nlohmann::json::parse(without.out).at("caller_computes"), false);
+  // The loop alone has no pool whose caller could share: the run says nothing of one.
+  const auto loop = run_mpdemo({"run", "--size", "1000", "--repeat", "1", "--mode", "seq", "--caller-computes"});
+  ASSERT_EQ(loop.exit_code(), 0) << loop.err;
+  EXPECT_THAT(loop.out, Not(HasSubstr("caller computing")));
+  // Over MPI rank 0 is pinned to its first worker's core: refused, with what to do instead.
+  const auto mpi = run_mpdemo({"run", "--size", "1000", "--backend", "mpi", "--caller-computes"});
+  EXPECT_EQ(mpi.exit_code(), 2);
+  EXPECT_THAT(mpi.err, HasSubstr("--caller-computes is for the local pools: run it without --backend mpi"));
 }
 
 TEST(Cli, RunJsonHasEveryModeAndItsPhasesAddUp) {

@@ -325,6 +325,30 @@ TEST(TraceCommand, RunRecordsEveryChunkOfEveryMapExactlyOnce) {
   std::filesystem::remove(path);
 }
 
+TEST(TraceCommand, TheCallersOwnChunksAreOnTheTraceToo) {
+  // --caller-computes: one worker and the caller share each map; every chunk is still recorded exactly
+  // once per map, and the caller's own chunks are on the caller's (the master's) process.
+  const auto path = scratch("mpdemo-caller-trace.json");
+  pid_t master = 0;
+  const auto result = run_mpdemo({"run", "--size", "1000", "--chunksize", "100", "--mode", "warm-proc", "--repeat", "1",
+                                  "--workers", "1", "--caller-computes", "--trace", path.string()},
+                                 std::chrono::seconds(60), [&](pid_t pid) { master = pid; });
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const nlohmann::json json = read_json(path);
+  expect_valid_trace_events(json);
+  std::map<std::string, int> chunks;
+  int callers = 0;
+  for (const auto& event : json.at("traceEvents")) {
+    if (event.at("ph") != "X" || event.at("cat") != "chunk") continue;
+    ++chunks[event.at("name")];
+    if (event.at("pid").get<pid_t>() == master) ++callers;
+  }
+  ASSERT_EQ(chunks.size(), 10u);
+  for (const auto& [name, count] : chunks) EXPECT_EQ(count, mpdemo::kWarmUpMaps + 1) << name;
+  EXPECT_GT(callers, 0) << "the caller computed none of " << 10 * (mpdemo::kWarmUpMaps + 1) << " chunks";
+  std::filesystem::remove(path);
+}
+
 TEST(TraceCommand, LessonCoresAndSweepWriteValidTraces) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--large-size", "1000"},

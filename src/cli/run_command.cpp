@@ -132,10 +132,6 @@ class VerifiedSoFar {
 
 int run(std::ostream& out, RunOptions& options) {
   const bool mpi = options.backend == "mpi";
-  PoolOptions team;
-  team.workers = options.workers;
-  team.caller_computes = options.caller_computes;
-  const std::size_t workers = worker_count(team);
   std::vector<Method> methods = mpi && options.mode == "all" ? mpi_comparison() : modes().at(options.mode);
   const bool any_over_mpi = std::any_of(methods.begin(), methods.end(), over_mpi);
   if (any_over_mpi && !mpi) {
@@ -143,11 +139,22 @@ int run(std::ostream& out, RunOptions& options) {
                                  options.mode, options.mode));
   }
   if (options.ranks_per_node != 0 && !mpi) throw UsageError("--ranks-per-node belongs to --backend mpi");
-  const Footprint peak = footprint(methods);
-  const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
+  if (options.caller_computes && mpi) {
+    // Rank 0 is pinned to its first worker's core for the MPI paths, so its share would run beside
+    // that worker while the core it was meant for idles: not the team the flag promises.
+    throw UsageError("--caller-computes is for the local pools: run it without --backend mpi");
+  }
   const auto uses = [&](Machinery machinery) {
     return std::any_of(methods.begin(), methods.end(), [&](Method m) { return machinery_of(m) == machinery; });
   };
+  // Only a run with a pool has a caller to share its maps (`--mode seq --caller-computes` is the loop).
+  options.caller_computes = options.caller_computes && (uses(Machinery::processes) || uses(Machinery::threads));
+  PoolOptions team;
+  team.workers = options.workers;
+  team.caller_computes = options.caller_computes;
+  const std::size_t workers = worker_count(team);
+  const Footprint peak = footprint(methods);
+  const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
   require_process_resources(ProcessNeeds::for_pools(workers, uses(Machinery::processes), uses(Machinery::threads)),
                             what);
   require_available_memory(peak.arrays * options.size * sizeof(double), what);

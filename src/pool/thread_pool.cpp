@@ -253,7 +253,7 @@ void ThreadPool::Impl::compute_callers_share(detail::JobState& job) {
   std::unique_lock lock(mutex);
   while (const std::optional<std::size_t> chunk = job.take_for_caller()) {
     lock.unlock();
-    std::exception_ptr error = detail::run_chunk_here(job, *chunk, *job.caller_region);
+    std::exception_ptr error = detail::run_callers_chunk(job, *chunk, options.trace);
     lock.lock();
     record(job, *chunk, std::move(error), lock);
   }

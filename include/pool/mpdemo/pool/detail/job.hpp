@@ -8,6 +8,7 @@
 #include "mpdemo/pool/detail/chunk_queue.hpp"
 #include "mpdemo/pool/task.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/trace.hpp"
 
 #include <unistd.h>
 #include <atomic>
@@ -193,6 +194,17 @@ inline std::exception_ptr run_chunk_here(JobState& job, std::size_t chunk, std::
     return std::make_exception_ptr(WorkerError(worker, ::getpid(), range.begin, range.end,
                                                "an exception not derived from std::exception", in_caller));
   }
+}
+
+/// The caller's share (PoolOptions::caller_computes): run_chunk_here for the caller, each chunk a
+/// span on the caller's own track of `trace` (when there is one), as a worker's chunks are on theirs.
+inline std::exception_ptr run_callers_chunk(JobState& job, std::size_t chunk, Trace* trace) {
+  const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
+  std::exception_ptr error = run_chunk_here(job, chunk, *job.caller_region);
+  if (trace != nullptr)
+    trace->add(trace->this_thread(), "chunk", "chunk", began, monotonic_ns(), current_cpu(),
+               static_cast<std::int64_t>(chunk));
+  return error;
 }
 
 /// Once the job is decided (the pool's lock held): assembles the value (complete(), when nothing
