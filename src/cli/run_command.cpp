@@ -149,10 +149,7 @@ int run(std::ostream& out, RunOptions& options) {
   };
   // Only a run with a pool has a caller to share its maps (`--mode seq --caller-computes` is the loop).
   options.caller_computes = options.caller_computes && (uses(Machinery::processes) || uses(Machinery::threads));
-  PoolOptions team;
-  team.workers = options.workers;
-  team.caller_computes = options.caller_computes;
-  const std::size_t workers = worker_count(team);
+  const std::size_t workers = worker_count(options.workers, options.caller_computes);
   const Footprint peak = footprint(methods);
   const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
   require_process_resources(ProcessNeeds::for_pools(workers, uses(Machinery::processes), uses(Machinery::threads)),

@@ -131,10 +131,7 @@ bool TrialResults::verified() const noexcept {
 }
 
 TrialResults run_trials(TrialPlan plan) {
-  PoolOptions team;
-  team.workers = plan.workers;
-  team.caller_computes = plan.caller_computes;
-  plan.workers = worker_count(team);
+  plan.workers = worker_count(plan.workers, plan.caller_computes);
   const std::size_t chunksize = plan.chunksize;
   // What the pools cut the map into: for the whole team, the caller included when it computes.
   plan.chunksize = ChunkPlan(plan.size, plan.chunksize, plan.workers + (plan.caller_computes ? 1 : 0)).chunksize();

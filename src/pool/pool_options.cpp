@@ -6,10 +6,10 @@
 
 namespace mpdemo {
 
-std::size_t worker_count(const PoolOptions& options) {
-  if (options.workers != 0) return options.workers;
+std::size_t worker_count(std::size_t workers, bool caller_computes) {
+  if (workers != 0) return workers;
   const std::size_t cores = system_topology().default_workers();
-  return options.caller_computes ? std::max<std::size_t>(cores - 1, 1) : cores;
+  return caller_computes ? std::max<std::size_t>(cores - 1, 1) : cores;
 }
 
 }  // namespace mpdemo

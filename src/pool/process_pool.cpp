@@ -281,7 +281,7 @@ void ProcessPool::Impl::compute_callers_share(detail::JobState& job) {
       if (job.id != 0) chunk = job.take_for_caller();
     }
     if (!chunk) return;
-    error = detail::run_callers_chunk(job, *chunk, trace);
+    error = detail::run_chunk_traced(job, *chunk, *job.caller_region, trace);
   }
 }
 

@@ -198,12 +198,7 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
       continue;
     }
     lock.unlock();
-    const std::int64_t began = options.trace != nullptr ? monotonic_ns() : 0;
-    std::exception_ptr error = detail::run_chunk_here(*job, chunk, index);
-    if (options.trace != nullptr) {
-      options.trace->add(track, "chunk", "chunk", began, monotonic_ns(), current_cpu(),
-                         static_cast<std::int64_t>(chunk));
-    }
+    std::exception_ptr error = detail::run_chunk_traced(*job, chunk, index, options.trace);
     lock.lock();
     record(*job, chunk, std::move(error), lock);
     if (options.maxtasksperchild != 0 && ++tasks >= options.maxtasksperchild && !stopping) {
@@ -253,7 +248,7 @@ void ThreadPool::Impl::compute_callers_share(detail::JobState& job) {
   std::unique_lock lock(mutex);
   while (const std::optional<std::size_t> chunk = job.take_for_caller()) {
     lock.unlock();
-    std::exception_ptr error = detail::run_callers_chunk(job, *chunk, options.trace);
+    std::exception_ptr error = detail::run_chunk_traced(job, *chunk, *job.caller_region, options.trace);
     lock.lock();
     record(job, *chunk, std::move(error), lock);
   }

@@ -43,8 +43,12 @@ struct PoolOptions {
   bool caller_computes = false;
 };
 
-/// How many workers a pool made with `options` starts: `workers`, or by default one per physical core
-/// this process may use, less the caller's own core when it computes a share (at least one).
-std::size_t worker_count(const PoolOptions& options);
+/// How many workers a pool asked for `workers` starts: `workers`, or for 0 one per physical core this
+/// process may use, less the caller's own core when it computes a share (at least one).
+std::size_t worker_count(std::size_t workers, bool caller_computes);
+/// The same for a pool made with `options`.
+inline std::size_t worker_count(const PoolOptions& options) {
+  return worker_count(options.workers, options.caller_computes);
+}
 
 }  // namespace mpdemo

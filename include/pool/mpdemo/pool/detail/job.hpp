@@ -196,11 +196,11 @@ inline std::exception_ptr run_chunk_here(JobState& job, std::size_t chunk, std::
   }
 }
 
-/// The caller's share (PoolOptions::caller_computes): run_chunk_here for the caller, each chunk a
-/// span on the caller's own track of `trace` (when there is one), as a worker's chunks are on theirs.
-inline std::exception_ptr run_callers_chunk(JobState& job, std::size_t chunk, Trace* trace) {
+/// run_chunk_here, the chunk a span on the calling thread's track of `trace` (when there is one): how a
+/// ThreadPool's thread and a caller computing its share (worker caller_region) record their chunks.
+inline std::exception_ptr run_chunk_traced(JobState& job, std::size_t chunk, std::size_t worker, Trace* trace) {
   const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
-  std::exception_ptr error = run_chunk_here(job, chunk, *job.caller_region);
+  std::exception_ptr error = run_chunk_here(job, chunk, worker);
   if (trace != nullptr)
     trace->add(trace->this_thread(), "chunk", "chunk", began, monotonic_ns(), current_cpu(),
                static_cast<std::int64_t>(chunk));
