@@ -103,7 +103,7 @@ TYPED_TEST(CallerShare, EverySizeChunksizeAndTeamGivesTheLoopsAnswer) {
 }
 
 TYPED_TEST(CallerShare, RepeatedMapsOverTheSameSharedArraysStayExact) {
-  // The process pool follows the last map's owners, the caller's region among them.
+  // The process pool remembers which member ran which chunk of these arrays, the caller among them.
   auto pool = this->make(1);
   auto input = mpdemo::SharedArray<double>(mpdemo::SharedArena::process_default(), 100'003);
   auto output = mpdemo::SharedArray<double>(mpdemo::SharedArena::process_default(), 100'003);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace {
@@ -93,11 +94,78 @@ TEST(ChunkQueue, EveryChunkIsHandedOutExactlyOnceWhateverTheTurns) {
   }
 }
 
-TEST(ChunkQueue, FromOwnersEachWorkerTakesTheChunksItRanBefore) {
-  // The last map: worker 1 stole chunks 2 and 3 from worker 0.
-  const auto taken = hand_out_all(ChunkQueue({0, 0, 1, 1, 1, 1}, 2), 2, {0, 1, 0, 1, 1, 1});
-  EXPECT_EQ(taken[0], (std::vector<std::size_t>{0, 1}));
-  EXPECT_EQ(taken[1], (std::vector<std::size_t>{2, 3, 4, 5}));
+using mpdemo::detail::ChunkLocality;
+
+/// A record in which a chunk new to its runner cost `new_over_known` times one it ran before: member
+/// `member` ran `chunk` of 10 elements at 1 ns an element, having run it once before at
+/// `new_over_known` ns an element.
+ChunkLocality measured(double new_over_known, std::size_t member = 7, std::size_t chunk = 0) {
+  ChunkLocality locality;
+  locality.record(member, chunk, static_cast<std::int64_t>(10 * new_over_known), 10);
+  locality.record(member, chunk, 10, 10);
+  return locality;
+}
+
+TEST(ChunkLocality, AChunkIsNewToAMemberUntilItRunsItAndAgainAfterItsProcessIsReplaced) {
+  ChunkLocality locality;
+  EXPECT_FALSE(locality.ran_before(1, 3));
+  EXPECT_EQ(locality.new_over_known_cost(), 0.0) << "nothing measured: no rule yet";
+  locality.record(1, 3, 4000, 100);  // new to member 1: 40 ns an element
+  EXPECT_TRUE(locality.ran_before(1, 3));
+  EXPECT_FALSE(locality.ran_before(0, 3)) << "another member's page tables are its own";
+  EXPECT_FALSE(locality.ran_before(1, 2));
+  EXPECT_EQ(locality.new_over_known_cost(), 0.0) << "only new chunks measured: no ratio yet";
+  locality.record(1, 3, 500, 100);  // known to member 1 now: 5 ns an element
+  EXPECT_DOUBLE_EQ(locality.new_over_known_cost(), 8.0);
+  locality.forget(1);
+  EXPECT_FALSE(locality.ran_before(1, 3)) << "a replaced worker's process has touched nothing";
+}
+
+TEST(ChunkLocality, TheCostsAreTheMediansOfTheLastSixteenChunksOfEachKind) {
+  ChunkLocality locality;
+  for (std::size_t c = 0; c < 3; ++c)
+    locality.record(0, c, static_cast<std::int64_t>(1000 * (c + 1)), 1);              // new: 1000, 2000, 3000
+  for (std::size_t c = 0; c < 3; ++c) locality.record(0, c, c == 2 ? 9000 : 100, 1);  // known: 100, 100, 9000
+  EXPECT_DOUBLE_EQ(locality.new_over_known_cost(), 20.0) << "a slow outlier does not make the rule";
+  for (int i = 0; i < 16; ++i) locality.record(0, 0, 400, 1);  // the old known costs roll out
+  EXPECT_DOUBLE_EQ(locality.new_over_known_cost(), 5.0);
+}
+
+TEST(ChunkQueue, AThiefFirstStealsAChunkItRanBefore) {
+  ChunkQueue queue(9, 3, ChunkQueue::Order::by_worker_region);  // runs 0-2, 3-5, 6-8
+  ChunkLocality locality = measured(100.0);                     // new pages cost 100x: no new steals
+  locality.record(0, 5, 10, 10);                                // worker 0 ran chunk 5 before
+  EXPECT_EQ(queue.take(1, &locality), 3u);
+  EXPECT_EQ(queue.take(2, &locality), 6u);
+  for (std::size_t c : {0u, 1u, 2u}) EXPECT_EQ(queue.take(0, &locality), c);
+  ASSERT_TRUE(queue.has_for(0, &locality));
+  EXPECT_EQ(queue.source(0, &locality), 1u);
+  EXPECT_EQ(queue.take(0, &locality), 5u) << "worker 2's run is as full, but chunk 5's pages are worker 0's";
+  EXPECT_FALSE(queue.has_for(0, &locality)) << "every chunk left is new to worker 0, and costs 100 of its owner's";
+  EXPECT_TRUE(queue.has_for(0)) << "without the record, a steal is always allowed";
+  EXPECT_EQ(queue.take(1, &locality), 4u) << "the owners finish their own runs";
+}
+
+TEST(ChunkQueue, AChunkNewToTheThiefIsStolenOnlyWhileItsOwnerHasEnoughLeftToPayForIt) {
+  ChunkQueue queue(10, 2, ChunkQueue::Order::by_worker_region);  // runs 0-4, 5-9
+  const ChunkLocality locality = measured(3.0);                  // a new chunk costs 3 known ones
+  EXPECT_EQ(queue.take(1, &locality), 5u);                       // the owner of 5-9 has begun
+  for (std::size_t c = 0; c < 5; ++c) EXPECT_EQ(queue.take(0, &locality), c);
+  EXPECT_EQ(queue.take(0, &locality), 9u) << "6-9 left: the owner would reach 9 after 3 chunks";
+  EXPECT_EQ(queue.take(0, &locality), 8u) << "6-8 left: as long as the thief takes";
+  EXPECT_FALSE(queue.has_for(0, &locality)) << "6-7 left: the owner is there sooner";
+  EXPECT_EQ(queue.left(), 2u);
+}
+
+TEST(ChunkQueue, ARunWhoseOwnerHasNotBegunIsHelpedWhateverItCosts) {
+  // Its owner may be late, dead, or a caller whose map another thread hands out: waiting could hang.
+  ChunkQueue queue(4, 2, ChunkQueue::Order::by_worker_region);  // runs 0-1, 2-3
+  const ChunkLocality locality = measured(1000.0);
+  EXPECT_EQ(queue.take(0, &locality), 0u);
+  EXPECT_EQ(queue.take(0, &locality), 1u);
+  EXPECT_EQ(queue.take(0, &locality), 3u);
+  EXPECT_EQ(queue.take(0, &locality), 2u);
+  EXPECT_TRUE(queue.empty());
 }
 
 TEST(ChunkQueue, DrainReturnsWhatWasNotHandedOut) {

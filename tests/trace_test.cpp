@@ -16,7 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -111,71 +113,74 @@ std::vector<pid_t> map_in_eight_chunks(mpdemo::Trace& trace, const std::vector<d
   return workers;
 }
 
-TEST(Trace, AWarmProcessPoolHandsEachWorkerTheSameRegionOfTheArraysEveryMap) {
+/// The chunk numbers each worker ran in each map, in the order run: [map][worker pid]. Maps of
+/// `chunks_per_map` chunks each, one ending before the next begins.
+std::vector<std::map<pid_t, std::vector<std::int64_t>>> chunks_by_map(const mpdemo::Trace& trace,
+                                                                      std::size_t chunks_per_map) {
+  const auto tracks = trace.tracks();
+  std::vector<mpdemo::TraceSpan> chunks;
+  for (const auto& span : trace.spans()) {
+    if (span.category == "chunk") chunks.push_back(span);
+  }
+  std::sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.begin_ns < b.begin_ns; });
+  std::vector<std::map<pid_t, std::vector<std::int64_t>>> ran(chunks.size() / chunks_per_map);
+  for (std::size_t i = 0; i < ran.size() * chunks_per_map; ++i)
+    ran[i / chunks_per_map][tracks.at(chunks[i].track).pid].push_back(chunks[i].number);
+  return ran;
+}
+
+TEST(Trace, AWarmProcessPoolStartsEveryMapOverTheSameArraysFromTheSameRegions) {
   // A worker's first touch of a shared page is a page fault in its own page tables: a pool that maps
   // the same arrays again must hand each worker the same chunks again, not whichever is next.
   mpdemo::Trace trace;
   const std::vector<pid_t> workers = map_in_eight_chunks(trace, {3.0, 3.0, 3.0});
-  const auto tracks = trace.tracks();
-  std::vector<mpdemo::TraceSpan> chunks;
-  for (const auto& span : trace.spans()) {
-    if (span.category == "chunk") chunks.push_back(span);
-  }
-  ASSERT_EQ(chunks.size(), 24u);
-  // One map ends before the next begins: by start time, spans 8m .. 8m+7 are map m's.
-  std::sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.begin_ns < b.begin_ns; });
-  std::vector<std::map<pid_t, std::vector<std::int64_t>>> ran(3);  // per map, per worker, in the order run
-  for (std::size_t i = 0; i < chunks.size(); ++i)
-    ran[i / 8][tracks.at(chunks[i].track).pid].push_back(chunks[i].number);
-  // The first map: each worker starts at the front of its region (worker 0 at chunk 0, worker 1 at 4).
-  ASSERT_FALSE(ran[0][workers[0]].empty());
-  ASSERT_FALSE(ran[0][workers[1]].empty());
-  EXPECT_EQ(ran[0][workers[0]].front(), 0);
-  EXPECT_EQ(ran[0][workers[1]].front(), 4);
-  // Every later map: each worker is handed, at submission, the first of what it ran the map before
-  // (stolen chunks included), whatever the timing -- so it starts on pages it has touched.
-  for (std::size_t m = 1; m < ran.size(); ++m) {
-    for (const pid_t worker : workers) {
-      const auto& before = ran[m - 1][worker];
-      if (before.empty()) continue;  // it ran nothing last time: it starts by stealing
-      ASSERT_FALSE(ran[m][worker].empty()) << "map " << m << ": worker " << worker << " ran nothing";
-      EXPECT_EQ(ran[m][worker].front(), *std::min_element(before.begin(), before.end())) << "map " << m;
-    }
+  const auto ran = chunks_by_map(trace, 8);
+  ASSERT_EQ(ran.size(), 3u);
+  for (std::size_t m = 0; m < ran.size(); ++m) {
+    // Each worker is handed the front of its own region at submission, whatever the timing.
+    ASSERT_FALSE(ran[m].at(workers[0]).empty()) << "map " << m;
+    ASSERT_FALSE(ran[m].at(workers[1]).empty()) << "map " << m;
+    EXPECT_EQ(ran[m].at(workers[0]).front(), 0) << "map " << m;
+    EXPECT_EQ(ran[m].at(workers[1]).front(), 4) << "map " << m;
   }
 }
 
-TEST(Trace, AChunkStolenInOneMapStaysWithItsThiefInTheNextMapOverTheSameArrays) {
+// Squares; takes 100 us over a value this process has not squared before, a stand-in, made certain,
+// for the page faults of a chunk new to a process, and 300 ms over a negative one.
+double square_slowly_the_first_time(double x) {
+  static std::array<bool, 1024> seen{};  // per process: each worker's copy starts as the master's, all false
+  const auto value = static_cast<std::size_t>(std::abs(x)) % seen.size();
+  if (!seen[value]) {
+    seen[value] = true;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  if (x < 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  return x * x;
+}
+
+TEST(Trace, AWorkerStealsNoChunkNewToItsProcessThatCostsMoreThanWaitingForItsOwner) {
   mpdemo::Trace trace;
-  // -3.0 holds worker 0 up on its first chunk: worker 1 finishes its own region and steals.
-  const std::vector<pid_t> workers = map_in_eight_chunks(trace, {-3.0, 3.0});
-  const auto tracks = trace.tracks();
-  std::vector<mpdemo::TraceSpan> chunks;
-  for (const auto& span : trace.spans()) {
-    if (span.category == "chunk") chunks.push_back(span);
-  }
-  ASSERT_EQ(chunks.size(), 16u);
-  std::sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.begin_ns < b.begin_ns; });
-  // The first map's chunks all began before the second map's: the first 8 spans by start are the first map's.
-  std::map<std::int64_t, pid_t> first_owner;
-  std::map<pid_t, std::vector<std::int64_t>> owned;
-  for (std::size_t i = 0; i < 8; ++i) {
-    first_owner[chunks[i].number] = tracks.at(chunks[i].track).pid;
-    owned[tracks.at(chunks[i].track).pid].push_back(chunks[i].number);
-  }
-  ASSERT_EQ(first_owner.size(), 8u) << "the first map did not run each chunk once";
-  ASSERT_TRUE(std::any_of(owned[workers[1]].begin(), owned[workers[1]].end(), [](std::int64_t c) { return c < 4; }))
-      << "worker 1 stole nothing while worker 0 slept 300 ms: nothing to check";
-  // In the second map each worker is handed, at once, the first two chunks of what it ran the first
-  // time, stolen ones included; the other chunks may move again if a worker is slow.
-  for (pid_t worker : workers) {
-    std::vector<std::int64_t> mine = owned[worker];
-    std::sort(mine.begin(), mine.end());
-    for (std::size_t k = 0; k < std::min<std::size_t>(2, mine.size()); ++k) {
-      const auto second =
-          std::find_if(chunks.begin() + 8, chunks.end(), [&](const auto& c) { return c.number == mine[k]; });
-      ASSERT_NE(second, chunks.end());
-      EXPECT_EQ(tracks.at(second->track).pid, worker) << "chunk " << mine[k] << " left the worker that ran it before";
-    }
+  std::vector<pid_t> workers;
+  mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace));
+  for (const auto& pid : pool.worker_pids()) workers.push_back(pid.value());
+  auto input = pool.make_shared_array<double>(800);
+  auto output = pool.make_shared_array<double>(800);
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<double>(i + 1);
+  // The first map: every chunk is new to whoever runs it (10 ms each), and is measured so.
+  pool.map_into(square_slowly_the_first_time, input, output, 100);
+  // The second: worker 0 is held up 300 ms on chunk 0. Worker 1 runs its own region (known: us) and
+  // may then steal what it ran before, but not chunks 2-3 if they are new to it: 10 ms each, where
+  // worker 0 reaches them in microseconds once it is free.
+  input[0] = -1.0;
+  pool.map_into(square_slowly_the_first_time, input, output, 100);
+  for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(output[i], input[i] * input[i]) << i;
+  const auto ran = chunks_by_map(trace, 8);
+  ASSERT_EQ(ran.size(), 2u);
+  const std::vector<std::int64_t>& before = ran[0].at(workers[1]);
+  ASSERT_TRUE(ran[1].contains(workers[1]));
+  for (const std::int64_t chunk : ran[1].at(workers[1])) {
+    EXPECT_NE(std::find(before.begin(), before.end(), chunk), before.end())
+        << "worker 1 stole chunk " << chunk << ", new to its process, from a worker held up for 300 ms";
   }
 }
 

@@ -132,6 +132,8 @@ void Dispatcher::launch_worker(std::size_t index) {
     task_bell = Pipe::create();
     reply_bell = Pipe::create();
   }
+  // A new process: none of the arrays' pages are in its page tables yet.
+  for (auto& [arrays, locality] : localities_) locality->forget(index);
   SpawnOptions options;
   options.cpu = slot.cpu;
   // Ctrl-C and a group-wide SIGTERM reach every process in the group. A worker must not die half-way
@@ -286,10 +288,7 @@ void Dispatcher::kill_all() noexcept {
 void Dispatcher::fail_all(const std::exception_ptr& error, std::vector<std::shared_ptr<JobState>>& finished) noexcept {
   for (const std::shared_ptr<JobState>& job : active_) {
     job->fail_the_rest(error);
-    if (conclude_if_decided(*job)) {
-      remember_owners(*job);
-      finished.push_back(job);
-    }
+    if (conclude_if_decided(*job)) finished.push_back(job);
   }
   active_.clear();
   for (WorkerSlot& slot : workers_) slot.in_flight.clear();
@@ -372,7 +371,7 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
       throw std::runtime_error(fmt::format("worker {} died {} times in a row on start-up", index, kSendAttempts));
     }
     const bool again = !job.retry.empty();
-    const std::size_t chunk = again ? job.retry.front() : job.unstarted.peek(index);
+    const std::size_t chunk = again ? job.retry.front() : job.next_for(index);
     const ChunkOrder order = job.order(chunk);
     const ChunkRange range = job.plan[chunk];
     TaskMessage task{};
@@ -404,9 +403,8 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
       if (again) {
         job.retry.pop_front();
       } else {
-        job.unstarted.take(index);
+        job.take_for(index);
       }
-      if (!job.ran_by.empty()) job.ran_by[chunk] = index;
       ++job.outstanding;
       ++slot.tasks_handed;
       job.pipe_bytes += sizeof(task) + task.payload_bytes;
@@ -424,7 +422,7 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
 void Dispatcher::feed(std::size_t index) {
   for (std::size_t j = 0; j < active_.size(); ++j) {
     JobState& job = *active_[j];
-    while (job.handing_out() && can_take(index) && workers_[index].in_flight.size() < depth(job)) {
+    while (job.handing_out_to(index) && can_take(index) && workers_[index].in_flight.size() < depth(job)) {
       if (!hand_out(job, index)) return;
     }
   }
@@ -437,27 +435,20 @@ std::optional<Dispatcher::ArraysKey> Dispatcher::arrays_of(JobState& job) {
   return ArraysKey{order.input, order.output, job.plan.size(), job.plan.chunksize()};
 }
 
-void Dispatcher::follow_last_owners(JobState& job) {
+void Dispatcher::adopt_locality(JobState& job) {
   const std::optional<ArraysKey> key = arrays_of(job);
   if (!key) return;
-  job.ran_by.assign(job.plan.count(), 0);
-  const auto last = last_owners_.find(*key);
-  // Split among as many as before: the workers, and the caller when it computes a share.
-  if (last != last_owners_.end()) job.unstarted = ChunkQueue(last->second, job.unstarted.regions());
-}
-
-void Dispatcher::remember_owners(JobState& job) {
-  if (job.ran_by.empty() || job.failure || job.abandoned) return;
-  const std::optional<ArraysKey> key = arrays_of(job);
-  if (!key) return;
-  if (!last_owners_.contains(*key) && last_owners_.size() >= kRememberedArrays)
-    last_owners_.erase(last_owners_.begin());
-  last_owners_[*key] = job.ran_by;
+  auto known = localities_.find(*key);
+  if (known == localities_.end()) {
+    if (localities_.size() >= kRememberedArrays) localities_.erase(localities_.begin());  // a job may still hold it
+    known = localities_.emplace(*key, std::make_shared<ChunkLocality>()).first;
+  }
+  job.locality = known->second;
 }
 
 void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
   job->id = ++last_job_id_;
-  follow_last_owners(*job);
+  adopt_locality(*job);
   active_.push_back(job);
   // The first tasks go round the workers one at a time, so that a job of two chunks on two workers
   // runs on both, not twice on the first; from then on whoever answers is fed. A caller who computes
@@ -465,9 +456,9 @@ void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
   // region before the caller starts (one that holds none does: it is fed again only when it answers).
   for (std::size_t round = 1; round <= depth(*job); ++round) {
     for (std::size_t i = 0; i < workers_.size() && job->handing_out(); ++i) {
-      const bool would_steal_from_caller = job->caller_region && job->retry.empty() && !job->unstarted.empty() &&
-                                           !workers_[i].in_flight.empty() &&
-                                           job->unstarted.source(i) == *job->caller_region;
+      if (!job->handing_out_to(i)) continue;
+      const bool would_steal_from_caller = job->caller_region && job->retry.empty() && !workers_[i].in_flight.empty() &&
+                                           job->unstarted.source(i, job->locality.get()) == *job->caller_region;
       if (can_take(i) && workers_[i].in_flight.size() < round && !would_steal_from_caller) hand_out(*job, i);
     }
   }
@@ -666,6 +657,7 @@ void Dispatcher::receive(std::size_t index) {
       try {
         job->store(reply.chunk, results);
         job->chunk_done(reply.chunk);
+        job->chunk_ran(reply.chunk, index, reply.ended_ns - reply.began_ns);
       } catch (...) {  // results that cannot be read back (a torn archive, no memory): the chunk failed
         job->chunk_failed(reply.chunk, std::current_exception());
       }
@@ -679,10 +671,7 @@ void Dispatcher::receive(std::size_t index) {
 
 void Dispatcher::collect(std::vector<std::shared_ptr<JobState>>& finished) {
   for (const std::shared_ptr<JobState>& job : active_) {
-    if (conclude_if_decided(*job)) {
-      remember_owners(*job);
-      finished.push_back(job);
-    }
+    if (conclude_if_decided(*job)) finished.push_back(job);
   }
   drop_settled();
 }

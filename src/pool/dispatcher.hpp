@@ -201,7 +201,7 @@ class Dispatcher {
   /// Drops jobs that are finished and have nothing out.
   void drop_settled() noexcept;
 
-  // Locality: who ran each chunk of the last maps over the same arrays (see ChunkQueue).
+  // Locality: which member of the team ran which chunk of the arrays mapped before (see ChunkQueue).
   /// The arrays a job's chunks read and write in shared memory, and how they are cut.
   struct ArraysKey {
     const void* input;
@@ -213,15 +213,14 @@ class Dispatcher {
   /// The key of a job handed out by region whose chunks work on arrays in shared memory; none for the
   /// pipe and serialized paths, whose bytes are new every time.
   static std::optional<ArraysKey> arrays_of(JobState& job);
-  /// Starts `job` from the owners its arrays' last map ended with, and makes it record its own.
-  void follow_last_owners(JobState& job);
-  /// Remembers who ran each chunk of `job`, which ended well.
-  void remember_owners(JobState& job);
+  /// Gives `job` what the pool knows of its arrays (kept for the last kRememberedArrays of them), so
+  /// that it steals only where stealing pays, and adds to it as its chunks end.
+  void adopt_locality(JobState& job);
   static constexpr std::size_t kRememberedArrays = 16;
 
   Settings settings_;
   std::vector<WorkerSlot> workers_;
-  std::map<ArraysKey, std::vector<std::size_t>> last_owners_;
+  std::map<ArraysKey, std::shared_ptr<ChunkLocality>> localities_;
   std::vector<std::shared_ptr<JobState>> active_;  ///< jobs in flight, oldest first
   std::uint64_t last_job_id_ = 0;
   std::atomic<bool> terminated_{false};

@@ -3,27 +3,92 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <optional>
 #include <vector>
 
 namespace mpdemo::detail {
+
+/// What a process pool knows of one pair of arrays it maps again and again: which chunks each member
+/// of the team (worker w, or the caller computing its share) has run over them since its process
+/// started, and what a chunk cost, per element, when its runner had run it before and when not.
+///
+/// Why: a process's first touch of a shared page is a page fault in its own page tables (threads
+/// share the master's). On the project's VMs that costs 3-20 us per 4 KiB page, about 50 times what
+/// squaring the page's numbers costs: a chunk of 1.25x10^7 doubles took 100-330 ms for a process that
+/// had never run it, 4.5 ms for one that had. A steal onto such pages can cost far more than waiting
+/// for the chunk's owner, and whether it does is measured here, not assumed: for a function that
+/// computes for long, the two costs are alike and stealing pays as before.
+class ChunkLocality {
+ public:
+  /// Whether `member`'s process has run `chunk` over these arrays (its pages are in its page tables).
+  bool ran_before(std::size_t member, std::size_t chunk) const noexcept {
+    return member < ran_.size() && chunk < ran_[member].size() && ran_[member][chunk];
+  }
+  /// `member` ran `chunk` of `elements` elements in `ns`: recorded as a chunk new to it or not.
+  void record(std::size_t member, std::size_t chunk, std::int64_t ns, std::size_t elements) {
+    if (elements == 0 || ns < 0) return;
+    (ran_before(member, chunk) ? ran_before_ : new_to_runner_)
+        .add(static_cast<double>(ns) / static_cast<double>(elements));
+    if (member >= ran_.size()) ran_.resize(member + 1);
+    if (chunk >= ran_[member].size()) ran_[member].resize(chunk + 1, false);
+    ran_[member][chunk] = true;
+  }
+  /// `member`'s process was replaced: its page tables are new, whatever the old one ran.
+  void forget(std::size_t member) noexcept {
+    if (member < ran_.size()) ran_[member].assign(ran_[member].size(), false);
+  }
+  /// What a chunk costs a member that never ran it over what it costs one that did (medians of the
+  /// last kSamples of each); 0 while either is unmeasured.
+  double new_over_known_cost() const {
+    const double known = ran_before_.median();
+    const double fresh = new_to_runner_.median();
+    return known > 0 && fresh > 0 ? fresh / known : 0.0;
+  }
+
+ private:
+  static constexpr std::size_t kSamples = 16;
+  /// The last kSamples costs per element of one kind, and their median.
+  class Samples {
+   public:
+    void add(double value) {
+      if (values_.size() == kSamples) values_.erase(values_.begin());
+      values_.push_back(value);
+    }
+    double median() const {
+      if (values_.empty()) return 0.0;
+      std::vector<double> sorted = values_;
+      const auto middle = sorted.begin() + static_cast<std::ptrdiff_t>(sorted.size() / 2);
+      std::nth_element(sorted.begin(), middle, sorted.end());
+      return *middle;
+    }
+
+   private:
+    std::vector<double> values_;
+  };
+
+  std::vector<std::vector<bool>> ran_;  ///< [member][chunk]
+  Samples ran_before_;
+  Samples new_to_runner_;
+};
 
 /// The chunks of one job not yet handed out, and which of them a given worker gets next.
 ///
 /// - in_order: one queue, first come first served, as Python's Pool hands out tasks. For imap, whose
 ///   results are wanted in order, as they end.
 /// - by_worker_region: the chunks are split into one contiguous run per worker, as OpenMP's static
-///   schedule splits a loop. A worker takes its own run from the front; once that is empty it takes
-///   the last chunk of the run with most left (it steals), so a slow worker still gets help. For jobs
-///   whose whole result is wanted at once (map, map_into), which lose nothing by it.
+///   schedule splits a loop, the same runs every map. A worker takes its own run from the front; once
+///   that is empty it steals the last chunk of another run, so a slow worker still gets help. For
+///   jobs whose whole result is wanted at once (map, map_into), which lose nothing by it.
 ///
-/// Why regions: a process's first touch of a shared page is a page fault in its own page tables
-/// (threads share the master's), and on a virtual machine that fault can cost 3-20 us. Handing chunk 5
-/// to whichever worker is free made every worker touch, sooner or later, every page of arrays that a
-/// warm pool maps again and again, and repeated maps kept paying those faults round after round. With
-/// regions, a worker touches the same pages every time it maps the same arrays; a process pool also
-/// remembers who ran each chunk of the last map over the same arrays and starts the next from there,
-/// so that a chunk once stolen is not touched by a second worker later.
+/// Which steal, given a ChunkLocality (process pools, arrays mapped before): a run whose last chunk
+/// the thief ran before is robbed first (its pages are already the thief's), the fullest such; else
+/// the fullest run's last chunk, only if that run's owner has not begun its run yet (it may be late,
+/// or dead) or still has at least as many chunks left as a chunk new to the thief costs over a
+/// chunk the owner ran before: the owner would otherwise have reached that chunk sooner than the
+/// thief ends it. Otherwise the thief gets nothing (has_for() is false) and the owners finish.
+/// Without a ChunkLocality (threads, or a rule not yet measured) every steal is allowed.
 class ChunkQueue {
  public:
   enum class Order { in_order, by_worker_region };
@@ -31,36 +96,37 @@ class ChunkQueue {
   ChunkQueue(std::size_t chunks, std::size_t workers, Order order) : left_(chunks) {
     const std::size_t runs = order == Order::in_order || workers == 0 ? 1 : workers;
     queues_.resize(runs);
+    begun_.assign(runs, false);
     for (std::size_t c = 0; c < chunks; ++c) queues_[c * runs / chunks].push_back(c);  // contiguous runs
-  }
-  /// By region, worker w's region being the chunks c with owners[c] == w (in increasing order): the
-  /// owners of the last map over the same arrays, so that a chunk one worker stole stays with it.
-  ChunkQueue(const std::vector<std::size_t>& owners, std::size_t workers) : left_(owners.size()) {
-    queues_.resize(std::max<std::size_t>(workers, 1));
-    for (std::size_t c = 0; c < owners.size(); ++c) queues_[owners[c] % queues_.size()].push_back(c);
   }
 
   bool empty() const noexcept { return left_ == 0; }
   /// How many regions the chunks are split into: one per member of the team (one in all, in order).
   std::size_t regions() const noexcept { return queues_.size(); }
-  /// The region peek(worker) would take from: `worker`'s own, or the one it would steal from. Not empty().
-  std::size_t source(std::size_t worker) const noexcept { return choose(worker).queue; }
   std::size_t left() const noexcept { return left_; }
-
-  /// The chunk `worker` would be handed next. Not empty().
-  std::size_t peek(std::size_t worker) const noexcept {
-    const Pick pick = choose(worker);
+  /// Whether `worker` may be handed a chunk now (see the steal rule above).
+  bool has_for(std::size_t worker, const ChunkLocality* locality = nullptr) const {
+    return choose(worker, locality).has_value();
+  }
+  /// The region peek(worker) would take from: `worker`'s own, or the one it would steal from. has_for().
+  std::size_t source(std::size_t worker, const ChunkLocality* locality = nullptr) const {
+    return choose(worker, locality)->queue;
+  }
+  /// The chunk `worker` would be handed next. has_for().
+  std::size_t peek(std::size_t worker, const ChunkLocality* locality = nullptr) const {
+    const Pick pick = *choose(worker, locality);
     const std::deque<std::size_t>& queue = queues_[pick.queue];
     return pick.from_front ? queue.front() : queue.back();
   }
-  /// Takes the chunk peek(worker) returned; returns it.
-  std::size_t take(std::size_t worker) noexcept {
-    const Pick pick = choose(worker);
+  /// Takes the chunk peek(worker, locality) returned; returns it. has_for().
+  std::size_t take(std::size_t worker, const ChunkLocality* locality = nullptr) {
+    const Pick pick = *choose(worker, locality);
     std::deque<std::size_t>& queue = queues_[pick.queue];
     std::size_t chunk = 0;
     if (pick.from_front) {
       chunk = queue.front();
       queue.pop_front();
+      begun_[pick.queue] = true;
     } else {
       chunk = queue.back();
       queue.pop_back();
@@ -85,17 +151,29 @@ class ChunkQueue {
     bool from_front;
   };
 
-  Pick choose(std::size_t worker) const noexcept {
+  std::optional<Pick> choose(std::size_t worker, const ChunkLocality* locality) const {
+    if (left_ == 0) return std::nullopt;
     const std::size_t own = worker % queues_.size();
-    if (!queues_[own].empty()) return {own, true};
-    std::size_t fullest = 0;
-    for (std::size_t q = 1; q < queues_.size(); ++q) {
-      if (queues_[q].size() > queues_[fullest].size()) fullest = q;
+    if (!queues_[own].empty()) return Pick{own, true};
+    std::optional<std::size_t> fullest;
+    std::optional<std::size_t> fullest_known;  // the fullest run whose last chunk the thief ran before
+    for (std::size_t q = 0; q < queues_.size(); ++q) {
+      if (queues_[q].empty()) continue;
+      if (!fullest || queues_[q].size() > queues_[*fullest].size()) fullest = q;
+      const bool known = locality != nullptr && locality->ran_before(worker, queues_[q].back());
+      if (known && (!fullest_known || queues_[q].size() > queues_[*fullest_known].size())) fullest_known = q;
     }
-    return {fullest, false};  // the back of another worker's region: its owner keeps working from the front
+    // The back of another worker's region: its owner keeps working from the front.
+    if (fullest_known) return Pick{*fullest_known, false};
+    const double new_over_known = locality != nullptr ? locality->new_over_known_cost() : 0.0;
+    const bool pays =
+        new_over_known == 0.0 || !begun_[*fullest] || static_cast<double>(queues_[*fullest].size()) >= new_over_known;
+    if (!pays) return std::nullopt;
+    return Pick{*fullest, false};
   }
 
   std::vector<std::deque<std::size_t>> queues_;  ///< one per worker (one in all, in order)
+  std::vector<bool> begun_;                      ///< per region: its owner has taken from it
   std::size_t left_;
 };
 

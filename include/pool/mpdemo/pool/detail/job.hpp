@@ -84,11 +84,13 @@ class JobState {
   /// in a busy worker's pipe while another worker is idle.
   bool one_task_per_worker = false;
 
-  std::uint64_t id = 0;             ///< given by the pool, unique over its life
-  ChunkQueue unstarted;             ///< the chunks not yet handed out, and which one each worker gets next
-  std::vector<std::size_t> ran_by;  ///< process pools, by region: the worker each chunk was handed to
-  std::size_t outstanding = 0;      ///< chunks handed out and not yet answered
-  std::size_t ended = 0;            ///< chunks done or failed
+  std::uint64_t id = 0;  ///< given by the pool, unique over its life
+  ChunkQueue unstarted;  ///< the chunks not yet handed out, and which one each worker gets next
+  /// Process pools, by region, over arrays in shared memory: who of the team ran which chunk of these
+  /// arrays before, shared with the pool's later maps over them (it decides which steals pay).
+  std::shared_ptr<ChunkLocality> locality;
+  std::size_t outstanding = 0;  ///< chunks handed out and not yet answered
+  std::size_t ended = 0;        ///< chunks done or failed
   std::vector<ChunkState> chunk_states;
   std::vector<std::size_t> completion_order;  ///< chunks in the order they ended (imap_unordered)
   std::map<std::size_t, std::exception_ptr> chunk_failures;
@@ -107,6 +109,19 @@ class JobState {
 
   bool handing_out() const noexcept {
     return !abandoned && !(fail_fast && failure) && (!retry.empty() || !unstarted.empty());
+  }
+  /// Whether `member` of the team may be handed a chunk now: one to run again, or one the steal rule
+  /// lets it have (ChunkQueue).
+  bool handing_out_to(std::size_t member) const {
+    return handing_out() && (!retry.empty() || unstarted.has_for(member, locality.get()));
+  }
+  /// The next chunk `member` is handed from `unstarted` (handing_out_to(member), retry empty).
+  std::size_t next_for(std::size_t member) const { return unstarted.peek(member, locality.get()); }
+  /// Takes that chunk out of `unstarted`.
+  void take_for(std::size_t member) { unstarted.take(member, locality.get()); }
+  /// `member` ran `chunk` well in `ns`: what the next maps over the same arrays know of its pages.
+  void chunk_ran(std::size_t chunk, std::size_t member, std::int64_t ns) {
+    if (locality) locality->record(member, chunk, ns, plan[chunk].size());
   }
   /// Nothing out, and nothing more to hand out.
   bool settled() const noexcept { return outstanding == 0 && !handing_out(); }
@@ -138,21 +153,21 @@ class JobState {
   /// does, from the back of the fullest other one (a worker that wakes late is helped); counted as
   /// out. None once there is nothing left to hand out, or after a failure that decides the job.
   std::optional<std::size_t> take_for_caller() {
-    if (!caller_region || !handing_out() || unstarted.empty()) return std::nullopt;
-    const std::size_t chunk = unstarted.take(*caller_region);
-    if (!ran_by.empty()) ran_by[chunk] = *caller_region;
+    if (!caller_region || !handing_out() || !unstarted.has_for(*caller_region, locality.get())) return std::nullopt;
+    const std::size_t chunk = unstarted.take(*caller_region, locality.get());
     ++outstanding;
     return chunk;
   }
-  /// How a chunk taken by take_for_caller() ended (null `error`: done). Nothing if the whole job was
-  /// failed meanwhile (terminate() from another thread: fail_the_rest already counted it back).
-  void caller_chunk_ended(std::size_t chunk, std::exception_ptr error) {
+  /// How a chunk taken by take_for_caller() ended (null `error`: done, in `ns`). Nothing if the whole
+  /// job was failed meanwhile (terminate() from another thread: fail_the_rest already counted it back).
+  void caller_chunk_ended(std::size_t chunk, std::exception_ptr error, std::int64_t ns) {
     if (chunk_states[chunk] != ChunkState::pending) return;
     --outstanding;
     if (error) {
       chunk_failed(chunk, std::move(error));
     } else {
       chunk_done(chunk);
+      chunk_ran(chunk, *caller_region, ns);
     }
   }
   /// Fails every chunk not yet ended (terminate(), a pool destroyed): `finished` follows.
@@ -196,15 +211,21 @@ inline std::exception_ptr run_chunk_here(JobState& job, std::size_t chunk, std::
   }
 }
 
-/// run_chunk_here, the chunk a span on the calling thread's track of `trace` (when there is one): how a
-/// ThreadPool's thread and a caller computing its share (worker caller_region) record their chunks.
-inline std::exception_ptr run_chunk_traced(JobState& job, std::size_t chunk, std::size_t worker, Trace* trace) {
-  const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
+/// How a chunk run in the calling thread ended: its failure (null: done), and how long it took.
+struct ChunkOutcome {
+  std::exception_ptr error;
+  std::int64_t ns;
+};
+
+/// run_chunk_here, timed, the chunk a span on the calling thread's track of `trace` (when there is
+/// one): how a ThreadPool's thread and a caller computing its share (worker caller_region) run theirs.
+inline ChunkOutcome run_chunk_traced(JobState& job, std::size_t chunk, std::size_t worker, Trace* trace) {
+  const std::int64_t began = monotonic_ns();
   std::exception_ptr error = run_chunk_here(job, chunk, worker);
+  const std::int64_t ended = monotonic_ns();
   if (trace != nullptr)
-    trace->add(trace->this_thread(), "chunk", "chunk", began, monotonic_ns(), current_cpu(),
-               static_cast<std::int64_t>(chunk));
-  return error;
+    trace->add(trace->this_thread(), "chunk", "chunk", began, ended, current_cpu(), static_cast<std::int64_t>(chunk));
+  return {std::move(error), ended - began};
 }
 
 /// Once the job is decided (the pool's lock held): assembles the value (complete(), when nothing
