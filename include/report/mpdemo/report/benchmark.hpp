@@ -15,10 +15,12 @@ namespace mpdemo::report {
 
 /// One way of doing the job, timed once per round.
 struct BenchmarkTiming {
-  std::string key;                   ///< short name: "warm-proc"
-  std::string label;                 ///< what exactly runs, and with which semantics (fresh or reused output)
-  std::string function;              ///< the lesson's function name, for the lesson's own methods
-  std::vector<double> seconds;       ///< wall time of each round, in run order
+  std::string key;              ///< short name: "warm-proc"
+  std::string label;            ///< what exactly runs, and with which semantics (fresh or reused output)
+  std::string function;         ///< the lesson's function name, for the lesson's own methods
+  std::vector<double> seconds;  ///< wall time of each round, in run order
+  /// With calls in batches: the first call of each round's batch (the one after the other modes ran).
+  std::vector<double> first_seconds;
   std::vector<PhaseTimes> phases;    ///< the library's phases of each round, when it reports them
   std::vector<double> minor_faults;  ///< page faults of each round, this process and its workers
   bool verified = true;              ///< every round's output equal, bit for bit, to the loop's
