@@ -947,7 +947,7 @@ std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport
   // The first map of each turn: its workers slept through the other modes' turns (about half a second).
   const Summary first_ceiling_ratio = against_ceiling(largest.timing("warm-proc").first_seconds);
   figures.push_back({"warm_pool_first_map_vs_memcpy_ceiling",
-                     "the same, two workers, the first map of each turn (its workers asleep meanwhile)",
+                     fmt::format("the same, {} workers, the first map of each turn (asleep meanwhile)", workers),
                      first_ceiling_ratio, "x", "", std::nullopt});
   return figures;
 }

@@ -168,6 +168,14 @@ TEST(ChunkQueue, ARunWhoseOwnerHasNotBegunIsHelpedWhateverItCosts) {
   EXPECT_TRUE(queue.empty());
 }
 
+TEST(ChunkQueue, ARunNotYetBegunIsHelpedEvenWhereABegunOneIsAsFull) {
+  ChunkQueue queue(11, 3, ChunkQueue::Order::by_worker_region);  // runs 0-3, 4-7, 8-10
+  const ChunkLocality locality = measured(100.0);
+  EXPECT_EQ(queue.take(1, &locality), 4u);  // 5-7 left, begun; 8-10 left, worker 2 not there yet
+  for (std::size_t c = 0; c < 4; ++c) EXPECT_EQ(queue.take(0, &locality), c);
+  EXPECT_EQ(queue.take(0, &locality), 10u) << "worker 1's run is as full, but worker 2 may be late or dead";
+}
+
 TEST(ChunkQueue, DrainReturnsWhatWasNotHandedOut) {
   ChunkQueue queue(6, 2, ChunkQueue::Order::by_worker_region);
   queue.take(0);

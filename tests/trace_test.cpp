@@ -148,7 +148,7 @@ TEST(Trace, AWarmProcessPoolStartsEveryMapOverTheSameArraysFromTheSameRegions) {
 // Squares; takes 100 us over a value this process has not squared before, a stand-in, made certain,
 // for the page faults of a chunk new to a process, and 300 ms over a negative one.
 double square_slowly_the_first_time(double x) {
-  static std::array<bool, 1024> seen{};  // per process: each worker's copy starts as the master's, all false
+  static std::array<bool, 4096> seen{};  // per process: each worker's copy starts as the master's, all false
   const auto value = static_cast<std::size_t>(std::abs(x)) % seen.size();
   if (!seen[value]) {
     seen[value] = true;
@@ -156,6 +156,23 @@ double square_slowly_the_first_time(double x) {
   }
   if (x < 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   return x * x;
+}
+
+/// Of two maps (`ran`, from chunks_by_map), that `thief`, whose own region is chunks [own_begin,
+/// own_end), ran in the second map no chunk of another region that it had not run in the first.
+void expect_no_steal_new_to(const std::vector<std::map<pid_t, std::vector<std::int64_t>>>& ran, pid_t thief,
+                            std::int64_t own_begin, std::int64_t own_end) {
+  ASSERT_EQ(ran.size(), 2u);
+  const auto ran_in = [&](std::size_t map) {
+    const auto found = ran[map].find(thief);
+    return found == ran[map].end() ? std::vector<std::int64_t>{} : found->second;
+  };
+  const std::vector<std::int64_t> before = ran_in(0);
+  for (const std::int64_t chunk : ran_in(1)) {
+    if (chunk >= own_begin && chunk < own_end) continue;  // its own, new or not (another may have had it)
+    EXPECT_NE(std::find(before.begin(), before.end(), chunk), before.end())
+        << "pid " << thief << " stole chunk " << chunk << ", new to its process, from an owner that was still at work";
+  }
 }
 
 TEST(Trace, AWorkerStealsNoChunkNewToItsProcessThatCostsMoreThanWaitingForItsOwner) {
@@ -174,14 +191,26 @@ TEST(Trace, AWorkerStealsNoChunkNewToItsProcessThatCostsMoreThanWaitingForItsOwn
   input[0] = -1.0;
   pool.map_into(square_slowly_the_first_time, input, output, 100);
   for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(output[i], input[i] * input[i]) << i;
-  const auto ran = chunks_by_map(trace, 8);
-  ASSERT_EQ(ran.size(), 2u);
-  const std::vector<std::int64_t>& before = ran[0].at(workers[1]);
-  ASSERT_TRUE(ran[1].contains(workers[1]));
-  for (const std::int64_t chunk : ran[1].at(workers[1])) {
-    EXPECT_NE(std::find(before.begin(), before.end(), chunk), before.end())
-        << "worker 1 stole chunk " << chunk << ", new to its process, from a worker held up for 300 ms";
-  }
+  expect_no_steal_new_to(chunks_by_map(trace, 8), workers[1], 4, 8);
+}
+
+TEST(Trace, ACallersShareNoWorkerStealsIsLeftToTheCallerNotFailed) {
+  // One worker and the caller: the worker's region is chunks 0-15, the caller's 16-31. In the second
+  // map the caller's values are new to its process (2.5 ms a chunk) and the worker's known to it (us):
+  // the worker soon ends its region and turns down the caller's chunks (new to its process), so no
+  // worker holds anything while work is left, between the caller's chunks. That is the caller's to
+  // finish, not "no worker is left to take the pool's work".
+  mpdemo::Trace trace;
+  mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(1, &trace, /*caller_computes=*/true));
+  const pid_t worker = pool.worker_pids().front().value();
+  auto input = pool.make_shared_array<double>(800);
+  auto output = pool.make_shared_array<double>(800);
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<double>(i + 1);
+  pool.map_into(square_slowly_the_first_time, input, output, 25);
+  for (std::size_t i = 400; i < input.size(); ++i) input[i] += 2000.0;
+  ASSERT_NO_THROW(pool.map_into(square_slowly_the_first_time, input, output, 25));
+  for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(output[i], input[i] * input[i]) << i;
+  expect_no_steal_new_to(chunks_by_map(trace, 32), worker, 0, 16);
 }
 
 TEST(Trace, AThreadPoolRecordsEveryChunkOnceOnItsThreads) {

@@ -133,7 +133,7 @@ void Dispatcher::launch_worker(std::size_t index) {
     reply_bell = Pipe::create();
   }
   // A new process: none of the arrays' pages are in its page tables yet.
-  for (auto& [arrays, locality] : localities_) locality->forget(index);
+  for (auto& [arrays, remembered] : localities_) remembered.locality->forget(index);
   SpawnOptions options;
   options.cpu = slot.cpu;
   // Ctrl-C and a group-wide SIGTERM reach every process in the group. A worker must not die half-way
@@ -370,6 +370,8 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
     if (attempt == kSendAttempts) {
       throw std::runtime_error(fmt::format("worker {} died {} times in a row on start-up", index, kSendAttempts));
     }
+    // Asked again after a replacement too: the new process has run nothing, and may not steal now.
+    if (!job.handing_out_to(index)) return false;
     const bool again = !job.retry.empty();
     const std::size_t chunk = again ? job.retry.front() : job.next_for(index);
     const ChunkOrder order = job.order(chunk);
@@ -440,10 +442,15 @@ void Dispatcher::adopt_locality(JobState& job) {
   if (!key) return;
   auto known = localities_.find(*key);
   if (known == localities_.end()) {
-    if (localities_.size() >= kRememberedArrays) localities_.erase(localities_.begin());  // a job may still hold it
-    known = localities_.emplace(*key, std::make_shared<ChunkLocality>()).first;
+    if (localities_.size() >= kRememberedArrays) {  // the least recently mapped goes (a job may still hold it)
+      localities_.erase(std::min_element(localities_.begin(), localities_.end(), [](const auto& a, const auto& b) {
+        return a.second.last_job < b.second.last_job;
+      }));
+    }
+    known = localities_.emplace(*key, RememberedArrays{std::make_shared<ChunkLocality>(), 0}).first;
   }
-  job.locality = known->second;
+  known->second.last_job = job.id;
+  job.locality = known->second.locality;
 }
 
 void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
@@ -680,6 +687,13 @@ void Dispatcher::drop_settled() noexcept {
   std::erase_if(active_, [](const std::shared_ptr<JobState>& job) { return job->concluded && job->outstanding == 0; });
 }
 
+void Dispatcher::list_busy_workers() {
+  poll_owners_.clear();
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (!workers_[i].in_flight.empty()) poll_owners_.push_back(i);
+  }
+}
+
 Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_ptr<JobState>>& finished,
                                      const std::function<void()>& unlock, const std::function<void()>& relock) {
   // Work that could not go out (a worker died and its slot is empty): replacements first.
@@ -693,11 +707,18 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
   collect(finished);
   if (!finished.empty()) return Served::progress;  // news already (a death found while handing out)
 
-  poll_owners_.clear();
-  for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (!workers_[i].in_flight.empty()) poll_owners_.push_back(i);
-  }
+  list_busy_workers();
   if (poll_owners_.empty() && waiting_work) {
+    // Workers that turned a steal down hold nothing and are fed only when they answer: one more look.
+    for (std::size_t i = 0; i < workers_.size(); ++i) feed(i);
+    list_busy_workers();
+  }
+  // What no worker takes may be the region of a caller computing its share: a steal from it did not
+  // pay, and the caller takes it itself between its chunks (waking whoever waits here).
+  const bool callers_share_left = std::all_of(active_.begin(), active_.end(), [](const auto& job) {
+    return !job->handing_out() || (job->caller_region && job->retry.empty());
+  });
+  if (poll_owners_.empty() && waiting_work && !callers_share_left) {
     // Work to hand out and no worker to take it, even after replacing the dead: say so rather than wait.
     const auto error = std::make_exception_ptr(std::runtime_error("no worker is left to take the pool's work"));
     for (const auto& job : active_) {

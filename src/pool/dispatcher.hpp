@@ -200,6 +200,8 @@ class Dispatcher {
   void collect(std::vector<std::shared_ptr<JobState>>& finished);
   /// Drops jobs that are finished and have nothing out.
   void drop_settled() noexcept;
+  /// Lists in poll_owners_ the workers that hold tasks.
+  void list_busy_workers();
 
   // Locality: which member of the team ran which chunk of the arrays mapped before (see ChunkQueue).
   /// The arrays a job's chunks read and write in shared memory, and how they are cut.
@@ -213,14 +215,18 @@ class Dispatcher {
   /// The key of a job handed out by region whose chunks work on arrays in shared memory; none for the
   /// pipe and serialized paths, whose bytes are new every time.
   static std::optional<ArraysKey> arrays_of(JobState& job);
-  /// Gives `job` what the pool knows of its arrays (kept for the last kRememberedArrays of them), so
+  /// Gives `job` what the pool knows of its arrays (kept for the kRememberedArrays mapped last), so
   /// that it steals only where stealing pays, and adds to it as its chunks end.
   void adopt_locality(JobState& job);
   static constexpr std::size_t kRememberedArrays = 16;
+  struct RememberedArrays {
+    std::shared_ptr<ChunkLocality> locality;
+    std::uint64_t last_job;  ///< the last job over them: the least recent is forgotten first
+  };
 
   Settings settings_;
   std::vector<WorkerSlot> workers_;
-  std::map<ArraysKey, std::shared_ptr<ChunkLocality>> localities_;
+  std::map<ArraysKey, RememberedArrays> localities_;
   std::vector<std::shared_ptr<JobState>> active_;  ///< jobs in flight, oldest first
   std::uint64_t last_job_id_ = 0;
   std::atomic<bool> terminated_{false};

@@ -252,20 +252,20 @@ void ProcessPool::Impl::compute_callers_share(detail::JobState& job) {
   // (measured here: 11 us a tiny map, against 3 us on a core of its own).
   const ScopedMoveOff off_the_workers(worker_cpus);
   std::optional<std::size_t> chunk;
-  detail::ChunkOutcome ran{};
+  std::exception_ptr error;
   for (;;) {
     {
       Lock lock(mutex);
       if (chunk) {
-        job.caller_chunk_ended(*chunk, ran.error, ran.ns);
+        job.caller_chunk_ended(*chunk, error);
         chunk.reset();
         // Another thread driving concludes the job, if this decided it, once its wait ends: end it now.
         if (driving) dispatcher.kick();
         changed.notify_all();
       }
-      if (ran.error) {
+      if (error) {
         try {
-          std::rethrow_exception(ran.error);
+          std::rethrow_exception(error);
         } catch (const WorkerError&) {  // fn threw: that decides the job, as a worker's failure does
         } catch (const Error&) {        // an interrupt or a deadline: run_to_end unwinds
           throw;
@@ -281,7 +281,7 @@ void ProcessPool::Impl::compute_callers_share(detail::JobState& job) {
       if (job.id != 0) chunk = job.take_for_caller();
     }
     if (!chunk) return;
-    ran = detail::run_chunk_traced(job, *chunk, *job.caller_region, trace);
+    error = detail::run_chunk_traced(job, *chunk, *job.caller_region, trace);
   }
 }
 

@@ -198,7 +198,7 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
       continue;
     }
     lock.unlock();
-    std::exception_ptr error = detail::run_chunk_traced(*job, chunk, index, options.trace).error;
+    std::exception_ptr error = detail::run_chunk_traced(*job, chunk, index, options.trace);
     lock.lock();
     record(*job, chunk, std::move(error), lock);
     if (options.maxtasksperchild != 0 && ++tasks >= options.maxtasksperchild && !stopping) {
@@ -248,7 +248,7 @@ void ThreadPool::Impl::compute_callers_share(detail::JobState& job) {
   std::unique_lock lock(mutex);
   while (const std::optional<std::size_t> chunk = job.take_for_caller()) {
     lock.unlock();
-    std::exception_ptr error = detail::run_chunk_traced(job, *chunk, *job.caller_region, options.trace).error;
+    std::exception_ptr error = detail::run_chunk_traced(job, *chunk, *job.caller_region, options.trace);
     lock.lock();
     record(job, *chunk, std::move(error), lock);
   }

@@ -84,11 +84,12 @@ class ChunkLocality {
 ///
 /// Which steal, given a ChunkLocality (process pools, arrays mapped before): a run whose last chunk
 /// the thief ran before is robbed first (its pages are already the thief's), the fullest such; else
-/// the fullest run's last chunk, only if that run's owner has not begun its run yet (it may be late,
-/// or dead) or still has at least as many chunks left as a chunk new to the thief costs over a
-/// chunk the owner ran before: the owner would otherwise have reached that chunk sooner than the
-/// thief ends it. Otherwise the thief gets nothing (has_for() is false) and the owners finish.
-/// Without a ChunkLocality (threads, or a rule not yet measured) every steal is allowed.
+/// the last chunk of the fullest run whose owner has not begun it yet (it may be late, or dead) or
+/// still has at least as many chunks left as a chunk new to the thief costs over a chunk run before:
+/// the owner would otherwise reach that chunk sooner than the thief ends it. Otherwise the thief gets
+/// nothing (has_for() is false) and the owners finish. Without a ChunkLocality (threads, a caller
+/// computing its share in the process that made the arrays) or while the costs are not both
+/// measured, every steal is allowed.
 class ChunkQueue {
  public:
   enum class Order { in_order, by_worker_region };
@@ -155,21 +156,22 @@ class ChunkQueue {
     if (left_ == 0) return std::nullopt;
     const std::size_t own = worker % queues_.size();
     if (!queues_[own].empty()) return Pick{own, true};
-    std::optional<std::size_t> fullest;
-    std::optional<std::size_t> fullest_known;  // the fullest run whose last chunk the thief ran before
+    const double new_over_known = locality != nullptr ? locality->new_over_known_cost() : 0.0;
+    std::optional<std::size_t> known;  // the fullest run whose last chunk the thief ran before
+    std::optional<std::size_t> pays;   // the fullest run a steal of a chunk new to the thief pays for
     for (std::size_t q = 0; q < queues_.size(); ++q) {
-      if (queues_[q].empty()) continue;
-      if (!fullest || queues_[q].size() > queues_[*fullest].size()) fullest = q;
-      const bool known = locality != nullptr && locality->ran_before(worker, queues_[q].back());
-      if (known && (!fullest_known || queues_[q].size() > queues_[*fullest_known].size())) fullest_known = q;
+      const std::size_t left = queues_[q].size();
+      if (left == 0) continue;
+      if (locality != nullptr && locality->ran_before(worker, queues_[q].back())) {
+        if (!known || left > queues_[*known].size()) known = q;
+      } else if (new_over_known == 0.0 || !begun_[q] || static_cast<double>(left) >= new_over_known) {
+        if (!pays || left > queues_[*pays].size()) pays = q;
+      }
     }
     // The back of another worker's region: its owner keeps working from the front.
-    if (fullest_known) return Pick{*fullest_known, false};
-    const double new_over_known = locality != nullptr ? locality->new_over_known_cost() : 0.0;
-    const bool pays =
-        new_over_known == 0.0 || !begun_[*fullest] || static_cast<double>(queues_[*fullest].size()) >= new_over_known;
-    if (!pays) return std::nullopt;
-    return Pick{*fullest, false};
+    if (known) return Pick{*known, false};
+    if (pays) return Pick{*pays, false};
+    return std::nullopt;
   }
 
   std::vector<std::deque<std::size_t>> queues_;  ///< one per worker (one in all, in order)

@@ -153,21 +153,21 @@ class JobState {
   /// does, from the back of the fullest other one (a worker that wakes late is helped); counted as
   /// out. None once there is nothing left to hand out, or after a failure that decides the job.
   std::optional<std::size_t> take_for_caller() {
-    if (!caller_region || !handing_out() || !unstarted.has_for(*caller_region, locality.get())) return std::nullopt;
-    const std::size_t chunk = unstarted.take(*caller_region, locality.get());
+    // The caller is the process the arrays were made in: no steal is new to its page tables.
+    if (!caller_region || !handing_out() || unstarted.empty()) return std::nullopt;
+    const std::size_t chunk = unstarted.take(*caller_region);
     ++outstanding;
     return chunk;
   }
-  /// How a chunk taken by take_for_caller() ended (null `error`: done, in `ns`). Nothing if the whole
-  /// job was failed meanwhile (terminate() from another thread: fail_the_rest already counted it back).
-  void caller_chunk_ended(std::size_t chunk, std::exception_ptr error, std::int64_t ns) {
+  /// How a chunk taken by take_for_caller() ended (null `error`: done). Nothing if the whole job was
+  /// failed meanwhile (terminate() from another thread: fail_the_rest already counted it back).
+  void caller_chunk_ended(std::size_t chunk, std::exception_ptr error) {
     if (chunk_states[chunk] != ChunkState::pending) return;
     --outstanding;
     if (error) {
       chunk_failed(chunk, std::move(error));
     } else {
       chunk_done(chunk);
-      chunk_ran(chunk, *caller_region, ns);
     }
   }
   /// Fails every chunk not yet ended (terminate(), a pool destroyed): `finished` follows.
@@ -211,21 +211,15 @@ inline std::exception_ptr run_chunk_here(JobState& job, std::size_t chunk, std::
   }
 }
 
-/// How a chunk run in the calling thread ended: its failure (null: done), and how long it took.
-struct ChunkOutcome {
-  std::exception_ptr error;
-  std::int64_t ns;
-};
-
-/// run_chunk_here, timed, the chunk a span on the calling thread's track of `trace` (when there is
-/// one): how a ThreadPool's thread and a caller computing its share (worker caller_region) run theirs.
-inline ChunkOutcome run_chunk_traced(JobState& job, std::size_t chunk, std::size_t worker, Trace* trace) {
-  const std::int64_t began = monotonic_ns();
+/// run_chunk_here, the chunk a span on the calling thread's track of `trace` (when there is one): how a
+/// ThreadPool's thread and a caller computing its share (worker caller_region) record their chunks.
+inline std::exception_ptr run_chunk_traced(JobState& job, std::size_t chunk, std::size_t worker, Trace* trace) {
+  const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
   std::exception_ptr error = run_chunk_here(job, chunk, worker);
-  const std::int64_t ended = monotonic_ns();
   if (trace != nullptr)
-    trace->add(trace->this_thread(), "chunk", "chunk", began, ended, current_cpu(), static_cast<std::int64_t>(chunk));
-  return {std::move(error), ended - began};
+    trace->add(trace->this_thread(), "chunk", "chunk", began, monotonic_ns(), current_cpu(),
+               static_cast<std::int64_t>(chunk));
+  return error;
 }
 
 /// Once the job is decided (the pool's lock held): assembles the value (complete(), when nothing
