@@ -194,12 +194,12 @@ TEST(Trace, AWorkerStealsNoChunkNewToItsProcessThatCostsMoreThanWaitingForItsOwn
   expect_no_steal_new_to(chunks_by_map(trace, 8), workers[1], 4, 8);
 }
 
-TEST(Trace, ACallersShareNoWorkerStealsIsLeftToTheCallerNotFailed) {
+TEST(Trace, AWorkerDoesNotStealFromACallerComputingItsShareWhatIsNewToItsProcess) {
   // One worker and the caller: the worker's region is chunks 0-15, the caller's 16-31. In the second
-  // map the caller's values are new to its process (2.5 ms a chunk) and the worker's known to it (us):
-  // the worker soon ends its region and turns down the caller's chunks (new to its process), so no
-  // worker holds anything while work is left, between the caller's chunks. That is the caller's to
-  // finish, not "no worker is left to take the pool's work".
+  // map the caller's values are new to its process (2.5 ms a chunk) and the worker's known to it
+  // (microseconds): a steal from the caller's region would cost the worker more than the caller
+  // takes. The map ends well, the caller finishing its own region (the pool must not fail a map for
+  // "no worker is left to take the pool's work" while what is left is the caller's).
   mpdemo::Trace trace;
   mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(1, &trace, /*caller_computes=*/true));
   const pid_t worker = pool.worker_pids().front().value();
