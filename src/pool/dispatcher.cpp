@@ -712,20 +712,20 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
     // Workers that turned a steal down hold nothing and are fed only when they answer: one more look.
     for (std::size_t i = 0; i < workers_.size(); ++i) feed(i);
     list_busy_workers();
-  }
-  // What no worker takes may be the region of a caller computing its share: a steal from it did not
-  // pay, and the caller takes it itself between its chunks (waking whoever waits here).
-  const bool callers_share_left = std::all_of(active_.begin(), active_.end(), [](const auto& job) {
-    return !job->handing_out() || (job->caller_region && job->retry.empty());
-  });
-  if (poll_owners_.empty() && waiting_work && !callers_share_left) {
-    // Work to hand out and no worker to take it, even after replacing the dead: say so rather than wait.
-    const auto error = std::make_exception_ptr(std::runtime_error("no worker is left to take the pool's work"));
-    for (const auto& job : active_) {
-      if (job->handing_out()) job->fail_the_rest(error);
+    // What no worker takes may be the region of a caller computing its share: a steal from it did not
+    // pay, and the caller takes it itself between its chunks (waking whoever waits here).
+    const bool callers_share_left = std::all_of(active_.begin(), active_.end(), [](const auto& job) {
+      return !job->handing_out() || (job->caller_region && job->retry.empty());
+    });
+    if (poll_owners_.empty() && !callers_share_left) {
+      // Work to hand out and no worker to take it, even after replacing the dead: say so rather than wait.
+      const auto error = std::make_exception_ptr(std::runtime_error("no worker is left to take the pool's work"));
+      for (const auto& job : active_) {
+        if (job->handing_out()) job->fail_the_rest(error);
+      }
+      collect(finished);
+      return Served::progress;
     }
-    collect(finished);
-    return Served::progress;
   }
   if (poll_owners_.empty()) return Served::idle;
   // A caller that only looks (AsyncResult::ready) does not spin.

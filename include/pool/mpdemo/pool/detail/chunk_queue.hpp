@@ -10,9 +10,10 @@
 
 namespace mpdemo::detail {
 
-/// What a process pool knows of one pair of arrays it maps again and again: which chunks each member
-/// of the team (worker w, or the caller computing its share) has run over them since its process
-/// started, and what a chunk cost, per element, when its runner had run it before and when not.
+/// What a process pool knows of one pair of arrays it maps again and again: which chunks each worker
+/// has run over them since its process started, and what a chunk cost, per element, when its worker
+/// had run it before and when not. (A caller computing its share is not recorded: the arrays were
+/// made in its process.)
 ///
 /// Why: a process's first touch of a shared page is a page fault in its own page tables (threads
 /// share the master's). On the project's VMs that costs 3-20 us per 4 KiB page, about 50 times what
@@ -102,8 +103,6 @@ class ChunkQueue {
   }
 
   bool empty() const noexcept { return left_ == 0; }
-  /// How many regions the chunks are split into: one per member of the team (one in all, in order).
-  std::size_t regions() const noexcept { return queues_.size(); }
   std::size_t left() const noexcept { return left_; }
   /// Whether `worker` may be handed a chunk now (see the steal rule above).
   bool has_for(std::size_t worker, const ChunkLocality* locality = nullptr) const {
