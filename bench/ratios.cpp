@@ -20,6 +20,7 @@
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/report/benchmark.hpp"
 #include "mpdemo/report/format.hpp"
+#include "mpdemo/report/topology.hpp"
 #include "mpdemo/report/trace.hpp"
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/fd.hpp"
@@ -593,6 +594,11 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
   report.compiler = MPDEMO_BENCH_COMPILER;
   report.cxx_flags = MPDEMO_BENCH_CXX_FLAGS;
   report.build_type = MPDEMO_BENCH_BUILD_TYPE;
+  // Page sizes decide what a fresh array costs in page faults and, on a VM that shadows page tables,
+  // what waking a worker costs after it slept: the figures mean little without them.
+  const mpdemo::HugePages pages = mpdemo::huge_pages();
+  report.notes.push_back("private memory in " + mpdemo::report::private_pages_text(pages) + "; shared memory in " +
+                         mpdemo::report::shared_pages_text(pages));
   if (options.spin_us) {
     report.notes.push_back(fmt::format("the warm pools poll {} us before they sleep (--spin-us; default {} us)",
                                        *options.spin_us, mpdemo::PoolOptions::kDefaultSpin.count()));

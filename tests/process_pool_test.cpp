@@ -4,10 +4,12 @@
 #include "mpdemo/sys/topology.hpp"
 
 #include "support/expected.hpp"
+#include "support/mappings.hpp"
 
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -278,6 +280,30 @@ TEST(ProcessPool, PhasesAgreeWithAnIndependentClock) {
   EXPECT_LE(t.move_in + t.compute + t.collect, map_wall);
   EXPECT_EQ(t.start_workers, 0.0) << "starting workers is the pool's cost, not a map's";
   EXPECT_EQ(t.stop_workers, 0.0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(SharedArena, AsksForHugePagesAndGetsThemWhereTheKernelOffersThem) {
+  constexpr std::size_t kBytes = std::size_t{16} << 20;
+  mpdemo::SharedArray<std::byte> block(std::make_shared<mpdemo::SharedArena>(std::size_t{64} << 20), kBytes);
+  const mpdemo::testing::MappingFacts asked = mpdemo::testing::mapping_holding(block.data());
+  EXPECT_TRUE(asked.flags.contains("hg")) << "madvise(MADV_HUGEPAGE) marks the mapping 'hg' whatever the setting";
+  EXPECT_TRUE(asked.flags.contains("dd")) << "and MADV_DONTDUMP 'dd'";
+
+  const mpdemo::HugePages pages = mpdemo::huge_pages();
+  if (!pages.shared_offered()) {
+    GTEST_SKIP() << "this kernel offers no huge pages for shared memory (shmem_enabled: "
+                 << (pages.shared_setting.empty() ? "missing" : pages.shared_setting)
+                 << "): the arena asked, and that is checked";
+  }
+  std::fill(block.begin(), block.end(), std::byte{1});
+  // 16 MiB written hold at least seven whole 2 MiB spans; the kernel may still fall back to small
+  // pages when it finds no free 2 MiB of memory, so one huge page is what can be demanded.
+  EXPECT_GE(mpdemo::testing::mapping_holding(block.data()).shmem_pmd_mapped_kb, 2048u)
+      << "shmem_enabled: " << pages.shared_setting;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "mpdemo/report/costs.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/report/phases.hpp"
+#include "mpdemo/report/topology.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -221,6 +222,47 @@ TEST(Crossover, IsNoneWhenTheModeIsBehindAtTheLargestSize) {
   const auto json = nlohmann::json::parse(mpdemo::report::anchors_json(report));
   EXPECT_TRUE(json.at("crossovers").at("pool").is_null());
   EXPECT_FALSE(json.at("crossovers").contains("memcpy-1"));
+}
+
+// ---- The machine -------------------------------------------------------------------------------
+
+TEST(PagesText, SaysThePageSizeTheSettingAndHowToChangeIt) {
+  const mpdemo::HugePages offered{"madvise", "within_size"};
+  EXPECT_THAT(mpdemo::report::private_pages_text(offered), HasSubstr("2 MiB huge pages"));
+  EXPECT_THAT(mpdemo::report::private_pages_text(offered), HasSubstr("enabled: madvise"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(offered), HasSubstr("2 MiB huge pages"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(offered), HasSubstr("shmem_enabled: within_size"));
+
+  const mpdemo::HugePages refused{"never", "never"};
+  EXPECT_THAT(mpdemo::report::private_pages_text(refused), HasSubstr("4 KiB pages"));
+  EXPECT_THAT(mpdemo::report::private_pages_text(refused), HasSubstr("enabled: never"));
+  const std::string shared = mpdemo::report::shared_pages_text(refused);
+  EXPECT_THAT(shared, HasSubstr("4 KiB pages"));
+  EXPECT_THAT(shared, HasSubstr("shmem_enabled: never"));
+  EXPECT_THAT(shared, HasSubstr("echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled"));
+
+  const mpdemo::HugePages unknown{};
+  EXPECT_THAT(mpdemo::report::private_pages_text(unknown), HasSubstr("no transparent huge pages"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(unknown), HasSubstr("no transparent huge pages"));
+}
+
+TEST(TopologyReport, NamesThePageSizesInTheTableAndTheJson) {
+  mpdemo::Topology topology;
+  topology.logical_cpus = 4;
+  topology.physical_cores = 2;
+  topology.sockets = 1;
+  const mpdemo::StoreRule stores{};
+  const mpdemo::HugePages pages{"never", "advise"};
+  const std::string table = mpdemo::report::topology_table(topology, stores, pages);
+  EXPECT_THAT(table, HasSubstr("private memory in " + mpdemo::report::private_pages_text(pages) + "\n"));
+  EXPECT_THAT(table, HasSubstr("shared memory in " + mpdemo::report::shared_pages_text(pages) + "\n"));
+  const auto json = nlohmann::json::parse(mpdemo::report::topology_json(topology, stores, pages));
+  EXPECT_EQ(json.at("huge_pages_private").at("setting"), "never");
+  EXPECT_EQ(json.at("huge_pages_private").at("offered"), false);
+  EXPECT_EQ(json.at("huge_pages_shared").at("setting"), "advise");
+  EXPECT_EQ(json.at("huge_pages_shared").at("offered"), true);
+  const auto unknown = nlohmann::json::parse(mpdemo::report::topology_json(topology, stores, {}));
+  EXPECT_TRUE(unknown.at("huge_pages_shared").at("setting").is_null());
 }
 
 }  // namespace

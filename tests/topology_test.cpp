@@ -2,6 +2,9 @@
 // is how psutil.cpu_count(logical=False) counts physical cores.
 #include "mpdemo/sys/topology.hpp"
 
+#include "mpdemo/sys/interrupt.hpp"
+#include "support/mappings.hpp"
+
 #include <gtest/gtest.h>
 
 #include <sched.h>
@@ -208,6 +211,67 @@ TEST(Topology, ScopedMoveOffMovesTheThreadOffBusyCpusForItsScopeOnly) {
   const mpdemo::ScopedMoveOff nowhere_to_go(every_cpu_busy);  // its one allowed CPU is busy: it stays
   EXPECT_FALSE(nowhere_to_go.moved());
   EXPECT_EQ(sched_getcpu(), busy);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(HugePages, TheSelectedSettingIsTheWordInBrackets) {
+  EXPECT_EQ(mpdemo::selected_setting("always within_size advise [never] deny force"), "never");
+  EXPECT_EQ(mpdemo::selected_setting("[always] madvise never\n"), "always");
+  EXPECT_EQ(mpdemo::selected_setting("always within_size [advise] never deny force"), "advise");
+  EXPECT_EQ(mpdemo::selected_setting("always madvise never"), "");
+  EXPECT_EQ(mpdemo::selected_setting(""), "");
+}
+
+TEST(HugePages, OfferedWhereMemoryThatAsksGetsThem) {
+  const auto pages = [](const char* private_setting, const char* shared_setting) {
+    return mpdemo::HugePages{private_setting, shared_setting};
+  };
+  for (const char* yes : {"always", "madvise"}) EXPECT_TRUE(pages(yes, "").private_offered()) << yes;
+  for (const char* no : {"never", ""}) EXPECT_FALSE(pages(no, "always").private_offered()) << no;
+  for (const char* yes : {"always", "within_size", "advise", "force"}) {
+    EXPECT_TRUE(pages("", yes).shared_offered()) << yes;
+  }
+  for (const char* no : {"never", "deny", ""}) EXPECT_FALSE(pages("always", no).shared_offered()) << no;
+}
+
+std::string bracketed_word_in(const char* path) {
+  const std::string text = read_line(path);
+  std::smatch match;
+  return std::regex_search(text, match, std::regex(R"(\[([a-z_]+)\])")) ? match[1].str() : std::string();
+}
+
+TEST(HugePages, AreWhatTheKernelsSettingFilesSay) {
+  const mpdemo::HugePages pages = mpdemo::huge_pages();
+  EXPECT_EQ(pages.private_setting, bracketed_word_in(mpdemo::HugePages::kPrivateSettingFile));
+  EXPECT_EQ(pages.shared_setting, bracketed_word_in(mpdemo::HugePages::kSharedSettingFile));
+  EXPECT_EQ(mpdemo::machine_facts().huge_pages.shared_setting, pages.shared_setting);
+}
+
+TEST(HugePages, ALargeFreshVectorAsksForThemAndGetsThemWhereTheKernelOffersThem) {
+  constexpr std::size_t kElements = std::size_t{4} << 20;  // 32 MiB of doubles
+  const std::vector<double> values = mpdemo::interruptible_vector<double>(kElements);
+  // Its first page is malloc's header's too, and is left out: look in the middle.
+  const double* middle = values.data() + kElements / 2;
+  const mpdemo::testing::MappingFacts asked = mpdemo::testing::mapping_holding(middle);
+  EXPECT_TRUE(asked.flags.contains("hg")) << "madvise(MADV_HUGEPAGE) marks the mapping 'hg' whatever the setting";
+
+  constexpr std::size_t kSmall = std::size_t{1} << 17;  // 1 MiB
+  const std::vector<double> small = mpdemo::interruptible_vector<double>(kSmall);
+  EXPECT_FALSE(mpdemo::testing::mapping_holding(small.data() + kSmall / 2).flags.contains("hg"))
+      << "1 MiB could not hold a huge page: its mapping is left as it is";
+
+  const mpdemo::HugePages pages = mpdemo::huge_pages();
+  if (!pages.private_offered()) {
+    GTEST_SKIP() << "this kernel offers no huge pages for private memory (enabled: "
+                 << (pages.private_setting.empty() ? "missing" : pages.private_setting)
+                 << "): the vector asked, and that is checked";
+  }
+  // The kernel may fall back to small pages when it finds no free 2 MiB of memory, so one huge page
+  // of the fifteen whole ones the vector covers is what can be demanded.
+  EXPECT_GE(mpdemo::testing::mapping_holding(middle).anon_huge_kb, 2048u) << "enabled: " << pages.private_setting;
 }
 
 }  // namespace

@@ -17,8 +17,9 @@ Command add_topology_command(CLI::App& root) {
   return {app, [format](std::ostream& out) {
             const Topology topology = discover_topology();
             const StoreRule& stores = store_rule();
-            out << (*format == Format::json ? report::topology_json(topology, stores)
-                                            : report::topology_table(topology, stores));
+            const HugePages pages = huge_pages();
+            out << (*format == Format::json ? report::topology_json(topology, stores, pages)
+                                            : report::topology_table(topology, stores, pages));
             return 0;
           }};
 }

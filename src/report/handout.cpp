@@ -5,6 +5,7 @@
 #include "mpdemo/report/costs.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/report/sweep.hpp"
+#include "mpdemo/report/topology.hpp"
 #include "mpdemo/report/trace.hpp"
 #include "mpdemo/report/trials.hpp"
 
@@ -105,6 +106,8 @@ std::string machine_section(const Handout& handout) {
        fmt::format("CPUs {}; workers pinned to {}", format_cpu_list(t.allowed_cpus), format_cpu_list(t.worker_cpus)));
   fact("Memory", human_bytes(static_cast<double>(handout.machine.memory_bytes)));
   fact("Kernel", handout.machine.kernel);
+  fact("Private memory", private_pages_text(handout.machine.huge_pages));
+  fact("Shared memory", shared_pages_text(handout.machine.huge_pages));
   fact("Host", handout.machine.host);
   fact("Made", handout.made_at);
   out << "</dl></section>\n";

@@ -11,9 +11,38 @@ namespace {
 std::string cache_text(std::size_t bytes) {
   return bytes == 0 ? std::string("none listed") : human_bytes(static_cast<double>(bytes));
 }
+nlohmann::json setting_json(const std::string& setting, bool offered) {
+  return {{"setting", setting.empty() ? nlohmann::json(nullptr) : nlohmann::json(setting)}, {"offered", offered}};
+}
 }  // namespace
 
-std::string topology_table(const Topology& topology, const StoreRule& stores) {
+std::string private_pages_text(const HugePages& pages) {
+  if (pages.private_setting.empty()) {
+    return fmt::format("4 KiB pages: this kernel has no {} (no transparent huge pages)",
+                       HugePages::kPrivateSettingFile);
+  }
+  if (pages.private_offered()) {
+    return fmt::format("2 MiB huge pages where a large array covers whole 2 MiB spans (enabled: {})",
+                       pages.private_setting);
+  }
+  return fmt::format("4 KiB pages: this kernel offers no huge pages (enabled: {})", pages.private_setting);
+}
+
+std::string shared_pages_text(const HugePages& pages) {
+  if (pages.shared_setting.empty()) {
+    return fmt::format("4 KiB pages: this kernel has no {} (no transparent huge pages)", HugePages::kSharedSettingFile);
+  }
+  if (pages.shared_offered()) {
+    return fmt::format("2 MiB huge pages where the pools' arena covers whole 2 MiB spans (shmem_enabled: {})",
+                       pages.shared_setting);
+  }
+  return fmt::format(
+      "4 KiB pages: this kernel offers no huge pages for shared memory (shmem_enabled: {}); as root, "
+      "`echo advise > {}` lets the pools' arena ask for them",
+      pages.shared_setting, HugePages::kSharedSettingFile);
+}
+
+std::string topology_table(const Topology& topology, const StoreRule& stores, const HugePages& pages) {
   return fmt::format("logical CPUs     {:>4}   hardware threads (psutil.cpu_count())\n", topology.logical_cpus) +
          fmt::format("physical cores   {:>4}   (psutil.cpu_count(logical=False))\n", topology.physical_cores) +
          fmt::format("sockets          {:>4}\n", topology.sockets) +
@@ -28,10 +57,12 @@ std::string topology_table(const Topology& topology, const StoreRule& stores) {
               ? fmt::format("streaming stores never: {} (MPDEMO_STREAM_ABOVE=SIZE sets a size)\n", stores.source)
               : fmt::format("streaming stores for maps whose input and output exceed {} together: {} "
                             "(MPDEMO_STREAM_ABOVE=SIZE overrides)\n",
-                            human_bytes(static_cast<double>(stores.stream_above_bytes)), stores.source));
+                            human_bytes(static_cast<double>(stores.stream_above_bytes)), stores.source)) +
+         fmt::format("private memory in {}\n", private_pages_text(pages)) +
+         fmt::format("shared memory in {}\n", shared_pages_text(pages));
 }
 
-std::string topology_json(const Topology& topology, const StoreRule& stores) {
+std::string topology_json(const Topology& topology, const StoreRule& stores, const HugePages& pages) {
   const nlohmann::json json{
       {"logical_cpus", topology.logical_cpus},
       {"physical_cores", topology.physical_cores},
@@ -43,6 +74,8 @@ std::string topology_json(const Topology& topology, const StoreRule& stores) {
       {"last_level_cache_bytes", topology.last_level_cache_bytes},
       {"stream_above_bytes", stores.never ? nlohmann::json(nullptr) : nlohmann::json(stores.stream_above_bytes)},
       {"stream_above_source", stores.source},
+      {"huge_pages_private", setting_json(pages.private_setting, pages.private_offered())},
+      {"huge_pages_shared", setting_json(pages.shared_setting, pages.shared_offered())},
   };
   return json.dump(2) + '\n';
 }

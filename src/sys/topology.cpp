@@ -9,6 +9,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <memory>
 
@@ -174,6 +175,7 @@ MachineFacts machine_facts() {
     facts.host = names.nodename;
   }
   facts.memory_bytes = physical_memory_bytes();
+  facts.huge_pages = huge_pages();
   return facts;
 }
 

@@ -8,11 +8,19 @@
 
 namespace mpdemo::report {
 
-/// Seven lines: logical CPUs, physical cores, sockets, allowed CPUs, workers (each with what psutil
-/// calls it), the last-level cache, and from which size a map's stores stream (`stores`).
-std::string topology_table(const Topology& topology, const StoreRule& stores);
+/// Nine lines: logical CPUs, physical cores, sockets, allowed CPUs, workers (each with what psutil
+/// calls it), the last-level cache, from which size a map's stores stream (`stores`), and the page
+/// size of private and of shared memory (`pages`).
+std::string topology_table(const Topology& topology, const StoreRule& stores, const HugePages& pages);
 /// logical_cpus, physical_cores, sockets, allowed_cpus, allowed_cpu_list, worker_cpus, workers,
-/// last_level_cache_bytes, stream_above_bytes (null: never), stream_above_source.
-std::string topology_json(const Topology& topology, const StoreRule& stores);
+/// last_level_cache_bytes, stream_above_bytes (null: never), stream_above_source,
+/// huge_pages_private / huge_pages_shared: {setting (null: unknown), offered}.
+std::string topology_json(const Topology& topology, const StoreRule& stores, const HugePages& pages);
+
+/// What page size private memory (the loops' vectors) gets, and the setting that decides it.
+std::string private_pages_text(const HugePages& pages);
+/// What page size shared memory (the pools' arena) gets and the setting that decides it; where the
+/// kernel offers no huge pages for it, how root turns them on. Every report that names them says these.
+std::string shared_pages_text(const HugePages& pages);
 
 }  // namespace mpdemo::report

@@ -2,6 +2,8 @@
 // process may use, and where the pool's workers go (one per physical core, not per hyper-thread).
 #pragma once
 
+#include "mpdemo/sys/huge_pages.hpp"
+
 #include <sched.h>
 #include <cstddef>
 #include <span>
@@ -89,6 +91,7 @@ struct MachineFacts {
   std::string kernel;     ///< "Linux 6.1.0-18-amd64"
   std::string host;
   std::size_t memory_bytes = 0;
+  HugePages huge_pages;
 };
 MachineFacts machine_facts();
 
