@@ -224,6 +224,17 @@ TEST(Crossover, IsNoneWhenTheModeIsBehindAtTheLargestSize) {
   EXPECT_FALSE(json.at("crossovers").contains("memcpy-1"));
 }
 
+TEST(AnchorsJson, GivesTheFirstCallOfEachBatchWhereModesRanInBatches) {
+  auto report = anchors({{1, 2}, {2, 1}});
+  report.points[1].timings[1].first_seconds = {7.0, 9.0};
+  const auto json = nlohmann::json::parse(mpdemo::report::anchors_json(report));
+  const auto& batched = json.at("points").at(1).at("timings").at(1);
+  EXPECT_EQ(batched.at("key"), "pool");
+  EXPECT_EQ(batched.at("first_of_batch_seconds"), nlohmann::json({7.0, 9.0}));
+  EXPECT_EQ(batched.at("seconds"), nlohmann::json({1.0, 1.0}));
+  EXPECT_FALSE(json.at("points").at(0).at("timings").at(1).contains("first_of_batch_seconds"));
+}
+
 // ---- The machine -------------------------------------------------------------------------------
 
 TEST(PagesText, SaysThePageSizeTheSettingAndHowToChangeIt) {
