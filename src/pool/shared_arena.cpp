@@ -37,16 +37,19 @@ struct SharedArena::Impl {
     // A crashing worker would otherwise dump the whole arena into its core file before its pipes
     // close, delaying the master's notice of its death by as long as that takes.
     ::madvise(region.get_address(), region.get_size(), MADV_DONTDUMP);
-    // Huge pages where the system offers them for shared memory (shmem_enabled "advise"; "always" and
-    // "within_size" need no asking, "never" ignores it). A worker's page tables over the arena then
-    // hold one entry per 2 MiB instead of per 4 KiB: 512 times fewer faults on a fresh pool, and on a
-    // VM that shadows page tables, no per-page cost to wake a worker that slept while mapping GBs.
-    ask_for_huge_pages(region.get_address(), region.get_size());
   }
 
   static bip::mapped_region map(std::size_t capacity) {
     try {
-      return bip::mapped_region(bip::anonymous_shared_memory(capacity));
+      bip::mapped_region mapped(bip::anonymous_shared_memory(capacity));
+      // Huge pages where the system offers them for shared memory (shmem_enabled "advise"; "always"
+      // and "within_size" need no asking, "never" ignores it). A worker's page tables over the arena
+      // then hold one entry per 2 MiB instead of per 4 KiB: 512 times fewer faults on a fresh pool,
+      // and on a VM that shadows page tables, no per-page cost to wake a worker that slept while
+      // mapping GBs. Asked before the heap writes its header, whose small page would otherwise keep
+      // the first 2 MiB in small pages.
+      ask_for_huge_pages(mapped.get_address(), mapped.get_size());
+      return mapped;
     } catch (const bip::interprocess_exception& e) {
       const std::string hint = limit_hint(e.get_native_error());
       throw std::system_error(

@@ -16,7 +16,8 @@ namespace mpdemo::detail {
 /// made in its process.)
 ///
 /// Why: a process's first touch of a shared page is a page fault in its own page tables (threads
-/// share the master's). On the project's VMs that costs 3-20 us per 4 KiB page, about 50 times what
+/// share the master's). On the project's VMs that costs 3-20 us per 4 KiB page (the arena's page
+/// size unless the kernel offers shared huge pages, see sys/huge_pages.hpp), about 50 times what
 /// squaring the page's numbers costs: a chunk of 1.25x10^7 doubles took 100-330 ms for a process that
 /// had never run it, 4.5 ms for one that had. A steal onto such pages can cost far more than waiting
 /// for the chunk's owner, and whether it does is measured here, not assumed: for a function that
