@@ -268,8 +268,7 @@ TEST(HugePages, ALargeFreshVectorAsksForThemAndGetsThemWhereTheKernelOffersThem)
       << "1 MiB could not hold a huge page: its mapping is left as it is";
 
   if (!pages.private_offered()) {
-    GTEST_SKIP() << "this kernel offers no huge pages for private memory (enabled: "
-                 << (pages.private_setting.empty() ? "missing" : pages.private_setting)
+    GTEST_SKIP() << "this kernel offers no huge pages for private memory (enabled: " << pages.private_setting
                  << "): the vector asked, and that is checked";
   }
   // The kernel may fall back to small pages when it finds no free 2 MiB of memory, so one huge page

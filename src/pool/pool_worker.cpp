@@ -66,10 +66,10 @@ void describe(ReplyMessage& reply, const char* what) noexcept {
 }
 
 // Faults in, with one call per range, the pages a chunk will read and write. A worker that has not
-// touched them yet would otherwise take a page fault per page (per 4 KiB, unless the kernel gives
-// the arena huge pages), several times slower than MADV_POPULATE_* (Linux 5.14). Ranges it has populated are
-// remembered, so a warm pool pays this once per array and chunk layout; small ranges are left to ordinary faults,
-// cheaper than a call.
+// touched them yet would otherwise take a page fault per page (per 4 KiB, unless the kernel gives the
+// arena huge pages), several times slower than MADV_POPULATE_* (Linux 5.14). Ranges it has populated
+// are remembered, so a warm pool pays this once per array and chunk layout; small ranges are left to
+// ordinary faults, cheaper than a call.
 class PagePopulator {
  public:
   void ensure(const void* address, std::size_t bytes, bool for_writing) noexcept {

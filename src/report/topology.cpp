@@ -11,16 +11,16 @@ namespace {
 std::string cache_text(std::size_t bytes) {
   return bytes == 0 ? std::string("none listed") : human_bytes(static_cast<double>(bytes));
 }
+std::string no_setting_file_text(const char* file) {
+  return fmt::format("4 KiB pages: this kernel has no {} (no transparent huge pages)", file);
+}
 nlohmann::json setting_json(const std::string& setting, bool offered) {
   return {{"setting", setting.empty() ? nlohmann::json(nullptr) : nlohmann::json(setting)}, {"offered", offered}};
 }
 }  // namespace
 
 std::string private_pages_text(const HugePages& pages) {
-  if (pages.private_setting.empty()) {
-    return fmt::format("4 KiB pages: this kernel has no {} (no transparent huge pages)",
-                       HugePages::kPrivateSettingFile);
-  }
+  if (pages.private_setting.empty()) return no_setting_file_text(HugePages::kPrivateSettingFile);
   if (pages.private_offered()) {
     return fmt::format("2 MiB huge pages where a large array covers whole 2 MiB spans (enabled: {})",
                        pages.private_setting);
@@ -29,9 +29,7 @@ std::string private_pages_text(const HugePages& pages) {
 }
 
 std::string shared_pages_text(const HugePages& pages) {
-  if (pages.shared_setting.empty()) {
-    return fmt::format("4 KiB pages: this kernel has no {} (no transparent huge pages)", HugePages::kSharedSettingFile);
-  }
+  if (pages.shared_setting.empty()) return no_setting_file_text(HugePages::kSharedSettingFile);
   if (pages.shared_offered()) {
     return fmt::format("2 MiB huge pages where the pools' arena covers whole 2 MiB spans (shmem_enabled: {})",
                        pages.shared_setting);

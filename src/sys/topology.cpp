@@ -9,7 +9,6 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <algorithm>
-#include <cstdint>
 #include <fstream>
 #include <memory>
 
