@@ -436,8 +436,10 @@ TEST(Hygiene, EveryPipeThePoolOpensIsCloseOnExec) {
 }
 
 TEST(Hygiene, AThousandPoolsLeaveNothingBehind) {
-  const std::size_t fds_before = open_descriptors();
+  // Counted once the process's arena exists: making it may open the root of mpdemo's own tmpfs, kept
+  // for the life of the process (huge_pages.hpp).
   const auto arena = mpdemo::SharedArena::process_default();
+  const std::size_t fds_before = open_descriptors();
   const std::size_t mappings_before = mpdemo::testing::shared_mappings();
   const std::size_t arena_free_before = arena->free_bytes();
   const auto input = iota_input(64);
@@ -677,6 +679,7 @@ TEST(Promptness, AWorkerStoppedBeforeItIsReadyTimesOutAndIsKilled) {
   mpdemo::ProcessPoolOptions options;
   options.workers = 1;
   options.start_timeout = 300ms;
+  (void)mpdemo::SharedArena::process_default();  // its tmpfs helper, a child too, is not the worker under test
   g_stop_new_children = true;
   const double start = monotonic_seconds();
   try {
@@ -695,6 +698,7 @@ TEST(Promptness, AnInterruptDuringStartUpIsAnsweredAtOnce) {
   static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_self_in_child);
   ASSERT_EQ(registered, 0);
   const mpdemo::InterruptGuard guard;
+  (void)mpdemo::SharedArena::process_default();  // its tmpfs helper, a child too, is not the worker under test
   g_stop_new_children = true;
   std::thread interrupter([] {
     std::this_thread::sleep_for(150ms);

@@ -238,19 +238,29 @@ TEST(AnchorsJson, GivesTheFirstCallOfEachBatchWhereModesRanInBatches) {
 // ---- The machine -------------------------------------------------------------------------------
 
 TEST(PagesText, SaysThePageSizeTheSettingAndHowToChangeIt) {
-  const mpdemo::HugePages offered{"madvise", "within_size"};
+  const mpdemo::HugePages offered{.private_setting = "madvise", .shared_setting = "within_size"};
   EXPECT_THAT(mpdemo::report::private_pages_text(offered), HasSubstr("2 MiB huge pages"));
   EXPECT_THAT(mpdemo::report::private_pages_text(offered), HasSubstr("enabled: madvise"));
   EXPECT_THAT(mpdemo::report::shared_pages_text(offered), HasSubstr("2 MiB huge pages"));
   EXPECT_THAT(mpdemo::report::shared_pages_text(offered), HasSubstr("shmem_enabled: within_size"));
 
-  const mpdemo::HugePages refused{"never", "never"};
+  const mpdemo::HugePages refused{.private_setting = "never", .shared_setting = "never"};
   EXPECT_THAT(mpdemo::report::private_pages_text(refused), HasSubstr("4 KiB pages"));
   EXPECT_THAT(mpdemo::report::private_pages_text(refused), HasSubstr("enabled: never"));
   const std::string shared = mpdemo::report::shared_pages_text(refused);
   EXPECT_THAT(shared, HasSubstr("4 KiB pages"));
   EXPECT_THAT(shared, HasSubstr("shmem_enabled: never"));
   EXPECT_THAT(shared, HasSubstr("echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled"));
+
+  mpdemo::HugePages own = refused;
+  own.own_tmpfs = true;
+  EXPECT_THAT(mpdemo::report::shared_pages_text(own), HasSubstr("2 MiB huge pages from mpdemo's own tmpfs"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(own), HasSubstr("shmem_enabled: never"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(own), HasSubstr("MPDEMO_OWN_TMPFS=0"));
+  mpdemo::HugePages failed = refused;
+  failed.own_tmpfs_failure = "mpdemo could not make its own tmpfs: fsopen(\"tmpfs\"): Operation not permitted";
+  EXPECT_THAT(mpdemo::report::shared_pages_text(failed), HasSubstr("4 KiB pages"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(failed), HasSubstr(failed.own_tmpfs_failure));
 
   const mpdemo::HugePages unknown{};
   EXPECT_THAT(mpdemo::report::private_pages_text(unknown), HasSubstr("no transparent huge pages"));
@@ -263,7 +273,7 @@ TEST(TopologyReport, NamesThePageSizesInTheTableAndTheJson) {
   topology.physical_cores = 2;
   topology.sockets = 1;
   const mpdemo::StoreRule stores{};
-  const mpdemo::HugePages pages{"never", "advise"};
+  const mpdemo::HugePages pages{.private_setting = "never", .shared_setting = "advise"};
   const std::string table = mpdemo::report::topology_table(topology, stores, pages);
   EXPECT_THAT(table, HasSubstr("private memory in " + mpdemo::report::private_pages_text(pages) + "\n"));
   EXPECT_THAT(table, HasSubstr("shared memory in " + mpdemo::report::shared_pages_text(pages) + "\n"));
@@ -272,6 +282,14 @@ TEST(TopologyReport, NamesThePageSizesInTheTableAndTheJson) {
   EXPECT_EQ(json.at("huge_pages_private").at("offered"), false);
   EXPECT_EQ(json.at("huge_pages_shared").at("setting"), "advise");
   EXPECT_EQ(json.at("huge_pages_shared").at("offered"), true);
+  EXPECT_EQ(json.at("huge_pages_arena").at("huge"), true);
+  EXPECT_EQ(json.at("huge_pages_arena").at("source"), "anonymous");
+  mpdemo::HugePages own{.private_setting = "madvise", .shared_setting = "never"};
+  own.own_tmpfs = true;
+  const auto own_json = nlohmann::json::parse(mpdemo::report::topology_json(topology, stores, own));
+  EXPECT_EQ(own_json.at("huge_pages_shared").at("offered"), false);
+  EXPECT_EQ(own_json.at("huge_pages_arena").at("huge"), true);
+  EXPECT_EQ(own_json.at("huge_pages_arena").at("source"), "own_tmpfs");
   const auto unknown = nlohmann::json::parse(mpdemo::report::topology_json(topology, stores, {}));
   EXPECT_TRUE(unknown.at("huge_pages_shared").at("setting").is_null());
 }

@@ -227,7 +227,7 @@ TEST(HugePages, TheSelectedSettingIsTheWordInBrackets) {
 
 TEST(HugePages, OfferedWhereMemoryThatAsksGetsThem) {
   const auto pages = [](const char* private_setting, const char* shared_setting) {
-    return mpdemo::HugePages{private_setting, shared_setting};
+    return mpdemo::HugePages{.private_setting = private_setting, .shared_setting = shared_setting};
   };
   for (const char* yes : {"always", "madvise"}) EXPECT_TRUE(pages(yes, "").private_offered()) << yes;
   for (const char* no : {"never", ""}) EXPECT_FALSE(pages(no, "always").private_offered()) << no;

@@ -1,15 +1,14 @@
 #include "mpdemo/pool/shared_arena.hpp"
 
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/huge_pages.hpp"
 #include "mpdemo/sys/topology.hpp"
 
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include <boost/interprocess/anonymous_shared_memory.hpp>
 #include <boost/interprocess/managed_external_buffer.hpp>
-#include <boost/interprocess/mapped_region.hpp>
 #include <cstdint>
 #include <mutex>
 
@@ -28,34 +27,27 @@ struct BlockHeader {
 }  // namespace
 
 struct SharedArena::Impl {
-  bip::mapped_region region;
+  SharedMapping region;
   bip::managed_external_buffer heap;
   mutable std::mutex mutex;
 
-  explicit Impl(std::size_t capacity)
-      : region(map(capacity)), heap(bip::create_only, region.get_address(), region.get_size()) {
+  explicit Impl(std::size_t capacity) : region(map(capacity)), heap(bip::create_only, region.address(), region.size()) {
     // A crashing worker would otherwise dump the whole arena into its core file before its pipes
     // close, delaying the master's notice of its death by as long as that takes.
-    ::madvise(region.get_address(), region.get_size(), MADV_DONTDUMP);
+    ::madvise(region.address(), region.size(), MADV_DONTDUMP);
   }
 
-  static bip::mapped_region map(std::size_t capacity) {
-    try {
-      bip::mapped_region mapped(bip::anonymous_shared_memory(capacity));
-      // Huge pages where the system offers them for shared memory (shmem_enabled "advise"; "always"
-      // and "within_size" need no asking, "never" ignores it). A worker's page tables over the arena
-      // then hold one entry per 2 MiB instead of per 4 KiB: 512 times fewer faults on a fresh pool,
-      // and on a VM that shadows page tables, no per-page cost to wake a worker that slept while
-      // mapping GBs. Asked before the heap writes its header, whose small page would otherwise keep
-      // the first 2 MiB in small pages.
-      ask_for_huge_pages(mapped.get_address(), mapped.get_size());
-      return mapped;
-    } catch (const bip::interprocess_exception& e) {
-      const std::string hint = limit_hint(e.get_native_error());
-      throw std::system_error(
-          e.get_native_error(), std::system_category(),
-          fmt::format("reserve {} bytes of shared memory{}", capacity, hint.empty() ? "" : fmt::format(" ({})", hint)));
-    }
+  static SharedMapping map(std::size_t capacity) {
+    // In 2 MiB pages where the system's shared memory has them, or else mpdemo's own tmpfs does
+    // (huge_pages.hpp). A worker's page tables over the arena then hold one entry per 2 MiB instead
+    // of per 4 KiB: 512 times fewer faults on a fresh pool, and on a VM that shadows page tables, no
+    // per-page cost to wake a worker that slept while mapping GBs.
+    SharedMapping mapped(capacity);
+    // Anonymous shared memory under shmem_enabled "advise" must ask ("always" and "within_size" need
+    // no asking, "never" ignores it, the own tmpfs gives them unasked). Asked before the heap writes
+    // its header, whose small page would otherwise keep the first 2 MiB in small pages.
+    ask_for_huge_pages(mapped.address(), mapped.size());
+    return mapped;
   }
 };
 
@@ -119,13 +111,15 @@ void SharedArena::deallocate(void* block) noexcept {
 
 bool SharedArena::contains(const void* pointer, std::size_t bytes) const noexcept {
   // As integers: ordering pointers into unrelated objects is unspecified.
-  const auto base = reinterpret_cast<std::uintptr_t>(impl_->region.get_address());
+  const auto base = reinterpret_cast<std::uintptr_t>(impl_->region.address());
   const auto p = reinterpret_cast<std::uintptr_t>(pointer);
-  const std::size_t size = impl_->region.get_size();
+  const std::size_t size = impl_->region.size();
   return p >= base && bytes <= size && p - base <= size - bytes;
 }
 
-std::size_t SharedArena::capacity() const noexcept { return impl_->region.get_size(); }
+std::size_t SharedArena::capacity() const noexcept { return impl_->region.size(); }
+
+SharedMemorySource SharedArena::source() const noexcept { return impl_->region.source(); }
 
 std::size_t SharedArena::free_bytes() const {
   const std::lock_guard lock(impl_->mutex);

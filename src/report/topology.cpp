@@ -34,10 +34,18 @@ std::string shared_pages_text(const HugePages& pages) {
     return fmt::format("2 MiB huge pages where the pools' arena covers whole 2 MiB spans (shmem_enabled: {})",
                        pages.shared_setting);
   }
+  if (pages.own_tmpfs) {
+    return fmt::format(
+        "2 MiB huge pages from mpdemo's own tmpfs (huge=always, mounted in namespaces of its own): the "
+        "system's anonymous shared memory gets none (shmem_enabled: {}); {}=0 uses it anyway",
+        pages.shared_setting, kOwnTmpfsVariable);
+  }
   return fmt::format(
-      "4 KiB pages: this kernel offers no huge pages for shared memory (shmem_enabled: {}); as root, "
+      "4 KiB pages: this kernel offers no huge pages for shared memory (shmem_enabled: {}){}; as root, "
       "`echo advise > {}` lets the pools' arena ask for them",
-      pages.shared_setting, HugePages::kSharedSettingFile);
+      pages.shared_setting,
+      pages.own_tmpfs_failure.empty() ? std::string() : fmt::format(", and {}", pages.own_tmpfs_failure),
+      HugePages::kSharedSettingFile);
 }
 
 std::string topology_table(const Topology& topology, const StoreRule& stores, const HugePages& pages) {
@@ -74,6 +82,11 @@ std::string topology_json(const Topology& topology, const StoreRule& stores, con
       {"stream_above_source", stores.source},
       {"huge_pages_private", setting_json(pages.private_setting, pages.private_offered())},
       {"huge_pages_shared", setting_json(pages.shared_setting, pages.shared_offered())},
+      {"huge_pages_arena",
+       {{"huge", pages.arena_huge()},
+        {"source", pages.own_tmpfs ? "own_tmpfs" : "anonymous"},
+        {"own_tmpfs_failure",
+         pages.own_tmpfs_failure.empty() ? nlohmann::json(nullptr) : nlohmann::json(pages.own_tmpfs_failure)}}},
   };
   return json.dump(2) + '\n';
 }

@@ -1,10 +1,26 @@
 #include "mpdemo/sys/huge_pages.hpp"
 
+#include "mpdemo/sys/detail/system_call.hpp"
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/topology.hpp"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <array>
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <system_error>
 
 namespace mpdemo {
 
@@ -34,7 +50,158 @@ std::string setting_in(const char* path) {
 }  // namespace
 
 HugePages huge_pages() {
-  return HugePages{setting_in(HugePages::kPrivateSettingFile), setting_in(HugePages::kSharedSettingFile)};
+  HugePages pages{.private_setting = setting_in(HugePages::kPrivateSettingFile),
+                  .shared_setting = setting_in(HugePages::kSharedSettingFile)};
+  // No transparent huge pages at all, or "deny" (which overrides every tmpfs's huge= too): nothing to try.
+  if (pages.shared_offered() || pages.shared_setting.empty() || pages.shared_setting == "deny") return pages;
+  if (const char* configured = std::getenv(kOwnTmpfsVariable);
+      configured != nullptr && std::string(configured) == "0") {
+    pages.own_tmpfs_failure = fmt::format("mpdemo's own tmpfs is turned off ({}=0)", kOwnTmpfsVariable);
+    return pages;
+  }
+  const OwnTmpfs& tmpfs = own_tmpfs();
+  pages.own_tmpfs = tmpfs.root >= 0;
+  if (!pages.own_tmpfs) pages.own_tmpfs_failure = "mpdemo could not make its own tmpfs: " + tmpfs.failure;
+  return pages;
+}
+
+namespace {
+
+// What the helper sends back: the step that failed and its errno, or {kMade, 0} with the mount's root
+// attached (SCM_RIGHTS).
+struct HelperReport {
+  int step;
+  int error;
+};
+enum HelperStep : int { kMade, kNamespaces, kIdMaps, kFsopen, kHugeOption, kCreate, kFsmount, kSend };
+
+// One HelperReport, with room for one descriptor beside it; the same on both ends of the socket.
+struct ReportMessage {
+  HelperReport report{kSend, 0};
+  iovec payload{&report, sizeof(report)};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr header{nullptr, 0, &payload, 1, control.data(), control.size(), 0};
+  ReportMessage() = default;
+  ReportMessage(const ReportMessage&) = delete;  // points into itself
+  ReportMessage& operator=(const ReportMessage&) = delete;
+};
+
+const char* step_text(int step) {
+  switch (step) {
+    case kNamespaces:
+      return "unshare(CLONE_NEWUSER | CLONE_NEWNS), then unshare(CLONE_NEWNS)";
+    case kIdMaps:
+      return "map this user's ids into a new user namespace";
+    case kFsopen:
+      return "fsopen(\"tmpfs\")";
+    case kHugeOption:
+      return "set the tmpfs options huge=always, size=0, mode=0700";
+    case kCreate:
+      return "create the tmpfs";
+    case kFsmount:
+      return "fsmount the tmpfs";
+    default:
+      return "hand the tmpfs back";
+  }
+}
+
+bool write_text(const char* path, const char* text) noexcept {
+  const FileDescriptor file = FileDescriptor::adopt(::open(path, O_WRONLY | O_CLOEXEC));
+  return file && write_whole(file.get(), text, std::strlen(text));
+}
+
+// The helper's body: system calls only (spawn.hpp). The id maps make this user own the tmpfs's files
+// inside the new user namespace as outside; without them the kernel refuses to create any
+// (EOVERFLOW). Root where user namespaces are refused still has CLONE_NEWNS alone.
+HelperReport make_tmpfs_in_new_namespaces(int socket, const char* uid_map, const char* gid_map) noexcept {
+  const bool own_user_namespace = ::unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0;
+  if (!own_user_namespace) {
+    const int user_namespace_error = errno;
+    if (::unshare(CLONE_NEWNS) != 0) return {kNamespaces, user_namespace_error};
+  } else if (!write_text("/proc/self/setgroups", "deny") || !write_text("/proc/self/uid_map", uid_map) ||
+             !write_text("/proc/self/gid_map", gid_map)) {
+    return {kIdMaps, errno};
+  }
+  const FileDescriptor context = FileDescriptor::adopt(::fsopen("tmpfs", FSOPEN_CLOEXEC));
+  if (!context) return {kFsopen, errno};
+  // size 0: no limit of the tmpfs's own, as the kernel's internal one has none; the memory is the
+  // arena's, limited as any process's memory is.
+  if (::fsconfig(context.get(), FSCONFIG_SET_STRING, "huge", "always", 0) != 0 ||
+      ::fsconfig(context.get(), FSCONFIG_SET_STRING, "size", "0", 0) != 0 ||
+      ::fsconfig(context.get(), FSCONFIG_SET_STRING, "mode", "0700", 0) != 0) {
+    return {kHugeOption, errno};
+  }
+  if (::fsconfig(context.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) return {kCreate, errno};
+  const FileDescriptor root = FileDescriptor::adopt(
+      ::fsmount(context.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+  if (!root) return {kFsmount, errno};
+
+  ReportMessage message;
+  message.report = {kMade, 0};
+  cmsghdr* header = CMSG_FIRSTHDR(&message.header);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  const int descriptor = root.get();
+  std::memcpy(CMSG_DATA(header), &descriptor, sizeof(descriptor));
+  if (::sendmsg(socket, &message.header, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(HelperReport))) {
+    return {kSend, errno};
+  }
+  return message.report;
+}
+
+OwnTmpfs make_own_tmpfs() {
+  OwnTmpfs tmpfs;
+  try {
+    std::array<int, 2> ends{};
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends.data()) != 0) {
+      tmpfs.failure = fmt::format("socketpair: {}", std::strerror(errno));
+      return tmpfs;
+    }
+    const FileDescriptor ours = FileDescriptor::adopt(ends[0]);
+    FileDescriptor theirs = FileDescriptor::adopt(ends[1]);
+    // Formatted before fork: the child makes system calls only.
+    const std::string uid_map = fmt::format("{0} {0} 1", ::getuid());
+    const std::string gid_map = fmt::format("{0} {0} 1", ::getgid());
+    SpawnOptions options;
+    options.keep_descriptors = {theirs.get()};
+    ChildProcess helper = spawn("the helper that makes mpdemo's tmpfs", options, [&]() noexcept {
+      const HelperReport report = make_tmpfs_in_new_namespaces(theirs.get(), uid_map.c_str(), gid_map.c_str());
+      if (report.step != kMade) write_whole(theirs.get(), &report, sizeof(report));
+      return report.step;
+    });
+    theirs.reset();
+
+    // A helper that hangs must not hang the program (it takes about a fork's time): give up after 2 s.
+    const timeval patience{2, 0};
+    ::setsockopt(ours.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience));
+    ReportMessage message;
+    const HelperReport& report = message.report;
+    const ssize_t received = retry_on_eintr([&] { return ::recvmsg(ours.get(), &message.header, MSG_CMSG_CLOEXEC); });
+    const int receive_error = errno;
+    const ExitStatus ended = helper.wait_or_kill(std::chrono::seconds(1));
+    if (const cmsghdr* header = CMSG_FIRSTHDR(&message.header);
+        received == static_cast<ssize_t>(sizeof(report)) && header != nullptr && header->cmsg_type == SCM_RIGHTS) {
+      std::memcpy(&tmpfs.root, CMSG_DATA(header), sizeof(int));
+      return tmpfs;
+    }
+    if (received == static_cast<ssize_t>(sizeof(report))) {
+      tmpfs.failure = fmt::format("{}: {}", step_text(report.step), std::strerror(report.error));
+    } else {
+      tmpfs.failure = fmt::format("the helper sent nothing ({}; it {})",
+                                  received < 0 ? std::strerror(receive_error) : "end of file", ended.str());
+    }
+  } catch (const std::exception& e) {  // fork refused: the arena still has the system's shared memory
+    tmpfs.failure = e.what();
+  }
+  return tmpfs;
+}
+
+}  // namespace
+
+const OwnTmpfs& own_tmpfs() {
+  static const OwnTmpfs tmpfs = make_own_tmpfs();
+  return tmpfs;
 }
 
 void ask_for_huge_pages(void* begin, std::size_t bytes) noexcept {

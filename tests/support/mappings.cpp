@@ -18,6 +18,11 @@ MappingFacts mapping_holding(const void* address) {
     std::istringstream header(line);
     if (header >> std::hex >> begin >> dash >> end && dash == '-') {  // a mapping's first line
       inside = begin <= wanted && wanted < end;
+      if (inside) {  // begin-end perms offset device inode [name, which may hold spaces]
+        std::string skipped;
+        header >> skipped >> skipped >> skipped >> skipped;
+        std::getline(header >> std::ws, facts.name);
+      }
       continue;
     }
     if (!inside) continue;

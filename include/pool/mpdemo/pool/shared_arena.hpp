@@ -3,6 +3,7 @@
 #pragma once
 
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/shared_memory.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -15,8 +16,9 @@
 
 namespace mpdemo {
 
-/// One anonymous shared mapping (Boost.Interprocess `anonymous_shared_memory`), reserved once and
-/// carved up with Boost's best-fit allocator (`managed_external_buffer`).
+/// One shared mapping (SharedMapping: anonymous shared memory, or an unnamed file on mpdemo's own tmpfs
+/// where only that gives 2 MiB pages), reserved once and carved up with Boost's best-fit allocator
+/// (Boost.Interprocess `managed_external_buffer`).
 ///
 /// Why one large reservation: a mapping made before `fork` is inherited by every worker at the same
 /// address, with nothing named to clean up after a crash; one made later is invisible to workers that
@@ -47,6 +49,8 @@ class SharedArena {
 
   bool contains(const void* pointer, std::size_t bytes) const noexcept;
   std::size_t capacity() const noexcept;
+  /// Where its pages come from (huge_pages() says which gives 2 MiB pages).
+  SharedMemorySource source() const noexcept;
   std::size_t free_bytes() const;
 
   /// Freed blocks at least this large are punched out (MADV_REMOVE): memory returns to the system at

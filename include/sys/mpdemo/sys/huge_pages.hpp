@@ -1,5 +1,6 @@
-// HugePages: whether this kernel backs private and shared memory with 2 MiB pages, and the one call
-// that asks for them.
+// HugePages: whether this kernel backs private and shared memory with 2 MiB pages, the one call that
+// asks for them, and the tmpfs of mpdemo's own that gets them for shared memory where the system's
+// shared memory gets none.
 #pragma once
 
 #include <cstddef>
@@ -20,12 +21,40 @@ struct HugePages {
   std::string private_setting;
   /// "always", "within_size", "advise", "never", "deny" or "force"; empty where the file is missing.
   std::string shared_setting;
+  /// Whether the pools' arenas take their pages from mpdemo's own tmpfs (own_tmpfs()), because the
+  /// system's shared memory gets no huge pages and that tmpfs could be made.
+  bool own_tmpfs = false;
+  /// Why not, where the system's shared memory gets no huge pages and own_tmpfs is false: "mpdemo could
+  /// not make its own tmpfs: ..." or "mpdemo's own tmpfs is turned off (MPDEMO_OWN_TMPFS=0)".
+  std::string own_tmpfs_failure{};
+
   /// Whether memory that asks (ask_for_huge_pages) gets huge pages where it covers whole 2 MiB spans.
   bool private_offered() const noexcept;
   bool shared_offered() const noexcept;
+  /// Whether the pools' arenas get huge pages: from the system's shared memory, or from own_tmpfs.
+  bool arena_huge() const noexcept { return shared_offered() || own_tmpfs; }
 };
-/// Reads both settings now.
+/// Reads both settings now; where shared memory gets no huge pages, makes own_tmpfs() (once per process)
+/// unless MPDEMO_OWN_TMPFS=0, and says whether the arenas use it.
 HugePages huge_pages();
+
+/// Set to 0, the arenas never use own_tmpfs(): their pages are the system's anonymous shared memory, as
+/// shmem_enabled says (how to compare the two on one machine).
+inline constexpr const char* kOwnTmpfsVariable = "MPDEMO_OWN_TMPFS";
+
+/// A tmpfs of mpdemo's own, mounted with huge=always and attached nowhere (fsopen/fsmount, Linux 5.2):
+/// shmem_enabled governs only the kernel's internal mount, behind anonymous shared memory, while a
+/// tmpfs's own huge= option is its mounter's choice. Nobody needs root for it: a short-lived child
+/// enters a user and a mount namespace of its own (unprivileged, where the kernel allows user
+/// namespaces, as Debian's does), makes the mount and hands its root back over a socket; then it exits,
+/// and the namespaces with it. Nothing is visible in any mount table, and the memory returns to the
+/// system when the last mapping of it goes. Changes no system setting; shmem_enabled=deny still wins.
+struct OwnTmpfs {
+  int root = -1;        ///< the mount's root (an O_PATH descriptor, close-on-exec), or -1 if none was made
+  std::string failure;  ///< what failed, where root is -1 ("unshare(CLONE_NEWUSER | CLONE_NEWNS): ...")
+};
+/// Made on first call, once per process (about a fork's cost), then kept.
+const OwnTmpfs& own_tmpfs();
 /// The selected word of a transparent_hugepage setting file's text ("always [advise] never" gives
 /// "advise"); empty if no word is in brackets.
 std::string selected_setting(std::string_view text);
