@@ -1,6 +1,7 @@
 #include "mpdemo/pool/process_pool.hpp"
 
 #include "mpdemo/lab/kernels.hpp"
+#include "mpdemo/sys/huge_pages.hpp"
 #include "mpdemo/sys/topology.hpp"
 
 #include "support/expected.hpp"
@@ -320,6 +321,26 @@ TEST(SharedArena, AsksForHugePagesAndGetsThemWhereTheKernelOffersThem) {
   // pages when it finds no free 2 MiB of memory, so one more huge page is what can be demanded.
   EXPECT_GE(mpdemo::testing::mapping_holding(block.data()).shmem_pmd_mapped_kb, around_the_header + 2048)
       << "from " << mpdemo::describe(arena->source());
+
+  // Freeing a block of kTrimThreshold or more gives back its whole 2 MiB spans, and only those:
+  // punching out part of a huge page would split it, the neighbouring blocks' half included.
+  mpdemo::SharedArray<std::byte> large(arena, mpdemo::SharedArena::kTrimThreshold + (std::size_t{3} << 20));
+  mpdemo::SharedArray<std::byte> after(arena, kSmallBytes);
+  std::fill(large.begin(), large.end(), std::byte{1});
+  std::fill(after.begin(), after.end(), std::byte{1});
+  const auto begin = reinterpret_cast<std::uintptr_t>(large.data());
+  const std::uintptr_t first_whole =
+      (begin + mpdemo::kHugePageBytes - 1) / mpdemo::kHugePageBytes * mpdemo::kHugePageBytes;
+  const std::uintptr_t end_whole = (begin + large.size()) / mpdemo::kHugePageBytes * mpdemo::kHugePageBytes;
+  ASSERT_TRUE(first_whole != begin || end_whole != begin + large.size()) << "the test needs a block edge inside a span";
+  const std::size_t whole_kb = (end_whole - first_whole) / 1024;
+  const std::size_t before_kb = mpdemo::testing::mapping_holding(after.data()).shmem_pmd_mapped_kb;
+  large = {};
+  const std::size_t after_kb = mpdemo::testing::mapping_holding(after.data()).shmem_pmd_mapped_kb;
+  EXPECT_LT(after_kb, before_kb) << "the freed block's memory went back to the system";
+  EXPECT_GE(after_kb + whole_kb, before_kb) << "no more than its whole spans: its neighbours' huge pages stay whole";
+  EXPECT_TRUE(std::all_of(block.begin(), block.end(), [](std::byte b) { return b == std::byte{1}; }));
+  EXPECT_TRUE(std::all_of(after.begin(), after.end(), [](std::byte b) { return b == std::byte{1}; }));
 }
 
 }  // namespace

@@ -7,10 +7,13 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <array>
@@ -20,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <system_error>
 
 namespace mpdemo {
@@ -59,6 +63,15 @@ HugePages huge_pages() {
     pages.own_tmpfs_failure = fmt::format("mpdemo's own tmpfs is turned off ({}=0)", kOwnTmpfsVariable);
     return pages;
   }
+  if (std::ifstream policy("/proc/sys/vm/overcommit_memory"); policy && policy.get() == '2') {
+    // A tmpfs file's pages are committed one by one as they are touched, and the one past the limit
+    // would be a SIGBUS in whichever process touched it; anonymous shared memory is committed, or
+    // refused, when it is mapped, which the arena can answer by asking for less.
+    pages.own_tmpfs_failure =
+        "mpdemo's own tmpfs is not used under strict overcommit (vm.overcommit_memory=2): its pages would be "
+        "committed only when touched";
+    return pages;
+  }
   const OwnTmpfs& tmpfs = own_tmpfs();
   pages.own_tmpfs = tmpfs.root >= 0;
   if (!pages.own_tmpfs) pages.own_tmpfs_failure = "mpdemo could not make its own tmpfs: " + tmpfs.failure;
@@ -80,8 +93,13 @@ struct ReportMessage {
   HelperReport report{kSend, 0};
   iovec payload{&report, sizeof(report)};
   alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr header{nullptr, 0, &payload, 1, control.data(), control.size(), 0};
-  ReportMessage() = default;
+  msghdr header{};
+  ReportMessage() noexcept {
+    header.msg_iov = &payload;
+    header.msg_iovlen = 1;
+    header.msg_control = control.data();
+    header.msg_controllen = control.size();
+  }
   ReportMessage(const ReportMessage&) = delete;  // points into itself
   ReportMessage& operator=(const ReportMessage&) = delete;
 };
@@ -100,8 +118,10 @@ const char* step_text(int step) {
       return "create the tmpfs";
     case kFsmount:
       return "fsmount the tmpfs";
-    default:
+    case kSend:
       return "hand the tmpfs back";
+    default:
+      return "the helper's answer";
   }
 }
 
@@ -161,8 +181,10 @@ OwnTmpfs make_own_tmpfs() {
     const FileDescriptor ours = FileDescriptor::adopt(ends[0]);
     FileDescriptor theirs = FileDescriptor::adopt(ends[1]);
     // Formatted before fork: the child makes system calls only.
-    const std::string uid_map = fmt::format("{0} {0} 1", ::getuid());
-    const std::string gid_map = fmt::format("{0} {0} 1", ::getgid());
+    // The effective ids: the ones files are created with, and the only ones an unprivileged process
+    // may map.
+    const std::string uid_map = fmt::format("{0} {0} 1", ::geteuid());
+    const std::string gid_map = fmt::format("{0} {0} 1", ::getegid());
     SpawnOptions options;
     options.keep_descriptors = {theirs.get()};
     ChildProcess helper = spawn("the helper that makes mpdemo's tmpfs", options, [&]() noexcept {
@@ -180,16 +202,28 @@ OwnTmpfs make_own_tmpfs() {
     const ssize_t received = retry_on_eintr([&] { return ::recvmsg(ours.get(), &message.header, MSG_CMSG_CLOEXEC); });
     const int receive_error = errno;
     const ExitStatus ended = helper.wait_or_kill(std::chrono::seconds(1));
+    // Whatever descriptor arrived is ours to close unless it is the tmpfs's root.
+    FileDescriptor root;
     if (const cmsghdr* header = CMSG_FIRSTHDR(&message.header);
-        received == static_cast<ssize_t>(sizeof(report)) && header != nullptr && header->cmsg_type == SCM_RIGHTS) {
-      std::memcpy(&tmpfs.root, CMSG_DATA(header), sizeof(int));
-      return tmpfs;
+        received > 0 && header != nullptr && header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS &&
+        header->cmsg_len == CMSG_LEN(sizeof(int))) {
+      int descriptor = -1;
+      std::memcpy(&descriptor, CMSG_DATA(header), sizeof(int));
+      root = FileDescriptor::adopt(descriptor);
     }
-    if (received == static_cast<ssize_t>(sizeof(report))) {
+    struct statfs filesystem {};
+    if (received == static_cast<ssize_t>(sizeof(report)) && report.step == kMade && root &&
+        ::fstatfs(root.get(), &filesystem) == 0 && filesystem.f_type == TMPFS_MAGIC) {
+      tmpfs.root = root.release();
+    } else if ((message.header.msg_flags & MSG_CTRUNC) != 0) {
+      tmpfs.failure = "receive the tmpfs's root: the descriptor was refused (at the open-files limit?)";
+    } else if (received == static_cast<ssize_t>(sizeof(report)) && report.step != kMade) {
       tmpfs.failure = fmt::format("{}: {}", step_text(report.step), std::strerror(report.error));
+    } else if (received < 0 && (receive_error == EAGAIN || receive_error == EWOULDBLOCK)) {
+      tmpfs.failure = fmt::format("the helper gave no answer within 2 s (it {})", ended.str());
     } else {
-      tmpfs.failure = fmt::format("the helper sent nothing ({}; it {})",
-                                  received < 0 ? std::strerror(receive_error) : "end of file", ended.str());
+      tmpfs.failure = fmt::format("the helper's answer was not a tmpfs ({}; it {})",
+                                  received < 0 ? std::strerror(receive_error) : "no descriptor", ended.str());
     }
   } catch (const std::exception& e) {  // fork refused: the arena still has the system's shared memory
     tmpfs.failure = e.what();
@@ -199,14 +233,43 @@ OwnTmpfs make_own_tmpfs() {
 
 }  // namespace
 
+namespace {
+// The tmpfs this process holds, and what its root descriptor is, to tell it from a number reused since.
+struct MadeTmpfs {
+  OwnTmpfs tmpfs;
+  bool tried = false;
+  dev_t device = 0;
+  ino_t inode = 0;
+};
+
+bool still_open(const MadeTmpfs& made) noexcept {
+  struct stat now {};
+  return ::fstat(made.tmpfs.root, &now) == 0 && now.st_dev == made.device && now.st_ino == made.inode;
+}
+}  // namespace
+
 const OwnTmpfs& own_tmpfs() {
-  static const OwnTmpfs tmpfs = make_own_tmpfs();
-  return tmpfs;
+  // Once per process, and checked on every call (one fstat): spawn closes every descriptor in its
+  // children, and a program may close descriptors it did not open (a daemon does), after which the
+  // number could name another directory. Made again then; a failure is not retried, in children either.
+  // (A thread making it while another forks leaves the mutex locked in that child: only a child that
+  // then asks again would wait.)
+  static std::mutex creation;
+  static MadeTmpfs made;
+  const std::lock_guard lock(creation);
+  if (!made.tried || (made.tmpfs.root >= 0 && !still_open(made))) {
+    made = MadeTmpfs{make_own_tmpfs(), true};
+    struct stat root {};
+    if (made.tmpfs.root >= 0 && ::fstat(made.tmpfs.root, &root) == 0) {
+      made.device = root.st_dev;
+      made.inode = root.st_ino;
+    }
+  }
+  return made.tmpfs;
 }
 
 void ask_for_huge_pages(void* begin, std::size_t bytes) noexcept {
-  constexpr std::size_t kHugePage = std::size_t{2} << 20;
-  if (bytes < kHugePage) return;
+  if (bytes < kHugePageBytes) return;
   // madvise wants a page-aligned start: the whole pages inside the range.
   const std::size_t page = page_size();
   const auto first = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;

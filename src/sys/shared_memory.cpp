@@ -7,7 +7,11 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstdint>
+#include <optional>
 #include <system_error>
 #include <utility>
 
@@ -38,6 +42,11 @@ void* map_source(std::size_t bytes, SharedMemorySource source) {
   // An unnamed file: nothing to clean up after a crash; the mapping keeps it alive once it is closed.
   const FileDescriptor file = FileDescriptor::adopt(::openat(tmpfs.root, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
   if (!file) throw_mapping_error(bytes, source, "open an unnamed file");
+  // A file larger than the file-size limit (ulimit -f) would be SIGXFSZ, which kills, not an error.
+  if (const std::optional<std::uint64_t> limit = soft_limit(RLIMIT_FSIZE); limit && bytes > *limit) {
+    errno = EFBIG;
+    throw_mapping_error(bytes, source, fmt::format("larger than the file-size limit (ulimit -f: {} bytes)", *limit));
+  }
   if (::ftruncate(file.get(), static_cast<off_t>(bytes)) != 0) throw_mapping_error(bytes, source, "ftruncate");
   void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, file.get(), 0);
   if (mapped == MAP_FAILED) throw_mapping_error(bytes, source, "mmap");

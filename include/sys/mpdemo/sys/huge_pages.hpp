@@ -34,6 +34,9 @@ struct HugePages {
   /// Whether the pools' arenas get huge pages: from the system's shared memory, or from own_tmpfs.
   bool arena_huge() const noexcept { return shared_offered() || own_tmpfs; }
 };
+/// A transparent huge page on x86-64, the size mpdemo asks for and aligns to.
+inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+
 /// Reads both settings now; where shared memory gets no huge pages, makes own_tmpfs() (once per process)
 /// unless MPDEMO_OWN_TMPFS=0, and says whether the arenas use it.
 HugePages huge_pages();
@@ -53,7 +56,8 @@ struct OwnTmpfs {
   int root = -1;        ///< the mount's root (an O_PATH descriptor, close-on-exec), or -1 if none was made
   std::string failure;  ///< what failed, where root is -1 ("unshare(CLONE_NEWUSER | CLONE_NEWNS): ...")
 };
-/// Made on first call, once per process (about a fork's cost), then kept.
+/// Made on first call, once per process (about a fork's cost), then kept; made again in a child whose
+/// parent's root descriptor did not survive the fork (spawn closes them).
 const OwnTmpfs& own_tmpfs();
 /// The selected word of a transparent_hugepage setting file's text ("always [advise] never" gives
 /// "advise"); empty if no word is in brackets.
