@@ -39,15 +39,26 @@ std::string mount_table() {
   return text.str();
 }
 
+// shmem_enabled's selected word, read without huge_pages(), which would make own_tmpfs() here.
+std::string shared_setting() {
+  std::ifstream file(mpdemo::HugePages::kSharedSettingFile);
+  std::string line;
+  std::getline(file, line);
+  return mpdemo::selected_setting(line);
+}
+
 TEST(OwnTmpfs, GivesSharedMemoryInHugePagesAndLeavesNothingMountedOrRunning) {
+  if (shared_setting().empty()) GTEST_SKIP() << "this kernel has no transparent huge pages: tmpfs refuses huge=";
   const std::string mounts_before = mount_table();
-  const mpdemo::OwnTmpfs& tmpfs = mpdemo::own_tmpfs();
+  const mpdemo::OwnTmpfs tmpfs = mpdemo::own_tmpfs();
   EXPECT_TRUE(mpdemo::testing::children_of(::getpid()).empty()) << "the helper was left running or unreaped";
   EXPECT_EQ(mount_table(), mounts_before) << "the tmpfs is attached nowhere, in no namespace this process sees";
   if (tmpfs.root < 0) {
-    // Only the machine may refuse: namespaces (a container's seccomp filter, user.max_user_namespaces)
-    // or the new mount API (a kernel before 5.2). Any later step failing is mpdemo's bug.
-    EXPECT_THAT(tmpfs.failure, ::testing::AnyOf(HasSubstr("unshare("), HasSubstr("fsopen(")));
+    // Only the machine may refuse: namespaces (a container's seccomp filter, user.max_user_namespaces),
+    // the id maps (AppArmor's restriction of unprivileged user namespaces, as on Ubuntu from 23.10) or
+    // the new mount API (a kernel before 5.2). Any later step failing is mpdemo's bug.
+    EXPECT_THAT(tmpfs.failure,
+                ::testing::AnyOf(HasSubstr("unshare("), HasSubstr("map this user's ids"), HasSubstr("fsopen(")));
     GTEST_SKIP() << "no tmpfs of mpdemo's own on this machine: " << tmpfs.failure;
   }
   EXPECT_TRUE(tmpfs.failure.empty()) << tmpfs.failure;
@@ -147,11 +158,7 @@ mpdemo::testing::ProgramResult run_mpdemo_refused_unshare(const std::vector<std:
 }
 
 TEST(OwnTmpfs, WhereNamespacesAreRefusedTheReasonIsGivenAndTheSystemsSharedMemoryServes) {
-  // Read without huge_pages(), which would make own_tmpfs() here for nothing.
-  std::ifstream setting_file(mpdemo::HugePages::kSharedSettingFile);
-  std::string setting_line;
-  std::getline(setting_file, setting_line);
-  const std::string setting = mpdemo::selected_setting(setting_line);
+  const std::string setting = shared_setting();
   if (setting.empty() || setting == "deny" ||
       mpdemo::HugePages{.private_setting = "", .shared_setting = setting}.shared_offered()) {
     GTEST_SKIP() << "mpdemo makes no tmpfs of its own where shmem_enabled is " << setting;

@@ -72,7 +72,7 @@ HugePages huge_pages() {
         "committed only when touched";
     return pages;
   }
-  const OwnTmpfs& tmpfs = own_tmpfs();
+  const OwnTmpfs tmpfs = own_tmpfs();
   pages.own_tmpfs = tmpfs.root >= 0;
   if (!pages.own_tmpfs) pages.own_tmpfs_failure = "mpdemo could not make its own tmpfs: " + tmpfs.failure;
   return pages;
@@ -223,7 +223,10 @@ OwnTmpfs make_own_tmpfs() {
       tmpfs.failure = fmt::format("the helper gave no answer within 2 s (it {})", ended.str());
     } else {
       tmpfs.failure = fmt::format("the helper's answer was not a tmpfs ({}; it {})",
-                                  received < 0 ? std::strerror(receive_error) : "no descriptor", ended.str());
+                                  received < 0 ? std::strerror(receive_error)
+                                  : root       ? "a descriptor of something else"
+                                               : "no descriptor",
+                                  ended.str());
     }
   } catch (const std::exception& e) {  // fork refused: the arena still has the system's shared memory
     tmpfs.failure = e.what();
@@ -248,7 +251,7 @@ bool still_open(const MadeTmpfs& made) noexcept {
 }
 }  // namespace
 
-const OwnTmpfs& own_tmpfs() {
+OwnTmpfs own_tmpfs() {
   // Once per process, and checked on every call (one fstat): spawn closes every descriptor in its
   // children, and a program may close descriptors it did not open (a daemon does), after which the
   // number could name another directory. Made again then; a failure is not retried, in children either.
@@ -263,9 +266,13 @@ const OwnTmpfs& own_tmpfs() {
     if (made.tmpfs.root >= 0 && ::fstat(made.tmpfs.root, &root) == 0) {
       made.device = root.st_dev;
       made.inode = root.st_ino;
+    } else if (made.tmpfs.root >= 0) {  // unrecognisable later: give it up now rather than leak it then
+      made.tmpfs.failure = fmt::format("fstat the tmpfs's root: {}", std::strerror(errno));
+      ::close(made.tmpfs.root);
+      made.tmpfs.root = -1;
     }
   }
-  return made.tmpfs;
+  return made.tmpfs;  // a copy, made under the lock: another thread may make it again
 }
 
 void ask_for_huge_pages(void* begin, std::size_t bytes) noexcept {

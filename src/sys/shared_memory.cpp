@@ -33,7 +33,7 @@ void* map_source(std::size_t bytes, SharedMemorySource source) {
     if (mapped == MAP_FAILED) throw_mapping_error(bytes, source, "mmap");
     return mapped;
   }
-  const OwnTmpfs& tmpfs = own_tmpfs();
+  const OwnTmpfs tmpfs = own_tmpfs();
   if (tmpfs.root < 0) {
     throw std::system_error(
         std::make_error_code(std::errc::operation_not_supported),

@@ -53,12 +53,13 @@ inline constexpr const char* kOwnTmpfsVariable = "MPDEMO_OWN_TMPFS";
 /// and the namespaces with it. Nothing is visible in any mount table, and the memory returns to the
 /// system when the last mapping of it goes. Changes no system setting; shmem_enabled=deny still wins.
 struct OwnTmpfs {
-  int root = -1;        ///< the mount's root (an O_PATH descriptor, close-on-exec), or -1 if none was made
+  int root = -1;        ///< the mount's root (close-on-exec; mpdemo's: never close it), or -1 if none was made
   std::string failure;  ///< what failed, where root is -1 ("unshare(CLONE_NEWUSER | CLONE_NEWNS): ...")
 };
-/// Made on first call, once per process (about a fork's cost), then kept; made again in a child whose
-/// parent's root descriptor did not survive the fork (spawn closes them).
-const OwnTmpfs& own_tmpfs();
+/// Made on first call, once per process (about a fork's cost), then kept, and made again if its root
+/// descriptor has gone since (spawn closes every descriptor in its children; a daemon may close them
+/// too). A failure is not retried. Returns a copy: another thread may make it again meanwhile.
+OwnTmpfs own_tmpfs();
 /// The selected word of a transparent_hugepage setting file's text ("always [advise] never" gives
 /// "advise"); empty if no word is in brackets.
 std::string selected_setting(std::string_view text);
