@@ -7,9 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include <elf.h>
 #include <fcntl.h>
+#include <link.h>
 #include <sched.h>
 #include <unistd.h>
+#include <algorithm>
 #include <array>
 #include <string>
 #include <system_error>
@@ -73,6 +76,66 @@ TEST(Spawn, TheChildKeepsOnlyTheDescriptorsItWasGiven) {
   EXPECT_EQ(open[0], 1) << "the kept descriptor was closed";
   EXPECT_EQ(open[1], 0) << "a descriptor the child was not given stayed open";
   EXPECT_TRUE(child.wait().success());
+}
+
+TEST(Spawn, TheChildKeepsDescriptorsGivenInAnyOrderAndClosesThoseBetweenThem) {
+  std::array<mpdemo::Pipe, 4> pipes{mpdemo::Pipe::create(), mpdemo::Pipe::create(), mpdemo::Pipe::create(),
+                                    mpdemo::Pipe::create()};
+  std::array<int, 8> fds{};
+  for (std::size_t i = 0; i < pipes.size(); ++i) {
+    fds[2 * i] = pipes[i].read_end.get();
+    fds[2 * i + 1] = pipes[i].write_end.get();
+  }
+  std::sort(fds.begin(), fds.end());
+  // Every other descriptor kept, highest first: those between the kept ones must still be closed.
+  mpdemo::SpawnOptions options;
+  for (std::size_t i = fds.size(); i >= 2; i -= 2) options.keep_descriptors.push_back(fds[i - 1]);
+  mpdemo::Pipe report = mpdemo::Pipe::create();
+  options.keep_descriptors.push_back(report.write_end.get());
+  const int out = report.write_end.get();
+  mpdemo::ChildProcess child = mpdemo::spawn("a child", options, [fds, out]() noexcept {
+    std::array<int, 8> open{};
+    for (std::size_t i = 0; i < fds.size(); ++i) open[i] = ::fcntl(fds[i], F_GETFD) != -1;
+    return mpdemo::write_whole(out, open.data(), sizeof open) ? 0 : 1;
+  });
+  report.write_end.reset();
+  std::array<int, 8> open{};
+  ASSERT_EQ(mpdemo::read_whole(report.read_end.get(), open.data(), sizeof open), mpdemo::ReadOutcome::complete);
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    EXPECT_EQ(open[i], i % 2 == 1 ? 1 : 0) << "descriptor " << fds[i] << (i % 2 == 1 ? " was kept" : " was not kept");
+  }
+  EXPECT_TRUE(child.wait().success());
+}
+
+// A child that calls a function its parent never called would have the dynamic linker resolve it,
+// walking symbol tables the child has not mapped: page faults, in every worker of every fresh pool.
+// Linking mpdemo's sys layer binds every symbol when the program starts instead.
+TEST(Spawn, AProgramLinkingTheLibraryBindsItsSymbolsBeforeItForks) {
+  bool bound_now = false;
+  bool found_main_program = false;
+  struct Result {
+    bool* bound_now;
+    bool* found;
+  } result{&bound_now, &found_main_program};
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* data) {
+        auto* out = static_cast<Result*>(data);
+        *out->found = true;  // the first object listed is the program itself
+        for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
+          if (info->dlpi_phdr[i].p_type != PT_DYNAMIC) continue;
+          const auto* entry = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+          for (; entry->d_tag != DT_NULL; ++entry) {
+            if ((entry->d_tag == DT_FLAGS && (entry->d_un.d_val & DF_BIND_NOW) != 0) ||
+                (entry->d_tag == DT_FLAGS_1 && (entry->d_un.d_val & DF_1_NOW) != 0) || entry->d_tag == DT_BIND_NOW) {
+              *out->bound_now = true;
+            }
+          }
+        }
+        return 1;  // only the program
+      },
+      &result);
+  ASSERT_TRUE(found_main_program);
+  EXPECT_TRUE(bound_now) << "this test program was linked for lazy binding (no -z now)";
 }
 
 TEST(ReadWhole, TellsACompleteMessageFromNoneAndFromATornOne) {

@@ -87,84 +87,98 @@ Dispatcher::~Dispatcher() { stop(); }
 // ---- Workers ----------------------------------------------------------------------------------
 
 void Dispatcher::start_missing() {
-  // All forked first, then each waited for: a worker's own start-up (its first page faults, its
-  // pinning, the initializer) overlaps the next one's fork instead of following it.
-  std::vector<std::size_t> launched;
+  // Everything the forks need is made first, then all are forked, then each is waited for. A worker's
+  // own start-up (its first page faults, its pinning, the initializer) overlaps the next one's fork
+  // instead of following it; and between two forks the master writes as little as it can, since
+  // after the first fork every page it writes is copied (a fault each, ~0.5 ms a worker on a VM).
+  std::vector<Launch> launches;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (workers_[i].process.running()) continue;
+    if (!workers_[i].process.running()) launches.push_back(prepare_launch(i));
+  }
+  for (std::size_t k = 0; k < launches.size(); ++k) {
     try {
-      launch_worker(i);
+      launch_worker(launches[k]);
     } catch (...) {
-      for (const std::size_t other : launched) discard(other);
+      for (std::size_t earlier = 0; earlier < k; ++earlier) discard(launches[earlier].index);
       throw;
     }
-    launched.push_back(i);
   }
-  for (std::size_t k = 0; k < launched.size(); ++k) {
+  for (std::size_t k = 0; k < launches.size(); ++k) {
     try {
-      await_ready(launched[k]);
+      await_ready(launches[k].index);
     } catch (...) {
       // The others' "ready" would be read later as an answer: they go too, and are forked again next time.
-      for (std::size_t later = k + 1; later < launched.size(); ++later) discard(launched[later]);
+      for (std::size_t later = k + 1; later < launches.size(); ++later) discard(launches[later].index);
       throw;
     }
   }
 }
 
 void Dispatcher::start_worker(std::size_t index) {
-  launch_worker(index);
+  Launch launch = prepare_launch(index);
+  launch_worker(launch);
   await_ready(index);
 }
 
-void Dispatcher::launch_worker(std::size_t index) {
+Dispatcher::Launch Dispatcher::prepare_launch(std::size_t index) {
   WorkerSlot& slot = workers_[index];
   slot.close_task_side();
   slot.close_reply_side();
   slot.in_flight.clear();
   slot.tasks_handed = 0;
-  Pipe tasks = Pipe::create();
-  Pipe replies = Pipe::create();
-  // A fresh mailbox for every worker: nothing a dead one left half-written is read again.
+  Launch launch{index, Pipe::create(), Pipe::create(), {}, {}, {}};
+  // A fresh mailbox for every worker: nothing a dead one left half-written is read again. The other
+  // workers of its batch inherit the mapping, as every worker inherits the arena: sharing memory is
+  // what they do, and only this worker and the master are told where its mailbox is.
   slot.mailbox = settings_.mailboxes ? MailboxMapping::create() : MailboxMapping();
-  Pipe task_bell;
-  Pipe reply_bell;
   if (settings_.mailboxes) {
-    task_bell = Pipe::create();
-    reply_bell = Pipe::create();
+    launch.task_bell = Pipe::create();
+    launch.reply_bell = Pipe::create();
   }
   // A new process: none of the arrays' pages are in its page tables yet.
   for (auto& [arrays, remembered] : localities_) remembered.locality->forget(index);
-  SpawnOptions options;
+  SpawnOptions& options = launch.options;
   options.cpu = slot.cpu;
   // Ctrl-C and a group-wide SIGTERM reach every process in the group. A worker must not die half-way
   // through a chunk on its own: the master decides, and stops the workers itself.
   options.ignore_interrupts = true;
   // Only its own pipe ends: another worker's, inherited because the master held them at fork time,
   // would hide that worker's death from the master.
-  options.keep_descriptors = {tasks.read_end.get(), replies.write_end.get()};
+  options.keep_descriptors = {launch.tasks.read_end.get(), launch.replies.write_end.get()};
   if (settings_.mailboxes) {
-    options.keep_descriptors.push_back(task_bell.read_end.get());
-    options.keep_descriptors.push_back(reply_bell.write_end.get());
+    options.keep_descriptors.push_back(launch.task_bell.read_end.get());
+    options.keep_descriptors.push_back(launch.reply_bell.write_end.get());
   }
-  const WorkerSetup setup{tasks.read_end.get(),     replies.write_end.get(),    slot.mailbox.get(),
-                          task_bell.read_end.get(), reply_bell.write_end.get(), settings_.spin,
+  return launch;
+}
+
+void Dispatcher::launch_worker(Launch& launch) {
+  WorkerSlot& slot = workers_[launch.index];
+  const WorkerSetup setup{launch.tasks.read_end.get(),
+                          launch.replies.write_end.get(),
+                          slot.mailbox.get(),
+                          launch.task_bell.read_end.get(),
+                          launch.reply_bell.write_end.get(),
+                          settings_.spin,
                           settings_.initializer};
   slot.launched_ns = monotonic_ns();
-  slot.process =
-      mpdemo::spawn(fmt::format("worker {}", index), options, [&setup]() noexcept { return run_worker(setup); });
+  slot.process = mpdemo::spawn(fmt::format("worker {}", launch.index), launch.options,
+                               [&setup]() noexcept { return run_worker(setup); });
   // The master keeps only its own ends: from now on end-of-file on `replies` means exactly one
   // thing, that this worker is gone (and so a worker that dies before it is ready is noticed).
-  tasks.read_end.reset();
-  replies.write_end.reset();
-  slot.tasks = std::move(tasks.write_end);
-  slot.replies = std::move(replies.read_end);
+  launch.tasks.read_end.reset();
+  launch.replies.write_end.reset();
+  slot.tasks = std::move(launch.tasks.write_end);
+  slot.replies = std::move(launch.replies.read_end);
   if (Mailbox* mailbox = slot.mailbox.get()) {
     slot.task_ring = RingWriter<TaskMessage>(&mailbox->tasks);
     slot.reply_ring = RingReader<ReplyMessage>(&mailbox->replies);
-    slot.task_bell = std::move(task_bell.write_end);
-    slot.reply_bell = std::move(reply_bell.read_end);
+    slot.task_bell = std::move(launch.task_bell.write_end);
+    slot.reply_bell = std::move(launch.reply_bell.read_end);
   }
-}  // the worker's ends of the doorbells close here
+  launch.task_bell.read_end.reset();  // the worker's ends of the doorbells
+  launch.reply_bell.write_end.reset();
+}
 
 void Dispatcher::await_ready(std::size_t index) {
   WorkerSlot& slot = workers_[index];

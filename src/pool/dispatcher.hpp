@@ -17,6 +17,7 @@
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/trace.hpp"
 #include "pool_protocol.hpp"
 
@@ -143,8 +144,19 @@ class Dispatcher {
   // Workers.
   /// Forks the worker of `index` (launch_worker) and waits until it is ready (await_ready).
   void start_worker(std::size_t index);
-  /// Forks a worker into the empty slot `index`, with fresh pipes and mailbox.
-  void launch_worker(std::size_t index);
+  /// What a worker is forked with: its pipes, and what spawn keeps open for it.
+  struct Launch {
+    std::size_t index;
+    Pipe tasks;
+    Pipe replies;
+    Pipe task_bell;
+    Pipe reply_bell;
+    SpawnOptions options;
+  };
+  /// Empties slot `index` and makes its fresh pipes and mailbox, everything its fork needs.
+  Launch prepare_launch(std::size_t index);
+  /// Forks the worker `launch` was prepared for, and keeps the master's ends of its pipes.
+  void launch_worker(Launch& launch);
   /// Waits for the "ready" of the worker launched in `index`. Throws WorkerError if its initializer
   /// threw, std::runtime_error if it died or was not ready within start_timeout (it is then reaped).
   void await_ready(std::size_t index);
