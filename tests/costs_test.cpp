@@ -159,11 +159,12 @@ TEST(MeasureCosts, ReturnsEveryDocumentedRowWithFiguresAndALesson) {
   const std::vector<CostMeasurement> costs = mpdemo::measure_costs(options);
   std::vector<std::string> names;
   for (const CostMeasurement& cost : costs) names.push_back(cost.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"fork_small_parent", "fork_large_parent", "thread_start",
-                                             "pipe_round_trip_processes", "condvar_round_trip_threads",
-                                             "futex_round_trip_processes", "spin_round_trip_processes",
-                                             "context_switch_same_core", "context_switch_two_cores", "transfer_pipe",
-                                             "transfer_shared_memory", "page_write_after_fork", "page_write_owned"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{
+                "fork_small_parent", "fork_large_parent", "thread_start", "pipe_round_trip_processes",
+                "condvar_round_trip_threads", "futex_round_trip_processes", "spin_round_trip_processes",
+                "context_switch_same_core", "context_switch_two_cores", "transfer_pipe", "transfer_shared_memory",
+                "page_write_after_fork", "page_write_owned", "page_read_after_fork", "page_read_owned"}));
   for (const CostMeasurement& cost : costs) {
     SCOPED_TRACE(cost.name);
     EXPECT_FALSE(cost.unit.empty());
@@ -196,6 +197,21 @@ TEST(MeasureCosts, CarriesTheCopyOnWriteObservationsAndSizes) {
   EXPECT_NE(detail(cow, "value_before"), detail(cow, "value_written"));
   EXPECT_EQ(detail(find(costs, "fork_large_parent"), "parent_bytes"), static_cast<double>(options.large_parent_bytes));
   EXPECT_EQ(detail(find(costs, "transfer_pipe"), "bytes"), static_cast<double>(options.transfer_bytes));
+}
+
+// The child read what the parent wrote, every page of it, and the kernel took no fault for it: fork
+// copied the page tables of private memory that was present (a child faulting on each page would
+// mean the probe measured page faults, not reads).
+TEST(MeasureCosts, AChildReadsItsParentsPagesThroughCopiedPageTables) {
+  const mpdemo::CostOptions options = small_options();
+  const mpdemo::PageReadCosts reads = mpdemo::measure_page_reads_after_fork(options.page_probe_bytes, 3);
+  const std::uint64_t pages = (options.page_probe_bytes + mpdemo::page_size() - 1) / mpdemo::page_size();
+  EXPECT_EQ(reads.child_sum, pages * reads.value_written);
+  EXPECT_NE(reads.value_written, 0);
+  EXPECT_LT(reads.child_faults_per_page, 0.5);
+  expect_positive_and_finite(reads.first_read_in_child);
+  expect_positive_and_finite(reads.read_owned);
+  expect_no_children_left();
 }
 
 TEST(MeasureCosts, ASharedWordRoundTripsBetweenTwoProcessesAsleepOrAwake) {

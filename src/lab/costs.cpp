@@ -12,6 +12,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <algorithm>
@@ -170,6 +171,15 @@ class PrivateMemory {
   unsigned char* data() noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   std::size_t pages() const noexcept { return (size_ + page_size() - 1) / page_size(); }
+
+  /// One byte of every page, summed: the cheapest read that touches every page.
+  std::uint64_t read_every_page() const noexcept {
+    const volatile unsigned char* bytes = data_;  // the loads are the experiment
+    const std::size_t step = page_size();
+    std::uint64_t sum = 0;
+    for (std::size_t offset = 0; offset < size_; offset += step) sum += bytes[offset];
+    return sum;
+  }
 
   /// One byte per page: the cheapest write that makes every page present and this process's own.
   void write_every_page(unsigned char value) noexcept {
@@ -472,6 +482,49 @@ PageWriteCosts measure_page_writes_after_fork(std::size_t bytes, std::size_t rep
   return {Summary::of(first), Summary::of(owned)};
 }
 
+PageReadCosts measure_page_reads_after_fork(std::size_t bytes, std::size_t repeats) {
+  require_positive(repeats, "the number of repeats");
+  constexpr unsigned char kValue = 7;
+  PrivateMemory memory(bytes);
+  memory.write_every_page(kValue);
+  const auto pages = static_cast<double>(memory.pages());
+  PageReadCosts costs;
+  costs.value_written = kValue;
+  std::vector<double> in_child, owned, faults;
+  for (std::size_t i = 0; i < repeats; ++i) {
+    throw_if_interrupted();
+    struct ChildReport {
+      double seconds;
+      std::uint64_t sum;
+      long faults;  // minor faults the kernel counted during the reads
+    };
+    HelperProcess reader("the child reading its parent's pages", {}, -1, [&memory](HelperEnds ends) noexcept {
+      rusage before{};
+      rusage after{};
+      ::getrusage(RUSAGE_SELF, &before);
+      const auto start = std::chrono::steady_clock::now();
+      const std::uint64_t sum = memory.read_every_page();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      ::getrusage(RUSAGE_SELF, &after);
+      const ChildReport report{seconds, sum, after.ru_minflt - before.ru_minflt};
+      child_write(ends.reply, &report, sizeof report);
+    });
+    ChildReport report{};
+    reader.receive(&report, sizeof report);
+    reader.finish();
+    in_child.push_back(report.seconds / pages);
+    faults.push_back(static_cast<double>(report.faults) / pages);
+    costs.child_sum = report.sum;
+    const auto start = std::chrono::steady_clock::now();
+    [[maybe_unused]] const std::uint64_t again = memory.read_every_page();
+    owned.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / pages);
+  }
+  costs.first_read_in_child = Summary::of(in_child);
+  costs.read_owned = Summary::of(owned);
+  costs.child_faults_per_page = Summary::of(faults).median;
+  return costs;
+}
+
 CopyOnWriteDemo show_copy_on_write() {
   constexpr int kBefore = 1;
   constexpr int kWritten = 2;
@@ -589,6 +642,15 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
            {"pages", static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size())},
            {"times_owned_page", ratio(pages.first_write_after_fork.median, pages.write_to_owned_page.median)}}));
   costs.push_back(row("page_write_owned", "seconds per page", pages.write_to_owned_page, repeats));
+  // Reading needs no copy, and fork copied the page tables: the price left is the machine's.
+  const PageReadCosts reads = measure_page_reads_after_fork(options.page_probe_bytes, repeats);
+  costs.push_back(row("page_read_after_fork", "seconds per page", reads.first_read_in_child, repeats,
+                      {{"pages", static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size())},
+                       {"value_written", static_cast<double>(reads.value_written)},
+                       {"child_sum", static_cast<double>(reads.child_sum)},
+                       {"child_faults_per_page", reads.child_faults_per_page},
+                       {"times_owned_read", ratio(reads.first_read_in_child.median, reads.read_owned.median)}}));
+  costs.push_back(row("page_read_owned", "seconds per page", reads.read_owned, repeats));
   return costs;
 }
 

@@ -23,6 +23,7 @@
 #include "mpdemo/sys/topology.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,6 +69,17 @@ struct PageWriteCosts {
   Summary write_to_owned_page;     ///< the same pages again, now the parent's own
 };
 
+/// Seconds per page of reading one byte of each 4 KiB page of a private mapping the parent had
+/// written: in a child just forked, whose page tables fork copied (so the kernel sees no fault), and
+/// in the parent that owns them.
+struct PageReadCosts {
+  Summary first_read_in_child;   ///< the child's first read of each page
+  Summary read_owned;            ///< the parent reading the same pages, present in its page tables
+  double child_faults_per_page;  ///< page faults the kernel counted in the child's reads, per page
+  std::uint64_t child_sum = 0;   ///< the bytes the child read, summed: pages x value_written
+  unsigned char value_written = 0;
+};
+
 /// Copy-on-write, shown: what each side read after a write. Every field is a value read from memory.
 struct CopyOnWriteDemo {
   int before = 0;                          ///< what the arrays held when the child was forked
@@ -83,7 +95,8 @@ struct CopyOnWriteDemo {
 /// condvar_round_trip_threads, futex_round_trip_processes, spin_round_trip_processes (not measurable
 /// when this process may use only one physical core), context_switch_same_core, context_switch_two_cores (not
 /// measurable when this process may use only one physical core), transfer_pipe, transfer_shared_memory,
-/// page_write_after_fork (details: the copy-on-write demonstration), page_write_owned.
+/// page_write_after_fork (details: the copy-on-write demonstration), page_write_owned,
+/// page_read_after_fork, page_read_owned.
 /// Throws BadArgument for a zero count or size, std::system_error when a system call
 /// fails, std::runtime_error when a helper process dies, Interrupted after SIGINT under a guard.
 std::vector<CostMeasurement> measure_costs(const CostOptions& options);
@@ -119,6 +132,9 @@ PageWriteCosts measure_page_writes_after_fork(std::size_t bytes, std::size_t rep
 /// A forked child writes into a private and a shared array, then a thread writes into the private one;
 /// returns what everyone read.
 CopyOnWriteDemo show_copy_on_write();
+/// A child forked from this process reads one byte of each page of `bytes` this process wrote, `repeats`
+/// times (a new child each), then this process reads them again.
+PageReadCosts measure_page_reads_after_fork(std::size_t bytes, std::size_t repeats);
 
 /// Two CPUs on two different physical cores this process may use, if it may use two.
 std::optional<CpuPair> cpus_on_two_cores(const Topology& topology);
