@@ -13,6 +13,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <thread>
 
 namespace {
@@ -177,6 +178,23 @@ TEST(Limits, TooFewOpenFilesIsNamedBeforeAnyWork) {
   EXPECT_EQ(result.exit_code(), 2) << result.err;
   EXPECT_THAT(result.err, HasSubstr("ulimit -n = 12"));
   EXPECT_TRUE(result.out.empty());
+}
+
+// The figure the check names is enough: given exactly that many open files, a run with a warm and a
+// fresh pool of many process workers alive at once (--mode all) succeeds. (A pool being started holds
+// all of its workers' pipes for a moment: a check that counted fewer let such a run fail half-way.)
+TEST(Limits, TheOpenFilesTheCheckAsksForAreEnough) {
+  const auto limited = [](const std::string& files) {
+    return run_program({"prlimit", "--nofile=" + files, mpdemo_executable(), "run", "--size", "1000", "--workers", "24",
+                        "--mode", "all", "--repeat", "2"});
+  };
+  const auto refused = limited("12");
+  ASSERT_EQ(refused.exit_code(), 2) << refused.err;
+  std::smatch asked;
+  ASSERT_TRUE(std::regex_search(refused.err, asked, std::regex("needs about ([0-9]+) open files"))) << refused.err;
+  const auto given_that_many = limited(asked[1].str());
+  EXPECT_EQ(given_that_many.exit_code(), 0) << given_that_many.err;
+  EXPECT_THAT(given_that_many.out, HasSubstr("warm-proc"));
 }
 
 TEST(Limits, TooLowAProcessLimitIsNamedBeforeAnyWork) {

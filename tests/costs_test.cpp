@@ -208,7 +208,9 @@ TEST(MeasureCosts, AChildReadsItsParentsPagesThroughCopiedPageTables) {
   const std::uint64_t pages = (options.page_probe_bytes + mpdemo::page_size() - 1) / mpdemo::page_size();
   EXPECT_EQ(reads.child_sum, pages * reads.value_written);
   EXPECT_NE(reads.value_written, 0);
+#if !defined(__SANITIZE_THREAD__)  // ThreadSanitizer records each read in shadow memory: a copy a page
   EXPECT_LT(reads.child_faults_per_page, 0.5);
+#endif
   expect_positive_and_finite(reads.first_read_in_child);
   expect_positive_and_finite(reads.read_owned);
   expect_no_children_left();

@@ -255,12 +255,12 @@ ProcessNeeds ProcessNeeds::for_pools(std::size_t workers, bool processes, bool t
   ProcessNeeds needs;
   needs.workers = workers;
   // A warm pool and a fresh one may be alive at once; each process worker holds four pipe ends in
-  // the master (tasks, replies and their two doorbells), each pool its terminate() pipe, and a worker
-  // being forked four more for a moment. The rest: stdio, the interrupt pipe, gnuplot's pipes, /proc
-  // files being read.
+  // the master (tasks, replies and their two doorbells), each pool its terminate() pipe. A pool being
+  // started holds both ends of all four pipes of every worker for a moment (made before the first
+  // fork): eight a worker. The rest: stdio, the interrupt pipe, gnuplot's pipes, /proc files being read.
   needs.processes = processes ? 2 * workers + 1 : 1;
   needs.threads = threads ? 2 * workers + 2 : 2;
-  needs.descriptors = processes ? 2 * (4 * workers + 2) + 4 + 32 : 32;
+  needs.descriptors = processes ? (4 * workers + 2) + (8 * workers + 2) + 4 + 32 : 32;
   return needs;
 }
 

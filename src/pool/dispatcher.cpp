@@ -92,6 +92,7 @@ void Dispatcher::start_missing() {
   // instead of following it; and between two forks the master writes as little as it can, since
   // after the first fork every page it writes is copied (a fault each, ~0.5 ms a worker on a VM).
   std::vector<Launch> launches;
+  launches.reserve(workers_.size());
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!workers_[i].process.running()) launches.push_back(prepare_launch(i));
   }
@@ -128,8 +129,9 @@ Dispatcher::Launch Dispatcher::prepare_launch(std::size_t index) {
   slot.tasks_handed = 0;
   Launch launch{index, Pipe::create(), Pipe::create(), {}, {}, {}};
   // A fresh mailbox for every worker: nothing a dead one left half-written is read again. The other
-  // workers of its batch inherit the mapping, as every worker inherits the arena: sharing memory is
-  // what they do, and only this worker and the master are told where its mailbox is.
+  // workers of its batch inherit the mapping (made before their fork), as every worker inherits the
+  // arena: only this worker and the master are told where it is, but a stray write in a batch-mate
+  // could reach it, and a batch-mate keeps its pages mapped until it exits, after a replacement too.
   slot.mailbox = settings_.mailboxes ? MailboxMapping::create() : MailboxMapping();
   if (settings_.mailboxes) {
     launch.task_bell = Pipe::create();

@@ -142,7 +142,8 @@ class Dispatcher {
   enum class Wake { readable, timed_out, spurious };
 
   // Workers.
-  /// Forks the worker of `index` (launch_worker) and waits until it is ready (await_ready).
+  /// Prepares (prepare_launch) and forks (launch_worker) the worker of `index`, and waits until it is
+  /// ready (await_ready).
   void start_worker(std::size_t index);
   /// What a worker is forked with: its pipes, and what spawn keeps open for it.
   struct Launch {

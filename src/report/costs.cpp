@@ -128,9 +128,9 @@ std::string cost_lesson(const CostMeasurement& cost, std::span<const CostMeasure
     return fmt::format(
         "A child just forked read one byte of each of {} pages its parent had written (they summed to {}, {} x {}) "
         "in {} a page, {:.0f}x the parent's own read, with {:.2f} page faults a page counted by the kernel: fork "
-        "copied the page tables, so the kernel has nothing to do, and on bare metal a read costs a TLB miss; where it "
-        "costs microseconds, the time goes to a hypervisor filling its own tables for the new process, a price "
-        "every new worker pays for each page of its parent's it touches.",
+        "copied the page tables, so the kernel has nothing to do; where this costs microseconds, the likely payer is "
+        "a hypervisor that keeps tables of its own for each new process (shadow paging, nested virtualization), a "
+        "price every new worker pays for each page of its parent's it touches.",
         whole(detail(cost, "pages")), static_cast<long long>(detail(cost, "child_sum")), whole(detail(cost, "pages")),
         whole(detail(cost, "value_written")), median, detail(cost, "times_owned_read"),
         detail(cost, "child_faults_per_page"));
