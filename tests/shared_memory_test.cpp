@@ -13,11 +13,17 @@
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <span>
@@ -104,6 +110,47 @@ TEST(OwnTmpfs, GivesSharedMemoryInHugePagesAndLeavesNothingMountedOrRunning) {
   // huge=always, whatever shmem_enabled says. The kernel may fall back to small pages where it finds
   // no free 2 MiB of memory, so one huge page of the eight is what can be demanded.
   EXPECT_GE(facts.shmem_pmd_mapped_kb, 2048u) << "shmem_enabled: " << mpdemo::huge_pages().shared_setting;
+}
+
+// A helper that hangs must not hang the program: it stops itself here (SIGSTOP, from a fork handler)
+// before it can answer. In a child of the test, whose own_tmpfs() makes its tmpfs again (spawn
+// closed the root it inherited), the call gives up, says so, and leaves no stopped helper behind.
+std::atomic<bool> g_stop_new_children{false};
+void stop_self_in_child() {
+  if (g_stop_new_children) ::raise(SIGSTOP);
+}
+
+TEST(OwnTmpfs, AHelperThatNeverAnswersIsGivenUpOnAndKilled) {
+  if (mpdemo::own_tmpfs().root < 0) GTEST_SKIP() << "no tmpfs of mpdemo's own on this machine";
+  static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_self_in_child);
+  ASSERT_EQ(registered, 0);
+  mpdemo::Pipe report = mpdemo::Pipe::create();
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors = {report.write_end.get()};
+  const int out = report.write_end.get();
+  mpdemo::ChildProcess child = mpdemo::spawn("a child whose tmpfs helper hangs", options, [out]() noexcept {
+    g_stop_new_children = true;  // its helper, forked from here, stops itself
+    const auto start = std::chrono::steady_clock::now();
+    const mpdemo::OwnTmpfs tmpfs = mpdemo::own_tmpfs();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    g_stop_new_children = false;
+    std::array<char, 256> text{};
+    const std::string said = tmpfs.root < 0 ? tmpfs.failure : std::string("made");
+    std::snprintf(text.data(), text.size(), "%s|%.2f|%zu", said.c_str(), seconds,
+                  mpdemo::testing::children_of(::getpid()).size());
+    return mpdemo::write_whole(out, text.data(), text.size()) ? 0 : 1;
+  });
+  report.write_end.reset();
+  std::array<char, 256> text{};
+  ASSERT_EQ(mpdemo::read_whole(report.read_end.get(), text.data(), text.size()), mpdemo::ReadOutcome::complete);
+  ASSERT_TRUE(child.wait().success());
+  const std::string said(text.data());
+  SCOPED_TRACE(said);
+  EXPECT_THAT(said, HasSubstr("the helper gave no answer within 2 s (killed by signal 9 (SIGKILL))"));
+  const std::size_t bar = said.find('|');
+  ASSERT_NE(bar, std::string::npos);
+  EXPECT_LT(std::stod(said.substr(bar + 1)), 5.0) << "seconds it waited";
+  EXPECT_EQ(said.substr(said.rfind('|') + 1), "0") << "helpers left behind";
 }
 
 TEST(OwnTmpfs, TurnedOffTheArenasTakeTheSystemsSharedMemory) {

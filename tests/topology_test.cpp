@@ -225,6 +225,31 @@ TEST(HugePages, TheSelectedSettingIsTheWordInBrackets) {
   EXPECT_EQ(mpdemo::selected_setting(""), "");
 }
 
+// Against a brute-force count: a unit is inside when both its ends are, and the span covers exactly
+// those units, from the first to the last.
+TEST(HugePages, WholeUnitsInsideARangeAreTheAlignedUnitsItCovers) {
+  constexpr std::size_t kUnit = 4096;
+  for (const std::uintptr_t start :
+       {std::uintptr_t{0x10000}, std::uintptr_t{0x10001}, std::uintptr_t{0x10fff}, std::uintptr_t{0x11000} - 16}) {
+    for (const std::size_t bytes : {std::size_t{0}, std::size_t{1}, kUnit - 1, kUnit, kUnit + 1, 3 * kUnit + 17}) {
+      SCOPED_TRACE(testing::Message() << "start " << start << ", bytes " << bytes);
+      std::uintptr_t first = 0;
+      std::size_t count = 0;
+      for (std::uintptr_t unit = start / kUnit * kUnit; unit <= start + bytes; unit += kUnit) {
+        if (unit >= start && unit + kUnit <= start + bytes) {
+          if (count++ == 0) first = unit;
+        }
+      }
+      const mpdemo::AlignedSpan span =
+          mpdemo::whole_units_inside(reinterpret_cast<const void*>(start), bytes, kUnit);  // never dereferenced
+      EXPECT_EQ(span.bytes, count * kUnit);
+      if (count > 0) {
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(span.begin), first);
+      }
+    }
+  }
+}
+
 TEST(HugePages, OfferedWhereMemoryThatAsksGetsThem) {
   const auto pages = [](const char* private_setting, const char* shared_setting) {
     return mpdemo::HugePages{.private_setting = private_setting, .shared_setting = shared_setting};

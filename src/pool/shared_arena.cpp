@@ -106,9 +106,8 @@ void SharedArena::deallocate(void* block) noexcept {
     // Whole 2 MiB spans only: punching part of a huge page splits it, and the neighbouring block's
     // half of it would go on in small pages. What is left at the ends (under 4 MiB of a block of 32
     // MiB or more) stays for the next block.
-    const auto first = (reinterpret_cast<std::uintptr_t>(start) + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-    const auto last = (reinterpret_cast<std::uintptr_t>(start) + bytes) / kHugePageBytes * kHugePageBytes;
-    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_REMOVE);
+    const AlignedSpan spans = whole_units_inside(start, bytes, kHugePageBytes);
+    if (spans.bytes > 0) ::madvise(spans.begin, spans.bytes, MADV_REMOVE);
   }
   const std::lock_guard lock(impl_->mutex);
   impl_->heap.deallocate(start - page);

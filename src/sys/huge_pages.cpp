@@ -220,9 +220,9 @@ OwnTmpfs make_own_tmpfs() {
     } else if (received == static_cast<ssize_t>(sizeof(report)) && report.step != kMade) {
       tmpfs.failure = fmt::format("{}: {}", step_text(report.step), std::strerror(report.error));
     } else if (received < 0 && (receive_error == EAGAIN || receive_error == EWOULDBLOCK)) {
-      tmpfs.failure = fmt::format("the helper gave no answer within 2 s (it {})", ended.str());
+      tmpfs.failure = fmt::format("the helper gave no answer within 2 s ({})", ended.str());
     } else {
-      tmpfs.failure = fmt::format("the helper's answer was not a tmpfs ({}; it {})",
+      tmpfs.failure = fmt::format("the helper's answer was not a tmpfs ({}; the helper: {})",
                                   received < 0 ? std::strerror(receive_error)
                                   : root       ? "a descriptor of something else"
                                                : "no descriptor",
@@ -278,10 +278,16 @@ OwnTmpfs own_tmpfs() {
 void ask_for_huge_pages(void* begin, std::size_t bytes) noexcept {
   if (bytes < kHugePageBytes) return;
   // madvise wants a page-aligned start: the whole pages inside the range.
-  const std::size_t page = page_size();
-  const auto first = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
-  const auto last = (reinterpret_cast<std::uintptr_t>(begin) + bytes) / page * page;
-  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  const AlignedSpan pages = whole_units_inside(begin, bytes, page_size());
+  if (pages.bytes > 0) ::madvise(pages.begin, pages.bytes, MADV_HUGEPAGE);
+}
+
+AlignedSpan whole_units_inside(const void* begin, std::size_t bytes, std::size_t unit) noexcept {
+  const auto start = reinterpret_cast<std::uintptr_t>(begin);
+  const std::uintptr_t first = (start + unit - 1) & ~(std::uintptr_t{unit} - 1);
+  const std::uintptr_t last = (start + bytes) & ~(std::uintptr_t{unit} - 1);
+  if (last <= first) return {};
+  return {reinterpret_cast<void*>(first), last - first};
 }
 
 }  // namespace mpdemo

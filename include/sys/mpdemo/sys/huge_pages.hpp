@@ -68,4 +68,13 @@ std::string selected_setting(std::string_view text);
 /// page, which could not hold one. The one place mpdemo asks.
 void ask_for_huge_pages(void* begin, std::size_t bytes) noexcept;
 
+/// A range of memory as madvise takes it.
+struct AlignedSpan {
+  void* begin = nullptr;
+  std::size_t bytes = 0;  ///< 0: no whole unit inside the range
+};
+/// The whole `unit`-aligned units of `unit` bytes inside [begin, begin + bytes), rounded inward: what
+/// madvise may act on without reaching a neighbour's part of a page. `unit` must be a power of two.
+AlignedSpan whole_units_inside(const void* begin, std::size_t bytes, std::size_t unit) noexcept;
+
 }  // namespace mpdemo
