@@ -109,7 +109,8 @@ TEST(Spawn, TheChildKeepsDescriptorsGivenInAnyOrderAndClosesThoseBetweenThem) {
 
 // A child that calls a function its parent never called would have the dynamic linker resolve it,
 // walking symbol tables the child has not mapped: page faults, in every worker of every fresh pool.
-// Linking mpdemo's sys layer binds every symbol when the program starts instead.
+// This build links its programs with -z now (a link option of the sys layer, for this build only):
+// the program's own calls are bound when it starts, before any fork.
 TEST(Spawn, AProgramLinkingTheLibraryBindsItsSymbolsBeforeItForks) {
   bool bound_now = false;
   bool found_main_program = false;

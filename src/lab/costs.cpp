@@ -502,9 +502,9 @@ PageReadCosts measure_page_reads_after_fork(std::size_t bytes, std::size_t repea
       rusage before{};
       rusage after{};
       ::getrusage(RUSAGE_SELF, &before);
-      const auto start = std::chrono::steady_clock::now();
+      const Stopwatch clock;
       const std::uint64_t sum = memory.read_every_page();
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double seconds = clock.seconds();
       ::getrusage(RUSAGE_SELF, &after);
       const ChildReport report{seconds, sum, after.ru_minflt - before.ru_minflt};
       child_write(ends.reply, &report, sizeof report);
@@ -515,9 +515,9 @@ PageReadCosts measure_page_reads_after_fork(std::size_t bytes, std::size_t repea
     in_child.push_back(report.seconds / pages);
     faults.push_back(static_cast<double>(report.faults) / pages);
     costs.child_sum = report.sum;
-    const auto start = std::chrono::steady_clock::now();
+    const Stopwatch clock;
     [[maybe_unused]] const std::uint64_t again = memory.read_every_page();
-    owned.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / pages);
+    owned.push_back(clock.seconds() / pages);
   }
   costs.first_read_in_child = Summary::of(in_child);
   costs.read_owned = Summary::of(owned);
@@ -631,6 +631,7 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
   // Copy-on-write: shown, then priced.
   const CopyOnWriteDemo demo = show_copy_on_write();
   const PageWriteCosts pages = measure_page_writes_after_fork(options.page_probe_bytes, repeats);
+  const auto probe_pages = static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size());
   costs.push_back(
       row("page_write_after_fork", "seconds per page", pages.first_write_after_fork, repeats,
           {{"value_before", static_cast<double>(demo.before)},
@@ -639,13 +640,13 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
            {"parent_read_after_child", static_cast<double>(demo.parent_read_after_child)},
            {"parent_read_after_child_shared", static_cast<double>(demo.parent_read_after_child_shared)},
            {"parent_read_after_thread", static_cast<double>(demo.parent_read_after_thread)},
-           {"pages", static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size())},
+           {"pages", probe_pages},
            {"times_owned_page", ratio(pages.first_write_after_fork.median, pages.write_to_owned_page.median)}}));
   costs.push_back(row("page_write_owned", "seconds per page", pages.write_to_owned_page, repeats));
   // Reading needs no copy, and fork copied the page tables: the price left is the machine's.
   const PageReadCosts reads = measure_page_reads_after_fork(options.page_probe_bytes, repeats);
   costs.push_back(row("page_read_after_fork", "seconds per page", reads.first_read_in_child, repeats,
-                      {{"pages", static_cast<double>((options.page_probe_bytes + page_size() - 1) / page_size())},
+                      {{"pages", probe_pages},
                        {"value_written", static_cast<double>(reads.value_written)},
                        {"child_sum", static_cast<double>(reads.child_sum)},
                        {"child_faults_per_page", reads.child_faults_per_page},
