@@ -97,14 +97,18 @@ struct Options {
   bool memory_probe = true;
   std::string format = "table";
   std::string trace;                   ///< where the warm pools' timeline goes (trace-event JSON), empty: not recorded
-  std::optional<std::size_t> spin_us;  ///< how long the warm pools poll before they sleep; none: their default
+  std::optional<std::size_t> spin_us;  ///< how long the warm pools poll before they sleep, fixed; none: their default
 };
 
-/// Options for the benchmark's own warm pools: `workers`, recording into `trace`, polling for --spin-us.
+/// Options for the benchmark's own warm pools: `workers`, recording into `trace`, polling for --spin-us
+/// (a fixed spin: it does not grow, PoolOptions::spin_limit).
 template <class PoolOptionsType>
 PoolOptionsType warm_pool_options(const Options& options, std::size_t workers, mpdemo::Trace* trace = nullptr) {
   auto settings = mpdemo::pool_options<PoolOptionsType>(workers, trace);
-  if (options.spin_us) settings.spin = std::chrono::microseconds(*options.spin_us);
+  if (options.spin_us) {
+    settings.spin = std::chrono::microseconds(*options.spin_us);
+    settings.spin_limit = settings.spin;
+  }
   return settings;
 }
 
@@ -602,8 +606,10 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
   report.notes.push_back("private memory in " + mpdemo::report::private_pages_text(pages) + "; shared memory in " +
                          mpdemo::report::shared_pages_text(pages));
   if (options.spin_us) {
-    report.notes.push_back(fmt::format("the warm pools poll {} us before they sleep (--spin-us; default {} us)",
-                                       *options.spin_us, mpdemo::PoolOptions::kDefaultSpin.count()));
+    report.notes.push_back(fmt::format(
+        "the warm pools poll {} us before they sleep, always (--spin-us; default {} us, an idle worker's growing "
+        "up to {} us)",
+        *options.spin_us, mpdemo::PoolOptions::kDefaultSpin.count(), mpdemo::PoolOptions::kDefaultSpinLimit.count()));
   }
   const mpdemo::StoreRule& stores = mpdemo::store_rule();
   report.kernel = fmt::format(
@@ -1077,8 +1083,9 @@ int main(int argc, char** argv) {
                  "(Perfetto opens it)")
       ->type_name("FILE.json");
   app.add_option("--spin-us", options.spin_us,
-                 "How long the warm pools poll for the next message before they sleep, in microseconds "
-                 "(default: the pools' own, 50): what a longer spin buys in fixed cost on this machine")
+                 "How long the warm pools poll for the next message before they sleep, in microseconds, fixed "
+                 "(default: the pools' own, 50, an idle worker's growing up to 500 where its tasks come a little "
+                 "later): what spinning buys in fixed cost on this machine")
       ->check(CLI::Range(0, 1'000'000));
   app.add_flag("!--no-memory-probe", options.memory_probe, "Skip the forked peak-memory probe");
   app.add_option("--format,-f", options.format, "Output: table or json")

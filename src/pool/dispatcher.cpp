@@ -162,6 +162,7 @@ void Dispatcher::launch_worker(Launch& launch) {
                           launch.task_bell.read_end.get(),
                           launch.reply_bell.write_end.get(),
                           settings_.spin,
+                          settings_.spin_limit,
                           settings_.initializer};
   slot.launched_ns = monotonic_ns();
   slot.process = mpdemo::spawn(fmt::format("worker {}", launch.index), launch.options,

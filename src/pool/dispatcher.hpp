@@ -82,6 +82,7 @@ class Dispatcher {
  public:
   struct Settings {
     std::chrono::microseconds spin;                      ///< how long waits poll before they sleep
+    std::chrono::microseconds spin_limit;                ///< how long an idle worker's spin may grow
     std::chrono::milliseconds start_timeout;             ///< how long a new worker may take to say it is ready
     std::size_t maxtasksperchild = 0;                    ///< a worker is retired after this many tasks; 0: never
     const std::function<void()>* initializer = nullptr;  ///< run in each new worker

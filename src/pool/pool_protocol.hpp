@@ -86,7 +86,8 @@ struct WorkerSetup {
   Mailbox* mailbox;                          ///< the messages' rings (mailbox.hpp); null: through the pipes
   int task_bell_fd;                          ///< with a mailbox: read end of the master's doorbell pipe
   int reply_bell_fd;                         ///< with a mailbox: write end of the worker's doorbell pipe
-  std::chrono::microseconds spin;            ///< how long to poll for the next task before sleeping
+  std::chrono::microseconds spin;            ///< how long to poll for the next task before sleeping, at first
+  std::chrono::microseconds spin_limit;      ///< how long that may grow (IdleSpin)
   const std::function<void()>* initializer;  ///< run once before "ready"; null or empty: none
 };
 

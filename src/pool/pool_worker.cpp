@@ -102,7 +102,7 @@ class PagePopulator {
 /// or read from the pipe), run the kernel, answer. Its fields are what lives from one task to the next.
 class Worker {
  public:
-  explicit Worker(const WorkerSetup& setup) noexcept : setup_(setup) {
+  explicit Worker(const WorkerSetup& setup) noexcept : setup_(setup), idle_spin_(setup.spin, setup.spin_limit) {
     if (setup.mailbox != nullptr) {
       tasks_ = RingReader<TaskMessage>(&setup.mailbox->tasks);
       replies_ = RingWriter<ReplyMessage>(&setup.mailbox->replies);
@@ -136,14 +136,19 @@ class Worker {
   /// Waits (spinning first) for the next task; false at end-of-file, when the pool stops (or retires
   /// this worker after its maxtasksperchild tasks).
   bool next_task(TaskMessage& task) noexcept {
+    const std::int64_t waiting_since = monotonic_ns();
     if (setup_.mailbox == nullptr) {
       pollfd next{setup_.task_fd, POLLIN, 0};
-      while (poll_after_spinning(&next, 1, setup_.spin) < 0 && errno == EINTR) {
+      while (poll_after_spinning(&next, 1, idle_spin_.current()) < 0 && errno == EINTR) {
       }
+      // poll_after_spinning does not say whether it slept; a wait longer than the spin did (or was
+      // about to), which is all IdleSpin needs to know.
+      const std::int64_t waited = monotonic_ns() - waiting_since;
+      if (waited > idle_spin_.current().count() * 1000) idle_spin_.slept(waited);
       return receive(setup_.task_fd, &task, sizeof(task));
     }
     for (;;) {
-      if (!spin_until([this] { return tasks_.has_message() || stop_announced(); }, setup_.spin) ||
+      if (!spin_until([this] { return tasks_.has_message() || stop_announced(); }, idle_spin_.current()) ||
           !tasks_.has_message()) {
         // Asleep until the doorbell rings, or end-of-file says the pool stops (or retires this worker).
         tasks_.doze();
@@ -155,6 +160,7 @@ class Worker {
           readable = true;
         }
         if (tasks_.settle(setup_.task_bell_fd, readable) == RingReader<TaskMessage>::Settled::hung_up) return false;
+        idle_spin_.slept(monotonic_ns() - waiting_since);
       }
       if (tasks_.take(task)) {
         setup_.mailbox->tasks_taken.fetch_add(1, std::memory_order_release);
@@ -287,6 +293,7 @@ class Worker {
   RingReader<TaskMessage> tasks_;     // with a mailbox: where tasks arrive
   RingWriter<ReplyMessage> replies_;  // and where answers go
   HangUpSchedule hang_up_looks_;
+  IdleSpin idle_spin_;  // how long the next wait for a task spins before it sleeps
   PayloadBuffer input_slice_;
   PayloadBuffer output_slice_;
   PagePopulator pages_;

@@ -72,8 +72,8 @@ struct ProcessPool::Impl final : detail::Driver {
         trace(options.trace),
         messages_over_pipes(options.control == ProcessPoolOptions::Control::pipes),
         caller_computes(options.caller_computes),
-        dispatcher({options.spin, options.start_timeout, options.maxtasksperchild, &initializer, arena, trace,
-                    options.control == ProcessPoolOptions::Control::shared_memory},
+        dispatcher({options.spin, options.spin_limit, options.start_timeout, options.maxtasksperchild, &initializer,
+                    arena, trace, options.control == ProcessPoolOptions::Control::shared_memory},
                    std::move(cpus)) {}
 
   std::shared_ptr<SharedArena> arena;

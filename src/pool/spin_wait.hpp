@@ -4,9 +4,12 @@
 // twenty times a pipe round trip between two busy cores. So a waiter first polls without blocking
 // for a short, bounded time, yielding the core between polls (a worker sharing it must not starve),
 // and only then sleeps in poll(). Back-to-back maps then cost a round trip, not two wake-ups;
-// an idle pool still sleeps. Only system calls: safe in a child forked from a threaded master.
+// an idle pool still sleeps. An idle worker's spin adapts (IdleSpin) to a program that maps again
+// and again with work of its own between maps. Only system calls: safe in a child forked from a
+// threaded master.
 #pragma once
 
+#include "mpdemo/pool/detail/idle_spin.hpp"
 #include "mpdemo/sys/trace.hpp"
 
 #include <poll.h>

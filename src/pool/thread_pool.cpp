@@ -183,18 +183,21 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
   if (options.trace != nullptr) options.trace->add(track, "start", "pool", creating, monotonic_ns(), current_cpu());
 
   std::size_t tasks = 0;
+  detail::IdleSpin idle_spin(options.spin, options.spin_limit);
   for (;;) {
     std::size_t chunk = 0;
     detail::JobState* job = take(index, chunk);
     if (job == nullptr) {
       if (stopping) return;
       const std::uint64_t seen = posted.load();
+      const std::int64_t waiting_since = monotonic_ns();
       lock.unlock();
-      detail::spin_until([&] { return posted.load() != seen; }, options.spin);
+      const bool spun = detail::spin_until([&] { return posted.load() != seen; }, idle_spin.current());
       lock.lock();
       work_posted.wait(lock, [&] {
         return stopping || std::any_of(active.begin(), active.end(), [](const auto& j) { return j->handing_out(); });
       });
+      if (!spun) idle_spin.slept(monotonic_ns() - waiting_since);
       continue;
     }
     lock.unlock();
@@ -294,6 +297,7 @@ void ThreadPool::Impl::stop_threads() noexcept {
     const std::lock_guard lock(mutex);
     stopping = true;
   }
+  ++posted;  // a thread spinning for work stops spinning now, not at the end of its spin
   work_posted.notify_all();
   // A retiring thread may start its replacement until `stopping` is seen: join until none is left.
   for (;;) {

@@ -17,6 +17,12 @@ struct PoolOptions {
   /// 0: always sleep at once, paying a wake-up for every message.
   std::chrono::microseconds spin{kDefaultSpin};
   static constexpr std::chrono::microseconds kDefaultSpin{50};
+  /// How long an idle worker's spin may grow: when its next task keeps coming a little after it fell
+  /// asleep (a program mapping again and again with work of its own between maps), it spins through
+  /// such a gap next time, up to this long, where each would cost a wake-up (tens of microseconds on a
+  /// VM); after a longer sleep it spins `spin` again. No more than `spin`: a fixed spin.
+  std::chrono::microseconds spin_limit{kDefaultSpinLimit};
+  static constexpr std::chrono::microseconds kDefaultSpinLimit{500};
   /// Python's initializer(*initargs): run once in each worker (process or thread) when it starts,
   /// replacements included, before its first task. Bind its arguments in a lambda. A process pool's
   /// workers get their copy by fork, so it may capture anything. If it throws, the constructor (or

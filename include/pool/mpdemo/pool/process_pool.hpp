@@ -20,8 +20,9 @@
 // worker that finishes early takes more; several jobs (maps, apply_asyncs, imaps) may be in flight at
 // once, each chunk tagged with its job. The master waits for answers spinning for up to 50 us first
 // (so back-to-back maps do not pay a core's wake-up each), then sleeps in poll() on the pipes. Workers
-// wait for tasks the same way. The master's side runs in whichever thread waits on the pool (see
-// async_result.hpp): there is no hidden thread.
+// wait for tasks the same way, and an idle worker whose tasks keep coming a little after it fell
+// asleep spins longer next time, up to PoolOptions::spin_limit (500 us). The master's side runs in
+// whichever thread waits on the pool (see async_result.hpp): there is no hidden thread.
 //
 // Failures. If fn throws in a worker, the call (or get(), or the imap step) throws WorkerError with
 // the worker, its pid, the chunk and the original what(). If a worker dies (a signal, a crash, exit()

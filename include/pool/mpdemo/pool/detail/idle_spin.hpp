@@ -1,0 +1,44 @@
+// IdleSpin: how long an idle worker of a pool (a forked process or a thread) spins for its next task
+// before it sleeps. Internal to mpdemo (src/pool/spin_wait.hpp has the waits that use it).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+
+namespace mpdemo::detail {
+
+/// How long an idle worker spins for its next task before it sleeps (PoolOptions::spin, spin_limit).
+/// At first `base`. After a wait that ended asleep sooner than `limit` after it began (the next task
+/// came a little after the spin gave up), long enough to have spun through that wait, and a quarter
+/// more, at most `limit`. After a longer sleep, `base` again. So a program that maps again and again
+/// with work of its own between maps, a gap longer than `base`, finds its workers awake from the
+/// second gap on instead of paying a wake-up per map, as OpenMP's spinning threads are found. A pool
+/// left idle spins once, `limit` at most, and sleeps; after that sleep its next wait spins `base`.
+/// A wait that ends while still spinning changes nothing.
+/// Arithmetic only: the waiter times its own waits (monotonic_ns, safe in a forked child).
+class IdleSpin {
+ public:
+  IdleSpin(std::chrono::microseconds base, std::chrono::microseconds limit) noexcept
+      : base_(base), limit_(std::max(base, limit)), current_(base) {}
+
+  std::chrono::microseconds current() const noexcept { return current_; }
+
+  /// Records a wait of `waited_ns` that ended after its waiter had gone to sleep.
+  void slept(std::int64_t waited_ns) noexcept {
+    if (base_.count() == 0) return;  // spin 0: always sleep at once, as asked
+    if (waited_ns >= limit_.count() * 1000) {
+      current_ = base_;
+      return;
+    }
+    const std::chrono::microseconds through{(waited_ns + waited_ns / 4) / 1000 + 1};
+    current_ = std::clamp(through, base_, limit_);
+  }
+
+ private:
+  std::chrono::microseconds base_;
+  std::chrono::microseconds limit_;
+  std::chrono::microseconds current_;
+};
+
+}  // namespace mpdemo::detail
