@@ -2,7 +2,6 @@
 // killed with SIGKILL, SIGINT and SIGTERM to the mpdemo executable, pools made while threads run,
 // and a thousand pools made and destroyed. Nothing may hang, leak, or leave a process behind.
 #include "mpdemo/lab/kernels.hpp"
-#include "mpdemo/pool/detail/idle_spin.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/sys/detail/system_call.hpp"
@@ -871,121 +870,6 @@ TEST(Idle, IdleWorkersSleepInsteadOfSpinning) {
     // 1/CLK_TCK, 10 ms, so allow a few ticks).
     EXPECT_LT(cpu_seconds_of(pids[w].value()) - before[w], 0.05) << "worker " << w << " spun while idle";
   }
-}
-
-// IdleSpin, the rule: how long an idle worker spins for its next task before it sleeps.
-TEST(IdleSpin, GrowsToSpinThroughAShortSleepAndFallsBackAfterALongOne) {
-  mpdemo::detail::IdleSpin spin(50us, 500us);
-  EXPECT_EQ(spin.current(), 50us);
-  spin.slept(200'000);  // the next task came 200 us after the wait began: spin through that, and a quarter
-  EXPECT_EQ(spin.current(), 251us);
-  spin.slept(100'000);  // a shorter one: the spin follows the last sleep down, never below the base
-  EXPECT_EQ(spin.current(), 126us);
-  spin.slept(30'000);
-  EXPECT_EQ(spin.current(), 50us);
-  spin.slept(450'000);  // through 562 us would pass the limit
-  EXPECT_EQ(spin.current(), 500us);
-  spin.slept(500'000);  // a sleep as long as the limit: an idle pool, back to the base
-  EXPECT_EQ(spin.current(), 50us);
-}
-
-TEST(IdleSpin, AFixedOrAZeroSpinNeverGrows) {
-  mpdemo::detail::IdleSpin fixed(50us, 50us);
-  fixed.slept(40'000);
-  fixed.slept(200'000);
-  EXPECT_EQ(fixed.current(), 50us);
-  mpdemo::detail::IdleSpin below(50us, 10us);  // a limit under the base is the base
-  below.slept(200'000);
-  EXPECT_EQ(below.current(), 50us);
-  mpdemo::detail::IdleSpin never(0us, 500us);  // spin 0: always sleep at once
-  never.slept(100'000);
-  EXPECT_EQ(never.current(), 0us);
-}
-
-/// How many times `pid` has gone to sleep (blocked): a spinning thread's yields are not counted.
-long long voluntary_switches_of(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stoll(line.substr(line.find(':') + 1));
-  }
-  ADD_FAILURE() << "no voluntary_ctxt_switches for " << pid;
-  return 0;
-}
-
-void busy_wait(std::chrono::microseconds gap) {
-  const auto until = std::chrono::steady_clock::now() + gap;
-  while (std::chrono::steady_clock::now() < until) {
-  }
-}
-
-class IdleSpinning : public ::testing::TestWithParam<Control> {};
-
-// A program that maps again and again with work of its own between maps: 400 us here, eight times
-// the base spin. With the spin fixed the worker sleeps in every gap (on a quiet machine: 200 of 200);
-// allowed to grow, it learns the gap and stays awake through the next ones (0 of 200).
-TEST_P(IdleSpinning, AWorkerWhoseTasksComeALittleAfterItsSpinEndsLearnsToSpinThroughTheGap) {
-  constexpr int kGaps = 200;
-  std::map<bool, long long> sleeps;
-  for (const bool grows : {false, true}) {
-    mpdemo::ProcessPoolOptions options;
-    options.workers = 1;
-    options.control = GetParam();
-    options.spin = 50us;
-    options.spin_limit = grows ? 50ms : 50us;
-    mpdemo::ProcessPool pool(options);
-    const pid_t worker = pool.worker_pids()[0].value();
-    const std::vector<int> one{20};
-    ASSERT_EQ(pool.map([](int x) { return x + 1; }, one)[0], 21);
-    const long long before = voluntary_switches_of(worker);
-    for (int gap = 0; gap < kGaps; ++gap) {
-      busy_wait(400us);
-      ASSERT_EQ(pool.map([](int x) { return x * 3; }, std::vector<int>{gap})[0], gap * 3);
-    }
-    sleeps[grows] = voluntary_switches_of(worker) - before;
-  }
-  EXPECT_LE(sleeps[true], kGaps / 4) << "a worker whose spin may grow kept sleeping in the gaps";
-  // The control: a busy machine keeps a spinning worker off its core past its spin, and it then finds its
-  // task without sleeping, learnt or not. Only where the fixed spin slept does the test prove anything.
-  if (sleeps[false] < kGaps / 2)
-    GTEST_SKIP() << "the machine was too busy: a fixed spin slept in only " << sleeps[false];
-}
-
-INSTANTIATE_TEST_SUITE_P(Controls, IdleSpinning, ::testing::Values(Control::shared_memory, Control::pipes),
-                         [](const auto& param) { return control_name(param.param); });
-
-// The same for a thread pool's thread: every thread of this process but the test's own is the pool's.
-TEST(IdleSpinning, AThreadWhoseTasksComeALittleAfterItsSpinEndsLearnsToSpinThroughTheGap) {
-  constexpr int kGaps = 200;
-  auto pool_threads_sleeps = [] {
-    long long sleeps = 0;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-      const pid_t tid = std::stoi(task.path().filename().string());
-      if (tid != ::gettid()) sleeps += voluntary_switches_of(tid);
-    }
-    return sleeps;
-  };
-  std::map<bool, long long> sleeps;
-  for (const bool grows : {false, true}) {
-    mpdemo::PoolOptions options;
-    options.workers = 1;
-    options.spin = 50us;
-    options.spin_limit = grows ? 50ms : 50us;
-    mpdemo::ThreadPool pool(options);
-    const std::vector<int> one{20};
-    ASSERT_EQ(pool.map([](int x) { return x + 1; }, one)[0], 21);
-    const long long before = pool_threads_sleeps();
-    for (int gap = 0; gap < kGaps; ++gap) {
-      busy_wait(400us);
-      ASSERT_EQ(pool.map([](int x) { return x * 3; }, std::vector<int>{gap})[0], gap * 3);
-    }
-    sleeps[grows] = pool_threads_sleeps() - before;
-  }
-  EXPECT_LE(sleeps[true], kGaps / 4) << "a thread whose spin may grow kept sleeping in the gaps";
-  // The control: a busy machine keeps a spinning thread off its core past its spin, and it then finds its
-  // task without sleeping, learnt or not. Only where the fixed spin slept does the test prove anything.
-  if (sleeps[false] < kGaps / 2)
-    GTEST_SKIP() << "the machine was too busy: a fixed spin slept in only " << sleeps[false];
 }
 
 TEST(PipePath, OutputsOfAnotherSizeThanTheInputComeBackWhole) {
