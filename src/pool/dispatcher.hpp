@@ -68,6 +68,7 @@ struct WorkerSlot {
 
   /// End-of-file for the worker: it leaves once it has read what it was sent.
   void close_task_side() noexcept {
+    if (Mailbox* box = mailbox.get()) box->closing.store(1, std::memory_order_release);
     tasks.reset();
     task_bell.reset();
   }

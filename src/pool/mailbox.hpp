@@ -42,7 +42,8 @@ namespace mpdemo::detail {
 
 /// A reader spinning for long (a long PoolOptions::spin, or a master kept busy by other workers)
 /// would not see the other side hang up, which only shows on the pipes: every 10 ms it looks at them
-/// without sleeping, so a death or a stop is noticed within that (a poll() call per 10 ms: free).
+/// without sleeping, so a death is noticed within that (a poll() call per 10 ms: free). A stop the
+/// master says at once, in the mailbox (Mailbox::closing).
 inline constexpr std::int64_t kHangUpCheckNs = 10'000'000;
 
 /// When an awake reader next looks at its pipes for a hang-up: at once the first time, then every
@@ -81,6 +82,9 @@ struct Mailbox {
   /// Tasks the worker has taken out of its ring (before it runs them): after a death, those posted
   /// and not taken were never started, and are handed out again.
   alignas(64) std::atomic<std::uint64_t> tasks_taken{0};
+  /// Raised by the master as it hangs up the worker's task side (the pool stops, or retires it): a
+  /// worker spinning for its next task leaves at once, rather than at its next look at the pipes.
+  alignas(64) std::atomic<std::uint32_t> closing{0};
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
               "the rings' counters are shared between processes: they must not hide a lock");

@@ -169,9 +169,11 @@ class Worker {
     }
   }
 
-  /// Whether, spinning for long, the worker finds its doorbell hung up (the pool stops or retires it):
-  /// a look every kHangUpCheckNs, so that a long PoolOptions::spin does not delay the pool's stop.
+  /// Whether, spinning, the worker is told to leave (the pool stops or retires it): at once by the
+  /// master's flag in the mailbox, and should the master die without raising it, by its doorbell
+  /// hung up, a look every kHangUpCheckNs, so that a long spin does not delay the pool's stop.
   bool stop_announced() noexcept {
+    if (setup_.mailbox->closing.load(std::memory_order_acquire) != 0) return true;
     if (!hang_up_looks_.due()) return false;
     pollfd bell{setup_.task_bell_fd, POLLIN, 0};
     return ::poll(&bell, 1, 0) > 0;  // awake, nobody rings: only end-of-file makes it readable
