@@ -174,7 +174,8 @@ double minor_faults_now(const std::vector<pid_t>& live) {
 /// milliseconds by default, TBB's too) would otherwise hold a core through the next mode's turn, which
 /// would measure the previous mode's spinning, not its own (seen: a tiny process map at 11 us instead
 /// of 3.6 us; OpenMP at 10^8 at 36.6 ms instead of 23.2 ms). The pools' forked
-/// workers, not counted here, spin for 50 us at most (PoolOptions::spin).
+/// workers, not counted here, spin for 500 us at most (PoolOptions::spin_limit): within the quiet
+/// millisecond.
 void wait_until_quiet() {
   for (int attempt = 0; attempt < 100; ++attempt) {
     timespec before{};

@@ -7,7 +7,8 @@
 // the time a cache line takes to move between cores, with no system call at all.
 //
 // The pipes stay, for what shared memory cannot do:
-//  - sleeping. A reader that has spun for PoolOptions::spin without news says so in the ring
+//  - sleeping. A reader that has spun without news (PoolOptions::spin; a worker's wait for its next
+//    task may spin longer, PoolOptions::spin_limit) says so in the ring
 //    (`reader_asleep`) and sleeps in poll() on its pipe; the writer that finds the flag raised
 //    clears it and writes one byte, the doorbell. poll() is kept rather than a futex because the
 //    master's wait must also end on a death, an interrupt, terminate() or a deadline, all of which

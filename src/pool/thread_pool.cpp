@@ -194,10 +194,13 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
       lock.unlock();
       const bool spun = detail::spin_until([&] { return posted.load() != seen; }, idle_spin.current());
       lock.lock();
-      work_posted.wait(lock, [&] {
+      const auto work_or_stop = [&] {
         return stopping || std::any_of(active.begin(), active.end(), [](const auto& j) { return j->handing_out(); });
-      });
-      if (!spun) idle_spin.slept(monotonic_ns() - waiting_since);
+      };
+      // Asleep below also when the work it spun for went to another thread: that counts as a sleep.
+      const bool sleeps = !work_or_stop();
+      work_posted.wait(lock, work_or_stop);
+      if (!spun || sleeps) idle_spin.slept(monotonic_ns() - waiting_since);
       continue;
     }
     lock.unlock();

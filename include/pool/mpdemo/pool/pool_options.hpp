@@ -17,10 +17,13 @@ struct PoolOptions {
   /// 0: always sleep at once, paying a wake-up for every message.
   std::chrono::microseconds spin{kDefaultSpin};
   static constexpr std::chrono::microseconds kDefaultSpin{50};
-  /// How long an idle worker's spin may grow: when its next task keeps coming a little after it fell
-  /// asleep (a program mapping again and again with work of its own between maps), it spins through
-  /// such a gap next time, up to this long, where each would cost a wake-up (tens of microseconds on a
-  /// VM); after a longer sleep it spins `spin` again. No more than `spin`: a fixed spin.
+  /// How long a worker's spin for its next task may grow (the master's waits keep `spin`). When a
+  /// wait for a task outlasted the spin but ended within this, measured from its start (a program
+  /// mapping again and again with work of its own between maps), the next wait spins that long and a
+  /// quarter more, at most this, where each such gap would cost a wake-up (tens of microseconds on a
+  /// VM); after a longer wait it spins `spin` again. The price: a core kept busy up to this long after
+  /// a map, which the program's own work between maps may want when workers share its cores. At or
+  /// below `spin`, or with `spin` 0, the spin stays `spin`.
   std::chrono::microseconds spin_limit{kDefaultSpinLimit};
   static constexpr std::chrono::microseconds kDefaultSpinLimit{500};
   /// Python's initializer(*initargs): run once in each worker (process or thread) when it starts,

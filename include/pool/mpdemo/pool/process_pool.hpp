@@ -18,10 +18,11 @@
 // per worker for sleeping, for noticing deaths and for bytes that must travel (see
 // ProcessPoolOptions::control). Chunks are handed out dynamically, two in flight per worker, so a
 // worker that finishes early takes more; several jobs (maps, apply_asyncs, imaps) may be in flight at
-// once, each chunk tagged with its job. The master waits for answers spinning for up to 50 us first
-// (so back-to-back maps do not pay a core's wake-up each), then sleeps in poll() on the pipes. Workers
-// wait for tasks the same way, and an idle worker whose tasks keep coming a little after it fell
-// asleep spins longer next time, up to PoolOptions::spin_limit (500 us). The master's side runs in
+// once, each chunk tagged with its job. The master waits for answers spinning first, for
+// PoolOptions::spin (50 us by default: back-to-back maps do not pay a core's wake-up each), then
+// sleeps in poll() on the pipes. Workers wait for tasks the same way, and a worker whose next task
+// came a little after its spin ended spins that long next time, up to PoolOptions::spin_limit
+// (500 us), and `spin` again after a longer wait. The master's side runs in
 // whichever thread waits on the pool (see async_result.hpp): there is no hidden thread.
 //
 // Failures. If fn throws in a worker, the call (or get(), or the imap step) throws WorkerError with

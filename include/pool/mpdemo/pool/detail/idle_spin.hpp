@@ -1,5 +1,6 @@
 // IdleSpin: how long an idle worker of a pool (a forked process or a thread) spins for its next task
-// before it sleeps. Internal to mpdemo (src/pool/spin_wait.hpp has the waits that use it).
+// before it sleeps. Internal to mpdemo: a worker's wait for its next task uses it (src/pool/
+// pool_worker.cpp, src/pool/thread_pool.cpp), beside the spin-then-sleep waits of src/pool/spin_wait.hpp.
 #pragma once
 
 #include <algorithm>
@@ -24,10 +25,10 @@ class IdleSpin {
 
   std::chrono::microseconds current() const noexcept { return current_; }
 
-  /// Records a wait of `waited_ns` that ended after its waiter had gone to sleep.
+  /// Records a wait of `waited_ns` that outlasted its spin: its waiter slept, or was about to.
   void slept(std::int64_t waited_ns) noexcept {
-    if (base_.count() == 0) return;  // spin 0: always sleep at once, as asked
-    if (waited_ns >= limit_.count() * 1000) {
+    if (base_.count() == 0) return;            // spin 0: always sleep at once, as asked
+    if (waited_ns / 1000 >= limit_.count()) {  // in microseconds: a limit near the type's maximum fits
       current_ = base_;
       return;
     }
