@@ -4,6 +4,8 @@
 // the build folder. Without Chromium these tests skip and say how to get it; without gnuplot the page
 // is still whole and says how to get the charts.
 #include "mpdemo/report/handout.hpp"
+#include "mpdemo/report/topology.hpp"
+#include "mpdemo/sys/huge_pages.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -161,6 +163,13 @@ TEST(ReportPage, IsSelfContained) {
   for (const std::string& section : mpdemo::report::handout_sections()) {
     EXPECT_THAT(html, HasSubstr("<section id=\"" + section + "\"")) << section;
   }
+  // The machine's page sizes, as the machine reports them to any process of it (sys/huge_pages).
+  const mpdemo::HugePages pages = mpdemo::huge_pages();
+  using mpdemo::report::html_escaped;
+  EXPECT_THAT(html, HasSubstr("<dt>Private memory</dt><dd>" + html_escaped(mpdemo::report::private_pages_text(pages)) +
+                              "</dd>"));
+  EXPECT_THAT(
+      html, HasSubstr("<dt>Shared memory</dt><dd>" + html_escaped(mpdemo::report::shared_pages_text(pages)) + "</dd>"));
 }
 
 TEST(ReportPage, LoadsInChromiumWithNoConsoleErrorsAndFetchesNothing) {
