@@ -4,11 +4,11 @@
 #include "mpdemo/pool/detail/idle_spin.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/timing.hpp"
 
 #include <gtest/gtest.h>
 
 #include <unistd.h>
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -73,8 +73,8 @@ Switches switches_of(const std::string& status_path) {
 }
 
 void busy_wait(std::chrono::microseconds gap) {
-  const auto until = std::chrono::steady_clock::now() + gap;
-  while (std::chrono::steady_clock::now() < until) {
+  const mpdemo::Stopwatch clock;
+  while (clock.seconds() < std::chrono::duration<double>(gap).count()) {
   }
 }
 
@@ -155,12 +155,11 @@ double median_stop_seconds(std::chrono::microseconds spin) {
     options.spin = spin;
     auto pool = std::make_unique<mpdemo::ProcessPool>(options);
     EXPECT_EQ(pool->map([](int x) { return x * 5; }, std::vector<int>{1, 2, 3, 4})[3], 20);
-    const auto stopping = std::chrono::steady_clock::now();
+    const mpdemo::Stopwatch stopping;
     pool.reset();
-    stops.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - stopping).count());
+    stops.push_back(stopping.seconds());
   }
-  std::sort(stops.begin(), stops.end());
-  return stops[stops.size() / 2];
+  return mpdemo::Summary::of(stops).median;
 }
 
 // A worker spinning for its next task (a spin of 10 s never ends by itself) leaves as soon as the pool
