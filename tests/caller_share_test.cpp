@@ -219,6 +219,34 @@ TYPED_TEST(CallerShare, SeveralThreadsMapOnOnePoolAtOnce) {
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
+/// Runs `fn` over `input` (chunks of 10) on `pool`, a pool of one worker and the caller, in which the
+/// worker kills itself: the map must fail within 10 s with a WorkerError naming worker 0 and its
+/// SIGKILL, the dead worker be reaped and replaced, and the pool go on. Returns the chunk's first
+/// element the error names.
+template <class Fn>
+std::size_t expect_the_killed_worker_named(mpdemo::ProcessPool& pool, Fn fn, const std::vector<int>& input) {
+  const auto pids = pool.worker_pids();
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t chunk_begin = input.size();
+  try {
+    (void)pool.map(fn, input, 10);
+    ADD_FAILURE() << "expected WorkerError";
+  } catch (const mpdemo::WorkerError& e) {
+    EXPECT_EQ(e.worker(), 0u);
+    EXPECT_FALSE(e.in_caller());
+    EXPECT_EQ(e.pid(), pids[0].value());
+    EXPECT_THAT(e.what(), HasSubstr(fmt::format("worker 0 (pid {})", pids[0].value())));
+    EXPECT_THAT(e.what(), HasSubstr("killed by signal 9 (SIGKILL)"));
+    chunk_begin = e.chunk_begin();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_FALSE(process_exists(pids[0].value())) << "the dead worker was not reaped";
+  const auto again = pool.map([](int x) { return 2 * x; }, input, 10);
+  for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(again[i], 2 * input[i]) << i;
+  EXPECT_NE(pool.worker_pids(), pids) << "a replacement was forked";
+  return chunk_begin;
+}
+
 /// A worker SIGKILLs itself at element `victim`, once the caller has started its own share.
 struct WorkerDiesAt {
   long* caller_started;
@@ -240,25 +268,10 @@ TEST(CallerShareProcesses, AWorkerKilledMidMapIsNamedAndReplacedWhileTheCallerCo
   using Suite = CallerShare<mpdemo::ProcessPool>;
   mpdemo::ProcessPool pool(Suite::options(1));
   auto cells = Suite::shared_cells(1);
-  const auto pids = pool.worker_pids();
   std::vector<int> input(2000);
   std::iota(input.begin(), input.end(), 0);
-  const auto start = std::chrono::steady_clock::now();
-  try {
-    (void)pool.map(WorkerDiesAt{cells.data(), ::getpid(), 5}, input, 10);  // element 5: the worker's region
-    FAIL() << "expected WorkerError";
-  } catch (const mpdemo::WorkerError& e) {
-    EXPECT_EQ(e.worker(), 0u);
-    EXPECT_FALSE(e.in_caller());
-    EXPECT_EQ(e.pid(), pids[0].value());
-    EXPECT_THAT(e.what(), HasSubstr(fmt::format("worker 0 (pid {})", pids[0].value())));
-    EXPECT_THAT(e.what(), HasSubstr("killed by signal 9 (SIGKILL)"));
-  }
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
-  EXPECT_FALSE(process_exists(pids[0].value())) << "the dead worker was not reaped";
-  const auto again = pool.map([](int x) { return 2 * x; }, input, 10);
-  for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(again[i], 2 * input[i]) << i;
-  EXPECT_NE(pool.worker_pids(), pids) << "a replacement was forked";
+  // Element 5: the worker's region.
+  EXPECT_EQ(expect_the_killed_worker_named(pool, WorkerDiesAt{cells.data(), ::getpid(), 5}, input), 0u);
 }
 
 /// The caller interrupts itself (SIGINT) in its own share; the rest of the map is slow.
@@ -335,6 +348,20 @@ struct Pid {
   long operator()(long) const { return static_cast<long>(::getpid()); }
 };
 
+/// Pid, but the caller waits (20 s at most) until a worker has run an element.
+struct PidOnceTheWorkerRan {
+  long* worker_ran;
+  pid_t caller;
+  long operator()(long) const {
+    if (::getpid() == caller) {
+      wait_for_flag(worker_ran, 20s);
+    } else {
+      raise_flag(worker_ran);
+    }
+    return static_cast<long>(::getpid());
+  }
+};
+
 TEST(CallerShareProcesses, AfterAMapTheCallerRanAloneTheNextOneStillUsesTheWorker) {
   using Suite = CallerShare<mpdemo::ProcessPool>;
   mpdemo::ProcessPool pool(Suite::options(1));
@@ -348,9 +375,68 @@ TEST(CallerShareProcesses, AfterAMapTheCallerRanAloneTheNextOneStillUsesTheWorke
   EXPECT_EQ(std::count(output.begin(), output.end(), static_cast<long>(::getpid())), 2000) << "the worker was busy";
   raise_flag(&gate[0]);
   EXPECT_EQ(busy.get(10s), (std::vector<int>{1, 2}));
-  // Every chunk now starts in the caller's region: an idle worker must still be handed one.
-  (void)pool.map_into(Pid{}, input, output, 100);
+  // Every chunk now starts in the caller's region: an idle worker must still be handed one. (The
+  // caller waits until the worker has run an element, 20 s at most: a caller with nothing left takes
+  // back a task the worker has not begun, and a worker still waking up would otherwise lose it.)
+  auto worker_ran = Suite::shared_cells(1);
+  (void)pool.map_into(PidOnceTheWorkerRan{worker_ran.data(), ::getpid()}, input, output, 100);
   EXPECT_GT(std::count(output.begin(), output.end(), static_cast<long>(pool.worker_pids()[0].value())), 0);
+}
+
+/// Chunks of 10 elements, one worker and the caller: the worker's region is chunks 0-3, the caller's
+/// 4-7, and the worker is handed chunks 0 and 1 at once. The caller waits (20 s at most) until the
+/// worker has begun chunk 0; the worker holds chunk 0 at its first element until the caller runs an
+/// element of chunk 1 (20 s at most). So chunk 1 can only be the caller's by being taken back from the
+/// worker, which holds it behind chunk 0, not begun; and then the worker `dies` in chunk 0, or not.
+struct WorkerBusyUntilCallerRunsChunkOne {
+  long* flags;  ///< shared: [0] the caller ran an element of chunk 1, [1] the worker began chunk 0
+  pid_t caller;
+  bool dies;
+  long operator()(int x) const {
+    if (::getpid() == caller) {
+      wait_for_flag(&flags[1], 20s);
+      if (x >= 10 && x < 20) raise_flag(&flags[0]);
+    } else if (x == 0) {
+      raise_flag(&flags[1]);
+      wait_for_flag(&flags[0], 20s);
+      if (dies) {
+        ::usleep(2000);  // the caller has ended chunk 1, and waits for chunk 0
+        ::raise(SIGKILL);
+      }
+    }
+    return static_cast<long>(::getpid());
+  }
+};
+
+TEST(CallerShareProcesses, ACallerWithNothingLeftTakesBackATaskItsBusyWorkerHasNotBegun) {
+  using Suite = CallerShare<mpdemo::ProcessPool>;
+  mpdemo::ProcessPoolOptions options = Suite::options(1);
+  options.maxtasksperchild = 2;  // the worker is handed two tasks: it stays only if one was taken back
+  mpdemo::ProcessPool pool(options);
+  auto flags = Suite::shared_cells(2);
+  const auto pids = pool.worker_pids();
+  const long worker = pids[0].value();
+  const long caller = ::getpid();
+  std::vector<int> input(80);
+  std::iota(input.begin(), input.end(), 0);
+  const auto start = std::chrono::steady_clock::now();
+  const auto ran = pool.map(WorkerBusyUntilCallerRunsChunkOne{flags.data(), ::getpid(), false}, input, 10);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "the worker waited for its limit";
+  for (std::size_t i = 0; i < ran.size(); ++i) EXPECT_EQ(ran[i], i < 10 ? worker : caller) << "element " << i;
+  EXPECT_EQ(pool.worker_pids(), pids) << "a task taken back counted towards maxtasksperchild";
+  // The worker passed over the task it lost, and takes the next ones as before.
+  const auto values = random_doubles(100'003);
+  for (int round = 0; round < 5; ++round) ASSERT_EQ(pool.map(mpdemo::squared, values, 997), squares_of(values));
+}
+
+TEST(CallerShareProcesses, AWorkerThatDiesAfterATaskWasTakenBackIsNamedForTheChunkItHadBegun) {
+  using Suite = CallerShare<mpdemo::ProcessPool>;
+  mpdemo::ProcessPool pool(Suite::options(1));
+  auto flags = Suite::shared_cells(2);
+  std::vector<int> input(80);
+  std::iota(input.begin(), input.end(), 0);
+  const WorkerBusyUntilCallerRunsChunkOne fn{flags.data(), ::getpid(), /*dies=*/true};
+  EXPECT_EQ(expect_the_killed_worker_named(pool, fn, input), 0u) << "the chunk the worker had begun";
 }
 
 TEST(CallerShareProcesses, ThePipeDataPathStaysTheWorkersAlone) {

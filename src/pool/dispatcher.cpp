@@ -267,9 +267,10 @@ void Dispatcher::bury(std::size_t index) {
   // A worker runs its tasks in order, one at a time, answering each before it takes the next: of the
   // tasks it had not answered, only the oldest can have been started. With a mailbox the worker
   // counted the tasks it took, so a task it never took (it died idle) is known to be untouched too.
+  // (Tasks the master took back are claimed too, and are no longer in `lost`.)
   std::size_t started = std::min<std::size_t>(lost.size(), 1);
   if (const Mailbox* mailbox = slot.mailbox.get()) {
-    const std::uint64_t untaken = slot.task_ring.posted() - mailbox->tasks_taken.load(std::memory_order_acquire);
+    const std::uint64_t untaken = slot.task_ring.posted() - mailbox->tasks_claimed.load(std::memory_order_acquire);
     if (untaken >= lost.size()) started = 0;
   }
   // The slot stays empty until start_missing(): the next submit, or a serve with work to hand out.
@@ -418,7 +419,8 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
       }
     }
     if (write_task(slot, task, payload)) {
-      slot.in_flight.push_back({job.id, chunk, task.result_buffer});
+      slot.in_flight.push_back({job.id, chunk, task.result_buffer, slot.task_ring.posted() - 1,
+                                task.kind == TaskKind::elements && task.payload_bytes == 0});
       if (again) {
         job.retry.pop_front();
       } else {
@@ -486,6 +488,34 @@ void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
       if (can_take(i) && workers_[i].in_flight.size() < round && !would_steal_from_caller) hand_out(*job, i);
     }
   }
+}
+
+std::optional<std::size_t> Dispatcher::take_back(JobState& job) noexcept {
+  if (!job.may_take_back_for_caller()) return std::nullopt;
+  // A task behind one its worker is busy with first (that worker is surely not about to begin it),
+  // then the first task of a worker not yet awake.
+  for (const bool behind_another : {true, false}) {
+    for (WorkerSlot& slot : workers_) {
+      Mailbox* const mailbox = slot.mailbox.get();
+      if (mailbox == nullptr) continue;
+      // Tasks are claimed in order, by the worker or by this: only the oldest unclaimed one can be had.
+      std::uint64_t unclaimed = mailbox->tasks_claimed.load(std::memory_order_acquire);
+      const auto held = std::find_if(slot.in_flight.begin(), slot.in_flight.end(),
+                                     [unclaimed](const WorkerSlot::Task& task) { return task.number == unclaimed; });
+      if (held == slot.in_flight.end() || held->job != job.id || !held->in_place ||
+          (held != slot.in_flight.begin()) != behind_another) {
+        continue;
+      }
+      if (!mailbox->tasks_claimed.compare_exchange_strong(unclaimed, unclaimed + 1, std::memory_order_acq_rel)) {
+        continue;  // the worker took it meanwhile
+      }
+      const std::size_t chunk = held->chunk;
+      slot.in_flight.erase(held);  // the worker answers the others, in order, as before
+      --slot.tasks_handed;         // maxtasksperchild counts what the process ran
+      return chunk;
+    }
+  }
+  return std::nullopt;
 }
 
 void Dispatcher::abandon(JobState& job) noexcept {

@@ -41,6 +41,9 @@ struct WorkerSlot {
     std::uint64_t job;
     std::uint64_t chunk;
     std::byte* result_buffer;  ///< where a serialized task writes its results (the half it was given)
+    std::uint64_t number;      ///< with a mailbox: its number in the order tasks were posted to this process
+    /// An element task with nothing following it in the task pipe: Dispatcher::take_back may take it.
+    bool in_place;
   };
   ChildProcess process;
   FileDescriptor tasks;    ///< the master writes tasks here
@@ -119,6 +122,12 @@ class Dispatcher {
   };
   Served serve(Deadline deadline, std::vector<std::shared_ptr<JobState>>& finished,
                const std::function<void()>& unlock = {}, const std::function<void()>& relock = {});
+  /// A caller computing its share (PoolOptions::caller_computes) has nothing left to take: takes back
+  /// a task of `job` that a worker holds and has not begun (the worker is still busy with the one
+  /// before, or not yet awake), for the caller to run. Its chunk stays counted as out, as one from
+  /// JobState::take_for_caller is. None if no such task is left unbegun, or the messages go through
+  /// the pipes (only a mailbox lets the two sides agree who has a task, Mailbox::tasks_claimed).
+  std::optional<std::size_t> take_back(JobState& job) noexcept;
   /// Nobody wants `job`'s results: none of its chunks is handed out any more.
   void abandon(JobState& job) noexcept;
   /// SIGKILLs and reaps every worker that holds a chunk of `job` (all jobs with null): after an

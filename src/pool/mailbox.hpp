@@ -67,7 +67,8 @@ class HangUpSchedule {
 
 /// Messages one way, at most kTasksInFlight unread at once (the master holds back a worker's next
 /// task until it has read an answer, and a worker answers only tasks it was given), so a slot is
-/// never written while it is unread.
+/// never written while it is unread. (A task the master took back, Mailbox::tasks_claimed, is not
+/// held: its slot may be written again, and the worker passes over it without reading it.)
 template <class Message>
 struct Ring {
   static_assert(std::is_trivially_copyable_v<Message>);
@@ -80,9 +81,13 @@ struct Ring {
 struct Mailbox {
   Ring<TaskMessage> tasks;     ///< master -> worker
   Ring<ReplyMessage> replies;  ///< worker -> master
-  /// Tasks the worker has taken out of its ring (before it runs them): after a death, those posted
-  /// and not taken were never started, and are handed out again.
-  alignas(64) std::atomic<std::uint64_t> tasks_taken{0};
+  /// Tasks claimed so far, in the order they were posted: by the worker as it takes one out of its
+  /// ring (before it runs it), or by the master taking back the newest one before the worker began it
+  /// (Dispatcher::take_back: a caller computing its share, with nothing else left, runs it itself).
+  /// Each side claims task k by moving this word from k to k + 1, so exactly one of them gets it; the
+  /// worker skips a task claimed before it, unread. After a death, the tasks posted and not claimed
+  /// were never started, and are handed out again.
+  alignas(64) std::atomic<std::uint64_t> tasks_claimed{0};
   /// Raised by the master as it hangs up the worker's task side (the pool stops, or retires it): a
   /// worker spinning for its next task leaves at once, rather than at its next look at the pipes.
   alignas(64) std::atomic<std::uint32_t> closing{0};
@@ -138,6 +143,11 @@ class RingReader {
     ++taken_;
     return true;
   }
+  /// The number, counting from 0 in the order they were posted, of the message take() reads next.
+  std::uint64_t next_number() const noexcept { return taken_; }
+  /// Passes over the oldest unread message without reading it (the writer took it back; its slot
+  /// may already hold a newer message). has_message().
+  void skip() noexcept { ++taken_; }
   /// Says the reader is about to sleep in poll() on the pipe. Look at the ring once more before
   /// sleeping, and call settle() after, whatever woke it.
   void doze() noexcept { ring_->reader_asleep.store(1, std::memory_order_seq_cst); }

@@ -162,9 +162,14 @@ class Worker {
         if (tasks_.settle(setup_.task_bell_fd, readable) == RingReader<TaskMessage>::Settled::hung_up) return false;
         idle_spin_.slept(monotonic_ns() - waiting_since);
       }
-      if (tasks_.take(task)) {
-        setup_.mailbox->tasks_taken.fetch_add(1, std::memory_order_release);
-        return true;
+      if (tasks_.has_message()) {
+        // Claimed before it is read: a task the master took back (its slot perhaps already reused) is
+        // passed over unread, and the wait goes on.
+        std::uint64_t number = tasks_.next_number();
+        if (setup_.mailbox->tasks_claimed.compare_exchange_strong(number, number + 1, std::memory_order_acq_rel)) {
+          return tasks_.take(task);
+        }
+        tasks_.skip();
       }
     }
   }

@@ -159,8 +159,13 @@ class JobState {
     ++outstanding;
     return chunk;
   }
-  /// How a chunk taken by take_for_caller() ended (null `error`: done). Nothing if the whole job was
-  /// failed meanwhile (terminate() from another thread: fail_the_rest already counted it back).
+  /// Whether a chunk already handed to a worker, not yet begun, may be taken back for the caller to run
+  /// once nothing is left to take (ProcessPool's Dispatcher::take_back): the caller computes a share,
+  /// and nothing has decided the job.
+  bool may_take_back_for_caller() const noexcept { return caller_region && !abandoned && !(fail_fast && failure); }
+  /// How a chunk taken by take_for_caller() (or taken back for the caller) ended (null `error`:
+  /// done). Nothing if the whole job was failed meanwhile (terminate() from another thread:
+  /// fail_the_rest already counted it back).
   void caller_chunk_ended(std::size_t chunk, std::exception_ptr error) {
     if (chunk_states[chunk] != ChunkState::pending) return;
     --outstanding;
