@@ -16,6 +16,7 @@
 
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -241,8 +242,9 @@ std::size_t expect_the_killed_worker_named(mpdemo::ProcessPool& pool, Fn fn, con
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
   EXPECT_FALSE(process_exists(pids[0].value())) << "the dead worker was not reaped";
-  const auto again = pool.map([](int x) { return 2 * x; }, input, 10);
-  for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(again[i], 2 * input[i]) << i;
+  std::vector<int> doubled(input.size());
+  std::transform(input.begin(), input.end(), doubled.begin(), [](int x) { return 2 * x; });
+  EXPECT_EQ(pool.map([](int x) { return 2 * x; }, input, 10), doubled) << "the pool goes on";
   EXPECT_NE(pool.worker_pids(), pids) << "a replacement was forked";
   return chunk_begin;
 }
@@ -348,15 +350,15 @@ struct Pid {
   long operator()(long) const { return static_cast<long>(::getpid()); }
 };
 
-/// Pid, but the caller waits (20 s at most) until a worker has run an element.
+/// Pid, but the caller's first element waits (20 s at most, once) until a worker has run an element.
 struct PidOnceTheWorkerRan {
-  long* worker_ran;
+  long* flags;  ///< shared: [0] a worker ran an element, [1] the caller has waited
   pid_t caller;
   long operator()(long) const {
-    if (::getpid() == caller) {
-      wait_for_flag(worker_ran, 20s);
-    } else {
-      raise_flag(worker_ran);
+    if (::getpid() != caller) {
+      raise_flag(&flags[0]);
+    } else if (std::atomic_ref<long>(flags[1]).exchange(1) == 0) {
+      wait_for_flag(&flags[0], 20s);
     }
     return static_cast<long>(::getpid());
   }
@@ -378,8 +380,8 @@ TEST(CallerShareProcesses, AfterAMapTheCallerRanAloneTheNextOneStillUsesTheWorke
   // Every chunk now starts in the caller's region: an idle worker must still be handed one. (The
   // caller waits until the worker has run an element, 20 s at most: a caller with nothing left takes
   // back a task the worker has not begun, and a worker still waking up would otherwise lose it.)
-  auto worker_ran = Suite::shared_cells(1);
-  (void)pool.map_into(PidOnceTheWorkerRan{worker_ran.data(), ::getpid()}, input, output, 100);
+  auto flags = Suite::shared_cells(2);
+  (void)pool.map_into(PidOnceTheWorkerRan{flags.data(), ::getpid()}, input, output, 100);
   EXPECT_GT(std::count(output.begin(), output.end(), static_cast<long>(pool.worker_pids()[0].value())), 0);
 }
 
@@ -399,10 +401,7 @@ struct WorkerBusyUntilCallerRunsChunkOne {
     } else if (x == 0) {
       raise_flag(&flags[1]);
       wait_for_flag(&flags[0], 20s);
-      if (dies) {
-        ::usleep(2000);  // the caller has ended chunk 1, and waits for chunk 0
-        ::raise(SIGKILL);
-      }
+      if (dies) ::raise(SIGKILL);
     }
     return static_cast<long>(::getpid());
   }

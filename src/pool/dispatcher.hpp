@@ -41,7 +41,9 @@ struct WorkerSlot {
     std::uint64_t job;
     std::uint64_t chunk;
     std::byte* result_buffer;  ///< where a serialized task writes its results (the half it was given)
-    std::uint64_t number;      ///< with a mailbox: its number in the order tasks were posted to this process
+    /// With a mailbox: its number in the order tasks were posted to this process (without one,
+    /// nothing is taken back, and this is never read).
+    std::uint64_t number;
     /// An element task with nothing following it in the task pipe: Dispatcher::take_back may take it.
     bool in_place;
   };

@@ -68,7 +68,7 @@ class HangUpSchedule {
 /// Messages one way, at most kTasksInFlight unread at once (the master holds back a worker's next
 /// task until it has read an answer, and a worker answers only tasks it was given), so a slot is
 /// never written while it is unread. (A task the master took back, Mailbox::tasks_claimed, is not
-/// held: its slot may be written again, and the worker passes over it without reading it.)
+/// held: its slot may be written again, and the worker drops what it read there.)
 template <class Message>
 struct Ring {
   static_assert(std::is_trivially_copyable_v<Message>);
@@ -85,7 +85,8 @@ struct Mailbox {
   /// ring (before it runs it), or by the master taking back the newest one before the worker began it
   /// (Dispatcher::take_back: a caller computing its share, with nothing else left, runs it itself).
   /// Each side claims task k by moving this word from k to k + 1, so exactly one of them gets it; the
-  /// worker skips a task claimed before it, unread. After a death, the tasks posted and not claimed
+  /// worker reads a task, then claims it, and drops it if the master claimed it first. A task's slot
+  /// is written again only once the task is claimed. After a death, the tasks posted and not claimed
   /// were never started, and are handed out again.
   alignas(64) std::atomic<std::uint64_t> tasks_claimed{0};
   /// Raised by the master as it hangs up the worker's task side (the pool stops, or retires it): a
@@ -145,9 +146,6 @@ class RingReader {
   }
   /// The number, counting from 0 in the order they were posted, of the message take() reads next.
   std::uint64_t next_number() const noexcept { return taken_; }
-  /// Passes over the oldest unread message without reading it (the writer took it back; its slot
-  /// may already hold a newer message). has_message().
-  void skip() noexcept { ++taken_; }
   /// Says the reader is about to sleep in poll() on the pipe. Look at the ring once more before
   /// sleeping, and call settle() after, whatever woke it.
   void doze() noexcept { ring_->reader_asleep.store(1, std::memory_order_seq_cst); }
