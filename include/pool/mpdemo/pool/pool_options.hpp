@@ -43,7 +43,8 @@ struct PoolOptions {
   /// The thread that calls map or map_into computes a share itself while the workers compute theirs,
   /// as OpenMP's primary thread does in a parallel region, instead of only waiting for them, as
   /// Python's Pool's caller does. Its share is a region of its own (it then helps the workers with
-  /// theirs), so a team of workers + 1 runs the map, and the default is one worker fewer: one per
+  /// theirs: chunks not yet handed out, then, in a ProcessPool, a task a worker holds and has not
+  /// begun), so a team of workers + 1 runs the map, and the default is one worker fewer: one per
   /// physical core with the caller's. Every other call (apply, the async calls, imap, the pipe data
   /// path, serialized elements) still runs in the workers alone. What it costs: the caller's share
   /// has no process boundary around it, so a crash in fn there is the caller's crash (an exception is
