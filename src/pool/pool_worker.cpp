@@ -162,18 +162,15 @@ class Worker {
         if (tasks_.settle(setup_.task_bell_fd, readable) == RingReader<TaskMessage>::Settled::hung_up) return false;
         idle_spin_.slept(monotonic_ns() - waiting_since);
       }
-      if (tasks_.has_message()) {
-        // Read, then claimed: a task is kept only if the master has not taken it back, and its slot is
-        // written again only once it is claimed (by either side), so what was read is that task. A
-        // task the master took back is dropped (what was read may then be a newer task's message, or
-        // half of one), and the wait goes on. Claimed first and read after, the slot could be reused
-        // between the two: the master may post again once it has taken back the task behind this one.
-        std::uint64_t number = tasks_.next_number();
-        const bool read = tasks_.take(task);
-        if (read &&
-            setup_.mailbox->tasks_claimed.compare_exchange_strong(number, number + 1, std::memory_order_acq_rel)) {
-          return true;
-        }
+      // Read, then claimed: a task is kept only if the master has not taken it back, and its slot is
+      // written again only once it is claimed (by either side), so what was read is that task. A task
+      // the master took back is dropped (what was read may then be a newer task's message, or half of
+      // one), and the wait goes on. Claimed first and read after, the slot could be reused between
+      // the two: the master may post again once it has taken back the task behind this one.
+      std::uint64_t number = tasks_.next_number();
+      if (tasks_.take(task) &&
+          setup_.mailbox->tasks_claimed.compare_exchange_strong(number, number + 1, std::memory_order_acq_rel)) {
+        return true;
       }
     }
   }

@@ -278,12 +278,14 @@ void ProcessPool::Impl::compute_callers_share(detail::JobState& job) {
       if (!driving) drive_once(lock, detail::Clock::now(), /*unlock_while_waiting=*/false);
       // A job still waiting in `pending` (another thread was driving when it came) is not the
       // Dispatcher's yet: the workers alone will run it.
-      if (job.id != 0) chunk = job.take_for_caller();
-      // Nothing left to hand out, but a worker may hold a task it has not begun: behind the one it is
-      // busy with, or because it is still waking up (15-25 us on the project's VM, far more than a
-      // small map's chunks). The caller, idle otherwise, runs it now. Only with the role: the
-      // driver's state is its own while it waits.
-      if (!chunk && job.id != 0 && !driving) chunk = dispatcher.take_back(job);
+      if (job.id != 0) {
+        chunk = job.take_for_caller();
+        // Nothing left to hand out, but a worker may hold a task it has not begun: behind the one it
+        // is busy with, or because it is still waking up (15-25 us on the project's VM, far more than
+        // a small map's chunks). The caller, idle otherwise, runs it now. Only with the role: the
+        // driver's state is its own while it waits.
+        if (!chunk && !driving) chunk = dispatcher.take_back(job);
+      }
     }
     if (!chunk) return;
     error = detail::run_chunk_traced(job, *chunk, *job.caller_region, trace);
