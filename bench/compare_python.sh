@@ -96,5 +96,15 @@ phases = cpp_times["fresh-proc"].get("phases_median", {})
 if phases:
     print("mpdemo fresh pool, median phases (ms): " +
           ", ".join(f"{name} {phases[name] * 1e3:.3f}" for name in ("start", "move_in", "compute", "collect", "stop")))
+bare = cpp_times.get("bare-team")
+if bare is not None and "array_squared_mp" in py["times"]:
+    # The floor measured beside the pool in the same run: the same process forking, hearing from and
+    # reaping as many children, with no work. No pool this process forks can beat Python by more.
+    bare_phases = bare.get("phases_median", {})
+    print(f"floor: {cpp['workers']} bare children forked, heard from and reaped by the same process in the same run: "
+          f"{bare['median'] * 1e3:.3f} ms (start {bare_phases.get('start', 0) * 1e3:.3f}, "
+          f"stop {bare_phases.get('stop', 0) * 1e3:.3f}); the pool took {cpp_times['fresh-proc']['median'] / bare['median']:.2f}x it, "
+          f"and Python's pool over it is {py['times']['array_squared_mp']['median'] / bare['median']:.0f}x, "
+          "the most any pool forked by this process could reach here")
 sys.exit(0 if verified else 1)
 EOF

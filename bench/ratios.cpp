@@ -662,6 +662,21 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
         return mpdemo::square_with_fresh_processes(shared_input, workers, chunksize);
       },
       reference));
+  // The floor under fresh-proc's start and stop, measured on this process as it is in the same round
+  // (its fork and exit cost grows with what it maps: the input, the reference, glibc's kept blocks).
+  // Right after fresh-proc, so that both fork the same master, and the writes its forks make dearer
+  // (every private page is copy-on-write after a fork) fall where fresh-proc's did, on fresh-proc-copy.
+  BenchmarkTiming bare = named("bare-team", fmt::format("{} bare children forked, one byte each, reaped: the floor "
+                                                        "under fresh-proc's start and stop, no work",
+                                                        workers));
+  bare.has_result = false;
+  contenders.push_back({std::move(bare), [workers] {
+                          const mpdemo::BareTeamTimes team = mpdemo::time_bare_team(workers);
+                          mpdemo::PhaseTimes phases;
+                          phases.start_workers = team.start;
+                          phases.stop_workers = team.stop;
+                          return Run{team.start + team.stop, phases, true};
+                        }});
   contenders.push_back(fresh_contender(
       "fresh-proc-copy",
       "pool forked, input copied into shared memory, result copied into a new vector, pool stopped, all timed",
@@ -674,6 +689,15 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
       [&input, workers, chunksize] { return mpdemo::square_with_fresh_threads(input, workers, chunksize); },
       reference));
   return contenders;
+}
+
+/// Round by round, `phase` of `timing` over the same phase of `floor`.
+Summary phase_over(const BenchmarkTiming& timing, const BenchmarkTiming& floor, double mpdemo::PhaseTimes::*phase) {
+  std::vector<double> ratios;
+  for (std::size_t r = 0; r < timing.phases.size() && r < floor.phases.size(); ++r) {
+    ratios.push_back(timing.phases[r].*phase / floor.phases[r].*phase);
+  }
+  return Summary::of(ratios);
 }
 
 BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
@@ -705,9 +729,28 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
                             "x",
                             "",
                             {}});
+  const BenchmarkTiming& fresh = report.timing("fresh-proc");
+  const BenchmarkTiming& bare = report.timing("bare-team");
+  report.figures.push_back(
+      {"fresh_pool_vs_bare_team", "fresh pool over its floor, the bare team", speedup(fresh, bare), "x", "", {}});
+  report.figures.push_back({"fresh_pool_start_vs_bare_team",
+                            "its start phase over the bare team's",
+                            phase_over(fresh, bare, &mpdemo::PhaseTimes::start_workers),
+                            "x",
+                            "",
+                            {}});
+  report.figures.push_back({"fresh_pool_stop_vs_bare_team",
+                            "its stop phase over the bare team's",
+                            phase_over(fresh, bare, &mpdemo::PhaseTimes::stop_workers),
+                            "x",
+                            "",
+                            {}});
   report.notes.push_back(
       "the lesson's semantics: each call returns a new array; Python's side is bench/lesson.py, "
       "and bench/compare_python.sh divides the two");
+  report.notes.push_back(
+      "bare-team: what forking and reaping the same number of children costs this process in the same round, "
+      "with nothing else; the figures over it say how many times its floor the fresh pool took");
   return report;
 }
 

@@ -62,6 +62,16 @@ TEST(CostProbes, ForkHoldingMemoryFitInTheCallThatMeasuredThem) {
   expect_no_children_left();
 }
 
+TEST(CostProbes, ABareTeamIsHeardFromAndReapedWithinTheCall) {
+  const auto before = std::chrono::steady_clock::now();
+  const mpdemo::BareTeamTimes team = mpdemo::time_bare_team(3);
+  const double call = std::chrono::duration<double>(std::chrono::steady_clock::now() - before).count();
+  EXPECT_GT(team.start, 0.0);
+  EXPECT_GT(team.stop, 0.0);
+  EXPECT_LE(team.start + team.stop, call);
+  expect_no_children_left();
+}
+
 TEST(CostProbes, ThreadStartFitInTheCallThatMeasuredThem) {
   expect_within_the_call([&] { return mpdemo::measure_thread_start(kRepeats, kOperations); }, kOperations);
 }
@@ -118,6 +128,7 @@ TEST(CostProbes, PageWritesAfterForkFitInTheCallThatMeasuredThem) {
 TEST(CostProbes, ZeroRepeatsIsRejected) {
   EXPECT_THROW(mpdemo::measure_thread_start(0, kOperations), mpdemo::BadArgument);
   EXPECT_THROW(mpdemo::measure_fork(kRepeats, 0), mpdemo::BadArgument);
+  EXPECT_THROW(mpdemo::time_bare_team(0), mpdemo::BadArgument);
 }
 
 TEST(CopyOnWrite, ChildWriteStaysInTheChildWhileThreadAndSharedWritesAreSeen) {

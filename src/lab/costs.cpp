@@ -133,7 +133,12 @@ class HelperProcess {
 
   /// Closes the command pipe and waits for the child to leave; throws unless it exited cleanly.
   void finish() {
-    command_.reset();
+    hang_up();
+    reap();
+  }
+  /// finish() in two steps, for a parent that hangs up on several children before it reaps any.
+  void hang_up() noexcept { command_.reset(); }
+  void reap() {
     const ExitStatus status = process_.wait_or_kill(std::chrono::seconds(5));
     if (!status.success()) throw std::runtime_error(fmt::format("costs: {} {}", role_, status.str()));
   }
@@ -222,6 +227,32 @@ Summary measure_fork_holding(std::size_t bytes, std::size_t repeats, std::size_t
   PrivateMemory held(bytes);
   held.write_every_page(1);
   return measure_fork(repeats, forks);
+}
+
+BareTeamTimes time_bare_team(std::size_t members) {
+  require_positive(members, "the number of children");
+  std::vector<HelperProcess> team;
+  team.reserve(members);
+  BareTeamTimes times;
+  Stopwatch clock;
+  for (std::size_t i = 0; i < members; ++i) {
+    team.emplace_back("a bare team's child", std::initializer_list<int>{}, -1, [](HelperEnds ends) noexcept {
+      const char ready = 1;
+      child_write(ends.reply, &ready, 1);
+      char ignored = 0;
+      while (child_read(ends.command, &ignored, 1)) {
+      }
+    });
+  }
+  for (HelperProcess& child : team) {
+    char ready = 0;
+    child.receive(&ready, 1);
+  }
+  times.start = clock.lap();
+  for (HelperProcess& child : team) child.hang_up();
+  for (HelperProcess& child : team) child.reap();
+  times.stop = clock.lap();
+  return times;
 }
 
 Summary measure_thread_start(std::size_t repeats, std::size_t threads) {

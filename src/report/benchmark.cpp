@@ -110,9 +110,13 @@ std::string benchmark_table(const BenchmarkReport& report, bool lesson_boxes) {
   for (const BenchmarkTiming& t : report.timings) {
     const Summary s = Summary::of(t.seconds);
     const double gbps = ratio(static_cast<double>(report.size * report.bytes_per_element), s.median) / 1e9;
-    out += fmt::format("{:<18} {:>10.5f} {:>10.5f} {:>10.5f} {:>10.5f} {:>7.1f} {:>9.0f}  {:<8} {}\n", t.key, s.median,
-                       s.min, s.max, t.seconds.empty() ? 0.0 : t.seconds.front(), gbps,
-                       Summary::of(t.minor_faults).median, t.verified ? "yes" : "NO", t.label);
+    out +=
+        fmt::format("{:<18} {:>10.5f} {:>10.5f} {:>10.5f} {:>10.5f} {:>7.1f} {:>9.0f}  {:<8} {}\n", t.key, s.median,
+                    s.min, s.max, t.seconds.empty() ? 0.0 : t.seconds.front(), gbps, Summary::of(t.minor_faults).median,
+                    !t.has_result ? "-"
+                    : t.verified  ? "yes"
+                                  : "NO",
+                    t.label);
   }
   out += fmt::format(
       "(GB/s: {} bytes of traffic per element over the median time; faults: median minor page faults per run, "
@@ -267,7 +271,7 @@ std::string benchmark_json(const BenchmarkReport& report) {
     if (!t.function.empty()) row["function"] = t.function;
     row["seconds"] = t.seconds;
     row["first"] = t.seconds.empty() ? 0.0 : t.seconds.front();
-    row["verified"] = t.verified;
+    row["verified"] = t.has_result ? nlohmann::json(t.verified) : nlohmann::json(nullptr);
     row["minor_faults"] = t.minor_faults;
     if (!t.phases.empty()) row["phases_median"] = phases_json(median_phases(t.phases), /*with_total=*/false);
     timings.push_back(row);

@@ -24,6 +24,7 @@ struct BenchmarkTiming {
   std::vector<PhaseTimes> phases;    ///< the library's phases of each round, when it reports them
   std::vector<double> minor_faults;  ///< page faults of each round, this process and its workers
   bool verified = true;              ///< every round's output equal, bit for bit, to the loop's
+  bool has_result = true;            ///< false: a floor measured with no output, nothing to verify
 };
 
 /// A derived figure: a ratio of two timings, or a fixed cost, with its target when there is one.
