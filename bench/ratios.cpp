@@ -691,15 +691,6 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
   return contenders;
 }
 
-/// Round by round, `phase` of `timing` over the same phase of `floor`.
-Summary phase_over(const BenchmarkTiming& timing, const BenchmarkTiming& floor, double mpdemo::PhaseTimes::*phase) {
-  std::vector<double> ratios;
-  for (std::size_t r = 0; r < timing.phases.size() && r < floor.phases.size(); ++r) {
-    ratios.push_back(timing.phases[r].*phase / floor.phases[r].*phase);
-  }
-  return Summary::of(ratios);
-}
-
 BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   BenchmarkReport report = make_report(
       "mpdemo_bench_ratios --lesson: the lesson's methods, pool created inside the timed "
@@ -735,13 +726,13 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
       {"fresh_pool_vs_bare_team", "fresh pool over its floor, the bare team", speedup(fresh, bare), "x", "", {}});
   report.figures.push_back({"fresh_pool_start_vs_bare_team",
                             "its start phase over the bare team's",
-                            phase_over(fresh, bare, &mpdemo::PhaseTimes::start_workers),
+                            speedup(fresh, bare, &mpdemo::PhaseTimes::start_workers),
                             "x",
                             "",
                             {}});
   report.figures.push_back({"fresh_pool_stop_vs_bare_team",
                             "its stop phase over the bare team's",
-                            phase_over(fresh, bare, &mpdemo::PhaseTimes::stop_workers),
+                            speedup(fresh, bare, &mpdemo::PhaseTimes::stop_workers),
                             "x",
                             "",
                             {}});

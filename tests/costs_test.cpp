@@ -128,8 +128,9 @@ TEST(CostProbes, PageWritesAfterForkFitInTheCallThatMeasuredThem) {
 TEST(CostProbes, ZeroRepeatsIsRejected) {
   EXPECT_THROW(mpdemo::measure_thread_start(0, kOperations), mpdemo::BadArgument);
   EXPECT_THROW(mpdemo::measure_fork(kRepeats, 0), mpdemo::BadArgument);
-  EXPECT_THROW(mpdemo::time_bare_team(0), mpdemo::BadArgument);
 }
+
+TEST(CostProbes, ABareTeamOfNoChildrenIsRejected) { EXPECT_THROW(mpdemo::time_bare_team(0), mpdemo::BadArgument); }
 
 TEST(CopyOnWrite, ChildWriteStaysInTheChildWhileThreadAndSharedWritesAreSeen) {
   const mpdemo::CopyOnWriteDemo demo = mpdemo::show_copy_on_write();

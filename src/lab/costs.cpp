@@ -133,12 +133,7 @@ class HelperProcess {
 
   /// Closes the command pipe and waits for the child to leave; throws unless it exited cleanly.
   void finish() {
-    hang_up();
-    reap();
-  }
-  /// finish() in two steps, for a parent that hangs up on several children before it reaps any.
-  void hang_up() noexcept { command_.reset(); }
-  void reap() {
+    command_.reset();
     const ExitStatus status = process_.wait_or_kill(std::chrono::seconds(5));
     if (!status.success()) throw std::runtime_error(fmt::format("costs: {} {}", role_, status.str()));
   }
@@ -231,26 +226,55 @@ Summary measure_fork_holding(std::size_t bytes, std::size_t repeats, std::size_t
 
 BareTeamTimes time_bare_team(std::size_t members) {
   require_positive(members, "the number of children");
-  std::vector<HelperProcess> team;
-  team.reserve(members);
   BareTeamTimes times;
   Stopwatch clock;
-  for (std::size_t i = 0; i < members; ++i) {
-    team.emplace_back("a bare team's child", std::initializer_list<int>{}, -1, [](HelperEnds ends) noexcept {
-      const char ready = 1;
-      child_write(ends.reply, &ready, 1);
+  // Everything the forks need is made first, as the pool makes it: after a fork every page the parent
+  // writes costs a copy-on-write fault, so between two forks it only forks, or the floor would pay more
+  // than the pool it is a floor for.
+  struct Member {
+    Pipe hang_up = Pipe::create();  // end-of-file on it tells the child to leave
+    Pipe ready = Pipe::create();    // the child's one byte
+    std::vector<int> keep{hang_up.read_end.get(), ready.write_end.get()};
+  };
+  std::vector<Member> team(members);
+  std::vector<ChildProcess> children;  // declared after the pipes: killed and reaped before they close
+  children.reserve(members);
+  for (Member& member : team) {
+    const int hang_up = member.hang_up.read_end.get();
+    const int ready = member.ready.write_end.get();
+    children.push_back(fork_child("a bare team's child", std::move(member.keep), -1, [hang_up, ready]() noexcept {
+      const char byte = 1;
+      child_write(ready, &byte, 1);
       char ignored = 0;
-      while (child_read(ends.command, &ignored, 1)) {
+      while (child_read(hang_up, &ignored, 1)) {
       }
-    });
+    }));
   }
-  for (HelperProcess& child : team) {
-    char ready = 0;
-    child.receive(&ready, 1);
+  // A child that did not answer, or left badly, is named with how it ended.
+  auto reap = [&](std::size_t i, std::chrono::milliseconds grace, bool answered) {
+    const pid_t pid = children[i].pid();
+    const ExitStatus status = children[i].wait_or_kill(grace);
+    if (answered && status.success()) return;
+    throw_if_interrupted();
+    throw std::runtime_error(fmt::format("costs: a bare team's child (pid {}) {}{}", pid,
+                                         answered ? "" : "did not say it was ready: it ", status.str()));
+  };
+  for (std::size_t i = 0; i < members; ++i) {
+    team[i].hang_up.read_end.reset();
+    team[i].ready.write_end.reset();
+  }
+  for (std::size_t i = 0; i < members; ++i) {
+    char byte = 0;
+    bool answered = false;
+    try {
+      answered = read_exact(team[i].ready.read_end.get(), &byte, 1);
+    } catch (const std::system_error&) {
+    }
+    if (!answered) reap(i, std::chrono::seconds(1), false);
   }
   times.start = clock.lap();
-  for (HelperProcess& child : team) child.hang_up();
-  for (HelperProcess& child : team) child.reap();
+  for (Member& member : team) member.hang_up.write_end.reset();
+  for (std::size_t i = 0; i < members; ++i) reap(i, std::chrono::seconds(5), true);
   times.stop = clock.lap();
   return times;
 }

@@ -65,12 +65,26 @@ const BenchmarkTiming& BenchmarkReport::timing(std::string_view key) const { ret
 
 const BenchmarkTiming& AnchorPoint::timing(std::string_view key) const { return timing_named(timings, key); }
 
-Summary speedup(const BenchmarkTiming& baseline, const BenchmarkTiming& contender) {
+namespace {
+
+// Round by round, baseline's value over contender's, for the rounds both have.
+template <class Rounds, class Value>
+Summary round_by_round(const Rounds& baseline, const Rounds& contender, Value value) {
   std::vector<double> ratios;
-  for (std::size_t r = 0; r < std::min(baseline.seconds.size(), contender.seconds.size()); ++r) {
-    ratios.push_back(ratio(baseline.seconds[r], contender.seconds[r]));
+  for (std::size_t r = 0; r < std::min(baseline.size(), contender.size()); ++r) {
+    ratios.push_back(ratio(value(baseline[r]), value(contender[r])));
   }
   return Summary::of(ratios);
+}
+
+}  // namespace
+
+Summary speedup(const BenchmarkTiming& baseline, const BenchmarkTiming& contender) {
+  return round_by_round(baseline.seconds, contender.seconds, [](double seconds) { return seconds; });
+}
+
+Summary speedup(const BenchmarkTiming& baseline, const BenchmarkTiming& contender, double PhaseTimes::*phase) {
+  return round_by_round(baseline.phases, contender.phases, [phase](const PhaseTimes& times) { return times.*phase; });
 }
 
 Summary scaled(Summary s, double factor) { return {s.median * factor, s.min * factor, s.max * factor}; }
@@ -110,13 +124,12 @@ std::string benchmark_table(const BenchmarkReport& report, bool lesson_boxes) {
   for (const BenchmarkTiming& t : report.timings) {
     const Summary s = Summary::of(t.seconds);
     const double gbps = ratio(static_cast<double>(report.size * report.bytes_per_element), s.median) / 1e9;
-    out +=
-        fmt::format("{:<18} {:>10.5f} {:>10.5f} {:>10.5f} {:>10.5f} {:>7.1f} {:>9.0f}  {:<8} {}\n", t.key, s.median,
-                    s.min, s.max, t.seconds.empty() ? 0.0 : t.seconds.front(), gbps, Summary::of(t.minor_faults).median,
-                    !t.has_result ? "-"
-                    : t.verified  ? "yes"
-                                  : "NO",
-                    t.label);
+    // A floor measured with no output moved no data: no bandwidth to show.
+    const std::string bandwidth = t.has_result ? fmt::format("{:.1f}", gbps) : "-";
+    const char* verified = !t.has_result ? "-" : t.verified ? "yes" : "NO";
+    out += fmt::format("{:<18} {:>10.5f} {:>10.5f} {:>10.5f} {:>10.5f} {:>7} {:>9.0f}  {:<8} {}\n", t.key, s.median,
+                       s.min, s.max, t.seconds.empty() ? 0.0 : t.seconds.front(), bandwidth,
+                       Summary::of(t.minor_faults).median, verified, t.label);
   }
   out += fmt::format(
       "(GB/s: {} bytes of traffic per element over the median time; faults: median minor page faults per run, "

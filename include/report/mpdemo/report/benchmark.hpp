@@ -91,6 +91,8 @@ std::optional<std::size_t> crossover(const AnchorsReport& report, std::string_vi
 /// Round by round, how many times faster `contender` was than `baseline` (modes were interleaved, so
 /// each round's ratio compares the same moment of the machine).
 Summary speedup(const BenchmarkTiming& baseline, const BenchmarkTiming& contender);
+/// The same for one phase: baseline's `phase` over contender's, round by round (rounds that recorded phases).
+Summary speedup(const BenchmarkTiming& baseline, const BenchmarkTiming& contender, double PhaseTimes::*phase);
 /// Each of median, min and max multiplied by `factor` (seconds to microseconds).
 Summary scaled(Summary summary, double factor);
 /// Each phase's median over the rounds.
