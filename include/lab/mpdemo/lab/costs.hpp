@@ -109,12 +109,14 @@ Summary measure_fork_holding(std::size_t bytes, std::size_t repeats, std::size_t
 /// pool's start and stop phases, measured beside them (a process's fork and exit cost grows with what
 /// it maps, so a bare fork of a small process is no floor for a big one).
 struct BareTeamTimes {
-  double start = 0;  ///< seconds from the first fork until every child's one byte arrived
-  double stop = 0;   ///< seconds from hanging up on every child until every one was reaped
+  /// Seconds from making the pipes (a pool's start makes its own too) until every child's byte arrived.
+  double start = 0;
+  double stop = 0;  ///< seconds from hanging up on every child until every one was reaped
 };
-/// Forks `members` children one after the other (unpinned), then waits for one byte from each; each
-/// then waits for end-of-file on its own pipe, which the parent gives all of them at once before it
-/// reaps them: a pool's start-up handshake and stop, with no work, no mailbox and no arena.
+/// Makes two pipes per child, then forks `members` children one after the other (unpinned), then waits
+/// for one byte from each; each then waits for end-of-file on its own pipe, which the parent gives all
+/// of them at once before it reaps them: a pool's start-up handshake and stop, with no work, no mailbox
+/// and no arena.
 /// Throws BadArgument for zero members, std::runtime_error when a child dies.
 BareTeamTimes time_bare_team(std::size_t members);
 /// std::thread creation + join of a thread that does nothing, `threads` per sample.
