@@ -624,6 +624,15 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
   return report;
 }
 
+/// --trace: the pools' timeline, recorded only when asked (where a slow round's time went, chunk by
+/// chunk and CPU by CPU). Writes it where --trace says, if it was recorded, and says so in `notes`.
+void write_timeline(const Options& options, const mpdemo::Trace* traced, std::vector<std::string>& notes) {
+  if (traced == nullptr) return;
+  mpdemo::report::write_trace(*traced, options.trace, std::cout);
+  notes.push_back(
+      fmt::format("pools' timeline: {}; {}", options.trace, mpdemo::report::recording_cost_sentence(*traced)));
+}
+
 /// The lesson's array in private memory, made as mpdemo makes its own (`uniform_random_array`): in
 /// huge pages where the system offers them. In 4 KiB pages, every fork of a fresh pool would copy
 /// its page tables, a price the lesson's own program does not pay.
@@ -646,10 +655,11 @@ Contender fresh_contender(std::string key, std::string label, std::string functi
 
 /// The lesson's methods, fresh result every call, pool or threads started inside the timed region.
 /// `input` is the lesson's array in private memory, `shared_input` the same numbers made in shared memory.
+/// The fresh pools record their timelines into `trace` when it is not null.
 std::vector<Contender> lesson_contenders(const std::vector<double>& input,
                                          const mpdemo::SharedArray<double>& shared_input,
                                          const std::vector<double>& reference, std::size_t workers,
-                                         std::size_t chunksize) {
+                                         std::size_t chunksize, mpdemo::Trace* trace) {
   auto lesson_name = [](mpdemo::Method method) { return std::string(mpdemo::lesson_function_name(method)); };
   std::vector<Contender> contenders;
   contenders.push_back(fresh_contender(
@@ -658,8 +668,8 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
   contenders.push_back(fresh_contender(
       "fresh-proc", "pool forked, input made in shared memory, result a new SharedArray, pool stopped, all timed",
       lesson_name(mpdemo::Method::fresh_processes),
-      [&shared_input, workers, chunksize] {
-        return mpdemo::square_with_fresh_processes(shared_input, workers, chunksize);
+      [&shared_input, workers, chunksize, trace] {
+        return mpdemo::square_with_fresh_processes(shared_input, workers, chunksize, trace);
       },
       reference));
   // The floor under fresh-proc's start and stop, measured on this process as it is in the same round
@@ -681,12 +691,16 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
       "fresh-proc-copy",
       "pool forked, input copied into shared memory, result copied into a new vector, pool stopped, all timed",
       lesson_name(mpdemo::Method::fresh_processes_copy),
-      [&input, workers, chunksize] { return mpdemo::square_with_fresh_processes_copying(input, workers, chunksize); },
+      [&input, workers, chunksize, trace] {
+        return mpdemo::square_with_fresh_processes_copying(input, workers, chunksize, trace);
+      },
       reference));
   contenders.push_back(fresh_contender(
       "fresh-thread", "threads started, new vector, threads joined, all timed",
       lesson_name(mpdemo::Method::fresh_threads),
-      [&input, workers, chunksize] { return mpdemo::square_with_fresh_threads(input, workers, chunksize); },
+      [&input, workers, chunksize, trace] {
+        return mpdemo::square_with_fresh_threads(input, workers, chunksize, trace);
+      },
       reference));
   return contenders;
 }
@@ -700,7 +714,10 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
   mpdemo::SharedArray<double> shared_input(mpdemo::SharedArena::process_default(), input.size());
   std::copy(input.begin(), input.end(), shared_input.begin());
-  std::vector<Contender> contenders = lesson_contenders(input, shared_input, reference, workers, options.chunksize);
+  mpdemo::Trace trace;
+  mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
+  std::vector<Contender> contenders =
+      lesson_contenders(input, shared_input, reference, workers, options.chunksize, traced);
   report.timings = run_rounds(std::move(contenders), options.repeat);
   report.figures.push_back({"fresh_pool_vs_fresh_loop",
                             "pool created inside the timed region vs loop",
@@ -742,6 +759,7 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   report.notes.push_back(
       "bare-team: what forking and reaping the same number of children costs this process in the same round, "
       "with nothing else; the figures over it say how many times its floor the fresh pool took");
+  write_timeline(options, traced, report.notes);
   return report;
 }
 
@@ -763,8 +781,8 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   if (options.memory_probe) memory = probe_zero_copy_memory(options, workers);
   const FixedCosts costs = measure_fixed_costs(options, workers);
 
-  // The warm pools record their timeline only when asked: where a slow round's time went, chunk by
-  // chunk and CPU by CPU (what each worker's first touch of a page costs shows there).
+  // The pools record their timeline only when asked (write_timeline): where a slow round's time went,
+  // chunk by chunk and CPU by CPU (what each worker's first touch of a page costs shows there).
   mpdemo::Trace trace;
   mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
   mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers, traced));
@@ -784,7 +802,8 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   const BenchmarkTiming& warm_up = warm_up_report.timing("warm-proc");
   report.timings = run_rounds(std::move(warm_modes), options.repeat);
 
-  std::vector<Contender> fresh_modes = lesson_contenders(ordinary_input, input, reference, workers, options.chunksize);
+  std::vector<Contender> fresh_modes =
+      lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced);
   for (BenchmarkTiming& t : run_rounds(std::move(fresh_modes), options.repeat)) report.timings.push_back(std::move(t));
 
   const BenchmarkTiming& seq = report.timing("seq");
@@ -896,11 +915,7 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
       "warm modes reuse one output in shared memory; fresh modes (the lesson's semantics) return "
       "a new array each call and count allocating it and its page faults");
   report.notes.push_back("ratios are taken round by round (modes interleaved), then summarised: median [min .. max]");
-  if (traced != nullptr) {
-    mpdemo::report::write_trace(trace, options.trace, std::cout);
-    report.notes.push_back(
-        fmt::format("warm pools' timeline: {}; {}", options.trace, mpdemo::report::recording_cost_sentence(trace)));
-  }
+  write_timeline(options, traced, report.notes);
   return report;
 }
 
@@ -1024,17 +1039,19 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
   for (std::size_t size = 1000; size <= options.max_size; size *= 10) sizes.push_back(size);
   const MachineCosts costs = measure_machine_costs(workers);
 
-  mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers));
-  mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers));
-  auto over_pipes = warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers);
+  mpdemo::Trace trace;
+  mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
+  mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers, traced));
+  mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers, traced));
+  auto over_pipes = warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers, traced);
   over_pipes.control = mpdemo::ProcessPoolOptions::Control::pipes;
   mpdemo::ProcessPool pipes_pool(over_pipes);
   // The caller's team: one worker fewer, the caller computing the last share, as OpenMP's team.
   const std::size_t helpers = workers > 1 ? workers - 1 : 1;
-  auto with_caller = warm_pool_options<mpdemo::ProcessPoolOptions>(options, helpers);
+  auto with_caller = warm_pool_options<mpdemo::ProcessPoolOptions>(options, helpers, traced);
   with_caller.caller_computes = true;
   mpdemo::ProcessPool caller_pool(with_caller);
-  auto threads_with_caller = warm_pool_options<mpdemo::PoolOptions>(options, helpers);
+  auto threads_with_caller = warm_pool_options<mpdemo::PoolOptions>(options, helpers, traced);
   threads_with_caller.caller_computes = true;
   mpdemo::ThreadPool caller_threads(threads_with_caller);
   for (std::size_t size : sizes) {
@@ -1056,7 +1073,8 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
     const std::size_t batch = std::max<std::size_t>(more_at(size, 20), 3);
     mpdemo::report::AnchorPoint point{size, run_rounds(std::move(modes), options.repeat * more_at(size, 10), batch)};
     // The lesson's semantics, each call a new result: the loop and the pool forked inside the timed region.
-    std::vector<Contender> fresh = lesson_contenders(ordinary_input, input, reference, workers, options.chunksize);
+    std::vector<Contender> fresh =
+        lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced);
     std::erase_if(fresh,
                   [](const Contender& c) { return c.timing.key != "fresh-seq" && c.timing.key != "fresh-proc"; });
     for (BenchmarkTiming& t : run_rounds(std::move(fresh), options.repeat * more_at(size, 10))) {
@@ -1081,6 +1099,7 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
       "keeps a batch's median: what a program mapping again and again gets (the first map of each turn: a figure)");
   report.notes.push_back(
       "memcpy-1 / memcpy-W move the same bytes with no computing: the bandwidth ceiling the maps approach at large N");
+  write_timeline(options, traced, report.notes);
   return report;
 }
 
@@ -1114,8 +1133,8 @@ int main(int argc, char** argv) {
   mpdemo::cli::add_count_option(app, "--max-size", options.max_size, 1000, std::size_t{1} << 34,
                                 "--anchors: the largest size (default 10^8)");
   app.add_option("--trace", options.trace,
-                 "Record the warm pools' timeline (every chunk: when, which worker, which CPU) into FILE.json "
-                 "(Perfetto opens it)")
+                 "Record the pools' timeline (each pool's start and stop, every chunk: when, which worker, which "
+                 "CPU) into FILE.json (Perfetto opens it), in every mode: --anchors and --lesson too")
       ->type_name("FILE.json");
   app.add_option("--spin-us", options.spin_us,
                  "How long the warm pools poll for the next message before they sleep, in microseconds, fixed "
