@@ -601,11 +601,6 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
   report.compiler = MPDEMO_BENCH_COMPILER;
   report.cxx_flags = MPDEMO_BENCH_CXX_FLAGS;
   report.build_type = MPDEMO_BENCH_BUILD_TYPE;
-  // Page sizes decide what a fresh array costs in page faults and, on a VM that shadows page tables,
-  // what waking a worker costs after it slept: the figures mean little without them.
-  const mpdemo::HugePages pages = mpdemo::huge_pages();
-  report.notes.push_back("private memory in " + mpdemo::report::private_pages_text(pages) + "; shared memory in " +
-                         mpdemo::report::shared_pages_text(pages));
   if (options.spin_us) {
     report.notes.push_back(fmt::format(
         "the warm pools poll {} us before they sleep, always (--spin-us; default {} us, an idle worker's growing "
@@ -622,6 +617,15 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
                                  human_bytes(static_cast<double>(stores.stream_above_bytes))),
       stores.source);
   return report;
+}
+
+/// Page sizes decide what a fresh array costs in page faults and, on a VM that shadows page tables,
+/// what waking a worker costs after it slept: the figures mean little without them. Said once the run
+/// is over, of the arena the pools used (made by the run, not before it: the memory probe forks first).
+std::string page_sizes_note() {
+  const mpdemo::HugePages pages = mpdemo::huge_pages();
+  return "private memory in " + mpdemo::report::private_pages_text(pages) + "; shared memory in " +
+         mpdemo::report::arena_pages_text(pages, mpdemo::SharedArena::process_default()->source());
 }
 
 /// --trace: the pools' timeline, recorded only when asked (where a slow round's time went, chunk by
@@ -1156,12 +1160,14 @@ int main(int argc, char** argv) {
   try {
     const std::size_t workers = options.workers != 0 ? options.workers : mpdemo::system_topology().default_workers();
     if (options.anchors) {
-      const mpdemo::report::AnchorsReport anchors = run_anchors(options, workers);
+      mpdemo::report::AnchorsReport anchors = run_anchors(options, workers);
+      anchors.notes.insert(anchors.notes.begin(), page_sizes_note());
       std::cout << (options.format == "json" ? mpdemo::report::anchors_json(anchors)
                                              : mpdemo::report::anchors_table(anchors));
       return 0;
     }
-    const BenchmarkReport report = options.lesson ? run_lesson(options, workers) : run_ratios(options, workers);
+    BenchmarkReport report = options.lesson ? run_lesson(options, workers) : run_ratios(options, workers);
+    report.notes.insert(report.notes.begin(), page_sizes_note());
     if (options.format == "json") {
       std::cout << mpdemo::report::benchmark_json(report);
     } else {

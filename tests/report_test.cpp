@@ -267,6 +267,25 @@ TEST(PagesText, SaysThePageSizeTheSettingAndHowToChangeIt) {
   EXPECT_THAT(mpdemo::report::shared_pages_text(unknown), HasSubstr("no transparent huge pages"));
 }
 
+// An arena that exists is described by where its pages came from: one the own tmpfs could not hold
+// (ulimit -f) is the system's shared memory, in its page size, whatever the machine offers arenas.
+TEST(PagesText, AnArenaIsDescribedByWhereItsPagesCameFrom) {
+  mpdemo::HugePages own{.private_setting = "madvise", .shared_setting = "never"};
+  own.own_tmpfs = true;
+  EXPECT_EQ(mpdemo::report::arena_pages_text(own, mpdemo::SharedMemorySource::own_tmpfs),
+            mpdemo::report::shared_pages_text(own));
+  const std::string fell_back = mpdemo::report::arena_pages_text(own, mpdemo::SharedMemorySource::anonymous);
+  EXPECT_THAT(fell_back, HasSubstr("4 KiB pages"));
+  EXPECT_THAT(fell_back, HasSubstr("anonymous shared memory"));
+  EXPECT_THAT(fell_back, HasSubstr("could not hold it"));
+  EXPECT_THAT(fell_back, Not(HasSubstr("2 MiB")));
+
+  // Where the system's shared memory gets huge pages, an anonymous arena has them: nothing fell back.
+  const mpdemo::HugePages offered{.private_setting = "madvise", .shared_setting = "advise"};
+  EXPECT_EQ(mpdemo::report::arena_pages_text(offered, mpdemo::SharedMemorySource::anonymous),
+            mpdemo::report::shared_pages_text(offered));
+}
+
 TEST(TopologyReport, NamesThePageSizesInTheTableAndTheJson) {
   mpdemo::Topology topology;
   topology.logical_cpus = 4;

@@ -48,6 +48,16 @@ std::string shared_pages_text(const HugePages& pages) {
       HugePages::kSharedSettingFile);
 }
 
+std::string arena_pages_text(const HugePages& pages, SharedMemorySource source) {
+  if (source == SharedMemorySource::anonymous && pages.own_tmpfs && !pages.shared_offered()) {
+    return fmt::format(
+        "4 KiB pages: this arena is the system's anonymous shared memory (shmem_enabled: {}), as mpdemo's own "
+        "tmpfs could not hold it (ulimit -f, or its mapping was refused)",
+        pages.shared_setting);
+  }
+  return shared_pages_text(pages);
+}
+
 std::string topology_table(const Topology& topology, const StoreRule& stores, const HugePages& pages) {
   return fmt::format("logical CPUs     {:>4}   hardware threads (psutil.cpu_count())\n", topology.logical_cpus) +
          fmt::format("physical cores   {:>4}   (psutil.cpu_count(logical=False))\n", topology.physical_cores) +

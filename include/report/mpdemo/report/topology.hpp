@@ -2,6 +2,7 @@
 #pragma once
 
 #include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/sys/shared_memory.hpp"
 #include "mpdemo/sys/topology.hpp"
 
 #include <string>
@@ -22,5 +23,9 @@ std::string private_pages_text(const HugePages& pages);
 /// What page size shared memory (the pools' arena) gets and the setting that decides it; where the
 /// kernel offers no huge pages for it, how root turns them on. Every report that names them says these.
 std::string shared_pages_text(const HugePages& pages);
+/// The same for one arena that exists, by where its pages came from (SharedArena::source()): where
+/// mpdemo's own tmpfs could not hold it (a file size limit), it is the system's anonymous shared
+/// memory, whatever huge_pages() says the arenas use, and this says so.
+std::string arena_pages_text(const HugePages& pages, SharedMemorySource source);
 
 }  // namespace mpdemo::report
