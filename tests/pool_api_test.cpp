@@ -7,6 +7,8 @@
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/huge_pages.hpp"
+#include "support/mappings.hpp"
 #include "support/pools.hpp"
 
 #include <gmock/gmock.h>
@@ -122,6 +124,26 @@ struct PoolNames {
 };
 using Pools = ::testing::Types<mpdemo::ProcessPool, mpdemo::testing::ProcessPoolOverPipes, mpdemo::ThreadPool>;
 TYPED_TEST_SUITE(PoolApi, Pools, PoolNames);
+
+double halved(double x) { return x / 2; }
+
+// A large new result, from map or map_async, is made as the loop's is (interruptible_vector): asking
+// for 2 MiB pages. madvise(MADV_HUGEPAGE) marks its mapping "hg" whatever the kernel then gives.
+TYPED_TEST(PoolApi, ALargeResultAsksForHugePages) {
+  if (mpdemo::huge_pages().private_setting.empty()) {
+    GTEST_SKIP() << "this kernel has no transparent huge pages: madvise(MADV_HUGEPAGE) fails, and nothing is marked";
+  }
+  constexpr std::size_t kElements = std::size_t{4} << 20;  // 32 MiB of doubles
+  const std::vector<double> input(kElements, 3.0);
+  auto pool = TestFixture::make();
+  auto asked = [&](const std::vector<double>& result) {
+    EXPECT_EQ(result.size(), kElements);
+    EXPECT_EQ(result[kElements / 2], 1.5);
+    return mpdemo::testing::mapping_holding(result.data() + kElements / 2).flags.contains("hg");
+  };
+  EXPECT_TRUE(asked(pool.map(halved, input))) << "map";
+  EXPECT_TRUE(asked(pool.map_async(halved, input).get(60s))) << "map_async";
+}
 
 TYPED_TEST(PoolApi, ApplyReturnsWhatTheFunctionReturns) {
   auto pool = this->make();

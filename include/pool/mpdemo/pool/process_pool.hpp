@@ -226,6 +226,7 @@ class ProcessPool : public PoolCalls<ProcessPool> {
                                     const auto* first = static_cast<const R*>(staged);
                                     const std::size_t n = std::ranges::size(input);
                                     result.reserve(n);
+                                    ask_for_huge_pages(result.data(), n * sizeof(R));  // as interruptible_vector does
                                     for_each_block(n, [&](std::size_t begin, std::size_t end) {
                                       result.insert(result.end(), first + begin, first + end);
                                     });

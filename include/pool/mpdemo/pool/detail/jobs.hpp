@@ -6,6 +6,7 @@
 #include "mpdemo/pool/serialization.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/pool/task.hpp"
+#include "mpdemo/sys/interrupt.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -34,7 +35,9 @@ class SharedMemoryJob final : public ResultsJob<R> {
         input_(arena, std::ranges::size(input)),
         output_(arena, std::ranges::size(input)) {
     std::ranges::copy(input, input_.begin());
-    this->results.resize(input_.size());
+    // As map's new vector is made: in huge pages where the system offers them, zeroed with interrupt
+    // checks between blocks.
+    this->results = interruptible_vector<R>(input_.size());
   }
   ChunkOrder order(std::size_t) override {
     ChunkOrder order;
@@ -124,7 +127,7 @@ class LocalJob final : public ResultsJob<R> {
       : ResultsJob<R>(std::ranges::size(input), chunksize, workers, stop_at_first_failure),
         fn_(fn),
         input_(std::ranges::begin(input), std::ranges::end(input)) {
-    this->results.resize(input_.size());
+    this->results = interruptible_vector<R>(input_.size());  // as SharedMemoryJob's
   }
   void run_here(std::size_t chunk) override {
     const ChunkRange range = this->plan[chunk];
