@@ -96,7 +96,7 @@ struct Options {
   std::size_t max_size = 100'000'000;  ///< --anchors: the largest size of the sweep
   bool memory_probe = true;
   std::string format = "table";
-  std::string trace;                   ///< where the warm pools' timeline goes (trace-event JSON), empty: not recorded
+  std::string trace;                   ///< where the pools' timeline goes (trace-event JSON), empty: not recorded
   std::optional<std::size_t> spin_us;  ///< how long the warm pools poll before they sleep, fixed; none: their default
 };
 
@@ -1156,6 +1156,11 @@ int main(int argc, char** argv) {
     return error.get_exit_code() == 0 ? printed : 2;
   }
   if (options.lesson && size->count() == 0) options.size = 1'000'000;
+  if (options.trace == "-" && options.format == "json") {
+    std::cerr << "mpdemo_bench_ratios: --trace - writes the trace to standard output, where --format json writes "
+                 "the report: give --trace a file\n";
+    return 2;
+  }
 
   try {
     const std::size_t workers = options.workers != 0 ? options.workers : mpdemo::system_topology().default_workers();

@@ -46,6 +46,8 @@ int fails_on_five(int x) {
   return 2 * x;
 }
 pid_t whose_pid(int) { return ::getpid(); }
+bool is_odd(int x) { return x % 2 != 0; }
+double halved(double x) { return x / 2; }
 std::size_t length(const std::string& text) { return text.size(); }
 
 /// Memory every worker shares with the test: the pool's arena is mapped before any worker is forked.
@@ -125,8 +127,6 @@ struct PoolNames {
 using Pools = ::testing::Types<mpdemo::ProcessPool, mpdemo::testing::ProcessPoolOverPipes, mpdemo::ThreadPool>;
 TYPED_TEST_SUITE(PoolApi, Pools, PoolNames);
 
-double halved(double x) { return x / 2; }
-
 // A large new result, from map or map_async, is made as the loop's is (interruptible_vector): asking
 // for 2 MiB pages. madvise(MADV_HUGEPAGE) marks its mapping "hg" whatever the kernel then gives.
 TYPED_TEST(PoolApi, ALargeResultAsksForHugePages) {
@@ -143,6 +143,18 @@ TYPED_TEST(PoolApi, ALargeResultAsksForHugePages) {
   };
   EXPECT_TRUE(asked(pool.map(halved, input))) << "map";
   EXPECT_TRUE(asked(pool.map_async(halved, input).get(60s))) << "map_async";
+}
+
+// std::vector<bool> packs its elements 64 to a word: results of type bool come back whole and right
+// from every call, though chunks of 3 put two or three chunks' results in every word.
+TYPED_TEST(PoolApi, BoolResultsComeBackPacked) {
+  auto pool = TestFixture::make();
+  const std::vector<int> input = iota(10'000);
+  std::vector<bool> expected;
+  for (int x : input) expected.push_back(x % 2 != 0);
+  EXPECT_TRUE(pool.apply(is_odd, 3));
+  EXPECT_EQ(pool.map(is_odd, input, 3), expected);
+  EXPECT_EQ(pool.map_async(is_odd, input, 3).get(60s), expected);
 }
 
 TYPED_TEST(PoolApi, ApplyReturnsWhatTheFunctionReturns) {

@@ -21,7 +21,9 @@
 // error_callback, as a WorkerError naming the worker, its pid, the chunk and the original what().
 // A map reports its first failure at once; the chunks still out finish on their own (a hung one is
 // ended by terminate()). Giving work to a closed pool throws PoolClosed, to a terminated one
-// PoolTerminated.
+// PoolTerminated. Under an InterruptGuard, a call made while an interrupt is pending may throw
+// Interrupted itself, before anything is submitted (its results vector is made with interrupt
+// checks, as map's is); otherwise the interrupt reaches the next wait.
 #pragma once
 
 #include "mpdemo/pool/async_result.hpp"

@@ -54,6 +54,7 @@
 #include "mpdemo/pool/pool_calls.hpp"
 #include "mpdemo/pool/pool_options.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
+#include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/timing.hpp"
 
 #include <sys/types.h>
@@ -225,8 +226,7 @@ class ProcessPool : public PoolCalls<ProcessPool> {
                                   [&](const void* staged) {
                                     const auto* first = static_cast<const R*>(staged);
                                     const std::size_t n = std::ranges::size(input);
-                                    result.reserve(n);
-                                    ask_for_huge_pages(result.data(), n * sizeof(R));  // as interruptible_vector does
+                                    reserve_asking_for_huge_pages(result, n);
                                     for_each_block(n, [&](std::size_t begin, std::size_t end) {
                                       result.insert(result.end(), first + begin, first + end);
                                     });

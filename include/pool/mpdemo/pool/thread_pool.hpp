@@ -29,6 +29,7 @@
 #include <ranges>
 #include <span>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace mpdemo {
@@ -70,7 +71,9 @@ class ThreadPool : public PoolCalls<ThreadPool> {
   requires ElementTask<F, std::ranges::range_value_t<Input>, Unpack::whole> MapResult<F, Input> map(
       F fn, const Input& input, std::size_t chunksize = 0, MapStats* stats = nullptr) {
     using T = std::ranges::range_value_t<Input>;
-    if constexpr (!shares_in_place<F, T, Unpack::whole> || !std::ranges::contiguous_range<Input>) {
+    // A std::vector<bool> has no array of bool to write in place: its results go as map_async's do.
+    if constexpr (!shares_in_place<F, T, Unpack::whole> || !std::ranges::contiguous_range<Input> ||
+                  std::is_same_v<map_result_t<F, T>, bool>) {
       return run_now<Unpack::whole>(fn, input, chunksize);
     } else {
       using R = map_result_t<F, T>;

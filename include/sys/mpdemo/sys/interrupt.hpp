@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 namespace mpdemo {
@@ -115,11 +116,18 @@ void for_each_block(std::size_t n, Fn&& fn, std::size_t block = std::size_t{1} <
 /// them: on a VM where a fresh page costs microseconds, zeroing 10^8 doubles in one go takes seconds
 /// during which Ctrl-C would go unanswered. In huge pages where the system offers them, as the pools'
 /// arena is: a fresh result costs the loop and the pools the same kind of page faults.
+/// values.reserve(n), in huge pages where the system offers them (ask_for_huge_pages). A
+/// std::vector<bool> packs its bits behind no data(): it is only reserved.
+template <class T>
+void reserve_asking_for_huge_pages(std::vector<T>& values, std::size_t n) {
+  values.reserve(n);
+  if constexpr (!std::is_same_v<T, bool>) ask_for_huge_pages(values.data(), n * sizeof(T));
+}
+
 template <class T>
 std::vector<T> interruptible_vector(std::size_t n) {
   std::vector<T> values;
-  values.reserve(n);
-  ask_for_huge_pages(values.data(), n * sizeof(T));
+  reserve_asking_for_huge_pages(values, n);
   for_each_block(n, [&](std::size_t, std::size_t end) { values.resize(end); });
   return values;
 }

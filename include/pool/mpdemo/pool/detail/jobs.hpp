@@ -13,10 +13,12 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mpdemo::detail {
@@ -131,15 +133,28 @@ class LocalJob final : public ResultsJob<R> {
   }
   void run_here(std::size_t chunk) override {
     const ChunkRange range = this->plan[chunk];
-    for (std::size_t i = range.begin; i < range.end; ++i) {
-      if ((i & (kCheckBlockElements - 1)) == 0) throw_if_interrupted();
-      this->results[i] = call_element<U>(fn_, input_[i]);
+    if constexpr (std::is_same_v<R, bool>) {
+      // std::vector<bool> packs 64 results into a word, and a chunk's first and last words are its
+      // neighbours' too: two threads may not write them at once. Computed apart, stored under a lock.
+      std::vector<char> bits(range.size());
+      for (std::size_t i = range.begin; i < range.end; ++i) {
+        if ((i & (kCheckBlockElements - 1)) == 0) throw_if_interrupted();
+        bits[i - range.begin] = call_element<U>(fn_, input_[i]) ? 1 : 0;
+      }
+      const std::lock_guard lock(packed_results_);
+      for (std::size_t i = range.begin; i < range.end; ++i) this->results[i] = bits[i - range.begin] != 0;
+    } else {
+      for (std::size_t i = range.begin; i < range.end; ++i) {
+        if ((i & (kCheckBlockElements - 1)) == 0) throw_if_interrupted();
+        this->results[i] = call_element<U>(fn_, input_[i]);
+      }
     }
   }
 
  private:
   F fn_;
   std::vector<T> input_;
+  std::mutex packed_results_;  ///< R = bool: one chunk at a time stores into the packed results
 };
 
 }  // namespace mpdemo::detail
