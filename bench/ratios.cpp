@@ -629,13 +629,23 @@ std::string page_sizes_note() {
 }
 
 /// --trace: the pools' timeline, recorded only when asked (where a slow round's time went, chunk by
-/// chunk and CPU by CPU). Writes it where --trace says, if it was recorded, and says so in `notes`.
-void write_timeline(const Options& options, const mpdemo::Trace* traced, std::vector<std::string>& notes) {
-  if (traced == nullptr) return;
-  mpdemo::report::write_trace(*traced, options.trace, std::cout);
-  notes.push_back(
-      fmt::format("pools' timeline: {}; {}", options.trace, mpdemo::report::recording_cost_sentence(*traced)));
-}
+/// chunk and CPU by CPU): recording costs the pools a little, so nothing is recorded without it.
+class Timeline {
+ public:
+  explicit Timeline(const Options& options) : path_(options.trace) {}
+  /// What the pools record into; null when --trace was not given.
+  mpdemo::Trace* trace() noexcept { return path_.empty() ? nullptr : &trace_; }
+  /// Writes the timeline where --trace says, if it was recorded, and says so in `notes`.
+  void write(std::vector<std::string>& notes) const {
+    if (path_.empty()) return;
+    mpdemo::report::write_trace(trace_, path_, std::cout);
+    notes.push_back(fmt::format("pools' timeline: {}; {}", path_, mpdemo::report::recording_cost_sentence(trace_)));
+  }
+
+ private:
+  std::string path_;
+  mpdemo::Trace trace_;
+};
 
 /// The lesson's array in private memory, made as mpdemo makes its own (`uniform_random_array`): in
 /// huge pages where the system offers them. In 4 KiB pages, every fork of a fresh pool would copy
@@ -718,8 +728,8 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
   mpdemo::SharedArray<double> shared_input(mpdemo::SharedArena::process_default(), input.size());
   std::copy(input.begin(), input.end(), shared_input.begin());
-  mpdemo::Trace trace;
-  mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
+  Timeline timeline(options);
+  mpdemo::Trace* const traced = timeline.trace();
   std::vector<Contender> contenders =
       lesson_contenders(input, shared_input, reference, workers, options.chunksize, traced);
   report.timings = run_rounds(std::move(contenders), options.repeat);
@@ -763,7 +773,7 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   report.notes.push_back(
       "bare-team: what forking and reaping the same number of children costs this process in the same round, "
       "with nothing else; the figures over it say how many times its floor the fresh pool took");
-  write_timeline(options, traced, report.notes);
+  timeline.write(report.notes);
   return report;
 }
 
@@ -785,10 +795,10 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   if (options.memory_probe) memory = probe_zero_copy_memory(options, workers);
   const FixedCosts costs = measure_fixed_costs(options, workers);
 
-  // The pools record their timeline only when asked (write_timeline): where a slow round's time went,
+  // The pools record their timeline only when asked (Timeline): where a slow round's time went,
   // chunk by chunk and CPU by CPU (what each worker's first touch of a page costs shows there).
-  mpdemo::Trace trace;
-  mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
+  Timeline timeline(options);
+  mpdemo::Trace* const traced = timeline.trace();
   mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers, traced));
   mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers, traced));
   auto input = pool.make_shared_array<double>(n);
@@ -919,7 +929,7 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
       "warm modes reuse one output in shared memory; fresh modes (the lesson's semantics) return "
       "a new array each call and count allocating it and its page faults");
   report.notes.push_back("ratios are taken round by round (modes interleaved), then summarised: median [min .. max]");
-  write_timeline(options, traced, report.notes);
+  timeline.write(report.notes);
   return report;
 }
 
@@ -936,6 +946,7 @@ struct MachineCosts {
   Summary pipe;        ///< a byte there and back over two pipes, across cores
   Summary futex;       ///< a shared word there and back, each side asleep in futex_wait
   Summary spin;        ///< a shared word there and back, each side polling on its own core
+  Summary wake;        ///< a futex_wake of a process asleep on the other core: the waker's own time
   Summary pool_start;  ///< a ProcessPool of `workers` forked and ready
 };
 
@@ -947,6 +958,7 @@ MachineCosts measure_machine_costs(std::size_t workers) {
   costs.pipe = mpdemo::measure_process_round_trip(7, 200, cpus);
   costs.futex = mpdemo::measure_shared_word_round_trip(7, 200, mpdemo::WordWait::futex, cpus);
   costs.spin = mpdemo::measure_shared_word_round_trip(7, 2000, mpdemo::WordWait::spin, cpus);
+  costs.wake = mpdemo::measure_wake_of_sleeper(7, 40, cpus);
   { mpdemo::ProcessPool first(workers); }  // discovers the topology and maps the arena: not a start's cost
   std::vector<double> starts;
   for (int i = 0; i < 20; ++i) starts.push_back(mpdemo::ProcessPool(workers).startup_seconds());
@@ -966,6 +978,8 @@ std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport
                      scaled(costs.futex, 1e6), "us", "", std::nullopt});
   figures.push_back({"spin_round_trip_us", "the machine: shared-word round trip across cores (awake)",
                      scaled(costs.spin, 1e6), "us", "", std::nullopt});
+  figures.push_back({"wake_sleeper_us", "the machine: a wake-up across cores, the waker's part",
+                     scaled(costs.wake, 1e6), "us", "", std::nullopt});
   const double forks_and_handshake = static_cast<double>(workers) * costs.fork.median + costs.pipe.median;
   figures.push_back({"pool_start_us", fmt::format("pool start, {} workers forked and ready", workers),
                      scaled(costs.pool_start, 1e6), "us",
@@ -1043,8 +1057,8 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
   for (std::size_t size = 1000; size <= options.max_size; size *= 10) sizes.push_back(size);
   const MachineCosts costs = measure_machine_costs(workers);
 
-  mpdemo::Trace trace;
-  mpdemo::Trace* traced = options.trace.empty() ? nullptr : &trace;
+  Timeline timeline(options);
+  mpdemo::Trace* const traced = timeline.trace();
   mpdemo::ProcessPool pool(warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers, traced));
   mpdemo::ThreadPool threads(warm_pool_options<mpdemo::PoolOptions>(options, workers, traced));
   auto over_pipes = warm_pool_options<mpdemo::ProcessPoolOptions>(options, workers, traced);
@@ -1103,7 +1117,7 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
       "keeps a batch's median: what a program mapping again and again gets (the first map of each turn: a figure)");
   report.notes.push_back(
       "memcpy-1 / memcpy-W move the same bytes with no computing: the bandwidth ceiling the maps approach at large N");
-  write_timeline(options, traced, report.notes);
+  timeline.write(report.notes);
   return report;
 }
 

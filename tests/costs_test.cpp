@@ -99,6 +99,23 @@ TEST(CostProbes, ProcessRoundTripOnTwoCoresFitInTheCallThatMeasuredThem) {
   expect_no_children_left();
 }
 
+// The waker's part of a wake-up is timed around its futex_wake alone: not the half-millisecond it
+// waits before each one for the sleeper's core to go idle, nor the answer it waits for after.
+TEST(CostProbes, AWakeOfASleeperIsTimedInTheWakerAlone) {
+  const mpdemo::CpuPair cpus = mpdemo::cpus_on_two_cores(mpdemo::system_topology()).value_or(mpdemo::CpuPair{});
+  const auto before = std::chrono::steady_clock::now();
+  const Summary wake = mpdemo::measure_wake_of_sleeper(kRepeats, kOperations, cpus);
+  const double call = std::chrono::duration<double>(std::chrono::steady_clock::now() - before).count();
+  expect_positive_and_finite(wake);
+  // Every wake-up waited its pause (a warm-up batch, then kRepeats)...
+  EXPECT_GE(call, static_cast<double>((kRepeats + 1) * kOperations) * 500e-6);
+  // ...and no sample counted it: with the pause inside, each would be above it (the least of them is
+  // compared, so that one batch slowed by a busy machine does not decide).
+  EXPECT_LT(wake.min, 500e-6);
+  expect_no_children_left();
+  EXPECT_THROW(mpdemo::measure_wake_of_sleeper(kRepeats, 0), mpdemo::BadArgument);
+}
+
 TEST(CostProbes, ThreadRoundTripFitInTheCallThatMeasuredThem) {
   expect_within_the_call([&] { return mpdemo::measure_thread_round_trip(kRepeats, kOperations); }, kOperations);
 }
@@ -174,7 +191,8 @@ TEST(MeasureCosts, ReturnsEveryDocumentedRowWithFiguresAndALesson) {
   EXPECT_EQ(names,
             (std::vector<std::string>{
                 "fork_small_parent", "fork_large_parent", "thread_start", "pipe_round_trip_processes",
-                "condvar_round_trip_threads", "futex_round_trip_processes", "spin_round_trip_processes",
+                "condvar_round_trip_threads", "futex_round_trip_processes", "wake_sleeping_process",
+                "spin_round_trip_processes",
                 "context_switch_same_core", "context_switch_two_cores", "transfer_pipe", "transfer_shared_memory",
                 "page_write_after_fork", "page_write_owned", "page_read_after_fork", "page_read_owned"}));
   for (const CostMeasurement& cost : costs) {
@@ -194,6 +212,7 @@ TEST(MeasureCosts, ReturnsEveryDocumentedRowWithFiguresAndALesson) {
   const bool two_cores = mpdemo::cpus_on_two_cores(mpdemo::system_topology()).has_value();
   EXPECT_EQ(find(costs, "context_switch_two_cores").measurable, two_cores);
   EXPECT_EQ(find(costs, "spin_round_trip_processes").measurable, two_cores);
+  EXPECT_EQ(find(costs, "wake_sleeping_process").measurable, two_cores);
   EXPECT_TRUE(find(costs, "futex_round_trip_processes").measurable);
   EXPECT_TRUE(find(costs, "context_switch_same_core").measurable);
   expect_no_children_left();

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -341,9 +342,10 @@ namespace {
 // The shared-word rally's end: a value the counter never reaches (it counts up from 0 by ones).
 constexpr std::uint32_t kRallyOver = 0xffffffffU;
 
-void wake_word(std::uint32_t* word) noexcept {
+/// Wakes a process asleep on `word`; returns how many were (0: nobody slept there yet).
+long wake_word(std::uint32_t* word) noexcept {
   // A shared futex (not FUTEX_PRIVATE_FLAG): the word is in memory two processes map.
-  ::syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+  return ::syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
 }
 
 /// Waits until the shared `word` holds `wanted` or kRallyOver; returns what it holds then.
@@ -369,6 +371,39 @@ void set_word(std::uint32_t* word, std::uint32_t value, WordWait how) noexcept {
   if (how == WordWait::futex) wake_word(word);
 }
 
+/// Tells the process at the other end of a shared-word rally that it is over: when the rally is
+/// done, and on the way out of an exception.
+struct RallyEnd {
+  std::uint32_t* word;
+  void announce() noexcept {
+    std::atomic_ref<std::uint32_t>(*word).store(kRallyOver, std::memory_order_release);
+    wake_word(word);
+  }
+  ~RallyEnd() { announce(); }
+};
+
+/// The far side of a shared-word rally, pinned to `cpu`: it waits for each odd value of `word` and
+/// answers with the next even one, until the rally is over.
+HelperProcess word_echo(const char* role, std::uint32_t* word, WordWait how, bool same_cpu, int cpu) {
+  return HelperProcess(role, {}, cpu, [word, how, same_cpu](HelperEnds) noexcept {
+    for (std::uint32_t odd = 1;; odd += 2) {
+      if (await_word(word, odd, how, same_cpu) == kRallyOver) return;
+      set_word(word, odd + 1, how);
+    }
+  });
+}
+
+/// Times `server`'s batches of `operations` (time_rallies), then ends the rally: the server first,
+/// then the echo, once told it is over.
+Summary time_word_rallies(HelperProcess& server, HelperProcess& echo, RallyEnd& end, std::size_t repeats,
+                          std::size_t operations) {
+  const Summary summary = time_rallies(server, repeats, operations);
+  server.finish();
+  end.announce();
+  echo.finish();
+  return summary;
+}
+
 }  // namespace
 
 Summary measure_shared_word_round_trip(std::size_t repeats, std::size_t round_trips, WordWait wait, CpuPair cpus) {
@@ -379,12 +414,7 @@ Summary measure_shared_word_round_trip(std::size_t repeats, std::size_t round_tr
   *word = 0;
   const bool same_cpu = cpus.first >= 0 && cpus.first == cpus.second;
 
-  HelperProcess echo("the echo process", {}, cpus.second, [&](HelperEnds) noexcept {
-    for (std::uint32_t odd = 1;; odd += 2) {
-      if (await_word(word, odd, wait, same_cpu) == kRallyOver) return;
-      set_word(word, odd + 1, wait);
-    }
-  });
+  HelperProcess echo = word_echo("the echo process", word, wait, same_cpu, cpus.second);
   // As with the pipes, the rally is timed inside the child that serves.
   HelperProcess server("the serving process", {}, cpus.first, [&](HelperEnds ends) noexcept {
     char command = 0;
@@ -400,20 +430,44 @@ Summary measure_shared_word_round_trip(std::size_t repeats, std::size_t round_tr
     }
   });
   // The echo leaves once told the rally is over: before it is waited for, or on the way out of an exception.
-  struct RallyEnd {
-    std::uint32_t* word;
-    void announce() noexcept {
-      std::atomic_ref<std::uint32_t>(*word).store(kRallyOver, std::memory_order_release);
-      wake_word(word);
-    }
-    ~RallyEnd() { announce(); }
-  } rally_end{word};
+  RallyEnd rally_end{word};
+  return time_word_rallies(server, echo, rally_end, repeats, round_trips);
+}
 
-  const Summary summary = time_rallies(server, repeats, round_trips);
-  server.finish();
-  rally_end.announce();
-  echo.finish();
-  return summary;
+Summary measure_wake_of_sleeper(std::size_t repeats, std::size_t wakes, CpuPair cpus) {
+  require_positive(wakes, "the number of wake-ups");
+  SharedArray<std::uint32_t> shared(SharedArena::process_default(), 1);
+  std::uint32_t* const word = shared.data();
+  *word = 0;
+
+  // It sleeps in FUTEX_WAIT at once, never spinning: each wake-up finds it asleep, its core idle.
+  HelperProcess sleeper = word_echo("the sleeping process", word, WordWait::futex, false, cpus.second);
+  HelperProcess waker("the waking process", {}, cpus.first, [&](HelperEnds ends) noexcept {
+    char command = 0;
+    std::uint32_t even = 0;
+    while (child_read(ends.command, &command, 1)) {
+      double waking = 0;
+      for (std::size_t counted = 0; counted < wakes; even += 2) {
+        // Long enough for the sleeper to be in the kernel and its core to have halted (an idle vCPU
+        // halts at once when the guest has no cpuidle driver that polls first).
+        const timespec pause{0, 500'000};
+        ::nanosleep(&pause, nullptr);
+        const auto start = std::chrono::steady_clock::now();
+        std::atomic_ref<std::uint32_t>(*word).store(even + 1, std::memory_order_release);
+        const long woken = wake_word(word);
+        const auto end = std::chrono::steady_clock::now();
+        if (await_word(word, even + 2, WordWait::futex, false) == kRallyOver) ::_exit(kChildIoFailed);
+        // Not yet asleep (its FUTEX_WAIT had not begun): it saw the word change by itself, and that
+        // was no wake-up.
+        if (woken != 1) continue;
+        waking += std::chrono::duration<double>(end - start).count();
+        ++counted;
+      }
+      child_write(ends.reply, &waking, sizeof waking);
+    }
+  });
+  RallyEnd rally_end{word};
+  return time_word_rallies(waker, sleeper, rally_end, repeats, wakes);
 }
 
 Summary measure_thread_round_trip(std::size_t repeats, std::size_t round_trips) {
@@ -645,6 +699,16 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
   const Summary futex_trip = measure_shared_word_round_trip(repeats, operations, WordWait::futex);
   costs.push_back(row("futex_round_trip_processes", "seconds per round trip", futex_trip, repeats,
                       {{"times_pipe_round_trip", ratio(futex_trip.median, process_trip.median)}}));
+  // What a wake-up costs the one who wakes: a pool's master pays it for each worker it finds asleep.
+  if (const std::optional<CpuPair> pair = cpus_on_two_cores(topology)) {
+    const Summary wake = measure_wake_of_sleeper(repeats, std::max<std::size_t>(1, operations / 20), *pair);
+    costs.push_back(row("wake_sleeping_process", "seconds per wake-up", wake, repeats,
+                        {{"first_cpu", static_cast<double>(pair->first)},
+                         {"second_cpu", static_cast<double>(pair->second)},
+                         {"times_futex_round_trip", ratio(wake.median, futex_trip.median)}}));
+  } else {
+    costs.push_back({"wake_sleeping_process", "seconds per wake-up", {}, 0, false, {}});
+  }
   if (const std::optional<CpuPair> pair = cpus_on_two_cores(topology)) {
     const Summary spin_trip = measure_shared_word_round_trip(repeats, operations, WordWait::spin, *pair);
     costs.push_back(row("spin_round_trip_processes", "seconds per round trip", spin_trip, repeats,

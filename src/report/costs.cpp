@@ -33,7 +33,7 @@ std::string cost_lesson(const CostMeasurement& cost, std::span<const CostMeasure
   const std::string median = format_duration(cost.summary.median);
   const std::string_view name = cost.name;
   if (!cost.measurable) {
-    if (name == "context_switch_two_cores" || name == "spin_round_trip_processes") {
+    if (name == "context_switch_two_cores" || name == "spin_round_trip_processes" || name == "wake_sleeping_process") {
       return "Not measurable here: this process may use only one physical core, so two processes cannot run on "
              "two cores.";
     }
@@ -74,6 +74,15 @@ std::string cost_lesson(const CostMeasurement& cost, std::span<const CostMeasure
         "Through a word of shared memory instead, each side asleep in futex_wait until the other's futex_wake, the "
         "round trip takes {}, {} the pipes: still a wake-up each way, which is most of the price.",
         median, compared_with(cost.summary.median, median_of(all, "pipe_round_trip_processes")));
+  }
+  if (name == "wake_sleeping_process") {
+    return fmt::format(
+        "Of a wake-up, the waker's own part: a futex_wake on CPU {} of a process asleep for 0.5 ms on CPU {}, its "
+        "core idle, returns after {}, {:.0f}% of the whole futex round trip above (two wake-ups, each side only just "
+        "asleep). That is what an interrupt to an idle core costs its sender, paid before it can go on: a pool's "
+        "master pays it for each worker it finds asleep.",
+        whole(detail(cost, "first_cpu")), whole(detail(cost, "second_cpu")), median,
+        100 * detail(cost, "times_futex_round_trip"));
   }
   if (name == "spin_round_trip_processes") {
     return fmt::format(

@@ -92,13 +92,13 @@ struct CopyOnWriteDemo {
 
 /// Runs every probe and returns one row per figure, in this order:
 /// fork_small_parent, fork_large_parent, thread_start, pipe_round_trip_processes,
-/// condvar_round_trip_threads, futex_round_trip_processes, spin_round_trip_processes (not measurable
-/// when this process may use only one physical core), context_switch_same_core, context_switch_two_cores (not
-/// measurable when this process may use only one physical core), transfer_pipe, transfer_shared_memory,
-/// page_write_after_fork (details: the copy-on-write demonstration), page_write_owned,
-/// page_read_after_fork, page_read_owned.
-/// Throws BadArgument for a zero count or size, std::system_error when a system call
-/// fails, std::runtime_error when a helper process dies, Interrupted after SIGINT under a guard.
+/// condvar_round_trip_threads, futex_round_trip_processes, wake_sleeping_process and
+/// spin_round_trip_processes (neither measurable when this process may use only one physical core),
+/// context_switch_same_core, context_switch_two_cores (not measurable when this process may use only one physical
+/// core), transfer_pipe, transfer_shared_memory, page_write_after_fork (details: the copy-on-write demonstration),
+/// page_write_owned, page_read_after_fork, page_read_owned. Throws BadArgument for a zero count or size,
+/// std::system_error when a system call fails, std::runtime_error when a helper process dies, Interrupted after SIGINT
+/// under a guard.
 std::vector<CostMeasurement> measure_costs(const CostOptions& options);
 
 /// fork + child _exit + waitpid, `forks` per sample, in this process as it is now.
@@ -134,6 +134,13 @@ enum class WordWait {
 /// round trip. No data moves but one cache line: the floor under a message between processes that
 /// share memory, awake (spin) or asleep (futex). `cpus` pins the two processes.
 Summary measure_shared_word_round_trip(std::size_t repeats, std::size_t round_trips, WordWait wait, CpuPair cpus = {});
+/// What waking a process costs the process that wakes it: the FUTEX_WAKE of a process asleep on a
+/// shared word, pinned to the other CPU of `cpus`, timed around the call in the waker (which then
+/// waits for the answer, untimed). Seconds per wake-up; only calls that found it asleep count. On a
+/// machine where an idle core halts, this is where a virtual machine's price for an interrupt to
+/// another CPU shows: the waker pays it before it can go on. A pool's master pays the like for each
+/// worker that slept (its doorbell is a pipe, and a write to it wakes the reader the same way).
+Summary measure_wake_of_sleeper(std::size_t repeats, std::size_t wakes, CpuPair cpus = {});
 /// A message from this thread to another and back, with a mutex and a condition variable.
 Summary measure_thread_round_trip(std::size_t repeats, std::size_t round_trips);
 /// A child process sends `bytes` to this one by `path` (a pipe: written in by the sender, read out by

@@ -137,21 +137,24 @@ class LocalJob final : public ResultsJob<R> {
       // std::vector<bool> packs 64 results into a word, and a chunk's first and last words are its
       // neighbours' too: two threads may not write them at once. Computed apart, stored under a lock.
       std::vector<char> bits(range.size());
-      for (std::size_t i = range.begin; i < range.end; ++i) {
-        if ((i & (kCheckBlockElements - 1)) == 0) throw_if_interrupted();
-        bits[i - range.begin] = call_element<U>(fn_, input_[i]) ? 1 : 0;
-      }
+      compute(range, [&](std::size_t i, bool value) { bits[i - range.begin] = value ? 1 : 0; });
       const std::lock_guard lock(packed_results_);
       for (std::size_t i = range.begin; i < range.end; ++i) this->results[i] = bits[i - range.begin] != 0;
     } else {
-      for (std::size_t i = range.begin; i < range.end; ++i) {
-        if ((i & (kCheckBlockElements - 1)) == 0) throw_if_interrupted();
-        this->results[i] = call_element<U>(fn_, input_[i]);
-      }
+      compute(range, [this](std::size_t i, R value) { this->results[i] = std::move(value); });
     }
   }
 
  private:
+  /// fn over `range`, an interrupt looked for every kCheckBlockElements; store(i, result) keeps each.
+  template <class Store>
+  void compute(ChunkRange range, Store store) {
+    for (std::size_t i = range.begin; i < range.end; ++i) {
+      if ((i & (kCheckBlockElements - 1)) == 0) throw_if_interrupted();
+      store(i, call_element<U>(fn_, input_[i]));
+    }
+  }
+
   F fn_;
   std::vector<T> input_;
   std::mutex packed_results_;  ///< R = bool: one chunk at a time stores into the packed results
