@@ -102,9 +102,12 @@ TEST(CostProbes, ProcessRoundTripOnTwoCoresFitInTheCallThatMeasuredThem) {
 // The waker's part of a wake-up is timed around its futex_wake alone: not the half-millisecond it
 // waits before each one for the sleeper's core to go idle, nor the answer it waits for after.
 TEST(CostProbes, AWakeOfASleeperIsTimedInTheWakerAlone) {
-  const mpdemo::CpuPair cpus = mpdemo::cpus_on_two_cores(mpdemo::system_topology()).value_or(mpdemo::CpuPair{});
+  // On one core the wake would switch to the sleeper inside the timed call: what mpdemo costs, too,
+  // reports as not measurable there.
+  const auto cpus = mpdemo::cpus_on_two_cores(mpdemo::system_topology());
+  if (!cpus) GTEST_SKIP() << "this process may use only one physical core";
   const auto before = std::chrono::steady_clock::now();
-  const Summary wake = mpdemo::measure_wake_of_sleeper(kRepeats, kOperations, cpus);
+  const Summary wake = mpdemo::measure_wake_of_sleeper(kRepeats, kOperations, *cpus);
   const double call = std::chrono::duration<double>(std::chrono::steady_clock::now() - before).count();
   expect_positive_and_finite(wake);
   // Every wake-up waited its pause (a warm-up batch, then kRepeats)...
@@ -188,13 +191,12 @@ TEST(MeasureCosts, ReturnsEveryDocumentedRowWithFiguresAndALesson) {
   const std::vector<CostMeasurement> costs = mpdemo::measure_costs(options);
   std::vector<std::string> names;
   for (const CostMeasurement& cost : costs) names.push_back(cost.name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{
-                "fork_small_parent", "fork_large_parent", "thread_start", "pipe_round_trip_processes",
-                "condvar_round_trip_threads", "futex_round_trip_processes", "wake_sleeping_process",
-                "spin_round_trip_processes",
-                "context_switch_same_core", "context_switch_two_cores", "transfer_pipe", "transfer_shared_memory",
-                "page_write_after_fork", "page_write_owned", "page_read_after_fork", "page_read_owned"}));
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "fork_small_parent", "fork_large_parent", "thread_start", "pipe_round_trip_processes",
+                       "condvar_round_trip_threads", "futex_round_trip_processes", "wake_sleeping_process",
+                       "spin_round_trip_processes", "context_switch_same_core", "context_switch_two_cores",
+                       "transfer_pipe", "transfer_shared_memory", "page_write_after_fork", "page_write_owned",
+                       "page_read_after_fork", "page_read_owned"}));
   for (const CostMeasurement& cost : costs) {
     SCOPED_TRACE(cost.name);
     EXPECT_FALSE(cost.unit.empty());

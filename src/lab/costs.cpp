@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -60,6 +61,9 @@ Summary per_operation(std::size_t repeats, std::size_t operations, Batch batch) 
 // makes system calls only, and any failure ends it with a status the parent decodes.
 
 constexpr int kChildIoFailed = 3;
+// The waker of measure_wake_of_sleeper never found the sleeper asleep in 100 tries a wake-up, or
+// futex_wake failed: it leaves rather than try for ever.
+constexpr int kChildNoWakeUp = 4;
 
 // A child that cannot talk to its parent has nothing left to do: it leaves with a status the parent decodes.
 void child_write(int fd, const void* data, std::size_t size) noexcept {
@@ -447,15 +451,20 @@ Summary measure_wake_of_sleeper(std::size_t repeats, std::size_t wakes, CpuPair 
     std::uint32_t even = 0;
     while (child_read(ends.command, &command, 1)) {
       double waking = 0;
+      std::size_t tries = 0;
       for (std::size_t counted = 0; counted < wakes; even += 2) {
+        if (++tries > 100 * wakes) ::_exit(kChildNoWakeUp);
         // Long enough for the sleeper to be in the kernel and its core to have halted (an idle vCPU
-        // halts at once when the guest has no cpuidle driver that polls first).
-        const timespec pause{0, 500'000};
-        ::nanosleep(&pause, nullptr);
+        // halts at once when the guest has no cpuidle driver that polls first). A signal does not
+        // cut it short.
+        timespec pause{0, 500'000};
+        while (::nanosleep(&pause, &pause) != 0 && errno == EINTR) {
+        }
         const auto start = std::chrono::steady_clock::now();
         std::atomic_ref<std::uint32_t>(*word).store(even + 1, std::memory_order_release);
         const long woken = wake_word(word);
         const auto end = std::chrono::steady_clock::now();
+        if (woken < 0) ::_exit(kChildNoWakeUp);
         if (await_word(word, even + 2, WordWait::futex, false) == kRallyOver) ::_exit(kChildIoFailed);
         // Not yet asleep (its FUTEX_WAIT had not begun): it saw the word change by itself, and that
         // was no wake-up.

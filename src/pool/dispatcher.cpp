@@ -36,10 +36,15 @@ bool write_task(WorkerSlot& slot, const TaskMessage& task, const void* payload, 
     } else if (slot.task_ring.post(task)) {
       // The worker sleeps. Waking it costs the master too (measure_wake_of_sleeper: ~20 us on the
       // project's VM, more than a map of 10^5 doubles): a span of its own on the master's track.
-      const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
       const ScopedSigpipeBlock no_sigpipe;
+      const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
       const bool rang = ring_doorbell(slot.task_bell.get());
-      if (trace != nullptr) trace->add_here("doorbell", "doorbell", began);
+      if (trace != nullptr) {
+        try {
+          trace->add_here("doorbell", "doorbell", began);
+        } catch (...) {  // the task is out: a timeline that cannot record it must not lose it
+        }
+      }
       if (!rang) return false;
     }
     if (task.payload_bytes > 0) {
