@@ -252,6 +252,15 @@ TEST(PagesText, SaysThePageSizeTheSettingAndHowToChangeIt) {
   EXPECT_THAT(shared, HasSubstr("shmem_enabled: never"));
   EXPECT_THAT(shared, HasSubstr("echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled"));
 
+  // Where the 2 MiB size's own file decided, the text names it, and so does the advice.
+  mpdemo::HugePages by_size = refused;
+  by_size.private_setting_file = mpdemo::HugePages::kPrivateSizeSettingFile;
+  by_size.shared_setting_file = mpdemo::HugePages::kSharedSizeSettingFile;
+  EXPECT_THAT(mpdemo::report::private_pages_text(by_size), HasSubstr("(hugepages-2048kB/enabled: never)"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(by_size), HasSubstr("(hugepages-2048kB/shmem_enabled: never)"));
+  EXPECT_THAT(mpdemo::report::shared_pages_text(by_size),
+              HasSubstr("echo advise > /sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled"));
+
   mpdemo::HugePages own = refused;
   own.own_tmpfs = true;
   EXPECT_THAT(mpdemo::report::shared_pages_text(own), HasSubstr("2 MiB huge pages from mpdemo's own tmpfs"));
@@ -301,6 +310,7 @@ TEST(TopologyReport, NamesThePageSizesInTheTableAndTheJson) {
   EXPECT_EQ(json.at("huge_pages_private").at("offered"), false);
   EXPECT_EQ(json.at("huge_pages_shared").at("setting"), "advise");
   EXPECT_EQ(json.at("huge_pages_shared").at("offered"), true);
+  EXPECT_EQ(json.at("huge_pages_shared").at("file"), mpdemo::HugePages::kSharedSettingFile);
   EXPECT_EQ(json.at("huge_pages_arena").at("huge"), true);
   EXPECT_EQ(json.at("huge_pages_arena").at("source"), "anonymous");
   mpdemo::HugePages own{.private_setting = "madvise", .shared_setting = "never"};

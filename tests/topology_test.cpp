@@ -268,10 +268,37 @@ std::string bracketed_word_in(const char* path) {
   return std::regex_search(text, match, std::regex(R"(\[([a-z_]+)\])")) ? match[1].str() : std::string();
 }
 
+TEST(HugePages, TheSizesOwnSettingDecidesUnlessItInherits) {
+  EXPECT_TRUE(mpdemo::size_setting_decides("madvise", "never"));
+  EXPECT_TRUE(mpdemo::size_setting_decides("never", "always"));
+  EXPECT_TRUE(mpdemo::size_setting_decides("never", "advise"));
+  EXPECT_FALSE(mpdemo::size_setting_decides("madvise", "inherit"));
+  EXPECT_FALSE(mpdemo::size_setting_decides("advise", ""));      // an older kernel: no file for the size
+  EXPECT_FALSE(mpdemo::size_setting_decides("deny", "always"));  // shmem_enabled's overrides win
+  EXPECT_FALSE(mpdemo::size_setting_decides("force", "never"));
+  EXPECT_EQ(mpdemo::setting_file_name(mpdemo::HugePages::kPrivateSettingFile), "enabled");
+  EXPECT_EQ(mpdemo::setting_file_name(mpdemo::HugePages::kSharedSizeSettingFile), "hugepages-2048kB/shmem_enabled");
+}
+
+// What the files say, read here with a regular expression: the 2 MiB size's own word where it is
+// there and is not "inherit" (and, for shared memory, the system-wide word is not an override).
 TEST(HugePages, AreWhatTheKernelsSettingFilesSay) {
   const mpdemo::HugePages pages = mpdemo::huge_pages();
-  EXPECT_EQ(pages.private_setting, bracketed_word_in(mpdemo::HugePages::kPrivateSettingFile));
-  EXPECT_EQ(pages.shared_setting, bracketed_word_in(mpdemo::HugePages::kSharedSettingFile));
+  const auto expected = [](const char* system_wide_file, const char* size_file) {
+    const std::string system_wide = bracketed_word_in(system_wide_file);
+    const std::string own = std::filesystem::exists(size_file) ? bracketed_word_in(size_file) : std::string();
+    const bool overridden = system_wide == "deny" || system_wide == "force";
+    return !own.empty() && own != "inherit" && !overridden ? std::pair{own, std::string(size_file)}
+                                                           : std::pair{system_wide, std::string(system_wide_file)};
+  };
+  const auto [private_word, private_file] =
+      expected(mpdemo::HugePages::kPrivateSettingFile, mpdemo::HugePages::kPrivateSizeSettingFile);
+  const auto [shared_word, shared_file] =
+      expected(mpdemo::HugePages::kSharedSettingFile, mpdemo::HugePages::kSharedSizeSettingFile);
+  EXPECT_EQ(pages.private_setting, private_word);
+  EXPECT_EQ(pages.private_setting_file, private_file);
+  EXPECT_EQ(pages.shared_setting, shared_word);
+  EXPECT_EQ(pages.shared_setting_file, shared_file);
   EXPECT_EQ(mpdemo::machine_facts().huge_pages.shared_setting, pages.shared_setting);
 }
 

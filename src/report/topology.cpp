@@ -14,46 +14,49 @@ std::string cache_text(std::size_t bytes) {
 std::string no_setting_file_text(const char* file) {
   return fmt::format("4 KiB pages: this kernel has no {} (no transparent huge pages)", file);
 }
-nlohmann::json setting_json(const std::string& setting, bool offered) {
-  return {{"setting", setting.empty() ? nlohmann::json(nullptr) : nlohmann::json(setting)}, {"offered", offered}};
+nlohmann::json setting_json(const std::string& setting, const std::string& file, bool offered) {
+  return {{"setting", setting.empty() ? nlohmann::json(nullptr) : nlohmann::json(setting)},
+          {"file", file},
+          {"offered", offered}};
 }
 }  // namespace
 
 std::string private_pages_text(const HugePages& pages) {
   if (pages.private_setting.empty()) return no_setting_file_text(HugePages::kPrivateSettingFile);
   if (pages.private_offered()) {
-    return fmt::format("2 MiB huge pages where a large array covers whole 2 MiB spans (enabled: {})",
-                       pages.private_setting);
+    return fmt::format("2 MiB huge pages where a large array covers whole 2 MiB spans ({}: {})",
+                       setting_file_name(pages.private_setting_file), pages.private_setting);
   }
-  return fmt::format("4 KiB pages: this kernel offers no huge pages (enabled: {})", pages.private_setting);
+  return fmt::format("4 KiB pages: this kernel offers no huge pages ({}: {})",
+                     setting_file_name(pages.private_setting_file), pages.private_setting);
 }
 
 std::string shared_pages_text(const HugePages& pages) {
   if (pages.shared_setting.empty()) return no_setting_file_text(HugePages::kSharedSettingFile);
   if (pages.shared_offered()) {
-    return fmt::format("2 MiB huge pages where the pools' arena covers whole 2 MiB spans (shmem_enabled: {})",
-                       pages.shared_setting);
+    return fmt::format("2 MiB huge pages where the pools' arena covers whole 2 MiB spans ({}: {})",
+                       setting_file_name(pages.shared_setting_file), pages.shared_setting);
   }
   if (pages.own_tmpfs) {
     return fmt::format(
         "2 MiB huge pages from mpdemo's own tmpfs (huge=always, mounted in namespaces of its own): the "
-        "system's anonymous shared memory gets none (shmem_enabled: {}); {}=0 uses it anyway",
-        pages.shared_setting, kOwnTmpfsVariable);
+        "system's anonymous shared memory gets none ({}: {}); {}=0 uses it anyway",
+        setting_file_name(pages.shared_setting_file), pages.shared_setting, kOwnTmpfsVariable);
   }
   return fmt::format(
-      "4 KiB pages: this kernel offers no huge pages for shared memory (shmem_enabled: {}){}; as root, "
+      "4 KiB pages: this kernel offers no huge pages for shared memory ({}: {}){}; as root, "
       "`echo advise > {}` lets the pools' arena ask for them",
-      pages.shared_setting,
+      setting_file_name(pages.shared_setting_file), pages.shared_setting,
       pages.own_tmpfs_failure.empty() ? std::string() : fmt::format(", and {}", pages.own_tmpfs_failure),
-      HugePages::kSharedSettingFile);
+      pages.shared_setting_file);
 }
 
 std::string arena_pages_text(const HugePages& pages, SharedMemorySource source) {
   if (source == SharedMemorySource::anonymous && pages.own_tmpfs && !pages.shared_offered()) {
     return fmt::format(
-        "4 KiB pages: this arena is the system's anonymous shared memory (shmem_enabled: {}), as mpdemo's own "
+        "4 KiB pages: this arena is the system's anonymous shared memory ({}: {}), as mpdemo's own "
         "tmpfs could not hold it (ulimit -f, or its mapping was refused)",
-        pages.shared_setting);
+        setting_file_name(pages.shared_setting_file), pages.shared_setting);
   }
   return shared_pages_text(pages);
 }
@@ -90,8 +93,8 @@ std::string topology_json(const Topology& topology, const StoreRule& stores, con
       {"last_level_cache_bytes", topology.last_level_cache_bytes},
       {"stream_above_bytes", stores.never ? nlohmann::json(nullptr) : nlohmann::json(stores.stream_above_bytes)},
       {"stream_above_source", stores.source},
-      {"huge_pages_private", setting_json(pages.private_setting, pages.private_offered())},
-      {"huge_pages_shared", setting_json(pages.shared_setting, pages.shared_offered())},
+      {"huge_pages_private", setting_json(pages.private_setting, pages.private_setting_file, pages.private_offered())},
+      {"huge_pages_shared", setting_json(pages.shared_setting, pages.shared_setting_file, pages.shared_offered())},
       {"huge_pages_arena",
        {{"huge", pages.arena_huge()},
         {"source", pages.own_tmpfs ? "own_tmpfs" : "anonymous"},

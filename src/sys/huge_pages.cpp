@@ -25,6 +25,7 @@
 #include <fstream>
 #include <mutex>
 #include <system_error>
+#include <utility>
 
 namespace mpdemo {
 
@@ -33,6 +34,17 @@ std::string selected_setting(std::string_view text) {
   const std::size_t close = open == std::string_view::npos ? open : text.find(']', open);
   if (close == std::string_view::npos) return {};
   return std::string(text.substr(open + 1, close - open - 1));
+}
+
+bool size_setting_decides(std::string_view system_wide, std::string_view for_size) {
+  if (system_wide == "deny" || system_wide == "force") return false;
+  return !for_size.empty() && for_size != "inherit";
+}
+
+std::string setting_file_name(std::string_view path) {
+  constexpr std::string_view kDirectory = "/sys/kernel/mm/transparent_hugepage/";
+  if (path.starts_with(kDirectory)) path.remove_prefix(kDirectory.size());
+  return std::string(path);
 }
 
 bool HugePages::private_offered() const noexcept { return private_setting == "always" || private_setting == "madvise"; }
@@ -56,6 +68,17 @@ std::string setting_in(const char* path) {
 HugePages huge_pages() {
   HugePages pages{.private_setting = setting_in(HugePages::kPrivateSettingFile),
                   .shared_setting = setting_in(HugePages::kSharedSettingFile)};
+  // The 2 MiB size's own settings (Linux 6.8 and 6.11), where they exist and say more than "inherit".
+  if (std::string own = setting_in(HugePages::kPrivateSizeSettingFile);
+      size_setting_decides(pages.private_setting, own)) {
+    pages.private_setting = std::move(own);
+    pages.private_setting_file = HugePages::kPrivateSizeSettingFile;
+  }
+  if (std::string own = setting_in(HugePages::kSharedSizeSettingFile);
+      size_setting_decides(pages.shared_setting, own)) {
+    pages.shared_setting = std::move(own);
+    pages.shared_setting_file = HugePages::kSharedSizeSettingFile;
+  }
   // No transparent huge pages at all, or "deny" (which overrides every tmpfs's huge= too): nothing to try.
   if (pages.shared_offered() || pages.shared_setting.empty() || pages.shared_setting == "deny") return pages;
   if (const char* configured = std::getenv(kOwnTmpfsVariable);

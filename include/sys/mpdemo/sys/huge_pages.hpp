@@ -11,16 +11,26 @@ namespace mpdemo {
 
 /// Transparent huge pages (2 MiB on x86-64) as this kernel offers them: the words in brackets in
 /// /sys/kernel/mm/transparent_hugepage/enabled (private memory: the loops' vectors) and shmem_enabled
-/// (shared memory: every pool's arena, an anonymous shared mapping). They decide how many page faults
-/// a fresh array costs (one per 2 MiB or one per 4 KiB), and, on a VM that shadows page tables, what
-/// it costs to wake a worker that slept while mapping gigabytes. System-wide settings, root's to change.
+/// (shared memory: every pool's arena, an anonymous shared mapping). Since Linux 6.8 (private) and
+/// 6.11 (shared) each size has its own setting too, in hugepages-2048kB/ for the 2 MiB size, which
+/// decides unless it says "inherit" (effective_setting). They decide how many page faults a fresh
+/// array costs (one per 2 MiB or one per 4 KiB), and, on a VM that shadows page tables, what it costs
+/// to wake a worker that slept while mapping gigabytes. System-wide settings, root's to change.
 struct HugePages {
   static constexpr const char* kPrivateSettingFile = "/sys/kernel/mm/transparent_hugepage/enabled";
   static constexpr const char* kSharedSettingFile = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
-  /// "always", "madvise" or "never"; empty where the file is missing (no transparent huge pages).
+  static constexpr const char* kPrivateSizeSettingFile = "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled";
+  static constexpr const char* kSharedSizeSettingFile =
+      "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled";
+  /// What decides for 2 MiB pages of private memory: "always", "madvise" or "never"; empty where the
+  /// file is missing (no transparent huge pages).
   std::string private_setting;
-  /// "always", "within_size", "advise", "never", "deny" or "force"; empty where the file is missing.
+  /// The same for shared memory: "always", "within_size", "advise", "never", "deny" or "force"; empty
+  /// where the file is missing.
   std::string shared_setting;
+  /// The files those words were read from: the size's own where it does not say "inherit".
+  std::string private_setting_file = kPrivateSettingFile;
+  std::string shared_setting_file = kSharedSettingFile;
   /// Whether the pools' arenas take their pages from mpdemo's own tmpfs (own_tmpfs()), because the
   /// system's shared memory gets no huge pages and that tmpfs could be made.
   bool own_tmpfs = false;
@@ -63,6 +73,13 @@ OwnTmpfs own_tmpfs();
 /// The selected word of a transparent_hugepage setting file's text ("always [advise] never" gives
 /// "advise"); empty if no word is in brackets.
 std::string selected_setting(std::string_view text);
+/// Which of two selected words decides for one page size: the size's own (`for_size`, from
+/// hugepages-<size>kB/), unless it is empty (no such file: an older kernel) or "inherit"; or unless
+/// the system-wide word is "deny" or "force" (shmem_enabled's overrides for every size). Returns true
+/// if `for_size` decides.
+bool size_setting_decides(std::string_view system_wide, std::string_view for_size);
+/// The short name of a setting file, as reports print it: "enabled", "hugepages-2048kB/shmem_enabled".
+std::string setting_file_name(std::string_view path);
 /// Asks the kernel to back the whole pages inside [begin, begin + bytes) with huge pages where it
 /// offers them (madvise MADV_HUGEPAGE; ignored where it does not). Nothing for less than one huge
 /// page, which could not hold one. The one place mpdemo asks.
