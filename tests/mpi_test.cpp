@@ -6,6 +6,7 @@
 // (OMPI_ALLOW_RUN_AS_ROOT), containers may forbid the shared-memory transport's single-copy
 // mechanism (CMA, which needs ptrace rights), so it is off, and -np above the cores needs
 // --oversubscribe. --bind-to none: mpdemo places the ranks itself, one per core as the fork pool does.
+#include "mpdemo/sys/huge_pages.hpp"
 #include "support/run_program.hpp"
 
 #include <fmt/format.h>
@@ -294,6 +295,14 @@ TEST_F(Mpi, ThePoolMapsOnEveryPathAsALibrary) {
       EXPECT_THAT(result.out, HasSubstr("ok in place, 100003 elements")) << path;
       EXPECT_THAT(result.out, HasSubstr(fmt::format("ok {} ranks on 1 nodes", ranks))) << path;
     }
+  }
+  // A result of 8 MiB asks for 2 MiB pages, as the loop's does (where the kernel has them at all).
+  const auto large = run_program(
+      {MPDEMO_MPIEXEC, "-np", "2", "--oversubscribe", "--bind-to", "none", MPDEMO_POOL_PROGRAM, "scatter", "1048576"});
+  EXPECT_EQ(large.exit_code(), 0) << large.err;
+  EXPECT_THAT(large.out, HasSubstr("ok map round 1, 1048576 elements"));
+  if (!mpdemo::huge_pages().private_setting.empty()) {
+    EXPECT_THAT(large.out, HasSubstr("map's result asks for huge pages: yes"));
   }
   // A store threshold that is not a size: the root refuses it in the map's announcement, so every rank
   // throws alike (the program does not catch it) and none waits for the others.

@@ -48,6 +48,8 @@ int fails_on_five(int x) {
 pid_t whose_pid(int) { return ::getpid(); }
 bool is_odd(int x) { return x % 2 != 0; }
 double halved(double x) { return x / 2; }
+// Not trivially copyable (std::tuple assigns through its own operator=): a process pool serializes it.
+std::tuple<double> halved_in_a_tuple(double x) { return {x / 2}; }
 std::size_t length(const std::string& text) { return text.size(); }
 
 /// Memory every worker shares with the test: the pool's arena is mapped before any worker is forked.
@@ -143,6 +145,12 @@ TYPED_TEST(PoolApi, ALargeResultAsksForHugePages) {
   };
   EXPECT_TRUE(asked(pool.map(halved, input))) << "map";
   EXPECT_TRUE(asked(pool.map_async(halved, input).get(60s))) << "map_async";
+  // Values that come back serialized (a process pool's SerializedJob) are kept in a vector made alike.
+  const std::vector<std::tuple<double>> tuples = pool.map(halved_in_a_tuple, input);
+  ASSERT_EQ(tuples.size(), kElements);
+  EXPECT_EQ(std::get<0>(tuples[kElements / 2]), 1.5);
+  EXPECT_TRUE(mpdemo::testing::mapping_holding(tuples.data() + kElements / 2).flags.contains("hg"))
+      << "map, serialized";
 }
 
 // std::vector<bool> packs its elements 64 to a word: results of type bool come back whole and right

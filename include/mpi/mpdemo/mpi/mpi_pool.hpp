@@ -31,6 +31,7 @@
 #include "mpdemo/mpi/mpi_session.hpp"
 #include "mpdemo/pool/chunk_kernel.hpp"
 #include "mpdemo/pool/map_stats.hpp"
+#include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/timing.hpp"
 
 #include <mpi.h>
@@ -131,7 +132,9 @@ class MpiPool {
   template <class F, std::ranges::contiguous_range Input, class T = std::ranges::range_value_t<Input>>
   requires ElementFunction<F, T> std::vector<map_result_t<F, T>> map(F fn, const Input& input,
                                                                      MapStats* stats = nullptr) {
-    std::vector<map_result_t<F, T>> output(is_root() ? std::ranges::size(input) : 0);
+    // Made as the loop's results are: in blocks between interrupt checks, asking for 2 MiB pages.
+    std::vector<map_result_t<F, T>> output =
+        interruptible_vector<map_result_t<F, T>>(is_root() ? std::ranges::size(input) : 0);
     const MapStats cost = map_into(fn, input, output);
     if (stats != nullptr) *stats = cost;
     return output;

@@ -88,7 +88,7 @@ class SerializedJob final : public ResultsJob<R> {
       job->block_ = SharedArray<std::byte>(arena, bytes.size());
       std::memcpy(job->block_.data(), bytes.data(), bytes.size());
     }
-    job->results.resize(job->plan.size());
+    job->results = interruptible_vector<R>(job->plan.size());  // as the other jobs' results
     return job;
   }
 
