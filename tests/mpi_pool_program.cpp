@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
     if (pool.is_root()) std::printf("ok map round %d, %zu elements\n", round, result.size());
     // A result that can hold a 2 MiB page is made as the loop's is, asking for them (VmFlags "hg").
     if (pool.is_root() && round == 1 && result.size() * sizeof(std::int64_t) >= 2 * mpdemo::kHugePageBytes &&
-        !mpdemo::huge_pages().private_setting.empty()) {
+        std::filesystem::exists(mpdemo::HugePages::kPrivateSettingFile)) {  // without THP, madvise fails
       const bool asked = mpdemo::testing::mapping_holding(result.data() + result.size() / 2).flags.contains("hg");
       std::printf("map's result asks for huge pages: %s\n", asked ? "yes" : "no");
     }

@@ -301,7 +301,7 @@ TEST_F(Mpi, ThePoolMapsOnEveryPathAsALibrary) {
       {MPDEMO_MPIEXEC, "-np", "2", "--oversubscribe", "--bind-to", "none", MPDEMO_POOL_PROGRAM, "scatter", "1048576"});
   EXPECT_EQ(large.exit_code(), 0) << large.err;
   EXPECT_THAT(large.out, HasSubstr("ok map round 1, 1048576 elements"));
-  if (!mpdemo::huge_pages().private_setting.empty()) {
+  if (std::filesystem::exists(mpdemo::HugePages::kPrivateSettingFile)) {
     EXPECT_THAT(large.out, HasSubstr("map's result asks for huge pages: yes"));
   }
   // A store threshold that is not a size: the root refuses it in the map's announcement, so every rank

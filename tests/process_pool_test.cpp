@@ -304,8 +304,9 @@ TEST(SharedArena, AsksForHugePagesAndGetsThemWhereTheKernelOffersThem) {
             pages.own_tmpfs ? mpdemo::SharedMemorySource::own_tmpfs : mpdemo::SharedMemorySource::anonymous)
       << "the system's shared memory where it has huge pages, or where mpdemo's own tmpfs cannot be made";
   if (!pages.arena_huge()) {
-    GTEST_SKIP() << "no huge pages for shared memory here (shmem_enabled: " << pages.shared_setting << "; "
-                 << pages.own_tmpfs_failure << "): the arena asked, and that is checked";
+    GTEST_SKIP() << "no huge pages for shared memory here (" << mpdemo::setting_file_name(pages.shared_setting_file)
+                 << ": " << pages.shared_setting << "; " << pages.own_tmpfs_failure
+                 << "): the arena asked, and that is checked";
   }
   // Asked before the allocator wrote its header, the spans it and the first block touch are huge
   // pages once the block is written. (Asked after, as before a3f3eb7, the header's small page kept

@@ -274,22 +274,24 @@ TEST(HugePages, TheSizesOwnSettingDecidesUnlessItInherits) {
   EXPECT_TRUE(mpdemo::size_setting_decides("never", "advise"));
   EXPECT_FALSE(mpdemo::size_setting_decides("madvise", "inherit"));
   EXPECT_FALSE(mpdemo::size_setting_decides("advise", ""));      // an older kernel: no file for the size
-  EXPECT_FALSE(mpdemo::size_setting_decides("deny", "always"));  // shmem_enabled's overrides win
-  EXPECT_FALSE(mpdemo::size_setting_decides("force", "never"));
+  EXPECT_FALSE(mpdemo::size_setting_decides("deny", "always"));  // shmem_enabled's "deny" refuses every size
+  EXPECT_TRUE(mpdemo::size_setting_decides("force", "always"));  // "force" reaches only the sizes that inherit
+  EXPECT_FALSE(mpdemo::size_setting_decides("force", "inherit"));
   EXPECT_EQ(mpdemo::setting_file_name(mpdemo::HugePages::kPrivateSettingFile), "enabled");
   EXPECT_EQ(mpdemo::setting_file_name(mpdemo::HugePages::kSharedSizeSettingFile), "hugepages-2048kB/shmem_enabled");
 }
 
-// What the files say, read here with a regular expression: the 2 MiB size's own word where it is
-// there and is not "inherit" (and, for shared memory, the system-wide word is not an override).
+// What the files say, read here with a regular expression, by the kernel's rule (transhuge.rst,
+// mm/shmem.c): the 2 MiB size's own word where it is there and is not "inherit", unless shmem_enabled
+// says "deny"; under its "force" such a size gets nothing.
 TEST(HugePages, AreWhatTheKernelsSettingFilesSay) {
   const mpdemo::HugePages pages = mpdemo::huge_pages();
   const auto expected = [](const char* system_wide_file, const char* size_file) {
     const std::string system_wide = bracketed_word_in(system_wide_file);
     const std::string own = std::filesystem::exists(size_file) ? bracketed_word_in(size_file) : std::string();
-    const bool overridden = system_wide == "deny" || system_wide == "force";
-    return !own.empty() && own != "inherit" && !overridden ? std::pair{own, std::string(size_file)}
-                                                           : std::pair{system_wide, std::string(system_wide_file)};
+    if (own.empty() || own == "inherit" || system_wide == "deny")
+      return std::pair{system_wide, std::string(system_wide_file)};
+    return std::pair{system_wide == "force" ? std::string("never") : own, std::string(size_file)};
   };
   const auto [private_word, private_file] =
       expected(mpdemo::HugePages::kPrivateSettingFile, mpdemo::HugePages::kPrivateSizeSettingFile);

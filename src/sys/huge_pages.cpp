@@ -37,7 +37,7 @@ std::string selected_setting(std::string_view text) {
 }
 
 bool size_setting_decides(std::string_view system_wide, std::string_view for_size) {
-  if (system_wide == "deny" || system_wide == "force") return false;
+  if (system_wide == "deny") return false;
   return !for_size.empty() && for_size != "inherit";
 }
 
@@ -76,7 +76,9 @@ HugePages huge_pages() {
   }
   if (std::string own = setting_in(HugePages::kSharedSizeSettingFile);
       size_setting_decides(pages.shared_setting, own)) {
-    pages.shared_setting = std::move(own);
+    // Under "force" the kernel gives anonymous shared memory huge pages only in the sizes that say
+    // "inherit" (mm/shmem.c, shmem_allowable_huge_orders): whatever else this size says, it gets none.
+    pages.shared_setting = pages.shared_setting == "force" ? "never" : std::move(own);
     pages.shared_setting_file = HugePages::kSharedSizeSettingFile;
   }
   // No transparent huge pages at all, or "deny" (which overrides every tmpfs's huge= too): nothing to try.

@@ -15,7 +15,8 @@ namespace mpdemo::report {
 std::string topology_table(const Topology& topology, const StoreRule& stores, const HugePages& pages);
 /// logical_cpus, physical_cores, sockets, allowed_cpus, allowed_cpu_list, worker_cpus, workers,
 /// last_level_cache_bytes, stream_above_bytes (null: never), stream_above_source,
-/// huge_pages_private / huge_pages_shared: {setting (null: unknown), offered}.
+/// huge_pages_private / huge_pages_shared: {setting (null: unknown), file (the one that decided),
+/// offered}, huge_pages_arena: {huge, source (own_tmpfs or anonymous), own_tmpfs_failure (null: none)}.
 std::string topology_json(const Topology& topology, const StoreRule& stores, const HugePages& pages);
 
 /// What page size private memory (the loops' vectors) gets, and the setting that decides it.

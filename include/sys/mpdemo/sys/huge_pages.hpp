@@ -73,10 +73,11 @@ OwnTmpfs own_tmpfs();
 /// The selected word of a transparent_hugepage setting file's text ("always [advise] never" gives
 /// "advise"); empty if no word is in brackets.
 std::string selected_setting(std::string_view text);
-/// Which of two selected words decides for one page size: the size's own (`for_size`, from
-/// hugepages-<size>kB/), unless it is empty (no such file: an older kernel) or "inherit"; or unless
-/// the system-wide word is "deny" or "force" (shmem_enabled's overrides for every size). Returns true
-/// if `for_size` decides.
+/// Whether the selected word of one page size's own file (`for_size`, from hugepages-<size>kB/)
+/// decides for that size rather than the system-wide one: unless it is empty (no such file: an older
+/// kernel) or "inherit", or the system-wide word is shmem_enabled's "deny", which refuses every size.
+/// (Under shmem_enabled's "force", a size that does not inherit gets no huge pages: huge_pages() says
+/// "never" for it.)
 bool size_setting_decides(std::string_view system_wide, std::string_view for_size);
 /// The short name of a setting file, as reports print it: "enabled", "hugepages-2048kB/shmem_enabled".
 std::string setting_file_name(std::string_view path);
