@@ -457,7 +457,7 @@ Summary measure_wake_of_sleeper(std::size_t repeats, std::size_t wakes, CpuPair 
         // Long enough for the sleeper to be in the kernel and its core to have halted (an idle vCPU
         // halts at once when the guest has no cpuidle driver that polls first). A signal does not
         // cut it short.
-        timespec pause{0, 500'000};
+        timespec pause{0, std::chrono::nanoseconds(kSleeperPause).count()};
         while (::nanosleep(&pause, &pause) != 0 && errno == EINTR) {
         }
         const auto start = std::chrono::steady_clock::now();
@@ -708,23 +708,21 @@ std::vector<CostMeasurement> measure_costs(const CostOptions& options) {
   const Summary futex_trip = measure_shared_word_round_trip(repeats, operations, WordWait::futex);
   costs.push_back(row("futex_round_trip_processes", "seconds per round trip", futex_trip, repeats,
                       {{"times_pipe_round_trip", ratio(futex_trip.median, process_trip.median)}}));
-  // What a wake-up costs the one who wakes: a pool's master pays it for each worker it finds asleep.
+  // Two processes on two cores: what a wake-up costs the one who wakes (a pool's master pays it for
+  // each worker it finds asleep), and the hand-off awake.
   if (const std::optional<CpuPair> pair = cpus_on_two_cores(topology)) {
     const Summary wake = measure_wake_of_sleeper(repeats, std::max<std::size_t>(1, operations / 20), *pair);
     costs.push_back(row("wake_sleeping_process", "seconds per wake-up", wake, repeats,
                         {{"first_cpu", static_cast<double>(pair->first)},
                          {"second_cpu", static_cast<double>(pair->second)},
                          {"times_futex_round_trip", ratio(wake.median, futex_trip.median)}}));
-  } else {
-    costs.push_back({"wake_sleeping_process", "seconds per wake-up", {}, 0, false, {}});
-  }
-  if (const std::optional<CpuPair> pair = cpus_on_two_cores(topology)) {
     const Summary spin_trip = measure_shared_word_round_trip(repeats, operations, WordWait::spin, *pair);
     costs.push_back(row("spin_round_trip_processes", "seconds per round trip", spin_trip, repeats,
                         {{"first_cpu", static_cast<double>(pair->first)},
                          {"second_cpu", static_cast<double>(pair->second)},
                          {"times_pipe_round_trip", ratio(spin_trip.median, process_trip.median)}}));
   } else {
+    costs.push_back({"wake_sleeping_process", "seconds per wake-up", {}, 0, false, {}});
     costs.push_back({"spin_round_trip_processes", "seconds per round trip", {}, 0, false, {}});
   }
 

@@ -77,12 +77,12 @@ std::string cost_lesson(const CostMeasurement& cost, std::span<const CostMeasure
   }
   if (name == "wake_sleeping_process") {
     return fmt::format(
-        "Of a wake-up, the waker's own part: a futex_wake on CPU {} of a process asleep for 0.5 ms on CPU {}, its "
+        "Of a wake-up, the waker's own part: a futex_wake on CPU {} of a process asleep for {} on CPU {}, its "
         "core idle, returns after {}, {:.0f}% of the whole futex round trip above (two wake-ups, each side only just "
         "asleep). That is what an interrupt to an idle core costs its sender, paid before it can go on: a pool's "
         "master pays it for each worker it finds asleep.",
-        whole(detail(cost, "first_cpu")), whole(detail(cost, "second_cpu")), median,
-        100 * detail(cost, "times_futex_round_trip"));
+        whole(detail(cost, "first_cpu")), format_duration(std::chrono::duration<double>(kSleeperPause).count()),
+        whole(detail(cost, "second_cpu")), median, 100 * detail(cost, "times_futex_round_trip"));
   }
   if (name == "spin_round_trip_processes") {
     return fmt::format(

@@ -22,6 +22,7 @@
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -141,6 +142,9 @@ Summary measure_shared_word_round_trip(std::size_t repeats, std::size_t round_tr
 /// another CPU shows: the waker pays it before it can go on. A pool's master pays the like for each
 /// worker that slept (its doorbell is a pipe, and a write to it wakes the reader the same way).
 Summary measure_wake_of_sleeper(std::size_t repeats, std::size_t wakes, CpuPair cpus = {});
+/// How long the waker waits before each wake-up, untimed: long enough for the sleeper to be in the
+/// kernel and its core to have halted.
+inline constexpr std::chrono::microseconds kSleeperPause{500};
 /// A message from this thread to another and back, with a mutex and a condition variable.
 Summary measure_thread_round_trip(std::size_t repeats, std::size_t round_trips);
 /// A child process sends `bytes` to this one by `path` (a pipe: written in by the sender, read out by

@@ -13,7 +13,7 @@ namespace mpdemo {
 /// /sys/kernel/mm/transparent_hugepage/enabled (private memory: the loops' vectors) and shmem_enabled
 /// (shared memory: every pool's arena, an anonymous shared mapping). Since Linux 6.8 (private) and
 /// 6.11 (shared) each size has its own setting too, in hugepages-2048kB/ for the 2 MiB size, which
-/// decides unless it says "inherit" (effective_setting). They decide how many page faults a fresh
+/// decides unless it says "inherit" (size_setting_decides). They decide how many page faults a fresh
 /// array costs (one per 2 MiB or one per 4 KiB), and, on a VM that shadows page tables, what it costs
 /// to wake a worker that slept while mapping gigabytes. System-wide settings, root's to change.
 struct HugePages {
