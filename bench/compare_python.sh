@@ -3,7 +3,8 @@
 #   Python: bench/lesson.py           a list comprehension, and mp.Pool(psutil.cpu_count(logical=False))
 #                                     + pool.map(squared, array) with the pool created inside the timed function
 #   mpdemo: mpdemo_bench_ratios --lesson   square_sequentially, and square_with_fresh_processes (pool forked,
-#                                     used and stopped inside the timed region, as in the lesson)
+#                                     used and stopped inside the timed region, as in the lesson), its workers
+#                                     forked by this process and, a second row, by a fork server
 #   Python's other pools, created inside the timed function too (bench/lesson.py --contenders):
 #                                     concurrent.futures.ProcessPoolExecutor and joblib, each with its
 #                                     defaults and batched as Pool.map batches; and numpy's vectorised square
@@ -59,6 +60,9 @@ rows = [
     ("loop", "array_squared_sp", "fresh-seq", None),
     ("pool created inside the timed region", "array_squared_mp", "fresh-proc", target),
     ("  the same, copying in and out", "array_squared_mp", "fresh-proc-copy", None),
+    # mpdemo's pool with its workers forked by a small server made before the arrays (Python's
+    # "forkserver" start method; Python's own pool keeps its default, fork).
+    ("  the same, forked by a fork server", "array_squared_mp", "fresh-proc-server", target),
     # What else a Python user picks, against mpdemo's lesson pool (each created inside the timed region).
     ("ProcessPoolExecutor, defaults", "array_squared_ppe", "fresh-proc", None),
     ("ProcessPoolExecutor, chunksize as Pool", "array_squared_ppe_chunked", "fresh-proc", None),
@@ -67,7 +71,7 @@ rows = [
     # One core against one core: numpy's vectorised square against mpdemo's loop.
     ("numpy's square (vs mpdemo's loop)", "array_squared_np", "fresh-seq", None),
 ]
-rows = [row for row in rows if row[1] in py["times"]]
+rows = [row for row in rows if row[1] in py["times"] and row[2] in cpp_times]
 print(f"The lesson at N = {py['size']:,}: Python {py['python']} (numpy {py['numpy']}, "
       f"mp.Pool({py['physical_cores']}), start method {py['start_method']}) vs mpdemo ({cpp['compiler']} "
       f"{cpp['cxx_flags']}, {cpp['workers']} workers)")
@@ -92,19 +96,28 @@ print("(mpdemo s: the lesson's pool for every pool row, mpdemo's loop for the lo
 print()
 verified = py["verified"] and all(cpp_times[k]["verified"] for _, _, k, _ in rows)
 print(f"results: every Python method equals its loop (numpy: x * x), mpdemo's equal its loop: {'yes' if verified else 'NO'}")
-phases = cpp_times["fresh-proc"].get("phases_median", {})
-if phases:
-    print("mpdemo fresh pool, median phases (ms): " +
-          ", ".join(f"{name} {phases[name] * 1e3:.3f}" for name in ("start", "move_in", "compute", "collect", "stop")))
-bare = cpp_times.get("bare-team")
-if bare is not None and "array_squared_mp" in py["times"]:
-    # The floor measured beside the pool in the same run: the same process forking, hearing from and
-    # reaping as many children, with no work. No pool this process forks can beat Python by more.
-    bare_phases = bare.get("phases_median", {})
-    print(f"floor: {cpp['workers']} bare children forked, heard from and reaped by the same process in the same run: "
-          f"{bare['median'] * 1e3:.3f} ms (start {bare_phases.get('start', 0) * 1e3:.3f}, "
-          f"stop {bare_phases.get('stop', 0) * 1e3:.3f}); the pool took {cpp_times['fresh-proc']['median'] / bare['median']:.2f}x it, "
-          f"and Python's pool over it is {py['times']['array_squared_mp']['median'] / bare['median']:.0f}x, "
-          "the most any pool forked by this process could reach here")
+def phases_line(label, key):
+    phases = cpp_times.get(key, {}).get("phases_median", {})
+    if phases:
+        print(f"{label}, median phases (ms): " +
+              ", ".join(f"{name} {phases[name] * 1e3:.3f}" for name in ("start", "move_in", "compute", "collect", "stop")))
+
+def floor_line(label, team_key, pool_key, tail):
+    # A floor measured beside its pool in the same run: as many children forked, heard from and reaped
+    # in the same way, with no work. No pool forked that way can beat Python by more.
+    team = cpp_times.get(team_key)
+    if team is None or pool_key not in cpp_times or "array_squared_mp" not in py["times"]:
+        return
+    phases = team.get("phases_median", {})
+    print(f"{label}: {team['median'] * 1e3:.3f} ms (start {phases.get('start', 0) * 1e3:.3f}, "
+          f"stop {phases.get('stop', 0) * 1e3:.3f}); the pool took {cpp_times[pool_key]['median'] / team['median']:.2f}x it, "
+          f"and Python's pool over it is {py['times']['array_squared_mp']['median'] / team['median']:.0f}x{tail}")
+
+phases_line("mpdemo fresh pool", "fresh-proc")
+phases_line("mpdemo fresh pool, forked by a fork server", "fresh-proc-server")
+floor_line(f"floor: {cpp['workers']} bare children forked, heard from and reaped by the same process in the same run",
+           "bare-team", "fresh-proc", ", the most any pool forked by this process could reach here")
+floor_line("floor with a fork server: the same children forked by a server made before the arrays",
+           "server-team", "fresh-proc-server", "")
 sys.exit(0 if verified else 1)
 EOF

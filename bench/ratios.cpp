@@ -669,16 +669,49 @@ Contender fresh_contender(std::string key, std::string label, std::string functi
 
 /// The lesson's methods, fresh result every call, pool or threads started inside the timed region.
 /// `input` is the lesson's array in private memory, `shared_input` the same numbers made in shared memory.
-/// The fresh pools record their timelines into `trace` when it is not null.
+/// A bare team of `workers` children (time_bare_team): forked by this process, or by `server`.
+Contender team_contender(std::string key, std::string label, std::size_t workers, mpdemo::ForkServer* server) {
+  BenchmarkTiming timing = named(std::move(key), std::move(label));
+  timing.has_result = false;
+  return {std::move(timing), [workers, server] {
+            const mpdemo::BareTeamTimes team = mpdemo::time_bare_team(workers, server);
+            mpdemo::PhaseTimes phases;
+            phases.start_workers = team.start;
+            phases.stop_workers = team.stop;
+            return Run{team.start + team.stop, phases, true};
+          }};
+}
+
+/// The fresh pools record their timelines into `trace` when it is not null. With a `server` (made
+/// before the arrays), the lesson's pool is timed with its workers forked by it too, and so is the
+/// bare team: fresh-proc-server and server-team.
 std::vector<Contender> lesson_contenders(const std::vector<double>& input,
                                          const mpdemo::SharedArray<double>& shared_input,
                                          const std::vector<double>& reference, std::size_t workers,
-                                         std::size_t chunksize, mpdemo::Trace* trace) {
+                                         std::size_t chunksize, mpdemo::Trace* trace,
+                                         const std::shared_ptr<mpdemo::ForkServer>& server) {
   auto lesson_name = [](mpdemo::Method method) { return std::string(mpdemo::lesson_function_name(method)); };
   std::vector<Contender> contenders;
   contenders.push_back(fresh_contender(
       "fresh-seq", "loop returning a new vector", lesson_name(mpdemo::Method::sequential),
       [&input] { return mpdemo::square_sequentially(input); }, reference));
+  // Before fresh-proc: neither forks this process, so neither pays for the copy-on-write faults that
+  // its forks leave on the pages this process writes next (fresh-proc-copy does, as before).
+  if (server) {
+    contenders.push_back(fresh_contender(
+        "fresh-proc-server", "the same pool, its workers forked by a fork server started before the arrays",
+        lesson_name(mpdemo::Method::fresh_processes),
+        [&shared_input, workers, chunksize, trace, server] {
+          return mpdemo::square_with_fresh_processes(shared_input, workers, chunksize, trace,
+                                                     {.caller_computes = false, .fork_server = server});
+        },
+        reference));
+    // How much of the floor is this process's size: the same team, forked by the small server.
+    contenders.push_back(team_contender(
+        "server-team",
+        fmt::format("the same {} bare children forked by the fork server: the floor under fresh-proc-server", workers),
+        workers, server.get()));
+  }
   contenders.push_back(fresh_contender(
       "fresh-proc", "pool forked, input made in shared memory, result a new SharedArray, pool stopped, all timed",
       lesson_name(mpdemo::Method::fresh_processes),
@@ -690,17 +723,12 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
   // (its fork and exit cost grows with what it maps: the input, the reference, glibc's kept blocks).
   // Right after fresh-proc, so that both fork the same master, and the writes its forks make dearer
   // (every private page is copy-on-write after a fork) fall where fresh-proc's did, on fresh-proc-copy.
-  BenchmarkTiming bare = named("bare-team", fmt::format("{} bare children forked, one byte each, reaped: the floor "
-                                                        "under fresh-proc's start and stop, no work",
-                                                        workers));
-  bare.has_result = false;
-  contenders.push_back({std::move(bare), [workers] {
-                          const mpdemo::BareTeamTimes team = mpdemo::time_bare_team(workers);
-                          mpdemo::PhaseTimes phases;
-                          phases.start_workers = team.start;
-                          phases.stop_workers = team.stop;
-                          return Run{team.start + team.stop, phases, true};
-                        }});
+  contenders.push_back(team_contender(
+      "bare-team",
+      fmt::format(
+          "{} bare children forked, one byte each, reaped: the floor under fresh-proc's start and stop, no work",
+          workers),
+      workers, nullptr));
   contenders.push_back(fresh_contender(
       "fresh-proc-copy",
       "pool forked, input copied into shared memory, result copied into a new vector, pool stopped, all timed",
@@ -724,6 +752,8 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
       "mpdemo_bench_ratios --lesson: the lesson's methods, pool created inside the timed "
       "region",
       options, workers);
+  // First, while this process is small (the default arena made before it, so that it has it).
+  const std::shared_ptr<mpdemo::ForkServer> server = mpdemo::ProcessPool::start_fork_server();
   const std::vector<double> input = mpdemo::uniform_random_array(options.size, options.seed);
   const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
   mpdemo::SharedArray<double> shared_input(mpdemo::SharedArena::process_default(), input.size());
@@ -731,7 +761,7 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   Timeline timeline(options);
   mpdemo::Trace* const traced = timeline.trace();
   std::vector<Contender> contenders =
-      lesson_contenders(input, shared_input, reference, workers, options.chunksize, traced);
+      lesson_contenders(input, shared_input, reference, workers, options.chunksize, traced, server);
   report.timings = run_rounds(std::move(contenders), options.repeat);
   report.figures.push_back({"fresh_pool_vs_fresh_loop",
                             "pool created inside the timed region vs loop",
@@ -767,12 +797,27 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
                             "x",
                             "",
                             {}});
+  report.figures.push_back({"fresh_pool_vs_fresh_pool_server",
+                            "the pool over the same pool forked by a fork server",
+                            speedup(fresh, report.timing("fresh-proc-server")),
+                            "x",
+                            "",
+                            {}});
+  report.figures.push_back({"bare_team_vs_server_team",
+                            "the bare team over the same team from a fork server (this process's size)",
+                            speedup(bare, report.timing("server-team")),
+                            "x",
+                            "",
+                            {}});
   report.notes.push_back(
       "the lesson's semantics: each call returns a new array; Python's side is bench/lesson.py, "
       "and bench/compare_python.sh divides the two");
   report.notes.push_back(
       "bare-team: what forking and reaping the same number of children costs this process in the same round, "
       "with nothing else; the figures over it say how many times its floor the fresh pool took");
+  report.notes.push_back(
+      "fresh-proc-server, server-team: their children forked by a fork server this benchmark started before its "
+      "arrays (ProcessPoolOptions::fork_server, Python's \"forkserver\"); they are still this process's children");
   timeline.write(report.notes);
   return report;
 }
@@ -817,7 +862,7 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   report.timings = run_rounds(std::move(warm_modes), options.repeat);
 
   std::vector<Contender> fresh_modes =
-      lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced);
+      lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced, {});
   for (BenchmarkTiming& t : run_rounds(std::move(fresh_modes), options.repeat)) report.timings.push_back(std::move(t));
 
   const BenchmarkTiming& seq = report.timing("seq");
@@ -1092,7 +1137,7 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
     mpdemo::report::AnchorPoint point{size, run_rounds(std::move(modes), options.repeat * more_at(size, 10), batch)};
     // The lesson's semantics, each call a new result: the loop and the pool forked inside the timed region.
     std::vector<Contender> fresh =
-        lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced);
+        lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced, {});
     std::erase_if(fresh,
                   [](const Contender& c) { return c.timing.key != "fresh-seq" && c.timing.key != "fresh-proc"; });
     for (BenchmarkTiming& t : run_rounds(std::move(fresh), options.repeat * more_at(size, 10))) {

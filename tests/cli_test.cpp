@@ -16,6 +16,32 @@ using mpdemo::testing::run_mpdemo;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// --start-method forkserver: every process pool's workers forked by a fork server the run starts first;
+// the results are verified as ever, and the run says how its workers were forked.
+TEST(Cli, RunWithAForkServerVerifiesEveryModeAndSaysSo) {
+  const auto result =
+      run_mpdemo({"run", "--size", "100003", "--repeat", "1", "--start-method", "forkserver", "--format", "json"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json.at("start_method"), "forkserver");
+  ASSERT_EQ(json.at("modes").size(), 6u);
+  for (const auto& mode : json.at("modes")) EXPECT_TRUE(mode.at("verified").get<bool>()) << mode.at("name");
+  const auto table =
+      run_mpdemo({"run", "--size", "1000", "--repeat", "1", "--mode", "proc", "--start-method", "forkserver"});
+  ASSERT_EQ(table.exit_code(), 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("forked by a fork server (--start-method forkserver)"));
+  const auto by_default = run_mpdemo({"run", "--size", "1000", "--repeat", "1", "--mode", "proc", "--format", "json"});
+  ASSERT_EQ(by_default.exit_code(), 0) << by_default.err;
+  EXPECT_EQ(nlohmann::json::parse(by_default.out).at("start_method"), "fork");
+  // Bad input: a method mpdemo does not have, and a fork server under MPI.
+  const auto spawn = run_mpdemo({"run", "--size", "1000", "--start-method", "spawn"});
+  EXPECT_EQ(spawn.exit_code(), 2);
+  EXPECT_THAT(spawn.err, HasSubstr("--start-method"));
+  const auto mpi = run_mpdemo({"run", "--size", "1000", "--backend", "mpi", "--start-method", "forkserver"});
+  EXPECT_EQ(mpi.exit_code(), 2);
+  EXPECT_THAT(mpi.err, HasSubstr("--start-method forkserver is for the local pools"));
+}
+
 TEST(Cli, RunWithTheCallerComputingVerifiesEveryModeWithATeamOfOneWorkerFewer) {
   const auto result = run_mpdemo({"run", "--size", "100003", "--repeat", "1", "--caller-computes", "--format", "json"});
   ASSERT_EQ(result.exit_code(), 0) << result.err;

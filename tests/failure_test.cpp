@@ -125,11 +125,15 @@ mpdemo::ProcessPoolOptions two_workers(Control control) {
 
 std::string control_name(Control control) { return control == Control::pipes ? "Pipes" : "Mailboxes"; }
 
-class WorkerKilled : public ::testing::TestWithParam<std::tuple<int, Control>> {};
+// Forked by this process, or by a fork server (ProcessPoolOptions::fork_server): a death is noticed,
+// named and its worker replaced alike.
+class WorkerKilled : public ::testing::TestWithParam<std::tuple<int, Control, bool>> {};
 
 TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
-  const auto [signal_number, control] = GetParam();
-  mpdemo::ProcessPool pool(two_workers(control));
+  const auto [signal_number, control, served] = GetParam();
+  mpdemo::ProcessPoolOptions options = two_workers(control);
+  if (served) options.fork_server = mpdemo::ProcessPool::start_fork_server();
+  mpdemo::ProcessPool pool(options);
   const auto pids_before = pool.worker_pids();
   auto stamp = pool.make_shared_array<double>(1);
   stamp[0] = 0;
@@ -163,10 +167,12 @@ TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
 
 INSTANTIATE_TEST_SUITE_P(Signals, WorkerKilled,
                          ::testing::Combine(::testing::Values(SIGKILL, SIGSEGV, SIGABRT),
-                                            ::testing::Values(Control::shared_memory, Control::pipes)),
+                                            ::testing::Values(Control::shared_memory, Control::pipes),
+                                            ::testing::Values(false, true)),
                          [](const auto& param) {
                            return mpdemo::signal_name(std::get<0>(param.param)).substr(3) +
-                                  control_name(std::get<1>(param.param));
+                                  control_name(std::get<1>(param.param)) +
+                                  (std::get<2>(param.param) ? "ForkServer" : "");
                          });
 
 class DeathWhileBusy : public ::testing::TestWithParam<Control> {};
@@ -462,6 +468,7 @@ struct InterruptCase {
   int signal_number;
   bool whole_group;  // as Ctrl-C in a terminal: the master and every worker get the signal
   std::vector<std::string> args;
+  std::size_t children = 1;  // signalled once it has this many (a fork server is one before any worker)
 };
 
 void PrintTo(const InterruptCase& c, std::ostream* os) {
@@ -482,7 +489,7 @@ TEST_P(Interrupt, StopsWorkersReleasesMemoryAndExitsWithTheSignalsStatus) {
         ASSERT_TRUE(eventually(
             [&] {
               workers_seen = children_of(pid).size();  // costs' children come and go: keep what was seen
-              return workers_seen > 0;
+              return workers_seen >= c.children;
             },
             10s))
             << "mpdemo never forked";
@@ -505,6 +512,8 @@ TEST_P(Interrupt, StopsWorkersReleasesMemoryAndExitsWithTheSignalsStatus) {
 
 const std::vector<std::string> kLongRun{"run", "--size", "4e6", "--repeat", "1000", "--mode", "proc"};
 const std::vector<std::string> kLongWarmRun{"run", "--size", "4e6", "--repeat", "1000", "--mode", "warm-proc"};
+const std::vector<std::string> kLongServedRun{"run",  "--size",         "4e6",       "--repeat", "1000", "--mode",
+                                              "proc", "--start-method", "forkserver"};
 const std::vector<std::string> kLongLesson{"--large-size", "3e7"};
 const std::vector<std::string> kLongSweep{"sweep", "--sizes", "1e6,4e6", "--repeat", "1000", "--max-seconds", "600"};
 const std::vector<std::string> kLongCosts{"costs", "--repeat", "100"};
@@ -515,7 +524,8 @@ INSTANTIATE_TEST_SUITE_P(
                       InterruptCase{SIGTERM, false, kLongRun}, InterruptCase{SIGINT, true, kLongWarmRun},
                       InterruptCase{SIGTERM, true, kLongWarmRun}, InterruptCase{SIGINT, true, kLongLesson},
                       InterruptCase{SIGINT, true, kLongSweep}, InterruptCase{SIGTERM, false, kLongSweep},
-                      InterruptCase{SIGINT, false, kLongCosts}));
+                      InterruptCase{SIGINT, false, kLongCosts}, InterruptCase{SIGINT, true, kLongServedRun, 2},
+                      InterruptCase{SIGTERM, false, kLongServedRun, 2}));
 
 // ---- Promptness: a death, a timeout, terminate() and a deadline end a map now, not when the work ends.
 

@@ -233,7 +233,8 @@ TEST(Trace, AWorkerDoesNotStealFromACallerComputingItsShareWhatIsNewToItsProcess
   // takes. The map ends well, the caller finishing its own region (the pool must not fail a map for
   // "no worker is left to take the pool's work" while what is left is the caller's).
   mpdemo::Trace trace;
-  mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(1, &trace, /*caller_computes=*/true));
+  mpdemo::ProcessPool pool(
+      mpdemo::pool_options<mpdemo::ProcessPoolOptions>(1, &trace, {.caller_computes = true, .fork_server = nullptr}));
   const pid_t worker = pool.worker_pids().front().value();
   auto input = pool.make_shared_array<double>(800);
   auto output = pool.make_shared_array<double>(800);

@@ -251,7 +251,7 @@ void require_process_resources(const ProcessNeeds& needs, const std::string& wha
   }
 }
 
-ProcessNeeds ProcessNeeds::for_pools(std::size_t workers, bool processes, bool threads) {
+ProcessNeeds ProcessNeeds::for_pools(std::size_t workers, bool processes, bool threads, bool fork_server) {
   ProcessNeeds needs;
   needs.workers = workers;
   // A warm pool and a fresh one may be alive at once; each process worker holds four pipe ends in
@@ -261,6 +261,12 @@ ProcessNeeds ProcessNeeds::for_pools(std::size_t workers, bool processes, bool t
   needs.processes = processes ? 2 * workers + 1 : 1;
   needs.threads = threads ? 2 * workers + 2 : 2;
   needs.descriptors = processes ? (4 * workers + 2) + (8 * workers + 2) + 4 + 32 : 32;
+  // A fork server is one process more, with its socket, and a worker it forks is sent its mailbox as a
+  // memfd, held until the worker has it.
+  if (processes && fork_server) {
+    needs.processes += 1;
+    needs.descriptors += 1 + workers;
+  }
   return needs;
 }
 

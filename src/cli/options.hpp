@@ -69,8 +69,9 @@ struct ProcessNeeds {
   std::size_t processes = 0;
   std::size_t threads = 0;
   std::size_t descriptors = 0;
-  /// A warm pool and a fresh one of `workers` each, of processes and/or threads.
-  static ProcessNeeds for_pools(std::size_t workers, bool processes, bool threads);
+  /// A warm pool and a fresh one of `workers` each, of processes and/or threads; with a `fork_server`
+  /// forking the process pools' workers.
+  static ProcessNeeds for_pools(std::size_t workers, bool processes, bool threads, bool fork_server = false);
 };
 /// Throws UsageError naming the limit if what `needs` says does not fit this process's limits.
 void require_process_resources(const ProcessNeeds& needs, const std::string& what);

@@ -22,6 +22,7 @@ struct RunOptions {
   std::size_t workers = 0;
   std::size_t chunksize = 0;
   bool caller_computes = false;
+  std::string start_method = "fork";
   std::string mode = "all";
   std::string backend = "local";
   int ranks_per_node = 0;
@@ -144,6 +145,11 @@ int run(std::ostream& out, RunOptions& options) {
     // that worker while the core it was meant for idles: not the team the flag promises.
     throw UsageError("--caller-computes is for the local pools: run it without --backend mpi");
   }
+  // A fork server forked after MPI_Init would be a process Open MPI does not know; and the MPI paths'
+  // ranks are started by mpirun, not forked.
+  if (options.start_method == "forkserver" && mpi) {
+    throw UsageError("--start-method forkserver is for the local pools: run it without --backend mpi");
+  }
   const auto uses = [&](Machinery machinery) {
     return std::any_of(methods.begin(), methods.end(), [&](Method m) { return machinery_of(m) == machinery; });
   };
@@ -152,7 +158,8 @@ int run(std::ostream& out, RunOptions& options) {
   const std::size_t workers = worker_count(options.workers, options.caller_computes);
   const Footprint peak = footprint(methods);
   const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
-  require_process_resources(ProcessNeeds::for_pools(workers, uses(Machinery::processes), uses(Machinery::threads)),
+  require_process_resources(ProcessNeeds::for_pools(workers, uses(Machinery::processes), uses(Machinery::threads),
+                                                    options.start_method == "forkserver"),
                             what);
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
@@ -172,6 +179,11 @@ int run(std::ostream& out, RunOptions& options) {
   }
   VerifiedSoFar verified_so_far;
   TrialPlan plan;
+  // Started now, before the input and the reference exist: the server stays small, and so do the forks
+  // it makes (Python's "forkserver"). Only where a process pool runs.
+  if (options.start_method == "forkserver" && uses(Machinery::processes)) {
+    plan.fork_server = ProcessPool::start_fork_server();
+  }
   plan.size = options.size;
   plan.workers = workers;
   plan.chunksize = options.chunksize;
@@ -210,6 +222,11 @@ Command add_run_command(CLI::App& root) {
   app->add_flag("--caller-computes", options->caller_computes,
                 "every pool's caller computes a share of each map beside its workers, as OpenMP's primary thread "
                 "does (default: it waits, as Python's); the default team is then one worker fewer");
+  app->add_option("--start-method", options->start_method,
+                  "fork (default): this process forks the process pools' workers; forkserver: a small server, "
+                  "started before the input is made, forks them (Python's start methods): a fork costs more the "
+                  "more the forking process holds")
+      ->check(CLI::IsMember({"fork", "forkserver"}));
   std::vector<std::string> mode_names;
   for (const auto& [name, methods] : modes()) mode_names.push_back(name);
   app->add_option("--mode,-m", options->mode,

@@ -229,7 +229,7 @@ Summary measure_fork_holding(std::size_t bytes, std::size_t repeats, std::size_t
   return measure_fork(repeats, forks);
 }
 
-BareTeamTimes time_bare_team(std::size_t members) {
+BareTeamTimes time_bare_team(std::size_t members, ForkServer* server) {
   require_positive(members, "the number of children");
   BareTeamTimes times;
   Stopwatch clock;
@@ -247,13 +247,18 @@ BareTeamTimes time_bare_team(std::size_t members) {
   for (Member& member : team) {
     const int hang_up = member.hang_up.read_end.get();
     const int ready = member.ready.write_end.get();
-    children.push_back(fork_child("a bare team's child", std::move(member.keep), -1, [hang_up, ready]() noexcept {
+    const auto body = [hang_up, ready]() noexcept {
       const char byte = 1;
       child_write(ready, &byte, 1);
       char ignored = 0;
       while (child_read(hang_up, &ignored, 1)) {
       }
-    }));
+      return 0;
+    };
+    SpawnOptions options;
+    options.keep_descriptors = std::move(member.keep);
+    constexpr const char* kRole = "a bare team's child";
+    children.push_back(server != nullptr ? server->spawn(kRole, options, body) : spawn(kRole, options, body));
   }
   // A child that did not answer, or left badly, is named with how it ended.
   auto reap = [&](std::size_t i, std::chrono::milliseconds grace, bool answered) {

@@ -106,11 +106,11 @@ Squared square_sequentially(std::span<const double> input) {
 }
 
 Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_t workers, std::size_t chunksize,
-                                    Trace* trace, bool caller_computes) {
+                                    Trace* trace, const PoolChoices& choices) {
   Squared out;
   Stopwatch clock;
   {
-    ProcessPool pool(pool_options<ProcessPoolOptions>(workers, trace, caller_computes));
+    ProcessPool pool(pool_options<ProcessPoolOptions>(workers, trace, choices));
     out.phases.start_workers = clock.lap();
     out.shared = pool.make_shared_array<double>(input.size());
     out.phases.collect = clock.lap();
@@ -122,11 +122,11 @@ Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_
 }
 
 Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers, std::size_t chunksize,
-                                            Trace* trace, bool caller_computes) {
+                                            Trace* trace, const PoolChoices& choices) {
   Squared out;
   Stopwatch clock;
   {
-    ProcessPool pool(pool_options<ProcessPoolOptions>(workers, trace, caller_computes));
+    ProcessPool pool(pool_options<ProcessPoolOptions>(workers, trace, choices));
     out.phases.start_workers = clock.lap();
     MapStats map;
     out.values = pool.map(squared, input, chunksize, &map);
@@ -140,11 +140,11 @@ Squared square_with_fresh_processes_copying(std::span<const double> input, std::
 }
 
 Squared square_with_fresh_threads(std::span<const double> input, std::size_t workers, std::size_t chunksize,
-                                  Trace* trace, bool caller_computes) {
+                                  Trace* trace, const PoolChoices& choices) {
   Squared out;
   Stopwatch clock;
   {
-    ThreadPool pool(pool_options<PoolOptions>(workers, trace, caller_computes));
+    ThreadPool pool(pool_options<PoolOptions>(workers, trace, choices));
     out.phases.start_workers = clock.lap();
     MapStats map;
     out.values = pool.map(squared, input, chunksize, &map);

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace mpdemo {
 
@@ -46,13 +47,13 @@ std::vector<double> reference_squares(std::span<const double> input) {
 }
 
 MethodRunner::MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace,
-                           RankedMethods* ranked, bool caller_computes)
+                           RankedMethods* ranked, PoolChoices choices)
     : input_(input),
       workers_(workers),
       chunksize_(chunksize),
       trace_(trace),
       ranked_(ranked),
-      caller_computes_(caller_computes),
+      choices_(std::move(choices)),
       shared_input_(SharedArena::process_default(), input.size()) {
   interruptible_copy(shared_input_.data(), input.data(), input.size_bytes());
 }
@@ -70,22 +71,20 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_processes: {
-      const Squared squared =
-          square_with_fresh_processes(shared_input_, workers_, chunksize_, trace_, caller_computes_);
+      const Squared squared = square_with_fresh_processes(shared_input_, workers_, chunksize_, trace_, choices_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_processes_copy: {
-      const Squared squared =
-          square_with_fresh_processes_copying(input_, workers_, chunksize_, trace_, caller_computes_);
+      const Squared squared = square_with_fresh_processes_copying(input_, workers_, chunksize_, trace_, choices_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::fresh_threads: {
-      const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_, trace_, caller_computes_);
+      const Squared squared = square_with_fresh_threads(input_, workers_, chunksize_, trace_, choices_);
       return check(squared.phases, squared.result(), reference);
     }
     case Method::warm_processes: {
       if (!warm_processes_) {
-        warm_processes_.emplace(pool_options<ProcessPoolOptions>(workers_, trace_, caller_computes_));
+        warm_processes_.emplace(pool_options<ProcessPoolOptions>(workers_, trace_, choices_));
         shared_output_ = warm_processes_->make_shared_array<double>(input_.size());
         // Warm: each worker has mapped the pages of the chunks it gets (see kWarmUpMaps).
         for (int i = 0; i < kWarmUpMaps; ++i) {
@@ -98,7 +97,7 @@ Trial MethodRunner::run(Method method, std::span<const double> reference) {
     }
     case Method::warm_threads: {
       if (!warm_threads_) {
-        warm_threads_.emplace(pool_options<PoolOptions>(workers_, trace_, caller_computes_));
+        warm_threads_.emplace(pool_options<PoolOptions>(workers_, trace_, choices_));
         thread_output_ = interruptible_vector<double>(input_.size());
         for (int i = 0; i < kWarmUpMaps; ++i)
           square_with_warm_threads(*warm_threads_, input_, thread_output_, chunksize_);
@@ -140,7 +139,8 @@ TrialResults run_trials(TrialPlan plan) {
   const bool root = plan.ranked == nullptr || plan.ranked->is_root();
   const std::vector<double> input = root ? uniform_random_array(plan.size, plan.seed) : std::vector<double>{};
   const std::vector<double> reference = reference_squares(input);
-  MethodRunner runner(input, plan.workers, chunksize, plan.trace, plan.ranked, plan.caller_computes);
+  MethodRunner runner(input, plan.workers, chunksize, plan.trace, plan.ranked,
+                      {plan.caller_computes, plan.fork_server});
   std::vector<std::vector<Trial>> trials(plan.methods.size());
   for (std::size_t r = 0; r < plan.repeat; ++r) {
     for (std::size_t m = 0; m < plan.methods.size(); ++m) {

@@ -142,7 +142,9 @@ Dispatcher::Launch Dispatcher::prepare_launch(std::size_t index) {
   // workers of its batch inherit the mapping (made before their fork), as every worker inherits the
   // arena: only this worker and the master are told where it is, but a stray write in a batch-mate
   // could reach it, and a batch-mate keeps its pages mapped until it exits, after a replacement too.
-  slot.mailbox = settings_.mailboxes ? MailboxMapping::create() : MailboxMapping();
+  // A ForkServer's child inherits nothing this process mapped since the server started: the mailbox is
+  // sent to it as a descriptor.
+  slot.mailbox = settings_.mailboxes ? MailboxMapping::create(settings_.fork_server != nullptr) : MailboxMapping();
   if (settings_.mailboxes) {
     launch.task_bell = Pipe::create();
     launch.reply_bell = Pipe::create();
@@ -160,23 +162,32 @@ Dispatcher::Launch Dispatcher::prepare_launch(std::size_t index) {
   if (settings_.mailboxes) {
     options.keep_descriptors.push_back(launch.task_bell.read_end.get());
     options.keep_descriptors.push_back(launch.reply_bell.write_end.get());
+    if (slot.mailbox.descriptor() >= 0) options.keep_descriptors.push_back(slot.mailbox.descriptor());
   }
   return launch;
 }
 
 void Dispatcher::launch_worker(Launch& launch) {
   WorkerSlot& slot = workers_[launch.index];
+  const bool served = settings_.fork_server != nullptr;
+  // A ForkServer's child is a copy of the server: only what the setup holds by value, the descriptors
+  // sent and the mappings made before the server started mean anything there (the pool refuses an
+  // initializer and an arena that would not be).
   const WorkerSetup setup{launch.tasks.read_end.get(),
                           launch.replies.write_end.get(),
-                          slot.mailbox.get(),
+                          served ? nullptr : slot.mailbox.get(),
+                          served ? slot.mailbox.descriptor() : -1,
                           launch.task_bell.read_end.get(),
                           launch.reply_bell.write_end.get(),
                           settings_.spin,
                           settings_.spin_limit,
-                          settings_.initializer};
+                          served ? nullptr : settings_.initializer};
+  const std::string role = fmt::format("worker {}", launch.index);
   slot.launched_ns = monotonic_ns();
-  slot.process = mpdemo::spawn(fmt::format("worker {}", launch.index), launch.options,
-                               [&setup]() noexcept { return run_worker(setup); });
+  slot.process =
+      served ? settings_.fork_server->spawn(role, launch.options, [setup]() noexcept { return run_worker(setup); })
+             : mpdemo::spawn(role, launch.options, [&setup]() noexcept { return run_worker(setup); });
+  slot.mailbox.forget_descriptor();
   // The master keeps only its own ends: from now on end-of-file on `replies` means exactly one
   // thing, that this worker is gone (and so a worker that dies before it is ready is noticed).
   launch.tasks.read_end.reset();

@@ -95,6 +95,8 @@ class Dispatcher {
     std::shared_ptr<SharedArena> arena;                  ///< where result buffers come from
     Trace* trace = nullptr;                              ///< records starts, chunks and stops; null: off
     bool mailboxes = true;  ///< messages through shared-memory rings (mailbox.hpp); false: through the pipes
+    /// Forks the workers instead of this process (ProcessPoolOptions::fork_server); null: this process.
+    ForkServer* fork_server = nullptr;
   };
   /// One empty slot per entry of `cpus`, the CPU its worker is pinned to (-1: not pinned);
   /// start_missing() forks the workers.

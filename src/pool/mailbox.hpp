@@ -25,6 +25,7 @@
 // the writer, and a byte is on its way that the reader must consume; the reader, and none is.
 #pragma once
 
+#include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/trace.hpp"
 #include "pool_protocol.hpp"
 
@@ -176,31 +177,54 @@ class RingReader {
   std::uint64_t taken_ = 0;
 };
 
-/// One Mailbox in a page of anonymous shared memory, mapped by the master before it forks the worker
-/// (which inherits it at the same address); unmapped on destruction. Move-only; empty by default.
+/// One Mailbox in a page of shared memory, mapped by the master before it forks the worker (which
+/// inherits it at the same address); unmapped on destruction. Move-only; empty by default.
 class MailboxMapping {
  public:
   MailboxMapping() = default;
-  /// Maps and constructs a fresh Mailbox. Throws std::system_error if the kernel refuses.
-  static MailboxMapping create() {
-    void* page = ::mmap(nullptr, sizeof(Mailbox), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (page == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "map a worker's mailbox");
+  /// Maps and constructs a fresh Mailbox. `with_descriptor`: in a memfd whose descriptor is kept
+  /// (descriptor()), for a worker that does not inherit the mapping (forked by a ForkServer) and maps
+  /// it itself (map_sent). Throws std::system_error if the kernel refuses.
+  static MailboxMapping create(bool with_descriptor = false) {
     MailboxMapping mapping;
+    int fd = -1;
+    if (with_descriptor) {
+      mapping.descriptor_ = FileDescriptor::adopt(::memfd_create("mpdemo mailbox", MFD_CLOEXEC));
+      fd = mapping.descriptor_.get();
+      if (fd < 0 || ::ftruncate(fd, sizeof(Mailbox)) != 0) {
+        throw std::system_error(errno, std::generic_category(), "make a worker's mailbox (memfd)");
+      }
+    }
+    void* page = ::mmap(nullptr, sizeof(Mailbox), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | (with_descriptor ? 0 : MAP_ANONYMOUS), fd, 0);
+    if (page == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "map a worker's mailbox");
     mapping.mailbox_ = new (page) Mailbox;
     return mapping;
   }
-  MailboxMapping(MailboxMapping&& other) noexcept : mailbox_(std::exchange(other.mailbox_, nullptr)) {}
+  /// In the worker: maps the mailbox the master made with a descriptor; null if the kernel refuses.
+  static Mailbox* map_sent(int fd) noexcept {
+    void* page = ::mmap(nullptr, sizeof(Mailbox), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return page == MAP_FAILED ? nullptr : static_cast<Mailbox*>(page);
+  }
+  MailboxMapping(MailboxMapping&& other) noexcept
+      : mailbox_(std::exchange(other.mailbox_, nullptr)), descriptor_(std::move(other.descriptor_)) {}
   MailboxMapping& operator=(MailboxMapping&& other) noexcept {
     if (this != &other) {
       reset();
       mailbox_ = std::exchange(other.mailbox_, nullptr);
+      descriptor_ = std::move(other.descriptor_);
     }
     return *this;
   }
   ~MailboxMapping() { reset(); }
 
   Mailbox* get() const noexcept { return mailbox_; }
+  /// The memfd behind it (create(true)); -1 otherwise.
+  int descriptor() const noexcept { return descriptor_.get(); }
+  /// Once the worker has it: nothing else needs the descriptor.
+  void forget_descriptor() noexcept { descriptor_.reset(); }
   void reset() noexcept {
+    descriptor_.reset();
     if (mailbox_ == nullptr) return;
     mailbox_->~Mailbox();
     ::munmap(mailbox_, sizeof(Mailbox));
@@ -209,6 +233,7 @@ class MailboxMapping {
 
  private:
   Mailbox* mailbox_ = nullptr;
+  FileDescriptor descriptor_;
 };
 
 }  // namespace mpdemo::detail

@@ -81,13 +81,14 @@ static_assert(sizeof(TaskMessage) <= PIPE_BUF && sizeof(ReplyMessage) <= PIPE_BU
 struct Mailbox;
 
 struct WorkerSetup {
-  int task_fd;                               ///< read end of the master's task pipe
-  int reply_fd;                              ///< write end of the reply pipe
-  Mailbox* mailbox;                          ///< the messages' rings (mailbox.hpp); null: through the pipes
-  int task_bell_fd;                          ///< with a mailbox: read end of the master's doorbell pipe
-  int reply_bell_fd;                         ///< with a mailbox: write end of the worker's doorbell pipe
-  std::chrono::microseconds spin;            ///< how long to poll for the next task before sleeping, at first
-  std::chrono::microseconds spin_limit;      ///< how long that may grow (IdleSpin)
+  int task_fd;                           ///< read end of the master's task pipe
+  int reply_fd;                          ///< write end of the reply pipe
+  Mailbox* mailbox;                      ///< the messages' rings (mailbox.hpp); null: through the pipes
+  int mailbox_fd;                        ///< with mailbox null, a mailbox to map first (a ForkServer's child); -1: none
+  int task_bell_fd;                      ///< with a mailbox: read end of the master's doorbell pipe
+  int reply_bell_fd;                     ///< with a mailbox: write end of the worker's doorbell pipe
+  std::chrono::microseconds spin;        ///< how long to poll for the next task before sleeping, at first
+  std::chrono::microseconds spin_limit;  ///< how long that may grow (IdleSpin)
   const std::function<void()>* initializer;  ///< run once before "ready"; null or empty: none
 };
 
@@ -96,6 +97,8 @@ struct WorkerSetup {
 inline constexpr int kExitCalledExit = 6;
 /// A worker's exit status after its initializer threw (it said so in an initializer_failed reply).
 inline constexpr int kExitInitializerFailed = 7;
+/// A worker forked by a ForkServer could not map the mailbox it was sent.
+inline constexpr int kExitMailboxUnmapped = 8;
 
 /// The worker process's whole life after fork: the initializer, the handshake, then tasks until
 /// end-of-file on its task pipe. Returns the worker's exit status, for spawn() to _exit with (it

@@ -312,13 +312,21 @@ class Worker {
 
 }  // namespace
 
-int run_worker(const WorkerSetup& setup) noexcept {
+int run_worker(const WorkerSetup& sent) noexcept {
   // exit() in fn would run the master's atexit handlers (and C++ static destructors, and flush the
   // master's stdio buffers) here. Handlers run last-registered first, so this one, registered after
   // fork, runs before any of them and leaves at once. glibc's fork keeps malloc usable in the child,
   // which atexit may need.
   std::atexit([] { ::_exit(kExitCalledExit); });
   std::at_quick_exit([] { ::_exit(kExitCalledExit); });
+
+  // Forked by a ForkServer, the worker did not inherit its mailbox: it maps it from the memfd sent.
+  WorkerSetup setup = sent;
+  if (setup.mailbox == nullptr && setup.mailbox_fd >= 0) {
+    setup.mailbox = MailboxMapping::map_sent(setup.mailbox_fd);
+    if (setup.mailbox == nullptr) return kExitMailboxUnmapped;
+    ::close(setup.mailbox_fd);
+  }
 
   Worker worker(setup);
   if (!worker.initialize()) return kExitInitializerFailed;

@@ -72,8 +72,9 @@ struct ProcessPool::Impl final : detail::Driver {
         trace(options.trace),
         messages_over_pipes(options.control == ProcessPoolOptions::Control::pipes),
         caller_computes(options.caller_computes),
+        fork_server(options.fork_server),
         dispatcher({options.spin, options.spin_limit, options.start_timeout, options.maxtasksperchild, &initializer,
-                    arena, trace, options.control == ProcessPoolOptions::Control::shared_memory},
+                    arena, trace, options.control == ProcessPoolOptions::Control::shared_memory, fork_server.get()},
                    std::move(cpus)) {}
 
   std::shared_ptr<SharedArena> arena;
@@ -82,7 +83,8 @@ struct ProcessPool::Impl final : detail::Driver {
   Trace* trace;
   bool messages_over_pipes;
   bool caller_computes;
-  std::vector<int> worker_cpus;  ///< where each worker is pinned (-1: not pinned)
+  std::shared_ptr<ForkServer> fork_server;  ///< before the dispatcher, which uses it; null: this process forks
+  std::vector<int> worker_cpus;             ///< where each worker is pinned (-1: not pinned)
 
   mutable std::mutex mutex;
   std::condition_variable changed;  ///< the driver gave up the role, a job was announced or submitted
@@ -391,10 +393,27 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) {
     for (std::size_t i = 0; i < count; ++i) cpus[i] = topology.worker_cpu(i);
   }
   std::shared_ptr<SharedArena> arena = options.arena ? std::move(options.arena) : SharedArena::process_default();
+  if (options.fork_server) {
+    if (options.initializer) {
+      throw BadArgument(
+          "ProcessPool: an initializer cannot run in workers forked by a fork server: they are copies of the "
+          "server, which never had it (run it at the start of fn instead, or fork the workers from this process)");
+    }
+    if (!options.fork_server->has_shared_mapping(arena->mapping_number())) {
+      throw BadArgument(
+          "ProcessPool: the pool's arena was made after its fork server started, so the workers the server forks "
+          "would not have it: make the arena first (ProcessPool::start_fork_server makes the default one)");
+    }
+  }
   impl_ = std::make_shared<Impl>(std::move(arena), options, cpus);
   impl_->worker_cpus = std::move(cpus);
   impl_->dispatcher.start_missing();  // on failure, the dispatcher's destructor stops those started
   impl_->startup_seconds = clock.seconds();
+}
+
+std::shared_ptr<ForkServer> ProcessPool::start_fork_server() {
+  static_cast<void>(SharedArena::process_default());  // before the server, so that the server has it
+  return std::make_shared<ForkServer>();
 }
 
 ProcessPool::~ProcessPool() {

@@ -125,6 +125,8 @@ std::size_t SharedArena::capacity() const noexcept { return impl_->region.size()
 
 SharedMemorySource SharedArena::source() const noexcept { return impl_->region.source(); }
 
+std::uint64_t SharedArena::mapping_number() const noexcept { return impl_->region.number(); }
+
 std::size_t SharedArena::free_bytes() const {
   const std::lock_guard lock(impl_->mutex);
   return impl_->heap.get_free_memory();

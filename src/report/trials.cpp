@@ -27,6 +27,7 @@ std::string run_json(const TrialResults& results) {
   nlohmann::json json{{"size", plan.size},
                       {"workers", plan.workers},
                       {"caller_computes", plan.caller_computes},
+                      {"start_method", plan.fork_server ? "forkserver" : "fork"},
                       {"chunksize", plan.chunksize},
                       {"seed", plan.seed},
                       {"unit", "seconds"},
@@ -51,9 +52,10 @@ std::string run_json(const TrialResults& results) {
 std::string run_table(const TrialResults& results) {
   const TrialPlan& plan = results.plan;
   std::string text =
-      fmt::format("mpdemo run: {} doubles, {} worker{}{}, chunksize {}, seed {}; median [min - max] of {} runs\n",
+      fmt::format("mpdemo run: {} doubles, {} worker{}{}{}, chunksize {}, seed {}; median [min - max] of {} runs\n",
                   plan.size, plan.workers, plan.workers == 1 ? "" : "s",
-                  plan.caller_computes ? " and the caller computing (--caller-computes)" : "", plan.chunksize,
+                  plan.caller_computes ? " and the caller computing (--caller-computes)" : "",
+                  plan.fork_server ? " forked by a fork server (--start-method forkserver)" : "", plan.chunksize,
                   plan.seed, plan.repeat);
   text += fmt::format("{:<12} {:>34}{}  {}\n", "mode", "total", phase_headings(), "verified");
   for (const MethodResult& m : results.methods) {

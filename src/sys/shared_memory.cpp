@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <optional>
@@ -53,30 +54,40 @@ void* map_source(std::size_t bytes, SharedMemorySource source) {
   return mapped;
 }
 
+// Counted after each mapping is made: a number below the count read before a fork is in the child.
+std::atomic<std::uint64_t> g_mappings_made{0};
+
 }  // namespace
+
+std::uint64_t shared_mappings_made() noexcept { return g_mappings_made.load(); }
 
 std::string_view describe(SharedMemorySource source) noexcept {
   return source == SharedMemorySource::own_tmpfs ? "mpdemo's own tmpfs" : "anonymous shared memory";
 }
 
 SharedMapping::SharedMapping(std::size_t bytes, SharedMemorySource source)
-    : address_(map_source(bytes, source)), size_(bytes), source_(source) {}
+    : address_(map_source(bytes, source)), size_(bytes), source_(source), number_(g_mappings_made.fetch_add(1)) {}
 
 SharedMapping::SharedMapping(std::size_t bytes) : size_(bytes) {
   if (huge_pages().own_tmpfs) {
     try {
       address_ = map_source(bytes, SharedMemorySource::own_tmpfs);
       source_ = SharedMemorySource::own_tmpfs;
+      number_ = g_mappings_made.fetch_add(1);
       return;
     } catch (const std::system_error&) {
       // The system's shared memory still works, in its own page size.
     }
   }
   address_ = map_source(bytes, SharedMemorySource::anonymous);
+  number_ = g_mappings_made.fetch_add(1);
 }
 
 SharedMapping::SharedMapping(SharedMapping&& other) noexcept
-    : address_(std::exchange(other.address_, nullptr)), size_(std::exchange(other.size_, 0)), source_(other.source_) {}
+    : address_(std::exchange(other.address_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      source_(other.source_),
+      number_(other.number_) {}
 
 SharedMapping& SharedMapping::operator=(SharedMapping&& other) noexcept {
   if (this != &other) {
@@ -84,6 +95,7 @@ SharedMapping& SharedMapping::operator=(SharedMapping&& other) noexcept {
     address_ = std::exchange(other.address_, nullptr);
     size_ = std::exchange(other.size_, 0);
     source_ = other.source_;
+    number_ = other.number_;
   }
   return *this;
 }

@@ -31,6 +31,8 @@
 
 namespace mpdemo {
 
+class ForkServer;  // mpdemo/sys/spawn.hpp
+
 /// An extra value a probe observed beside its timing: a ratio, a size, what a process read.
 struct CostDetail {
   std::string name;  ///< snake_case: "times_small_parent", "parent_read_after_child"
@@ -119,7 +121,8 @@ struct BareTeamTimes {
 /// of them at once before it reaps them: a pool's start-up handshake and stop, with no work, no mailbox
 /// and no arena.
 /// Throws BadArgument for zero members, std::runtime_error when a child dies.
-BareTeamTimes time_bare_team(std::size_t members);
+/// With a `server`, the server forks them (ForkServer): the same team, from a process that is small.
+BareTeamTimes time_bare_team(std::size_t members, ForkServer* server = nullptr);
 /// std::thread creation + join of a thread that does nothing, `threads` per sample.
 Summary measure_thread_start(std::size_t repeats, std::size_t threads);
 /// One byte from one process to another and back over two pipes, timed inside the first process;

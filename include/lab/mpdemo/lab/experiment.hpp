@@ -12,6 +12,7 @@
 #include "mpdemo/sys/timing.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -66,15 +67,24 @@ struct Squared {
   }
 };
 
+/// How a run's pools are made, beyond their size and trace: every pool of the run alike.
+struct PoolChoices {
+  /// The caller computes a share of each map beside its workers (OpenMP's team, not Python's).
+  bool caller_computes = false;
+  /// The process pools' workers are forked by this server (Python's "forkserver" start method,
+  /// ProcessPoolOptions::fork_server); null: by this process (Python's "fork").
+  std::shared_ptr<ForkServer> fork_server;
+};
+
 /// Options for a pool of `workers` (0: one per physical core) that records into `trace` (null: no
-/// trace), its caller computing a share of each map when `caller_computes` (OpenMP's team, not
-/// Python's), everything else the default: how every experiment makes its pools.
+/// trace), made as `choices` says, everything else the default: how every experiment makes its pools.
 template <class Options>
-Options pool_options(std::size_t workers, Trace* trace, bool caller_computes = false) {
+Options pool_options(std::size_t workers, Trace* trace, const PoolChoices& choices = {}) {
   Options options;
   options.workers = workers;
   options.trace = trace;
-  options.caller_computes = caller_computes;
+  options.caller_computes = choices.caller_computes;
+  if constexpr (requires { options.fork_server; }) options.fork_server = choices.fork_server;
   return options;
 }
 
@@ -85,14 +95,14 @@ Squared square_sequentially(std::span<const double> input);
 /// array_squared_mp: fork a pool (start), allocate a new shared result (collect), map with nothing to
 /// copy (compute), stop the pool (stop). `input` lives in the pool's arena (the default one).
 Squared square_with_fresh_processes(const SharedArray<double>& input, std::size_t workers, std::size_t chunksize,
-                                    Trace* trace = nullptr, bool caller_computes = false);
+                                    Trace* trace = nullptr, const PoolChoices& choices = {});
 /// array_squared_mp_copy: fork a pool (start), copy in (move_in), map (compute), copy out into a new
 /// vector (collect), stop: what moving data between processes costs when it is not born shared.
 Squared square_with_fresh_processes_copying(std::span<const double> input, std::size_t workers, std::size_t chunksize,
-                                            Trace* trace = nullptr, bool caller_computes = false);
+                                            Trace* trace = nullptr, const PoolChoices& choices = {});
 /// array_squared_threads: start threads, map (compute into a new vector: collect), join (stop).
 Squared square_with_fresh_threads(std::span<const double> input, std::size_t workers, std::size_t chunksize,
-                                  Trace* trace = nullptr, bool caller_computes = false);
+                                  Trace* trace = nullptr, const PoolChoices& choices = {});
 /// A warm pool, zero copy: input and output already live in the pool's arena; only compute is paid.
 PhaseTimes square_with_warm_processes(ProcessPool& pool, const SharedArray<double>& input, SharedArray<double>& output,
                                       std::size_t chunksize);

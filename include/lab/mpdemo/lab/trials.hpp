@@ -62,9 +62,9 @@ class MethodRunner {
  public:
   /// With a `trace`, every pool records its timeline there, and every run is a span on the caller's track.
   /// With `ranked`, the Method::mpi_* methods run over its MPI ranks.
-  /// With `caller_computes`, every pool's caller computes a share of its maps (OpenMP's team).
+  /// Every pool is made as `choices` says (its caller computing a share, its workers forked by a server).
   MethodRunner(std::span<const double> input, std::size_t workers, std::size_t chunksize, Trace* trace = nullptr,
-               RankedMethods* ranked = nullptr, bool caller_computes = false);
+               RankedMethods* ranked = nullptr, PoolChoices choices = {});
   Trial run(Method method, std::span<const double> reference);
   /// How long the warm process pool took to start, once (0 before its first use).
   double warm_pool_startup_seconds() const noexcept;
@@ -77,7 +77,7 @@ class MethodRunner {
   std::size_t chunksize_;
   Trace* trace_;
   RankedMethods* ranked_;
-  bool caller_computes_;
+  PoolChoices choices_;
   SharedArray<double> shared_input_;  ///< the input, made in shared memory before any timing
   std::optional<ProcessPool> warm_processes_;
   SharedArray<double> shared_output_;
@@ -93,6 +93,9 @@ struct TrialPlan {
   /// Every pool's caller computes a share of each map beside its workers, as OpenMP's primary thread
   /// does (PoolOptions::caller_computes); false: it waits, as Python's.
   bool caller_computes = false;
+  /// Every process pool's workers are forked by this server (ProcessPoolOptions::fork_server,
+  /// Python's "forkserver"), made before the input; null: by this process.
+  std::shared_ptr<ForkServer> fork_server;
   std::uint64_t seed = 1;
   std::size_t repeat = 5;
   std::vector<Method> methods;

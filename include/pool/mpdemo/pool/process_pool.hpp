@@ -55,6 +55,7 @@
 #include "mpdemo/pool/pool_options.hpp"
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/timing.hpp"
 
 #include <sys/types.h>
@@ -89,12 +90,26 @@ struct ProcessPoolOptions : PoolOptions {
     pipes,
   };
   Control control = Control::shared_memory;
+  /// Python's "forkserver" start method. A fork costs more the more the forking process holds (its
+  /// page tables are copied, and every page it writes afterwards is a copy-on-write fault): with a
+  /// server, made early by ProcessPool::start_fork_server() while this process is still small, the
+  /// server forks the workers (replacements too) and this process forks nothing. They are still this
+  /// process's children, owned and reaped as ever, but copies of the server: so `initializer` must be
+  /// empty, the arena must be one the server has (the process default, which start_fork_server makes
+  /// first), and fn may rely on nothing this process made or changed since the server started
+  /// (BadArgument otherwise, for the first two). Make the server in the thread that will outlive the
+  /// workers (see Thread safety). null: this process forks them (Python's "fork").
+  std::shared_ptr<ForkServer> fork_server{};
 };
 
 class ProcessPool : public PoolCalls<ProcessPool> {
  public:
   /// Forks `workers` processes (0: one per physical core) and waits until each is ready.
   explicit ProcessPool(std::size_t workers = 0);
+  /// A fork server for ProcessPoolOptions::fork_server: makes the process default arena (so that the
+  /// server has it), then starts the server. Call it early, while this process is small, from the
+  /// thread that will outlive the pools' workers; one server serves any number of pools.
+  static std::shared_ptr<ForkServer> start_fork_server();
   explicit ProcessPool(ProcessPoolOptions options);
   /// Python's context manager calls terminate(); so does this, for work still pending: every result
   /// not yet ready fails with PoolTerminated (where Python's would hang). Idle workers leave on

@@ -51,6 +51,8 @@ class SharedArena {
   std::size_t capacity() const noexcept;
   /// Where its pages come from (huge_pages() says which gives 2 MiB pages).
   SharedMemorySource source() const noexcept;
+  /// Its mapping's SharedMapping::number(): whether a ForkServer's children have it.
+  std::uint64_t mapping_number() const noexcept;
   std::size_t free_bytes() const;
 
   /// Freed blocks at least this large are punched out (MADV_REMOVE): memory returns to the system at

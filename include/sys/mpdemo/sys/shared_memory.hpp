@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace mpdemo {
@@ -33,11 +34,18 @@ class SharedMapping {
   void* address() const noexcept { return address_; }
   std::size_t size() const noexcept { return size_; }
   SharedMemorySource source() const noexcept { return source_; }
+  /// Which shared mapping of this process this is, counting from 0 in the order they were made: a
+  /// process forked when shared_mappings_made() was larger has it too (ForkServer).
+  std::uint64_t number() const noexcept { return number_; }
 
  private:
   void* address_ = nullptr;
   std::size_t size_ = 0;
   SharedMemorySource source_ = SharedMemorySource::anonymous;
+  std::uint64_t number_ = 0;
 };
+
+/// How many SharedMappings this process has made so far (each counted once its memory is mapped).
+std::uint64_t shared_mappings_made() noexcept;
 
 }  // namespace mpdemo

@@ -20,11 +20,23 @@
 //
 // After fork, a child of a threaded parent may not rely on locks other threads held: the body
 // should make system calls, or exec. glibc keeps malloc usable across fork.
+//
+// A fork's price grows with the process that forks (its page tables are copied, and every private
+// page it writes afterwards is a copy-on-write fault). A ForkServer is the second way a child is made
+// here: a small process forked early, while this one is still small, that forks children on request,
+// as Python's "forkserver" start method does. Its children are this process's (CLONE_PARENT): they are
+// owned, reaped and signalled as spawn()'s are, and get the same preparation.
 #pragma once
 
 #include "mpdemo/sys/child_process.hpp"
+#include "mpdemo/sys/fd.hpp"
 
 #include <unistd.h>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <new>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -45,11 +57,15 @@ struct SpawnOptions {
 /// Exit statuses of a child that failed before its body ran.
 inline constexpr int kSpawnOrphaned = 120;   ///< the parent died before the death signal was armed
 inline constexpr int kSpawnPinFailed = 121;  ///< cpu_required, and the kernel refused to pin the child
+/// A ForkServer's child could not put the descriptors it was sent at their numbers (out of descriptors).
+inline constexpr int kSpawnDescriptorsLost = 122;
 
 namespace detail {
 /// Forks and prepares the child as SpawnOptions says. Returns 0 in the child, the pid in the parent.
 /// Throws std::system_error, naming `role` and the limit that was hit, if fork fails.
 pid_t fork_prepared(std::string_view role, const SpawnOptions& options);
+/// How a ForkServer's child starts its body: the body's bytes, as sent.
+using ServedEntry = int (*)(const std::byte* body) noexcept;
 }  // namespace detail
 
 /// Forks a child that runs `body` (noexcept, returning its exit status) and leaves with _exit; returns
@@ -61,5 +77,71 @@ ChildProcess spawn(std::string_view role, const SpawnOptions& options, Body&& bo
   if (pid == 0) ::_exit(body());
   return ChildProcess::adopt(pid);
 }
+
+/// What a body sent to a ForkServer may hold, and how many descriptors a child of it may keep.
+inline constexpr std::size_t kMaxServedBodyBytes = 256;
+inline constexpr std::size_t kMaxServedDescriptors = 16;
+
+/// A small process that forks this process's children on request:
+///
+///   mpdemo::ForkServer server;                     // early: while this process is small
+///   ...                                            // the large arrays, the libraries' state
+///   mpdemo::ChildProcess child = server.spawn("a worker", options, [fd]() noexcept { return work(fd); });
+///
+/// Each child is a copy of the *server*, that is of this process as it was when the server started:
+/// the same code at the same addresses, none of the memory this process wrote or mapped since. So
+/// a body must be trivially copyable (its bytes travel through a socket) and must not point into
+/// memory made after the server started; shared mappings made before it are the children's too. The
+/// descriptors in `keep_descriptors` (and the redirections) travel too (SCM_RIGHTS) and keep their
+/// numbers in the child, so a body may name them as the parent does.
+///
+/// The children's parent is this process (clone with CLONE_PARENT), so ChildProcess owns them as
+/// usual. die_with_parent follows the thread that made the server: make it from the thread that
+/// outlives the children. Thread-safe: requests from several threads are served one at a time.
+class ForkServer {
+ public:
+  /// Forks the server now. Throws std::system_error, naming what failed, if it cannot.
+  ForkServer();
+  /// Hangs up: the server leaves and is reaped. Children it made are this process's and live on.
+  ~ForkServer();
+  ForkServer(const ForkServer&) = delete;
+  ForkServer& operator=(const ForkServer&) = delete;
+
+  /// As mpdemo::spawn, but forked by the server. Throws std::system_error, naming `role`, if the
+  /// server cannot fork, or std::runtime_error saying how the server ended if it is gone.
+  template <class Body>
+  ChildProcess spawn(std::string_view role, const SpawnOptions& options, const Body& body) {
+    static_assert(std::is_nothrow_invocable_r_v<int, const Body&>,
+                  "a child's body must be noexcept and return its status");
+    static_assert(std::is_trivially_copyable_v<Body> && sizeof(Body) <= kMaxServedBodyBytes &&
+                      alignof(Body) <= alignof(std::max_align_t),
+                  "a ForkServer's child body travels as bytes: trivially copyable, at most kMaxServedBodyBytes");
+    return ChildProcess::adopt(request(role, options, &run_body<Body>, &body, sizeof(Body)));
+  }
+
+  /// The server's own pid (for tests and reports), also after it is gone.
+  pid_t pid() const noexcept { return server_pid_; }
+  /// Whether the children have the shared mapping numbered `number` (SharedMapping::number()): made
+  /// before the server started, at the same address.
+  bool has_shared_mapping(std::uint64_t number) const noexcept { return number < shared_mappings_before_; }
+
+ private:
+  template <class Body>
+  static int run_body(const std::byte* body) noexcept {
+    return (*std::launder(reinterpret_cast<const Body*>(body)))();
+  }
+  pid_t request(std::string_view role, const SpawnOptions& options, detail::ServedEntry entry, const void* body,
+                std::size_t size);
+  /// The server stopped answering: reaps it (killing it first if it still runs) and throws, saying how it
+  /// ended. `lock` is held.
+  [[noreturn]] void server_gone(std::string_view role);
+
+  std::mutex mutex_;
+  FileDescriptor socket_;  ///< requests out, replies in (SOCK_SEQPACKET); empty once the server is gone
+  ChildProcess server_;
+  pid_t server_pid_ = -1;
+  std::uint64_t shared_mappings_before_ = 0;
+  std::string how_it_ended_;  ///< once the server is gone
+};
 
 }  // namespace mpdemo

@@ -1,0 +1,173 @@
+// ForkServer: children forked by a small server are this process's own, carry the descriptors they
+// were given under the same numbers and no others, are copies of the process as it was when the
+// server started, and a server that died is named, reaped and refuses further work.
+#include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/spawn.hpp"
+#include "mpdemo/sys/topology.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace {
+
+// Changed after the server started: its children must see the value from before.
+int g_generation = 1;
+
+struct ChildFacts {
+  pid_t parent = 0;
+  int generation = 0;
+  int cpu = -1;
+  int reporter = -1;           // the descriptor these facts came through
+  std::array<int, 64> open{};  // descriptors 0..63 open in the child
+};
+
+ChildFacts facts_from(mpdemo::ForkServer& server, const mpdemo::SpawnOptions& extra = {}) {
+  mpdemo::Pipe report = mpdemo::Pipe::create();
+  mpdemo::SpawnOptions options = extra;
+  options.keep_descriptors.push_back(report.write_end.get());
+  const int out = report.write_end.get();
+  mpdemo::ChildProcess child = server.spawn("a reporting child", options, [out]() noexcept {
+    ChildFacts facts;
+    facts.parent = ::getppid();
+    facts.generation = g_generation;
+    facts.cpu = ::sched_getcpu();
+    facts.reporter = out;
+    for (std::size_t fd = 0; fd < facts.open.size(); ++fd)
+      facts.open[fd] = ::fcntl(static_cast<int>(fd), F_GETFD) != -1;
+    return mpdemo::write_whole(out, &facts, sizeof facts) ? 0 : 1;
+  });
+  report.write_end.reset();
+  ChildFacts facts;
+  EXPECT_EQ(mpdemo::read_whole(report.read_end.get(), &facts, sizeof facts), mpdemo::ReadOutcome::complete);
+  const mpdemo::ExitStatus status = child.wait();  // waitpid works: the child is ours
+  EXPECT_TRUE(status.success()) << status.str();
+  return facts;
+}
+
+TEST(ForkServer, ItsChildrenAreThisProcesssAndLeaveWithTheBodysStatus) {
+  mpdemo::ForkServer server;
+  EXPECT_NE(server.pid(), ::getpid());
+  const ChildFacts facts = facts_from(server);
+  EXPECT_EQ(facts.parent, ::getpid()) << "the child's parent is the server, not this process";
+
+  mpdemo::ChildProcess child = server.spawn("a child", {}, []() noexcept { return 7; });
+  const mpdemo::ExitStatus status = child.wait();
+  ASSERT_TRUE(status.exited()) << status.str();
+  EXPECT_EQ(status.exit_code(), 7);
+}
+
+TEST(ForkServer, AChildIsACopyOfThisProcessAsItWasWhenTheServerStarted) {
+  g_generation = 1;
+  mpdemo::ForkServer server;
+  g_generation = 2;
+  EXPECT_EQ(facts_from(server).generation, 1);
+  g_generation = 1;
+}
+
+TEST(ForkServer, DescriptorsKeepTheirNumbersAndNoOtherReachesTheChild) {
+  mpdemo::ForkServer server;
+  // Made after the server: the child can have them only if they were sent.
+  mpdemo::Pipe kept = mpdemo::Pipe::create();
+  mpdemo::Pipe other = mpdemo::Pipe::create();
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors = {kept.write_end.get()};
+  const ChildFacts facts = facts_from(server, options);
+  const auto kept_number = static_cast<std::size_t>(kept.write_end.get());
+  EXPECT_EQ(facts.open[kept_number], 1) << "a descriptor sent did not arrive under its number";
+  for (std::size_t fd = 3; fd < facts.open.size(); ++fd) {
+    if (fd == kept_number || static_cast<int>(fd) == facts.reporter) continue;
+    EXPECT_EQ(facts.open[fd], 0) << "descriptor " << fd << " was open in the child without being given"
+                                 << (static_cast<int>(fd) == other.write_end.get()
+                                         ? " (one this process made after the server)"
+                                         : "");
+  }
+  // What was written to the kept number arrives here: it is the same pipe, not another one.
+  const int to = kept.write_end.get();
+  mpdemo::ChildProcess child =
+      server.spawn("a writer", options, [to]() noexcept { return mpdemo::write_whole(to, "ok", 2) ? 0 : 1; });
+  kept.write_end.reset();
+  std::array<char, 2> word{};
+  ASSERT_EQ(mpdemo::read_whole(kept.read_end.get(), word.data(), word.size()), mpdemo::ReadOutcome::complete);
+  EXPECT_EQ(std::string(word.data(), word.size()), "ok");
+  EXPECT_TRUE(child.wait().success());
+}
+
+TEST(ForkServer, PinsTheChildWhereItIsAsked) {
+  mpdemo::ForkServer server;
+  for (const int cpu : mpdemo::system_topology().allowed_cpus) {
+    mpdemo::SpawnOptions options;
+    options.cpu = cpu;
+    options.cpu_required = true;
+    EXPECT_EQ(facts_from(server, options).cpu, cpu);
+  }
+}
+
+TEST(ForkServer, AServerThatDiedIsNamedReapedAndAsksForNothingMore) {
+  mpdemo::ForkServer server;
+  const pid_t server_pid = server.pid();
+  ASSERT_EQ(::kill(server_pid, SIGKILL), 0);
+  try {
+    static_cast<void>(server.spawn("a child", {}, []() noexcept { return 0; }));
+    FAIL() << "a dead server forked a child";
+  } catch (const std::runtime_error& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("fork server (pid " + std::to_string(server_pid) + ") is gone"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("killed by signal 9 (SIGKILL)"), std::string::npos) << message;
+  }
+  // Reaped: no zombie is left behind it.
+  errno = 0;
+  EXPECT_EQ(::waitpid(server_pid, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+  EXPECT_THROW(static_cast<void>(server.spawn("another child", {}, []() noexcept { return 0; })), std::runtime_error);
+}
+
+// die_with_parent holds for a server's children too: the parent that made the server dies, and the
+// child it had from the server goes with it instead of running on.
+TEST(ForkServer, ChildrenDieWithTheProcessThatMadeTheServer) {
+  mpdemo::Pipe report = mpdemo::Pipe::create();
+  const int out = report.write_end.get();
+  mpdemo::SpawnOptions middle_options;
+  middle_options.keep_descriptors = {out};
+  mpdemo::ChildProcess middle = mpdemo::spawn("a parent of a server", middle_options, [out]() noexcept {
+    try {
+      mpdemo::ForkServer server;
+      mpdemo::ChildProcess sleeper = server.spawn("a sleeper", {}, []() noexcept {
+        ::pause();
+        return 0;
+      });
+      const pid_t pid = sleeper.pid();
+      if (!mpdemo::write_whole(out, &pid, sizeof pid)) return 1;
+      ::pause();  // until killed
+    } catch (...) {
+      return 2;
+    }
+    return 0;
+  });
+  report.write_end.reset();
+  pid_t sleeper = 0;
+  ASSERT_EQ(mpdemo::read_whole(report.read_end.get(), &sleeper, sizeof sleeper), mpdemo::ReadOutcome::complete);
+  const int handle = static_cast<int>(::syscall(SYS_pidfd_open, sleeper, 0));
+  ASSERT_GE(handle, 0) << "pidfd_open: " << std::strerror(errno);
+  mpdemo::FileDescriptor sleeper_handle = mpdemo::FileDescriptor::adopt(handle);
+  ASSERT_TRUE(middle.send_signal(SIGKILL));
+  static_cast<void>(middle.wait());
+  pollfd ended{sleeper_handle.get(), POLLIN, 0};
+  const bool gone = ::poll(&ended, 1, 5000) == 1;
+  EXPECT_TRUE(gone) << "the server's child outlived the process that made the server";
+  if (!gone) ::syscall(SYS_pidfd_send_signal, sleeper_handle.get(), SIGKILL, nullptr, 0);  // leave nothing behind
+}
+
+}  // namespace
