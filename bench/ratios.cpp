@@ -695,8 +695,8 @@ std::vector<Contender> lesson_contenders(const std::vector<double>& input,
   contenders.push_back(fresh_contender(
       "fresh-seq", "loop returning a new vector", lesson_name(mpdemo::Method::sequential),
       [&input] { return mpdemo::square_sequentially(input); }, reference));
-  // Before fresh-proc: neither forks this process, so neither pays for the copy-on-write faults that
-  // its forks leave on the pages this process writes next (fresh-proc-copy does, as before).
+  // Between fresh-seq and fresh-proc: neither forks this process. Rounds cycle through the contenders,
+  // so they follow the previous round's fresh-thread and fresh-seq, after fresh-proc-copy's forks.
   if (server) {
     contenders.push_back(fresh_contender(
         "fresh-proc-server", "the same pool, its workers forked by a fork server started before the arrays",

@@ -125,6 +125,9 @@ mpdemo::ProcessPoolOptions two_workers(Control control) {
 
 std::string control_name(Control control) { return control == Control::pipes ? "Pipes" : "Mailboxes"; }
 
+// Changed after a test's fork server started: a worker that server forked sees the value from before.
+int g_since_server = 0;
+
 // Forked by this process, or by a fork server (ProcessPoolOptions::fork_server): a death is noticed,
 // named and its worker replaced alike.
 class WorkerKilled : public ::testing::TestWithParam<std::tuple<int, Control, bool>> {};
@@ -132,7 +135,9 @@ class WorkerKilled : public ::testing::TestWithParam<std::tuple<int, Control, bo
 TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
   const auto [signal_number, control, served] = GetParam();
   mpdemo::ProcessPoolOptions options = two_workers(control);
+  g_since_server = 0;
   if (served) options.fork_server = mpdemo::ProcessPool::start_fork_server();
+  g_since_server = 1;
   mpdemo::ProcessPool pool(options);
   const auto pids_before = pool.worker_pids();
   auto stamp = pool.make_shared_array<double>(1);
@@ -163,6 +168,9 @@ TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
   EXPECT_NE(pids_after, pids_before);
   const auto again = pool.map([](int x) { return x + 1; }, input, 10);
   EXPECT_EQ(again[1999], 2000);
+  // The replacement came from where the first workers came from: with a server, a copy of it.
+  const auto seen = pool.map([](int) { return g_since_server; }, std::vector<int>(8, 0), 1);
+  EXPECT_EQ(seen, std::vector<int>(8, served ? 0 : 1));
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, WorkerKilled,

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -19,6 +21,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -78,9 +81,9 @@ TEST(ForkServer, AChildIsACopyOfThisProcessAsItWasWhenTheServerStarted) {
 
 TEST(ForkServer, DescriptorsKeepTheirNumbersAndNoOtherReachesTheChild) {
   mpdemo::ForkServer server;
-  // Made after the server: the child can have them only if they were sent.
+  // Made after the server: the child can have it only if it was sent. Nothing else may reach the child
+  // either: not the server's socket, not the descriptors it received, not the pid report.
   mpdemo::Pipe kept = mpdemo::Pipe::create();
-  mpdemo::Pipe other = mpdemo::Pipe::create();
   mpdemo::SpawnOptions options;
   options.keep_descriptors = {kept.write_end.get()};
   const ChildFacts facts = facts_from(server, options);
@@ -88,10 +91,7 @@ TEST(ForkServer, DescriptorsKeepTheirNumbersAndNoOtherReachesTheChild) {
   EXPECT_EQ(facts.open[kept_number], 1) << "a descriptor sent did not arrive under its number";
   for (std::size_t fd = 3; fd < facts.open.size(); ++fd) {
     if (fd == kept_number || static_cast<int>(fd) == facts.reporter) continue;
-    EXPECT_EQ(facts.open[fd], 0) << "descriptor " << fd << " was open in the child without being given"
-                                 << (static_cast<int>(fd) == other.write_end.get()
-                                         ? " (one this process made after the server)"
-                                         : "");
+    EXPECT_EQ(facts.open[fd], 0) << "descriptor " << fd << " was open in the child without being given";
   }
   // What was written to the kept number arrives here: it is the same pipe, not another one.
   const int to = kept.write_end.get();
@@ -102,6 +102,76 @@ TEST(ForkServer, DescriptorsKeepTheirNumbersAndNoOtherReachesTheChild) {
   ASSERT_EQ(mpdemo::read_whole(kept.read_end.get(), word.data(), word.size()), mpdemo::ReadOutcome::complete);
   EXPECT_EQ(std::string(word.data(), word.size()), "ok");
   EXPECT_TRUE(child.wait().success());
+}
+
+// A kept descriptor keeps FD_CLOEXEC as it was in the parent (as spawn()'s children keep theirs): a
+// child that runs a program must not hand the pool's pipes to it. A redirection's source is closed
+// once it is on 0-2, unless it was also asked to be kept.
+TEST(ForkServer, DescriptorsKeepTheirCloseOnExecAndARedirectionsSourceIsClosed) {
+  mpdemo::ForkServer server;
+  mpdemo::Pipe report = mpdemo::Pipe::create();  // O_CLOEXEC, as every pipe of mpdemo's
+  mpdemo::Pipe inheritable = mpdemo::Pipe::create();
+  ASSERT_EQ(::fcntl(inheritable.write_end.get(), F_SETFD, 0), 0);
+  mpdemo::Pipe output = mpdemo::Pipe::create();
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors = {report.write_end.get(), inheritable.write_end.get()};
+  options.stdout_to = output.write_end.get();
+  const int out = report.write_end.get();
+  const int plain = inheritable.write_end.get();
+  const int source = output.write_end.get();
+  mpdemo::ChildProcess child = server.spawn("a child", options, [out, plain, source]() noexcept {
+    const std::array<int, 3> facts{(::fcntl(out, F_GETFD) & FD_CLOEXEC) != 0,
+                                   (::fcntl(plain, F_GETFD) & FD_CLOEXEC) != 0, ::fcntl(source, F_GETFD) != -1};
+    if (!mpdemo::write_whole(1, "on stdout", 9)) return 1;
+    return mpdemo::write_whole(out, facts.data(), sizeof facts) ? 0 : 1;
+  });
+  report.write_end.reset();
+  output.write_end.reset();
+  std::array<int, 3> facts{};
+  ASSERT_EQ(mpdemo::read_whole(report.read_end.get(), facts.data(), sizeof facts), mpdemo::ReadOutcome::complete);
+  EXPECT_EQ(facts[0], 1) << "a close-on-exec descriptor lost its flag in the child";
+  EXPECT_EQ(facts[1], 0) << "a descriptor without the flag gained it in the child";
+  EXPECT_EQ(facts[2], 0) << "the redirection's source stayed open in the child";
+  std::array<char, 9> written{};
+  ASSERT_EQ(mpdemo::read_whole(output.read_end.get(), written.data(), written.size()), mpdemo::ReadOutcome::complete);
+  EXPECT_EQ(std::string(written.data(), written.size()), "on stdout");
+  EXPECT_TRUE(child.wait().success());
+}
+
+// glibc's idea of the calling thread (pthread_self()) is the child's own, as after glibc's fork: a
+// child that pins "itself" through it pins itself, not the server (which every later child would
+// then inherit).
+TEST(ForkServer, AChildsPthreadSelfIsTheChildNotTheServer) {
+  const std::vector<int>& cpus = mpdemo::system_topology().allowed_cpus;
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to tell a pinned thread from one that is not";
+  mpdemo::ForkServer server;
+  cpu_set_t before;
+  ASSERT_EQ(::sched_getaffinity(server.pid(), sizeof before, &before), 0);
+  mpdemo::Pipe report = mpdemo::Pipe::create();
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors = {report.write_end.get()};
+  const int out = report.write_end.get();
+  const int cpu = cpus.back();
+  mpdemo::ChildProcess child = server.spawn("a child pinning itself", options, [out, cpu]() noexcept {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(static_cast<std::size_t>(cpu), &one);
+    const int error = ::pthread_setaffinity_np(::pthread_self(), sizeof one, &one);
+    cpu_set_t now;
+    const int alone = ::sched_getaffinity(0, sizeof now, &now) == 0 && CPU_COUNT(&now) == 1 &&
+                      CPU_ISSET(static_cast<std::size_t>(cpu), &now);
+    const std::array<int, 2> facts{error, alone};
+    return mpdemo::write_whole(out, facts.data(), sizeof facts) ? 0 : 1;
+  });
+  report.write_end.reset();
+  std::array<int, 2> facts{};
+  ASSERT_EQ(mpdemo::read_whole(report.read_end.get(), facts.data(), sizeof facts), mpdemo::ReadOutcome::complete);
+  EXPECT_TRUE(child.wait().success());
+  EXPECT_EQ(facts[0], 0) << "pthread_setaffinity_np(pthread_self()) failed in the child";
+  EXPECT_EQ(facts[1], 1) << "the child's pthread_self() did not name the child";
+  cpu_set_t after;
+  ASSERT_EQ(::sched_getaffinity(server.pid(), sizeof after, &after), 0);
+  EXPECT_TRUE(CPU_EQUAL(&before, &after)) << "the child's pthread_self() pinned the server";
 }
 
 TEST(ForkServer, PinsTheChildWhereItIsAsked) {

@@ -178,7 +178,8 @@ class RingReader {
 };
 
 /// One Mailbox in a page of shared memory, mapped by the master before it forks the worker (which
-/// inherits it at the same address); unmapped on destruction. Move-only; empty by default.
+/// inherits it at the same address), or, for a worker a ForkServer forks, in a memfd the worker maps
+/// itself (at an address of its own); unmapped on destruction. Move-only; empty by default.
 class MailboxMapping {
  public:
   MailboxMapping() = default;

@@ -107,26 +107,31 @@ void prepare_child(const Preparation& options, std::span<const int> keep, pid_t 
 }
 
 // What a ForkServer is asked: the body and the options spawn() would take, and the numbers the
-// descriptors sent with it (SCM_RIGHTS) carry in the parent, which they will carry in the child.
+// descriptors sent with it (SCM_RIGHTS) carry in the parent, which they will carry in the child. One
+// more descriptor follows them: a socket, where the child sends its pid first of all.
 struct ServedRequest {
   detail::ServedEntry entry = nullptr;
   alignas(std::max_align_t) std::array<std::byte, kMaxServedBodyBytes> body{};
   pid_t parent = -1;
   Preparation preparation;
-  unsigned descriptors = 0;
+  unsigned descriptors = 0;         ///< in `numbers`
+  unsigned kept = 0;                ///< the first `kept` of them are kept; the rest are only redirected onto 0-2
+  std::uint32_t close_on_exec = 0;  ///< bit i: numbers[i] had FD_CLOEXEC in the parent, and keeps it
   std::array<int, kMaxServedDescriptors> numbers{};
 };
+static_assert(kMaxServedDescriptors <= 32, "close_on_exec has a bit per descriptor");
 
 struct ServedReply {
   pid_t pid = -1;
   int error = 0;  ///< clone's errno when pid is -1
 };
 
-using DescriptorControl = std::array<char, CMSG_SPACE(sizeof(int) * kMaxServedDescriptors)>;
+using DescriptorControl = std::array<char, CMSG_SPACE(sizeof(int) * (kMaxServedDescriptors + 1))>;
 
-// In the server's child: puts each descriptor received at the number it had in the parent. First all
-// above every such number, then each onto its own, so that none overwrites another not yet moved;
-// prepare_child then closes the rest (the received ones, the copies, the server's socket).
+// In the server's child: puts each descriptor received at the number it had in the parent, with its
+// FD_CLOEXEC as it was there. First all above every such number, then each onto its own, so that none
+// overwrites another not yet moved; prepare_child then closes the rest (the received ones, the copies,
+// the server's socket, the pid report).
 void place_descriptors(const ServedRequest& request, const int* received) noexcept {
   int above = 3;
   for (unsigned i = 0; i < request.descriptors; ++i) above = std::max(above, request.numbers[i] + 1);
@@ -136,19 +141,54 @@ void place_descriptors(const ServedRequest& request, const int* received) noexce
     if (lifted[i] < 0) ::_exit(kSpawnDescriptorsLost);
   }
   for (unsigned i = 0; i < request.descriptors; ++i) {
-    if (::dup2(lifted[i], request.numbers[i]) < 0) ::_exit(kSpawnDescriptorsLost);  // dup2 clears FD_CLOEXEC
+    const int flags = (request.close_on_exec >> i & 1U) != 0 ? O_CLOEXEC : 0;
+    if (::dup3(lifted[i], request.numbers[i], flags) < 0) ::_exit(kSpawnDescriptorsLost);
   }
 }
 
+// What glibc's own fork does in its child and a raw clone does not, read once in the server: where
+// glibc keeps the thread's id (the kernel was told at start, PR_GET_TID_ADDRESS), written in the
+// child by CLONE_CHILD_SETTID as glibc's fork writes it, so that pthread_self() names the child and
+// not the server; and the robust-mutex list, which the kernel forgets at every clone. The server has
+// one thread and holds no lock, so glibc's fork handlers would have nothing else to repair: they ran
+// once, when the server itself was forked.
+struct ThreadIdentity {
+  int* tid_address = nullptr;
+  void* robust_head = nullptr;
+  std::size_t robust_length = 0;
+
+  static ThreadIdentity of_this_thread() noexcept {
+    ThreadIdentity identity;
+    if (::prctl(PR_GET_TID_ADDRESS, &identity.tid_address) != 0) identity.tid_address = nullptr;
+    if (::syscall(SYS_get_robust_list, 0, &identity.robust_head, &identity.robust_length) != 0) {
+      identity.robust_head = nullptr;
+    }
+    return identity;
+  }
+};
+
+// fork(), with the child given to the server's parent (CLONE_PARENT): glibc's fork cannot do that.
+// The argument order is x86-64's and arm64's (flags, stack, parent_tid, child_tid, tls); with
+// CLONE_PARENT the kernel takes the exit signal from the server itself (SIGCHLD, from its own fork).
+long clone_for_parent(const ThreadIdentity& identity) noexcept {
+#if defined(__x86_64__) || defined(__aarch64__)
+  const unsigned long flags =
+      CLONE_PARENT | SIGCHLD | (identity.tid_address != nullptr ? CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID : 0);
+  return ::syscall(SYS_clone, flags, nullptr, nullptr, identity.tid_address, nullptr);
+#else
+  static_cast<void>(identity);
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
 // The fork server's life: a request in, a child cloned, its pid out, until the parent hangs up. Every
-// signal stays blocked here (its children unblock them as spawn()'s do). A child is cloned with
-// CLONE_PARENT, so it is the parent's own, and a raw clone, not glibc's fork: the server has one
-// thread and holds no lock, so glibc's fork handlers have nothing to repair, and glibc's fork cannot
-// give a child to its parent.
+// signal stays blocked here (its children unblock them as spawn()'s do).
 int serve_forks(int socket) noexcept {
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  const ThreadIdentity identity = ThreadIdentity::of_this_thread();
   for (;;) {
     ServedRequest request;
     alignas(cmsghdr) DescriptorControl control{};
@@ -164,7 +204,7 @@ int serve_forks(int socket) noexcept {
       if (errno == EINTR) continue;
       return 1;
     }
-    std::array<int, kMaxServedDescriptors> received{};
+    std::array<int, kMaxServedDescriptors + 1> received{};
     unsigned count = 0;
     for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
       if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
@@ -179,14 +219,21 @@ int serve_forks(int socket) noexcept {
       }
     }
     ServedReply reply;
-    if (static_cast<std::size_t>(got) != sizeof request || count != request.descriptors ||
-        (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    if (static_cast<std::size_t>(got) != sizeof request || count != request.descriptors + 1 ||
+        request.kept > request.descriptors || (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
       reply.error = EPROTO;
     } else {
-      const long pid = ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+      const long pid = clone_for_parent(identity);
       if (pid == 0) {
+        // First of all, so that the parent can own this child even if the server dies before it answers.
+        // A socket, not a pipe: the parent may have closed its end already, and MSG_NOSIGNAL keeps
+        // that from leaving a SIGPIPE pending, which the child would die of once it unblocks signals.
+        const pid_t self = ::getpid();
+        static_cast<void>(::send(received[request.descriptors], &self, sizeof self, MSG_NOSIGNAL));
+        if (identity.robust_head != nullptr)
+          ::syscall(SYS_set_robust_list, identity.robust_head, identity.robust_length);
         place_descriptors(request, received.data());
-        prepare_child(request.preparation, std::span(request.numbers.data(), request.descriptors), request.parent);
+        prepare_child(request.preparation, std::span(request.numbers.data(), request.kept), request.parent);
         ::_exit(request.entry(request.body.data()));
       }
       if (pid < 0) reply.error = errno;
@@ -200,6 +247,16 @@ int serve_forks(int socket) noexcept {
 // How long a request may wait for the server's answer: one fork, however slow the machine. A server
 // that takes longer is stopped or stuck, and waiting on would hang the caller.
 constexpr auto kServerAnswer = std::chrono::seconds(10);
+
+// A child the server made but could not tell of (it died, or was killed for not answering): the
+// child's first act was to write its pid to `pid_report`. Read it, or end-of-file if there is none,
+// then kill and reap it, so that no child of this process is left without an owner.
+void reap_unannounced_child(int pid_report) noexcept {
+  pollfd readable{pid_report, POLLIN, 0};
+  if (::poll(&readable, 1, 1000) <= 0) return;
+  pid_t pid = -1;
+  if (read_whole(pid_report, &pid, sizeof pid) == ReadOutcome::complete) ChildProcess::adopt(pid).kill_and_wait();
+}
 
 }  // namespace
 
@@ -232,12 +289,21 @@ pid_t fork_prepared(std::string_view role, const SpawnOptions& options) {
 }  // namespace detail
 
 ForkServer::ForkServer() {
+#if !defined(__x86_64__) && !defined(__aarch64__)
+  throw std::runtime_error("ForkServer: its raw clone is written for x86-64 and arm64 only");
+#endif
   int ends[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0) {
     throw_errno_with_limits("make the fork server's socket");
   }
   FileDescriptor ours = FileDescriptor::adopt(ends[0]);
   FileDescriptor theirs = FileDescriptor::adopt(ends[1]);
+  if (theirs.get() < 3) {
+    // With stdio closed it could land on 0-2, which every child keeps: it would hold the server's
+    // socket, and a dead server would show only as a timeout.
+    theirs = FileDescriptor::adopt(::fcntl(theirs.get(), F_DUPFD_CLOEXEC, 3));
+    if (!theirs) throw_errno_with_limits("move the fork server's socket above 2");
+  }
   SpawnOptions options;
   options.keep_descriptors = {theirs.get()};
   options.ignore_interrupts = true;  // Ctrl-C is the parent's to answer; the server leaves when it hangs up
@@ -253,9 +319,15 @@ ForkServer::~ForkServer() {
   server_.wait_or_kill(std::chrono::seconds(2));
 }
 
-void ForkServer::server_gone(std::string_view role) {
+void ForkServer::server_lost(std::string_view role, int pid_report, std::string how) {
   socket_.reset();
-  how_it_ended_ = server_.wait_or_kill(std::chrono::seconds(1)).str();
+  if (how.empty()) {
+    how = server_.wait_or_kill(std::chrono::seconds(1)).str();
+  } else {
+    server_.kill_and_wait();
+  }
+  how_it_ended_ = std::move(how);
+  if (pid_report >= 0) reap_unannounced_child(pid_report);
   throw std::runtime_error(
       fmt::format("fork {}: the fork server (pid {}) is gone: {}", role, server_pid_, how_it_ended_));
 }
@@ -267,33 +339,45 @@ pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, de
   std::memcpy(request.body.data(), body, size);
   request.parent = ::getpid();
   request.preparation = Preparation::of(options);
+  // Only open descriptors travel (spawn() keeps what it is given and is open, too), each once.
   auto send_along = [&](int fd) {
-    if (fd < 0) return;
+    const int flags = fd >= 0 ? ::fcntl(fd, F_GETFD) : -1;
+    if (flags < 0) return;
     const auto sent = request.numbers.begin() + request.descriptors;
     if (std::find(request.numbers.begin(), sent, fd) != sent) return;
     if (request.descriptors == kMaxServedDescriptors) {
       throw std::invalid_argument(
           fmt::format("fork {}: a fork server's child keeps at most {} descriptors", role, kMaxServedDescriptors));
     }
+    if ((flags & FD_CLOEXEC) != 0) request.close_on_exec |= 1U << request.descriptors;
     request.numbers[request.descriptors++] = fd;
   };
   for (const int fd : options.keep_descriptors) send_along(fd);
+  request.kept = request.descriptors;
   for (const int fd : {options.stdin_from, options.stdout_to, options.stderr_to}) send_along(fd);
+  int report_ends[2];  // [0] read here, [1] sent: where the child writes its pid (reap_unannounced_child)
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, report_ends) != 0) {
+    throw_errno_with_limits(fmt::format("make the pid report of {}", role));
+  }
+  const FileDescriptor pid_report = FileDescriptor::adopt(report_ends[0]);
+  FileDescriptor pid_report_sent = FileDescriptor::adopt(report_ends[1]);
 
   alignas(cmsghdr) DescriptorControl control{};
+  std::array<int, kMaxServedDescriptors + 1> sent{};
+  std::copy_n(request.numbers.begin(), request.descriptors, sent.begin());
+  sent[request.descriptors] = pid_report_sent.get();
+  const std::size_t sent_count = request.descriptors + 1;
   iovec part{&request, sizeof request};
   msghdr message{};
   message.msg_iov = &part;
   message.msg_iovlen = 1;
-  if (request.descriptors > 0) {
-    message.msg_control = control.data();
-    message.msg_controllen = CMSG_SPACE(sizeof(int) * request.descriptors);
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int) * request.descriptors);
-    std::memcpy(CMSG_DATA(header), request.numbers.data(), sizeof(int) * request.descriptors);
-  }
+  message.msg_control = control.data();
+  message.msg_controllen = CMSG_SPACE(sizeof(int) * sent_count);
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int) * sent_count);
+  std::memcpy(CMSG_DATA(header), sent.data(), sizeof(int) * sent_count);
 
   const std::lock_guard lock(mutex_);
   if (!socket_) {
@@ -303,29 +387,30 @@ pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, de
   for (;;) {
     if (::sendmsg(socket_.get(), &message, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof request)) break;
     if (errno == EINTR) continue;
-    if (errno == EPIPE || errno == ECONNRESET) server_gone(role);
+    if (errno == EPIPE || errno == ECONNRESET) server_lost(role, -1, {});
     throw_errno_with_limits(fmt::format("ask the fork server to fork {}", role));
   }
+  pid_report_sent.reset();  // the server's copy and the child's remain: end-of-file once both are gone
   // Once asked, the answer is read whatever happens meanwhile, an interrupt included: the child may
   // already exist, and only its pid lets this process own it (kill and reap it when it unwinds).
-  // Otherwise it would be a child nobody waits for, a zombie for as long as this process lives.
+  // Whatever else ends the wait ends the server too, and the child, if any, is found by its pid report.
   const auto deadline = std::chrono::steady_clock::now() + kServerAnswer;
   ServedReply reply;
   for (;;) {
     pollfd answer{socket_.get(), POLLIN, 0};
     const int ready = ::poll(&answer, 1, 100);
-    if (ready < 0 && errno != EINTR) throw_errno(fmt::format("wait for the fork server to fork {}", role));
+    if (ready < 0 && errno != EINTR) {
+      server_lost(role, pid_report.get(), fmt::format("could not be waited for ({})", std::strerror(errno)));
+    }
     if (ready > 0) {
       const ssize_t got = ::recv(socket_.get(), &reply, sizeof reply, 0);
       if (got == static_cast<ssize_t>(sizeof reply)) break;
       if (got < 0 && errno == EINTR) continue;
-      server_gone(role);  // end-of-file, or a torn answer: the server died
+      server_lost(role, pid_report.get(), {});  // end-of-file, or a torn answer: the server died
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      server_.kill_and_wait();
-      socket_.reset();
-      how_it_ended_ = fmt::format("did not answer within {} s, and was killed", kServerAnswer.count());
-      throw std::runtime_error(fmt::format("fork {}: the fork server (pid {}) {}", role, server_pid_, how_it_ended_));
+      server_lost(role, pid_report.get(),
+                  fmt::format("did not answer within {} s, and was killed", kServerAnswer.count()));
     }
   }
   if (reply.pid < 0) {

@@ -9,7 +9,8 @@
 //   pool.map_into(square, in, out);                         // nothing copied, nothing allocated
 //
 // How it works. The constructor forks the workers, each exactly once, pinned one per physical core
-// (and runs ProcessPoolOptions::initializer in each). Data does not go through the pipes: inputs and
+// (and runs ProcessPoolOptions::initializer in each); or has a fork server fork them
+// (ProcessPoolOptions::fork_server, Python's "forkserver"). Data does not go through the pipes: inputs and
 // outputs live in a SharedArena, mapped before the fork and so at the same address in every worker.
 // Trivially copyable values are read and written there in place; others (std::string, vectors, your
 // structs) are serialized there with cereal (serialization.hpp). The master posts a task ("apply this

@@ -96,8 +96,14 @@ inline constexpr std::size_t kMaxServedDescriptors = 16;
 /// numbers in the child, so a body may name them as the parent does.
 ///
 /// The children's parent is this process (clone with CLONE_PARENT), so ChildProcess owns them as
-/// usual. die_with_parent follows the thread that made the server: make it from the thread that
-/// outlives the children. Thread-safe: requests from several threads are served one at a time.
+/// usual, and glibc's state in them is what its own fork leaves (pthread_self() is the child's).
+/// die_with_parent follows the thread that made the server: make it from the thread that outlives the
+/// children. Thread-safe: requests from several threads are served one at a time.
+///
+/// What the server holds: its copy of this process as it was, so every shared mapping made before it
+/// stays mapped there until the server ends (its pages are freed only then, unless punched out), and
+/// a lock another thread held at that moment stays held in every child. The descriptor limit of the
+/// children is this process's at that moment (RLIMIT_NOFILE). x86-64 and arm64 only (its raw clone).
 class ForkServer {
  public:
   /// Forks the server now. Throws std::system_error, naming what failed, if it cannot.
@@ -107,8 +113,10 @@ class ForkServer {
   ForkServer(const ForkServer&) = delete;
   ForkServer& operator=(const ForkServer&) = delete;
 
-  /// As mpdemo::spawn, but forked by the server. Throws std::system_error, naming `role`, if the
-  /// server cannot fork, or std::runtime_error saying how the server ended if it is gone.
+  /// As mpdemo::spawn, but forked by the server (descriptors that are not open are not sent, as
+  /// spawn() keeps only open ones). Throws std::system_error, naming `role`, if the server cannot
+  /// fork; std::runtime_error saying how the server ended if it is gone, or if it did not answer
+  /// within 10 s (it is killed); std::invalid_argument for more than kMaxServedDescriptors.
   template <class Body>
   ChildProcess spawn(std::string_view role, const SpawnOptions& options, const Body& body) {
     static_assert(std::is_nothrow_invocable_r_v<int, const Body&>,
@@ -132,9 +140,10 @@ class ForkServer {
   }
   pid_t request(std::string_view role, const SpawnOptions& options, detail::ServedEntry entry, const void* body,
                 std::size_t size);
-  /// The server stopped answering: reaps it (killing it first if it still runs) and throws, saying how it
-  /// ended. `lock` is held.
-  [[noreturn]] void server_gone(std::string_view role);
+  /// The server died, or is killed for not answering (`how` says why; empty: reap it and say how it
+  /// ended): forgets it, owns and ends the child it may have made for a request whose answer never
+  /// came (`pid_report`, -1 if none was sent), and throws std::runtime_error. `mutex_` is held.
+  [[noreturn]] void server_lost(std::string_view role, int pid_report, std::string how);
 
   std::mutex mutex_;
   FileDescriptor socket_;  ///< requests out, replies in (SOCK_SEQPACKET); empty once the server is gone
