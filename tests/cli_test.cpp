@@ -42,6 +42,21 @@ TEST(Cli, RunWithAForkServerVerifiesEveryModeAndSaysSo) {
   EXPECT_THAT(mpi.err, HasSubstr("--start-method forkserver is for the local pools"));
 }
 
+TEST(Cli, TheLessonWithAForkServerSaysSoAndVerifiesEverything) {
+  const auto result = run_mpdemo({"--large-size", "20000", "--start-method", "forkserver"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("the process pools' workers forked by a fork server started before the arrays"));
+  std::size_t verified = 0;
+  for (std::size_t at = result.out.find("All results match"); at != std::string::npos;
+       at = result.out.find("All results match", at + 1)) {
+    ++verified;
+  }
+  EXPECT_EQ(verified, 2u) << result.out;  // both sizes
+  const auto plain = run_mpdemo({"--large-size", "20000"});
+  ASSERT_EQ(plain.exit_code(), 0) << plain.err;
+  EXPECT_THAT(plain.out, Not(HasSubstr("fork server")));
+}
+
 TEST(Cli, RunWithTheCallerComputingVerifiesEveryModeWithATeamOfOneWorkerFewer) {
   const auto result = run_mpdemo({"run", "--size", "100003", "--repeat", "1", "--caller-computes", "--format", "json"});
   ASSERT_EQ(result.exit_code(), 0) << result.err;

@@ -20,6 +20,7 @@ constexpr std::size_t kRepeats = 3;  // each box shows the median of this many c
 struct LessonOptions {
   std::size_t large_size = 10'000'000;
   std::uint64_t seed = 1;
+  bool fork_server = false;  ///< --start-method forkserver
   TraceOutputs trace;
 };
 
@@ -29,17 +30,19 @@ int run_lesson(std::ostream& out, LessonOptions& options) {
   // At most: input, reference, shared input, two warm outputs and a copying pool's three arrays;
   // of them, four at once in the pool's arena.
   const std::string what = fmt::format("the lesson at {} numbers", report::with_commas(options.large_size));
-  require_process_resources(ProcessNeeds::for_pools(workers, true, true), what);
+  require_process_resources(ProcessNeeds::for_pools(workers, true, true, options.fork_server), what);
   require_available_memory(8 * options.large_size * sizeof(double), what);
   require_arena_capacity(4 * options.large_size * sizeof(double), what);
   Trace* trace = options.trace.start(Format::table);
-  out << report::lesson_introduction(topology, workers, kRepeats);
+  // Before any array: the server stays small, and so do the forks it makes.
+  const std::shared_ptr<ForkServer> server = options.fork_server ? ProcessPool::start_fork_server() : nullptr;
+  out << report::lesson_introduction(topology, workers, kRepeats, server != nullptr);
 
   for (const std::size_t size : {std::size_t{10}, options.large_size}) {
     out << report::lesson_size_heading(size);
     const std::vector<double> input = uniform_random_array(size, options.seed);
     const std::vector<double> reference = reference_squares(input);
-    MethodRunner runner(input, workers, 0, trace);
+    MethodRunner runner(input, workers, 0, trace, nullptr, {.caller_computes = false, .fork_server = server});
 
     std::vector<Method> methods{Method::sequential, Method::fresh_processes, Method::fresh_processes_copy,
                                 Method::fresh_threads};
@@ -76,6 +79,7 @@ Command add_lesson_command(CLI::App& root) {
   add_count_option(root, "--large-size", options->large_size, 11, kMaxElements,
                    "the lesson's large array (default 10,000,000)");
   add_seed_option(root, options->seed, "random seed of the lesson's arrays (default 1)");
+  add_start_method_option(root, options->fork_server);
   options->trace.add_options(root);
   return {&root, [options](std::ostream& out) { return run_lesson(out, *options); }};
 }

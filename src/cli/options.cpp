@@ -158,6 +158,16 @@ CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers) {
       ->type_name("W");
 }
 
+CLI::Option* add_start_method_option(CLI::App& app, bool& fork_server) {
+  return app
+      .add_option_function<std::string>(
+          "--start-method", [&fork_server](const std::string& method) { fork_server = method == "forkserver"; },
+          "fork (default): this process forks the process pools' workers; forkserver: a small server, started "
+          "before the arrays are made, forks them (Python's start methods): a fork costs more the more the "
+          "forking process holds")
+      ->check(CLI::IsMember({"fork", "forkserver"}));
+}
+
 CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& description) {
   return app
       .add_option_function<std::string>(

@@ -58,6 +58,9 @@ CLI::Option* add_size_option(CLI::App& app, std::size_t& size, const std::string
 CLI::Option* add_workers_option(CLI::App& app, std::size_t& workers);
 /// --seed S: a whole number from 0 to 2^64 - 1 (no sign, no wrap-around).
 CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& description);
+/// --start-method fork|forkserver (Python's names): `fork_server` is set by forkserver, the
+/// process pools' workers then forked by a server started before the arrays.
+CLI::Option* add_start_method_option(CLI::App& app, bool& fork_server);
 /// --chunksize C, at least 1; 0 (unset) means Python's default.
 CLI::Option* add_chunksize_option(CLI::App& app, std::size_t& chunksize);
 /// --format with the given choices (table is always the default).

@@ -22,7 +22,7 @@ struct RunOptions {
   std::size_t workers = 0;
   std::size_t chunksize = 0;
   bool caller_computes = false;
-  std::string start_method = "fork";
+  bool fork_server = false;  ///< --start-method forkserver
   std::string mode = "all";
   std::string backend = "local";
   int ranks_per_node = 0;
@@ -147,7 +147,7 @@ int run(std::ostream& out, RunOptions& options) {
   }
   // A fork server forked after MPI_Init would be a process Open MPI does not know; and the MPI paths'
   // ranks are started by mpirun, not forked.
-  if (options.start_method == "forkserver" && mpi) {
+  if (options.fork_server && mpi) {
     throw UsageError("--start-method forkserver is for the local pools: run it without --backend mpi");
   }
   const auto uses = [&](Machinery machinery) {
@@ -158,9 +158,9 @@ int run(std::ostream& out, RunOptions& options) {
   const std::size_t workers = worker_count(options.workers, options.caller_computes);
   const Footprint peak = footprint(methods);
   const std::string what = fmt::format("--size {} in mode {}", options.size, options.mode);
-  require_process_resources(ProcessNeeds::for_pools(workers, uses(Machinery::processes), uses(Machinery::threads),
-                                                    options.start_method == "forkserver"),
-                            what);
+  require_process_resources(
+      ProcessNeeds::for_pools(workers, uses(Machinery::processes), uses(Machinery::threads), options.fork_server),
+      what);
   require_available_memory(peak.arrays * options.size * sizeof(double), what);
   require_arena_capacity(peak.shared_arrays * options.size * sizeof(double), what);
   if (mpi) require_shared_memory_files(peak.window_arrays * options.size * sizeof(double), what);
@@ -181,7 +181,7 @@ int run(std::ostream& out, RunOptions& options) {
   TrialPlan plan;
   // Started now, before the input and the reference exist: the server stays small, and so do the forks
   // it makes (Python's "forkserver"). Only where a process pool runs.
-  if (options.start_method == "forkserver" && uses(Machinery::processes)) {
+  if (options.fork_server && uses(Machinery::processes)) {
     plan.fork_server = ProcessPool::start_fork_server();
   }
   plan.size = options.size;
@@ -222,11 +222,7 @@ Command add_run_command(CLI::App& root) {
   app->add_flag("--caller-computes", options->caller_computes,
                 "every pool's caller computes a share of each map beside its workers, as OpenMP's primary thread "
                 "does (default: it waits, as Python's); the default team is then one worker fewer");
-  app->add_option("--start-method", options->start_method,
-                  "fork (default): this process forks the process pools' workers; forkserver: a small server, "
-                  "started before the input is made, forks them (Python's start methods): a fork costs more the "
-                  "more the forking process holds")
-      ->check(CLI::IsMember({"fork", "forkserver"}));
+  add_start_method_option(*app, options->fork_server);
   std::vector<std::string> mode_names;
   for (const auto& [name, methods] : modes()) mode_names.push_back(name);
   app->add_option("--mode,-m", options->mode,

@@ -79,16 +79,20 @@ std::string run_table(const TrialResults& results) {
   return text + explain_fastest(timings) + explain_warm(timings);
 }
 
-std::string lesson_introduction(const Topology& topology, std::size_t workers, std::size_t repeats) {
+std::string lesson_introduction(const Topology& topology, std::size_t workers, std::size_t repeats, bool fork_server) {
   return fmt::format(
       "mpdemo: the lesson. Square an array of random numbers (uniform in [0, 1)) with a plain loop, with a pool of\n"
       "processes and with threads, and time each.\n"
       "This machine: {} logical CPUs, {} physical cores, {} socket(s); this process may run on CPUs {}.\n"
-      "Workers: {} (one per physical core, as psutil.cpu_count(logical=False)), pinned to CPUs {}.\n"
+      "Workers: {} (one per physical core, as psutil.cpu_count(logical=False)), pinned to CPUs {}{}.\n"
       "Each box shows the median of {} calls; a pool in the lesson's functions is created and stopped inside the "
       "call.\n\n",
       topology.logical_cpus, topology.physical_cores, topology.sockets, format_cpu_list(topology.allowed_cpus), workers,
-      format_cpu_list(topology.worker_cpus), repeats);
+      format_cpu_list(topology.worker_cpus),
+      fork_server ? "; the process pools' workers forked by a fork server started before the arrays "
+                    "(--start-method forkserver)"
+                  : "",
+      repeats);
 }
 
 std::string lesson_size_heading(std::size_t size) { return fmt::format("=== {} numbers ===\n", with_commas(size)); }

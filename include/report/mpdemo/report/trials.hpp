@@ -23,7 +23,9 @@ std::string run_json(const TrialResults& results);
 std::vector<MethodTiming> method_timings(const TrialResults& results, bool lesson_names);
 
 /// What the lesson says before it measures: the task, this machine, the workers, how boxes are timed.
-std::string lesson_introduction(const Topology& topology, std::size_t workers, std::size_t repeats);
+/// `fork_server`: the process pools' workers are forked by a fork server (--start-method forkserver).
+std::string lesson_introduction(const Topology& topology, std::size_t workers, std::size_t repeats,
+                                bool fork_server = false);
 /// The lesson's heading for one array size: "=== 10,000,000 numbers ===".
 std::string lesson_size_heading(std::size_t size);
 /// Said before the warm pools' boxes: what warm means, and what starting the processes cost once.
