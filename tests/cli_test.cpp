@@ -52,9 +52,9 @@ TEST(Cli, TheLessonWithAForkServerSaysSoAndVerifiesEverything) {
     ++verified;
   }
   EXPECT_EQ(verified, 2u) << result.out;  // both sizes
-  const auto plain = run_mpdemo({"--large-size", "20000"});
-  ASSERT_EQ(plain.exit_code(), 0) << plain.err;
-  EXPECT_THAT(plain.out, Not(HasSubstr("fork server")));
+  const auto unknown = run_mpdemo({"--start-method", "spawn"});
+  EXPECT_EQ(unknown.exit_code(), 2);
+  EXPECT_THAT(unknown.err, HasSubstr("--start-method"));
 }
 
 TEST(Cli, RunWithTheCallerComputingVerifiesEveryModeWithATeamOfOneWorkerFewer) {

@@ -165,21 +165,40 @@ struct ThreadIdentity {
     }
     return identity;
   }
+  /// Whether the address is where glibc keeps this thread's id (the kernel may not say: it needs
+  /// CONFIG_CHECKPOINT_RESTORE). Without it a child's pthread_self() would name the server.
+  bool known() const noexcept { return tid_address != nullptr && *tid_address == static_cast<int>(::gettid()); }
 };
 
 // fork(), with the child given to the server's parent (CLONE_PARENT): glibc's fork cannot do that.
-// The argument order is x86-64's and arm64's (flags, stack, parent_tid, child_tid, tls); with
-// CLONE_PARENT the kernel takes the exit signal from the server itself (SIGCHLD, from its own fork).
+// With CLONE_PARENT the kernel takes the exit signal from the server itself (SIGCHLD, from its own
+// fork). The child's thread id is written where glibc keeps it, as glibc's fork has it written.
 long clone_for_parent(const ThreadIdentity& identity) noexcept {
-#if defined(__x86_64__) || defined(__aarch64__)
-  const unsigned long flags =
-      CLONE_PARENT | SIGCHLD | (identity.tid_address != nullptr ? CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID : 0);
-  return ::syscall(SYS_clone, flags, nullptr, nullptr, identity.tid_address, nullptr);
+  constexpr unsigned long kFlags = CLONE_PARENT | SIGCHLD | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+#if defined(__x86_64__)
+  return ::syscall(SYS_clone, kFlags, nullptr, nullptr, identity.tid_address,
+                   nullptr);  // flags, stack, ptid, ctid, tls
+#elif defined(__aarch64__)
+  return ::syscall(SYS_clone, kFlags, nullptr, nullptr, nullptr,
+                   identity.tid_address);  // flags, stack, ptid, tls, ctid
 #else
   static_cast<void>(identity);
   errno = ENOSYS;
   return -1;
 #endif
+}
+
+// What the server says once, when it starts: whether it can fork children that know who they are.
+struct ServerHello {
+  int error = 0;  ///< 0: ready; ENOTSUP: the kernel does not say where glibc keeps the thread id
+};
+
+// If this process's stdio is closed, received descriptors would land on 0-2, which every child keeps:
+// /dev/null fills the gaps first.
+void fill_closed_stdio() noexcept {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) < 0) static_cast<void>(::open("/dev/null", O_RDWR));  // takes the lowest free number
+  }
 }
 
 // The fork server's life: a request in, a child cloned, its pid out, until the parent hangs up. Every
@@ -188,7 +207,12 @@ int serve_forks(int socket) noexcept {
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  fill_closed_stdio();
   const ThreadIdentity identity = ThreadIdentity::of_this_thread();
+  const ServerHello hello{identity.known() ? 0 : ENOTSUP};
+  if (::send(socket, &hello, sizeof hello, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof hello) || hello.error != 0) {
+    return 1;
+  }
   for (;;) {
     ServedRequest request;
     alignas(cmsghdr) DescriptorControl control{};
@@ -230,6 +254,7 @@ int serve_forks(int socket) noexcept {
         // that from leaving a SIGPIPE pending, which the child would die of once it unblocks signals.
         const pid_t self = ::getpid();
         static_cast<void>(::send(received[request.descriptors], &self, sizeof self, MSG_NOSIGNAL));
+        if (*identity.tid_address != static_cast<int>(::gettid())) ::_exit(kSpawnThreadIdentityLost);
         if (identity.robust_head != nullptr)
           ::syscall(SYS_set_robust_list, identity.robust_head, identity.robust_length);
         place_descriptors(request, received.data());
@@ -251,9 +276,16 @@ constexpr auto kServerAnswer = std::chrono::seconds(10);
 // A child the server made but could not tell of (it died, or was killed for not answering): the
 // child's first act was to write its pid to `pid_report`. Read it, or end-of-file if there is none,
 // then kill and reap it, so that no child of this process is left without an owner.
+// Waiting is safe: once the server is gone only the child holds the other end, and its first act is
+// to send; an interrupt does not end the wait early, or the child would be left unowned after all.
 void reap_unannounced_child(int pid_report) noexcept {
-  pollfd readable{pid_report, POLLIN, 0};
-  if (::poll(&readable, 1, 1000) <= 0) return;
+  const auto deadline = std::chrono::steady_clock::now() + kServerAnswer;
+  for (;;) {
+    pollfd readable{pid_report, POLLIN, 0};
+    const int ready = ::poll(&readable, 1, 100);
+    if (ready > 0) break;
+    if ((ready < 0 && errno != EINTR) || std::chrono::steady_clock::now() > deadline) return;
+  }
   pid_t pid = -1;
   if (read_whole(pid_report, &pid, sizeof pid) == ReadOutcome::complete) ChildProcess::adopt(pid).kill_and_wait();
 }
@@ -296,14 +328,17 @@ ForkServer::ForkServer() {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0) {
     throw_errno_with_limits("make the fork server's socket");
   }
-  FileDescriptor ours = FileDescriptor::adopt(ends[0]);
-  FileDescriptor theirs = FileDescriptor::adopt(ends[1]);
-  if (theirs.get() < 3) {
-    // With stdio closed it could land on 0-2, which every child keeps: it would hold the server's
-    // socket, and a dead server would show only as a timeout.
-    theirs = FileDescriptor::adopt(::fcntl(theirs.get(), F_DUPFD_CLOEXEC, 3));
-    if (!theirs) throw_errno_with_limits("move the fork server's socket above 2");
-  }
+  // With stdio closed either end could land on 0-2, which every child keeps (and spawn()'s too): it
+  // would hold the server's socket. Both move above 2.
+  auto above_stdio = [](int fd) {
+    FileDescriptor end = FileDescriptor::adopt(fd);
+    if (end.get() >= 3) return end;
+    FileDescriptor moved = FileDescriptor::adopt(::fcntl(end.get(), F_DUPFD_CLOEXEC, 3));
+    if (!moved) throw_errno_with_limits("move the fork server's socket above 2");
+    return moved;
+  };
+  FileDescriptor ours = above_stdio(ends[0]);
+  FileDescriptor theirs = above_stdio(ends[1]);
   SpawnOptions options;
   options.keep_descriptors = {theirs.get()};
   options.ignore_interrupts = true;  // Ctrl-C is the parent's to answer; the server leaves when it hangs up
@@ -312,6 +347,24 @@ ForkServer::ForkServer() {
   server_ = mpdemo::spawn("a fork server", options, [socket]() noexcept { return serve_forks(socket); });
   server_pid_ = server_.pid();
   socket_ = std::move(ours);
+  theirs.reset();
+  // Its first word: whether it can fork children that know who they are (ServerHello).
+  ServerHello hello;
+  pollfd answer{socket_.get(), POLLIN, 0};
+  int ready = 0;
+  do {
+    ready = ::poll(&answer, 1, static_cast<int>(std::chrono::milliseconds(kServerAnswer).count()));
+  } while (ready < 0 && errno == EINTR);
+  if (ready <= 0 || ::recv(socket_.get(), &hello, sizeof hello, 0) != static_cast<ssize_t>(sizeof hello) ||
+      hello.error != 0) {
+    socket_.reset();
+    const std::string how = server_.wait_or_kill(std::chrono::seconds(1)).str();
+    throw std::runtime_error(
+        hello.error == ENOTSUP
+            ? "start a fork server: this kernel does not say where glibc keeps a thread's id (PR_GET_TID_ADDRESS "
+              "needs CONFIG_CHECKPOINT_RESTORE), so the server's children would take its identity for theirs"
+            : fmt::format("start a fork server (pid {}): it did not say it was ready; it {}", server_pid_, how));
+  }
 }
 
 ForkServer::~ForkServer() {
@@ -354,7 +407,12 @@ pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, de
   };
   for (const int fd : options.keep_descriptors) send_along(fd);
   request.kept = request.descriptors;
-  for (const int fd : {options.stdin_from, options.stdout_to, options.stderr_to}) send_along(fd);
+  // A redirection whose source is not open is not made (spawn()'s dup2 fails alike): the number
+  // would name something else in the server's child.
+  for (int* from : {&request.preparation.stdin_from, &request.preparation.stdout_to, &request.preparation.stderr_to}) {
+    if (*from >= 0 && ::fcntl(*from, F_GETFD) < 0) *from = -1;
+    send_along(*from);
+  }
   int report_ends[2];  // [0] read here, [1] sent: where the child writes its pid (reap_unannounced_child)
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, report_ends) != 0) {
     throw_errno_with_limits(fmt::format("make the pid report of {}", role));

@@ -59,6 +59,9 @@ inline constexpr int kSpawnOrphaned = 120;   ///< the parent died before the dea
 inline constexpr int kSpawnPinFailed = 121;  ///< cpu_required, and the kernel refused to pin the child
 /// A ForkServer's child could not put the descriptors it was sent at their numbers (out of descriptors).
 inline constexpr int kSpawnDescriptorsLost = 122;
+/// A ForkServer's child found that glibc's record of its thread id was not its own (the clone did not
+/// write it): it leaves rather than run as the server.
+inline constexpr int kSpawnThreadIdentityLost = 123;
 
 namespace detail {
 /// Forks and prepares the child as SpawnOptions says. Returns 0 in the child, the pid in the parent.
@@ -96,7 +99,10 @@ inline constexpr std::size_t kMaxServedDescriptors = 16;
 /// numbers in the child, so a body may name them as the parent does.
 ///
 /// The children's parent is this process (clone with CLONE_PARENT), so ChildProcess owns them as
-/// usual, and glibc's state in them is what its own fork leaves (pthread_self() is the child's).
+/// usual, and glibc's thread state in them is what its own fork leaves (pthread_self() is the
+/// child's, its robust-mutex list registered); pthread_atfork's child handlers ran once, in the
+/// server, not in each child. A child's 0-2 are the server's: this process's when the server started
+/// (or /dev/null where they were closed).
 /// die_with_parent follows the thread that made the server: make it from the thread that outlives the
 /// children. Thread-safe: requests from several threads are served one at a time.
 ///
@@ -106,7 +112,9 @@ inline constexpr std::size_t kMaxServedDescriptors = 16;
 /// children is this process's at that moment (RLIMIT_NOFILE). x86-64 and arm64 only (its raw clone).
 class ForkServer {
  public:
-  /// Forks the server now. Throws std::system_error, naming what failed, if it cannot.
+  /// Forks the server now and waits for its first word. Throws std::system_error, naming what failed,
+  /// if it cannot; std::runtime_error if the server cannot fork children that know who they are (a
+  /// kernel without PR_GET_TID_ADDRESS) or did not start.
   ForkServer();
   /// Hangs up: the server leaves and is reaped. Children it made are this process's and live on.
   ~ForkServer();
