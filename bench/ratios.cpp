@@ -753,7 +753,9 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
       "region",
       options, workers);
   // First, while this process is small (the default arena made before it, so that it has it).
-  const std::shared_ptr<mpdemo::ForkServer> server = mpdemo::ProcessPool::start_fork_server();
+  // Where none can run (ForkServer::supported), the lesson is timed without fresh-proc-server.
+  const std::shared_ptr<mpdemo::ForkServer> server =
+      mpdemo::ForkServer::supported() ? mpdemo::ProcessPool::start_fork_server() : nullptr;
   const std::vector<double> input = mpdemo::uniform_random_array(options.size, options.seed);
   const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
   mpdemo::SharedArray<double> shared_input(mpdemo::SharedArena::process_default(), input.size());
@@ -797,27 +799,31 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
                             "x",
                             "",
                             {}});
-  report.figures.push_back({"fresh_pool_vs_fresh_pool_server",
-                            "the pool over the same pool forked by a fork server",
-                            speedup(fresh, report.timing("fresh-proc-server")),
-                            "x",
-                            "",
-                            {}});
-  report.figures.push_back({"bare_team_vs_server_team",
-                            "the bare team over the same team from a fork server (this process's size)",
-                            speedup(bare, report.timing("server-team")),
-                            "x",
-                            "",
-                            {}});
+  if (server) {
+    report.figures.push_back({"fresh_pool_vs_fresh_pool_server",
+                              "the pool over the same pool forked by a fork server",
+                              speedup(fresh, report.timing("fresh-proc-server")),
+                              "x",
+                              "",
+                              {}});
+    report.figures.push_back({"bare_team_vs_server_team",
+                              "the bare team over the same team from a fork server (this process's size)",
+                              speedup(bare, report.timing("server-team")),
+                              "x",
+                              "",
+                              {}});
+  }
   report.notes.push_back(
       "the lesson's semantics: each call returns a new array; Python's side is bench/lesson.py, "
       "and bench/compare_python.sh divides the two");
   report.notes.push_back(
       "bare-team: what forking and reaping the same number of children costs this process in the same round, "
       "with nothing else; the figures over it say how many times its floor the fresh pool took");
-  report.notes.push_back(
-      "fresh-proc-server, server-team: their children forked by a fork server this benchmark started before its "
-      "arrays (ProcessPoolOptions::fork_server, Python's \"forkserver\"); they are still this process's children");
+  report.notes.push_back(server ? "fresh-proc-server, server-team: their children forked by a fork server this "
+                                  "benchmark started before its arrays (ProcessPoolOptions::fork_server, Python's "
+                                  "\"forkserver\"); they are still this process's children"
+                                : "no fork server on this machine (ForkServer::supported): fresh-proc-server and "
+                                  "server-team are not timed");
   timeline.write(report.notes);
   return report;
 }

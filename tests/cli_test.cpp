@@ -1,5 +1,6 @@
 // The mpdemo executable, run for real: its JSON, its lesson, and exit status 2 for every kind of bad input.
 #include "mpdemo/lab/mpi_methods.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "support/run_program.hpp"
 
@@ -19,6 +20,7 @@ using ::testing::Not;
 // --start-method forkserver: every process pool's workers forked by a fork server the run starts first;
 // the results are verified as ever, and the run says how its workers were forked.
 TEST(Cli, RunWithAForkServerVerifiesEveryModeAndSaysSo) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   const auto result =
       run_mpdemo({"run", "--size", "100003", "--repeat", "1", "--start-method", "forkserver", "--format", "json"});
   ASSERT_EQ(result.exit_code(), 0) << result.err;
@@ -43,6 +45,7 @@ TEST(Cli, RunWithAForkServerVerifiesEveryModeAndSaysSo) {
 }
 
 TEST(Cli, TheLessonWithAForkServerSaysSoAndVerifiesEverything) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   const auto result = run_mpdemo({"--large-size", "20000", "--start-method", "forkserver"});
   ASSERT_EQ(result.exit_code(), 0) << result.err;
   EXPECT_THAT(result.out, HasSubstr("the process pools' workers forked by a fork server started before the arrays"));

@@ -25,6 +25,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -134,6 +135,7 @@ class WorkerKilled : public ::testing::TestWithParam<std::tuple<int, Control, bo
 
 TEST_P(WorkerKilled, MapThrowsPromptlyNamesTheSignalAndThePoolRecovers) {
   const auto [signal_number, control, served] = GetParam();
+  if (served && !mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine";
   mpdemo::ProcessPoolOptions options = two_workers(control);
   g_since_server = 0;
   if (served) options.fork_server = mpdemo::ProcessPool::start_fork_server();
@@ -488,6 +490,8 @@ class Interrupt : public ::testing::TestWithParam<InterruptCase> {};
 
 TEST_P(Interrupt, StopsWorkersReleasesMemoryAndExitsWithTheSignalsStatus) {
   const InterruptCase& c = GetParam();
+  const bool served = std::find(c.args.begin(), c.args.end(), "forkserver") != c.args.end();
+  if (served && !mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine";
   ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // so no orphan can hide from this test
   std::size_t workers_seen = 0;
   const auto result = mpdemo::testing::run_mpdemo(

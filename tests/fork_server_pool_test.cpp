@@ -53,6 +53,7 @@ mpdemo::ProcessPoolOptions served_options(Control control, std::shared_ptr<mpdem
 class ForkServerPool : public ::testing::TestWithParam<Control> {};
 
 TEST_P(ForkServerPool, MapsAsAPoolThatForksItsOwnAndItsWorkersAreCopiesOfTheServer) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   g_generation = 1;
   const auto server = mpdemo::ProcessPool::start_fork_server();
   g_generation = 2;
@@ -82,6 +83,7 @@ TEST_P(ForkServerPool, MapsAsAPoolThatForksItsOwnAndItsWorkersAreCopiesOfTheServ
 }
 
 TEST_P(ForkServerPool, RetiredWorkersAreForkedByTheServerToo) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   g_generation = 1;
   const auto server = mpdemo::ProcessPool::start_fork_server();
   g_generation = 2;
@@ -106,6 +108,7 @@ INSTANTIATE_TEST_SUITE_P(Controls, ForkServerPool, ::testing::Values(Control::sh
                          [](const auto& param) { return param.param == Control::pipes ? "Pipes" : "Mailboxes"; });
 
 TEST(ForkServerPoolOptions, AnInitializerAndAnArenaTheServerLacksAreRefusedUpFront) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   const auto server = mpdemo::ProcessPool::start_fork_server();
   mpdemo::ProcessPoolOptions with_initializer = served_options(Control::shared_memory, server);
   with_initializer.initializer = [] {};
@@ -133,6 +136,7 @@ TEST(ForkServerPoolOptions, AnInitializerAndAnArenaTheServerLacksAreRefusedUpFro
 }
 
 TEST(ForkServerPoolFailure, AServerThatDiedIsNamedWhenAWorkerMustBeReplaced) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   const auto server = mpdemo::ProcessPool::start_fork_server();
   const pid_t server_pid = server->pid();
   mpdemo::ProcessPool pool(served_options(Control::shared_memory, server));

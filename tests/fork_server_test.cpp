@@ -60,6 +60,7 @@ ChildFacts facts_from(mpdemo::ForkServer& server, const mpdemo::SpawnOptions& ex
 }
 
 TEST(ForkServer, ItsChildrenAreThisProcesssAndLeaveWithTheBodysStatus) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   mpdemo::ForkServer server;
   EXPECT_NE(server.pid(), ::getpid());
   const ChildFacts facts = facts_from(server);
@@ -72,6 +73,7 @@ TEST(ForkServer, ItsChildrenAreThisProcesssAndLeaveWithTheBodysStatus) {
 }
 
 TEST(ForkServer, AChildIsACopyOfThisProcessAsItWasWhenTheServerStarted) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   g_generation = 1;
   mpdemo::ForkServer server;
   g_generation = 2;
@@ -80,6 +82,7 @@ TEST(ForkServer, AChildIsACopyOfThisProcessAsItWasWhenTheServerStarted) {
 }
 
 TEST(ForkServer, DescriptorsKeepTheirNumbersAndNoOtherReachesTheChild) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   mpdemo::ForkServer server;
   // Made after the server: the child can have it only if it was sent. Nothing else may reach the child
   // either: not the server's socket, not the descriptors it received, not the pid report.
@@ -108,6 +111,7 @@ TEST(ForkServer, DescriptorsKeepTheirNumbersAndNoOtherReachesTheChild) {
 // child that runs a program must not hand the pool's pipes to it. A redirection's source is closed
 // once it is on 0-2, unless it was also asked to be kept.
 TEST(ForkServer, DescriptorsKeepTheirCloseOnExecAndARedirectionsSourceIsClosed) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   mpdemo::ForkServer server;
   mpdemo::Pipe report = mpdemo::Pipe::create();  // O_CLOEXEC, as every pipe of mpdemo's
   mpdemo::Pipe inheritable = mpdemo::Pipe::create();
@@ -142,6 +146,7 @@ TEST(ForkServer, DescriptorsKeepTheirCloseOnExecAndARedirectionsSourceIsClosed) 
 // child that pins "itself" through it pins itself, not the server (which every later child would
 // then inherit).
 TEST(ForkServer, AChildsPthreadSelfIsTheChildNotTheServer) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   const std::vector<int>& cpus = mpdemo::system_topology().allowed_cpus;
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to tell a pinned thread from one that is not";
   mpdemo::ForkServer server;
@@ -175,6 +180,7 @@ TEST(ForkServer, AChildsPthreadSelfIsTheChildNotTheServer) {
 }
 
 TEST(ForkServer, PinsTheChildWhereItIsAsked) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   mpdemo::ForkServer server;
   for (const int cpu : mpdemo::system_topology().allowed_cpus) {
     mpdemo::SpawnOptions options;
@@ -185,6 +191,7 @@ TEST(ForkServer, PinsTheChildWhereItIsAsked) {
 }
 
 TEST(ForkServer, AServerThatDiedIsNamedReapedAndAsksForNothingMore) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   mpdemo::ForkServer server;
   const pid_t server_pid = server.pid();
   ASSERT_EQ(::kill(server_pid, SIGKILL), 0);
@@ -207,6 +214,7 @@ TEST(ForkServer, AServerThatDiedIsNamedReapedAndAsksForNothingMore) {
 // die_with_parent holds for a server's children too: the parent that made the server dies, and the
 // child it had from the server goes with it instead of running on.
 TEST(ForkServer, ChildrenDieWithTheProcessThatMadeTheServer) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   mpdemo::Pipe report = mpdemo::Pipe::create();
   const int out = report.write_end.get();
   mpdemo::SpawnOptions middle_options;

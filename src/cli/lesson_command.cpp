@@ -30,6 +30,7 @@ int run_lesson(std::ostream& out, LessonOptions& options) {
   // At most: input, reference, shared input, two warm outputs and a copying pool's three arrays;
   // of them, four at once in the pool's arena.
   const std::string what = fmt::format("the lesson at {} numbers", report::with_commas(options.large_size));
+  require_fork_server_support(options.fork_server);
   require_process_resources(ProcessNeeds::for_pools(workers, true, true, options.fork_server), what);
   require_available_memory(8 * options.large_size * sizeof(double), what);
   require_arena_capacity(4 * options.large_size * sizeof(double), what);

@@ -10,6 +10,7 @@
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/topology.hpp"
 
 #include <fmt/format.h>
@@ -166,6 +167,14 @@ CLI::Option* add_start_method_option(CLI::App& app, bool& fork_server) {
           "before the arrays are made, forks them (Python's start methods): a fork costs more the more the "
           "forking process holds")
       ->check(CLI::IsMember({"fork", "forkserver"}));
+}
+
+void require_fork_server_support(bool fork_server) {
+  if (fork_server && !ForkServer::supported()) {
+    throw UsageError(
+        "--start-method forkserver: this machine cannot run a fork server (it needs x86-64 or arm64, and a kernel "
+        "that says where glibc keeps a thread's id: PR_GET_TID_ADDRESS); use --start-method fork");
+  }
 }
 
 CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& description) {

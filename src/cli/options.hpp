@@ -61,6 +61,8 @@ CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::stri
 /// --start-method fork|forkserver (Python's names): `fork_server` is set by forkserver, the
 /// process pools' workers then forked by a server started before the arrays.
 CLI::Option* add_start_method_option(CLI::App& app, bool& fork_server);
+/// Throws UsageError, saying why, when a fork server was asked for and cannot run here.
+void require_fork_server_support(bool fork_server);
 /// --chunksize C, at least 1; 0 (unset) means Python's default.
 CLI::Option* add_chunksize_option(CLI::App& app, std::size_t& chunksize);
 /// --format with the given choices (table is always the default).

@@ -147,6 +147,7 @@ int run(std::ostream& out, RunOptions& options) {
   }
   // A fork server forked after MPI_Init would be a process Open MPI does not know; and the MPI paths'
   // ranks are started by mpirun, not forked.
+  require_fork_server_support(options.fork_server);
   if (options.fork_server && mpi) {
     throw UsageError("--start-method forkserver is for the local pools: run it without --backend mpi");
   }

@@ -367,6 +367,14 @@ ForkServer::ForkServer() {
   }
 }
 
+bool ForkServer::supported() noexcept {
+#if defined(__x86_64__) || defined(__aarch64__)
+  return ThreadIdentity::of_this_thread().known();
+#else
+  return false;
+#endif
+}
+
 ForkServer::~ForkServer() {
   socket_.reset();
   server_.wait_or_kill(std::chrono::seconds(2));

@@ -118,6 +118,10 @@ class ForkServer {
   ForkServer();
   /// Hangs up: the server leaves and is reaped. Children it made are this process's and live on.
   ~ForkServer();
+  /// Whether a server can run here: this architecture's raw clone is written (x86-64, arm64) and the
+  /// kernel says where glibc keeps a thread's id (PR_GET_TID_ADDRESS). Where not, the constructor
+  /// throws; tests skip and the CLI refuses --start-method forkserver with the reason.
+  static bool supported() noexcept;
   ForkServer(const ForkServer&) = delete;
   ForkServer& operator=(const ForkServer&) = delete;
 
