@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -209,6 +210,43 @@ TEST(ForkServer, AServerThatDiedIsNamedReapedAndAsksForNothingMore) {
   EXPECT_EQ(::waitpid(server_pid, nullptr, WNOHANG), -1);
   EXPECT_EQ(errno, ECHILD);
   EXPECT_THROW(static_cast<void>(server.spawn("another child", {}, []() noexcept { return 0; })), std::runtime_error);
+}
+
+// A server that stops answering (here: stopped) does not hang its caller: the request gives up after
+// the answer's deadline, kills and reaps the server, says so, and leaves no child of this process.
+TEST(ForkServer, AServerThatDoesNotAnswerIsKilledAndNamedWithinTheDeadline) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  mpdemo::ForkServer server;
+  const pid_t server_pid = server.pid();
+  ASSERT_EQ(::kill(server_pid, SIGSTOP), 0);
+  const auto asked = std::chrono::steady_clock::now();
+  try {
+    static_cast<void>(server.spawn("a child", {}, []() noexcept { return 0; }));
+    FAIL() << "a stopped server forked a child";
+  } catch (const std::runtime_error& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("fork a child: the fork server (pid " + std::to_string(server_pid) +
+                           ") is gone: did not answer within 10 s, and was killed"),
+              std::string::npos)
+        << message;
+  }
+  const auto waited = std::chrono::steady_clock::now() - asked;
+  EXPECT_GE(waited, std::chrono::seconds(10));
+  EXPECT_LT(waited, std::chrono::seconds(30));
+  // Nothing is left: neither the server nor a child (a zombie would still be waitable).
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+  try {
+    static_cast<void>(server.spawn("another child", {}, []() noexcept { return 0; }));
+    FAIL() << "a server that was killed forked a child";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what())
+                  .find("fork another child: the fork server (pid " + std::to_string(server_pid) +
+                        ") is gone: did not answer"),
+              std::string::npos)
+        << error.what();
+  }
 }
 
 // die_with_parent holds for a server's children too: the parent that made the server dies, and the

@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -273,19 +274,29 @@ int serve_forks(int socket) noexcept {
 // that takes longer is stopped or stuck, and waiting on would hang the caller.
 constexpr auto kServerAnswer = std::chrono::seconds(10);
 
+enum class Readiness { readable, timed_out, failed };
+
+// Waits until `fd` is readable (or hung up) or `deadline` passes. An interrupt does not end the wait:
+// every caller must read what may still arrive (a child's pid, the server's word), or a child it
+// could own would be left without an owner.
+Readiness wait_readable(int fd, std::chrono::steady_clock::time_point deadline) noexcept {
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd readable{fd, POLLIN, 0};
+    const int ready = ::poll(&readable, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+    if (ready > 0) return Readiness::readable;
+    if (ready < 0 && errno != EINTR) return Readiness::failed;
+    if (ready == 0 && left.count() <= 0) return Readiness::timed_out;
+  }
+}
+
 // A child the server made but could not tell of (it died, or was killed for not answering): the
 // child's first act was to write its pid to `pid_report`. Read it, or end-of-file if there is none,
 // then kill and reap it, so that no child of this process is left without an owner.
 // Waiting is safe: once the server is gone only the child holds the other end, and its first act is
-// to send; an interrupt does not end the wait early, or the child would be left unowned after all.
+// to send.
 void reap_unannounced_child(int pid_report) noexcept {
-  const auto deadline = std::chrono::steady_clock::now() + kServerAnswer;
-  for (;;) {
-    pollfd readable{pid_report, POLLIN, 0};
-    const int ready = ::poll(&readable, 1, 100);
-    if (ready > 0) break;
-    if ((ready < 0 && errno != EINTR) || std::chrono::steady_clock::now() > deadline) return;
-  }
+  if (wait_readable(pid_report, std::chrono::steady_clock::now() + kServerAnswer) != Readiness::readable) return;
   pid_t pid = -1;
   if (read_whole(pid_report, &pid, sizeof pid) == ReadOutcome::complete) ChildProcess::adopt(pid).kill_and_wait();
 }
@@ -350,13 +361,8 @@ ForkServer::ForkServer() {
   theirs.reset();
   // Its first word: whether it can fork children that know who they are (ServerHello).
   ServerHello hello;
-  pollfd answer{socket_.get(), POLLIN, 0};
-  int ready = 0;
-  do {
-    ready = ::poll(&answer, 1, static_cast<int>(std::chrono::milliseconds(kServerAnswer).count()));
-  } while (ready < 0 && errno == EINTR);
-  if (ready <= 0 || ::recv(socket_.get(), &hello, sizeof hello, 0) != static_cast<ssize_t>(sizeof hello) ||
-      hello.error != 0) {
+  if (wait_readable(socket_.get(), std::chrono::steady_clock::now() + kServerAnswer) != Readiness::readable ||
+      ::recv(socket_.get(), &hello, sizeof hello, 0) != static_cast<ssize_t>(sizeof hello) || hello.error != 0) {
     socket_.reset();
     const std::string how = server_.wait_or_kill(std::chrono::seconds(1)).str();
     throw std::runtime_error(
@@ -389,12 +395,18 @@ void ForkServer::server_lost(std::string_view role, int pid_report, std::string 
   }
   how_it_ended_ = std::move(how);
   if (pid_report >= 0) reap_unannounced_child(pid_report);
+  throw_server_gone(role);
+}
+
+void ForkServer::throw_server_gone(std::string_view role) const {
   throw std::runtime_error(
       fmt::format("fork {}: the fork server (pid {}) is gone: {}", role, server_pid_, how_it_ended_));
 }
 
 pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, detail::ServedEntry entry,
                           const void* body, std::size_t size) {
+  const std::lock_guard lock(mutex_);
+  if (!socket_) throw_server_gone(role);
   ServedRequest request;
   request.entry = entry;
   std::memcpy(request.body.data(), body, size);
@@ -445,11 +457,6 @@ pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, de
   header->cmsg_len = CMSG_LEN(sizeof(int) * sent_count);
   std::memcpy(CMSG_DATA(header), sent.data(), sizeof(int) * sent_count);
 
-  const std::lock_guard lock(mutex_);
-  if (!socket_) {
-    throw std::runtime_error(
-        fmt::format("fork {}: the fork server (pid {}) is gone: {}", role, server_pid_, how_it_ended_));
-  }
   for (;;) {
     if (::sendmsg(socket_.get(), &message, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof request)) break;
     if (errno == EINTR) continue;
@@ -463,21 +470,18 @@ pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, de
   const auto deadline = std::chrono::steady_clock::now() + kServerAnswer;
   ServedReply reply;
   for (;;) {
-    pollfd answer{socket_.get(), POLLIN, 0};
-    const int ready = ::poll(&answer, 1, 100);
-    if (ready < 0 && errno != EINTR) {
+    const Readiness answer = wait_readable(socket_.get(), deadline);
+    if (answer == Readiness::failed) {
       server_lost(role, pid_report.get(), fmt::format("could not be waited for ({})", std::strerror(errno)));
     }
-    if (ready > 0) {
-      const ssize_t got = ::recv(socket_.get(), &reply, sizeof reply, 0);
-      if (got == static_cast<ssize_t>(sizeof reply)) break;
-      if (got < 0 && errno == EINTR) continue;
-      server_lost(role, pid_report.get(), {});  // end-of-file, or a torn answer: the server died
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
+    if (answer == Readiness::timed_out) {
       server_lost(role, pid_report.get(),
                   fmt::format("did not answer within {} s, and was killed", kServerAnswer.count()));
     }
+    const ssize_t got = ::recv(socket_.get(), &reply, sizeof reply, 0);
+    if (got == static_cast<ssize_t>(sizeof reply)) break;
+    if (got < 0 && errno == EINTR) continue;
+    server_lost(role, pid_report.get(), {});  // end-of-file, or a torn answer: the server died
   }
   if (reply.pid < 0) {
     errno = reply.error;

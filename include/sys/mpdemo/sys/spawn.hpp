@@ -156,6 +156,8 @@ class ForkServer {
   /// ended): forgets it, owns and ends the child it may have made for a request whose answer never
   /// came (`pid_report`, -1 if none was sent), and throws std::runtime_error. `mutex_` is held.
   [[noreturn]] void server_lost(std::string_view role, int pid_report, std::string how);
+  /// Throws std::runtime_error: a request for `role` after the server is gone, saying how it ended.
+  [[noreturn]] void throw_server_gone(std::string_view role) const;
 
   std::mutex mutex_;
   FileDescriptor socket_;  ///< requests out, replies in (SOCK_SEQPACKET); empty once the server is gone
