@@ -7,7 +7,9 @@
 #                                     forked by this process and, a second row, by a fork server
 #   Python's other pools, created inside the timed function too (bench/lesson.py --contenders):
 #                                     concurrent.futures.ProcessPoolExecutor and joblib, each with its
-#                                     defaults and batched as Pool.map batches; and numpy's vectorised square
+#                                     defaults and batched as Pool.map batches; numpy's vectorised square; and
+#                                     the lesson's pool forked by Python's own fork server (start method
+#                                     "forkserver"), beside mpdemo's pool forked by its fork server
 # and prints how many times faster mpdemo is for each. Issue target: the lesson's pool at least 500x faster.
 #
 # Usage: bench/compare_python.sh [BUILD_DIR] [N]     (defaults: build/release, 1000000)
@@ -63,6 +65,8 @@ rows = [
     # mpdemo's pool with its workers forked by a small server made before the arrays (Python's
     # "forkserver" start method; Python's own pool keeps its default, fork).
     ("  the same, forked by a fork server", "array_squared_mp", "fresh-proc-server", target),
+    # Both sides' workers forked by a fork server started beforehand (Python: mp.get_context("forkserver")).
+    ("  both sides forked by a fork server", "array_squared_mp_forkserver", "fresh-proc-server", None),
     # What else a Python user picks, against mpdemo's lesson pool (each created inside the timed region).
     ("ProcessPoolExecutor, defaults", "array_squared_ppe", "fresh-proc", None),
     ("ProcessPoolExecutor, chunksize as Pool", "array_squared_ppe_chunked", "fresh-proc", None),

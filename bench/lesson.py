@@ -9,7 +9,7 @@ numpy's own vectorised square, the best one core does.
     /usr/bin/python3 bench/lesson.py                   # N = 10^6, the boxes on stdout
     /usr/bin/python3 bench/lesson.py 10000000 --repeat 3
     /usr/bin/python3 bench/lesson.py --json            # boxes on stderr, the times as JSON on stdout
-    /usr/bin/python3 bench/lesson.py --contenders      # and ProcessPoolExecutor, joblib, numpy
+    /usr/bin/python3 bench/lesson.py --contenders      # and forkserver, ProcessPoolExecutor, joblib, numpy
 
 ProcessPoolExecutor.map's default chunksize is 1: one task, one pickle, one pipe message per element.
 At 10^6 that takes minutes, so defaults that slow run once whatever --repeat says (--skip-slow-defaults
@@ -73,6 +73,18 @@ def array_squared_mp(array):
         return pool.map(squared, array)
 
 
+# Python's fork server (start method "forkserver", Python 3.14's default on Linux): a small process,
+# started before the timed call as mpdemo's is (main() starts it), forks the pool's workers.
+FORKSERVER = mp.get_context("forkserver")
+
+
+@benchmark
+def array_squared_mp_forkserver(array):
+    """The lesson's pool with its workers forked by Python's fork server, started beforehand."""
+    with FORKSERVER.Pool(workers()) as pool:
+        return pool.map(squared, array)
+
+
 def workers():
     """The lesson's choice: one worker per physical core."""
     return psutil.cpu_count(logical=False)
@@ -118,6 +130,7 @@ def array_squared_np(array):
 
 # (function, whether its defaults make it slow enough to run once)
 CONTENDERS = [
+    (array_squared_mp_forkserver, False),
     (array_squared_ppe, True),
     (array_squared_ppe_chunked, False),
     (array_squared_joblib, False),
@@ -133,7 +146,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=1, help="calls of each function (default 1, as the lesson)")
     parser.add_argument("--json", action="store_true", help="times as JSON on stdout; the boxes go to stderr")
     parser.add_argument("--contenders", action="store_true",
-                        help="also ProcessPoolExecutor and joblib (defaults and batched) and numpy's square")
+                        help="also the pool forked by a fork server, ProcessPoolExecutor and joblib (defaults and "
+                        "batched) and numpy's square")
     parser.add_argument("--skip-slow-defaults", action="store_true",
                         help="with --contenders: leave out ProcessPoolExecutor with its defaults (minutes at 10^6)")
     args = parser.parse_args()
@@ -154,6 +168,10 @@ def main():
         # numpy squares as x * x, correctly rounded; the loop's x**2 is libm's pow(x, 2), which is 1 ulp
         # off for about one element in a thousand: numpy is checked against x * x, one element at a time.
         products = [x * x for x in array]
+        # Outside the timed calls, as mpdemo_bench_ratios starts its fork server before the arrays.
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
         for function, slow in CONTENDERS:
             if slow and args.skip_slow_defaults:
                 continue
