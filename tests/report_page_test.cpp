@@ -6,6 +6,7 @@
 #include "mpdemo/report/handout.hpp"
 #include "mpdemo/report/topology.hpp"
 #include "mpdemo/sys/huge_pages.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -39,9 +40,10 @@ std::string read(const fs::path& path) {
 const std::vector<std::string> kQuickReport{"--large-size",   "1e5",  "--repeat",      "1",
                                             "--task-seconds", "0.01", "--max-seconds", "3"};
 
-mpdemo::testing::ProgramResult make_report(const fs::path& page) {
+mpdemo::testing::ProgramResult make_report(const fs::path& page, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args{"report", "-o", page.string()};
   args.insert(args.end(), kQuickReport.begin(), kQuickReport.end());
+  args.insert(args.end(), extra.begin(), extra.end());
   return run_mpdemo(args, std::chrono::seconds(150));
 }
 
@@ -229,6 +231,30 @@ TEST(ReportPage, WithoutGnuplotThePageIsWholeAndSaysHowToGetTheCharts) {
   }
 }
 
+// --start-method forkserver: the lesson's process pools are forked by a fork server, the page says so
+// in the lesson's section and in each size's phase table, and its command to reproduce it asks for it.
+TEST(ReportPage, WithAForkServerTheLessonSaysSoAndItsCommandAsksForIt) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  fs::create_directories(kOutputs);
+  const fs::path page = kOutputs / (test_name() + ".html");
+  fs::remove(page);
+  const auto result = make_report(page, {"--start-method", "forkserver"});
+  ASSERT_EQ(result.exit_code(), 0) << result.err;
+  const std::string html = read(page);
+  const std::size_t lesson = html.find("<section id=\"lesson\"");
+  const std::size_t after = html.find("</section>", lesson);
+  ASSERT_NE(lesson, std::string::npos);
+  const std::string section = html.substr(lesson, after - lesson);
+  EXPECT_THAT(section, HasSubstr("forked by a fork server started before the arrays"));
+  std::size_t tables = 0;
+  for (std::size_t at = section.find("forked by a fork server (--start-method forkserver)"); at != std::string::npos;
+       at = section.find("forked by a fork server (--start-method forkserver)", at + 1)) {
+    ++tables;
+  }
+  EXPECT_EQ(tables, 2U) << "each size's phase table names the start method";
+  EXPECT_THAT(html, HasSubstr("--max-seconds 3 --start-method forkserver"));
+}
+
 TEST(ReportPage, BadInputExitsWith2) {
   for (const std::vector<std::string>& args : {std::vector<std::string>{"report"},
                                                {"report", "-o", "page.txt"},
@@ -236,7 +262,8 @@ TEST(ReportPage, BadInputExitsWith2) {
                                                {"report", "-o", "-"},
                                                {"report", "-o", "p.html", "--max-seconds", "0"},
                                                {"report", "-o", "p.html", "--large-size", "5"},
-                                               {"report", "-o", "p.html", "--task-seconds", "nan"}}) {
+                                               {"report", "-o", "p.html", "--task-seconds", "nan"},
+                                               {"report", "-o", "p.html", "--start-method", "spawn"}}) {
     const auto result = run_mpdemo(args);
     EXPECT_EQ(result.exit_code(), 2) << args.size() << ": " << result.err;
     EXPECT_FALSE(result.err.empty());

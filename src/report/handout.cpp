@@ -119,7 +119,12 @@ std::string lesson_section(const Handout& handout) {
   out << "<section id=\"lesson\"><h2>The lesson: square an array, with a loop, processes and threads</h2>\n"
          "<p>Each function squares the same random numbers and is checked against a plain loop's answer. A pool "
          "in the lesson's functions (<code>array_squared_mp</code>, <code>array_squared_threads</code>) is created "
-         "and stopped inside the call, as in Python's lesson; the warm rows use workers started beforehand.</p>\n";
+         "and stopped inside the call, as in Python's lesson; the warm rows use workers started beforehand.";
+  if (!handout.lesson.empty() && handout.lesson.front().plan.fork_server) {
+    out << " The process pools' workers were forked by a fork server started before the arrays "
+           "(<code>--start-method forkserver</code>, Python's start method of that name), not by this process.";
+  }
+  out << "</p>\n";
   for (const TrialResults& results : handout.lesson) {
     out << fmt::format("<h3>{} numbers</h3>\n", with_commas(results.plan.size));
     double loop = 0;
