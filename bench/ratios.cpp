@@ -96,9 +96,15 @@ struct Options {
   std::size_t max_size = 100'000'000;  ///< --anchors: the largest size of the sweep
   bool memory_probe = true;
   std::string format = "table";
-  std::string trace;                   ///< where the pools' timeline goes (trace-event JSON), empty: not recorded
-  std::optional<std::size_t> spin_us;  ///< how long the warm pools poll before they sleep, fixed; none: their default
+  std::string trace;                     ///< where the pools' timeline goes (trace-event JSON), empty: not recorded
+  std::optional<std::size_t> spin_us;    ///< how long the warm pools poll before they sleep, fixed; none: their default
+  std::string spin_style = "automatic";  ///< what the warm pools' spins do between looks (PoolOptions::SpinStyle)
 };
+
+mpdemo::PoolOptions::SpinStyle spin_style_named(const std::string& name) {
+  using Style = mpdemo::PoolOptions::SpinStyle;
+  return name == "yield" ? Style::yield : name == "pause" ? Style::pause : Style::automatic;
+}
 
 /// Options for the benchmark's own warm pools: `workers`, recording into `trace`, polling for --spin-us
 /// (a fixed spin: it does not grow, PoolOptions::spin_limit).
@@ -109,6 +115,7 @@ PoolOptionsType warm_pool_options(const Options& options, std::size_t workers, m
     settings.spin = std::chrono::microseconds(*options.spin_us);
     settings.spin_limit = settings.spin;
   }
+  settings.spin_style = spin_style_named(options.spin_style);
   return settings;
 }
 
@@ -606,6 +613,12 @@ BenchmarkReport make_report(std::string title, const Options& options, std::size
         "the warm pools poll {} us before they sleep, always (--spin-us; default {} us, an idle worker's growing "
         "up to {} us)",
         *options.spin_us, mpdemo::PoolOptions::kDefaultSpin.count(), mpdemo::PoolOptions::kDefaultSpinLimit.count()));
+  }
+  if (options.spin_style != "automatic") {
+    report.notes.push_back(fmt::format(
+        "the warm pools {} between two looks of a spin, whatever the team's size (--spin-style; default automatic: "
+        "pause where the workers and the caller fit the CPUs, yield where they do not)",
+        options.spin_style == "pause" ? "pause" : "yield their CPU"));
   }
   const mpdemo::StoreRule& stores = mpdemo::store_rule();
   report.kernel = fmt::format(
@@ -1210,6 +1223,11 @@ int main(int argc, char** argv) {
                  "(default: the pools' own, 50, an idle worker's growing up to 500 where its tasks come a little "
                  "later): what spinning buys in fixed cost on this machine")
       ->check(CLI::Range(0, 1'000'000));
+  app.add_option("--spin-style", options.spin_style,
+                 "What the warm pools' spinning waits do between two looks: pause (keep the CPU, no system call), "
+                 "yield (sched_yield), or automatic (default: pause where the workers and the caller fit the CPUs, "
+                 "yield where they do not)")
+      ->check(CLI::IsMember({"automatic", "yield", "pause"}));
   app.add_flag("!--no-memory-probe", options.memory_probe, "Skip the forked peak-memory probe");
   app.add_option("--format,-f", options.format, "Output: table or json")
       ->check(CLI::IsMember({"table", "json"}))

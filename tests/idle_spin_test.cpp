@@ -1,10 +1,11 @@
-// How long an idle worker spins for its next task before it sleeps: the rule (IdleSpin) and what it
-// does in both pools. Run with no other test beside (SERIAL): a busy machine keeps a spinning worker
-// off its core, and whether it slept then says nothing about its spin.
+// How long an idle worker spins for its next task before it sleeps, and what it does between two
+// looks: the rules (IdleSpin, spin_style_for) and what they do in both pools. Run with no other test beside (SERIAL): a
+// busy machine keeps a spinning worker off its core, and whether it slept then says nothing about its spin.
 #include "mpdemo/pool/detail/idle_spin.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/sys/timing.hpp"
+#include "mpdemo/sys/topology.hpp"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +15,9 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -49,6 +52,107 @@ TEST(IdleSpin, AFixedOrAZeroSpinNeverGrows) {
   mpdemo::detail::IdleSpin never(0us, 500us);  // spin 0: always sleep at once
   never.slept(100'000);
   EXPECT_EQ(never.current(), 0us);
+}
+
+// PoolOptions::SpinStyle, the rule: pause where the workers and the caller have a CPU each, yield
+// where a waiter may hold the CPU the one it waits for needs.
+TEST(SpinStyle, PausesWhereTheWorkersAndTheCallerFitTheCpusAndYieldsWhereTheyDoNot) {
+  using Style = mpdemo::PoolOptions::SpinStyle;
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 1, 2), Style::pause);  // the caller's team on two CPUs
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 3, 4), Style::pause);
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 2, 2), Style::yield);  // two workers and a master on two
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 1, 1), Style::yield);
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 1, 0), Style::yield);  // the CPUs are not known
+  EXPECT_EQ(mpdemo::spin_style_for(Style::yield, 1, 64), Style::yield);     // asked for: kept
+  EXPECT_EQ(mpdemo::spin_style_for(Style::pause, 8, 2), Style::pause);
+}
+
+/// A thread's CPU time so far, in clock ticks, as the kernel accounts it (/proc/.../stat).
+struct CpuTicks {
+  long long user = 0;
+  long long system = 0;  ///< in the kernel: a yielding spin's sched_yield calls
+  CpuTicks operator-(const CpuTicks& before) const { return {user - before.user, system - before.system}; }
+  CpuTicks operator+(const CpuTicks& more) const { return {user + more.user, system + more.system}; }
+};
+
+CpuTicks cpu_ticks_of(const std::string& stat_path) {
+  std::ifstream stat(stat_path);
+  std::string text;
+  std::getline(stat, text);
+  std::istringstream fields(text.substr(text.rfind(')') + 2));  // the name may hold spaces and parentheses
+  std::string skipped;
+  for (int field = 3; field <= 13; ++field) fields >> skipped;  // state .. cmajflt
+  CpuTicks ticks;
+  fields >> ticks.user >> ticks.system;
+  return ticks;
+}
+
+/// Where an idle worker of a pool made with `options` (one worker, its spin long) spends 300 ms of
+/// spinning for its next task: in user space (pausing) or in the kernel (yielding).
+template <class Pool, class Options, class TicksSoFar>
+CpuTicks ticks_while_spinning(Options options, TicksSoFar ticks_so_far) {
+  options.workers = 1;
+  options.spin = 2s;  // longer than the test looks: the worker spins throughout
+  options.spin_limit = 2s;
+  Pool pool(options);
+  EXPECT_EQ(pool.map([](int x) { return x + 1; }, std::vector<int>{41})[0], 42);
+  const CpuTicks before = ticks_so_far(pool);
+  std::this_thread::sleep_for(300ms);
+  return ticks_so_far(pool) - before;
+}
+
+/// Pausing: no system call between looks, so the kernel's share of the spin is what interrupts take.
+/// Yielding: a system call per look, so most of it. A spin the worker could not run (a busy machine)
+/// proves nothing either way.
+void expect_spun_like(mpdemo::PoolOptions::SpinStyle style, const CpuTicks& spun, const char* asked) {
+  const long long total = spun.user + spun.system;
+  if (total < ::sysconf(_SC_CLK_TCK) / 10) {
+    GTEST_SKIP() << "the worker was kept off its CPU: it spun " << total << " ticks of 300 ms";
+  }
+  // Measured on the project's VM: pausing 0 ticks of 30 in the kernel, yielding 16-20 of 29.
+  if (style == mpdemo::PoolOptions::SpinStyle::pause) {
+    EXPECT_LE(spun.system * 10, total) << asked << ": a pausing spin spent " << spun.system << " of " << total
+                                       << " ticks in the kernel";
+  } else {
+    EXPECT_GE(spun.system * 4, total) << asked << ": a yielding spin spent only " << spun.system << " of " << total
+                                      << " ticks in the kernel";
+  }
+}
+
+/// Each style asked for, and automatic, which for one worker is pause where this process may use two
+/// CPUs or more, and yield on one.
+template <class SpinWith>
+void expect_each_style_spins_as_it_says(SpinWith spin_with) {
+  using Style = mpdemo::PoolOptions::SpinStyle;
+  expect_spun_like(Style::pause, spin_with(Style::pause), "pause");
+  expect_spun_like(Style::yield, spin_with(Style::yield), "yield");
+  const Style automatic = mpdemo::spin_style_for(Style::automatic, 1, mpdemo::system_topology().allowed_cpus.size());
+  expect_spun_like(automatic, spin_with(Style::automatic), "automatic");
+}
+
+TEST(SpinStyle, APausingWorkerSpinsInUserSpaceAndAYieldingOneInTheKernel) {
+  expect_each_style_spins_as_it_says([](mpdemo::PoolOptions::SpinStyle style) {
+    mpdemo::ProcessPoolOptions options;  // mailboxes: a look is a load (through the pipes, a poll())
+    options.spin_style = style;
+    return ticks_while_spinning<mpdemo::ProcessPool>(options, [](const mpdemo::ProcessPool& pool) {
+      return cpu_ticks_of("/proc/" + std::to_string(pool.worker_pids()[0].value()) + "/stat");
+    });
+  });
+}
+
+TEST(SpinStyle, APausingThreadSpinsInUserSpaceAndAYieldingOneInTheKernel) {
+  expect_each_style_spins_as_it_says([](mpdemo::PoolOptions::SpinStyle style) {
+    mpdemo::PoolOptions options;
+    options.spin_style = style;
+    return ticks_while_spinning<mpdemo::ThreadPool>(options, [](const mpdemo::ThreadPool&) {
+      CpuTicks total;  // every thread of this process but the test's own is the pool's
+      for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        const pid_t tid = std::stoi(task.path().filename().string());
+        if (tid != ::gettid()) total = total + cpu_ticks_of(task.path().string() + "/stat");
+      }
+      return total;
+    });
+  });
 }
 
 /// A thread's context switches so far (/proc/<pid>/task/<tid>/status, or a process's main thread).

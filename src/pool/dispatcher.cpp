@@ -181,6 +181,7 @@ void Dispatcher::launch_worker(Launch& launch) {
                           launch.reply_bell.write_end.get(),
                           settings_.spin,
                           settings_.spin_limit,
+                          settings_.spin_style,
                           served ? nullptr : settings_.initializer};
   const std::string role = fmt::format("worker {}", launch.index);
   slot.launched_ns = monotonic_ns();
@@ -558,7 +559,8 @@ Dispatcher::Wake Dispatcher::wait(std::size_t watched, Deadline deadline, std::c
   const int wake_fd = interrupt_wake_fd();
   if (wake_fd >= 0) poll_set_.push_back({wake_fd, POLLIN, 0});
 
-  const int ready = poll_after_spinning(poll_set_.data(), poll_set_.size(), spin, milliseconds_until(deadline));
+  const int ready =
+      poll_after_spinning(poll_set_.data(), poll_set_.size(), spin, settings_.spin_style, milliseconds_until(deadline));
   if (ready < 0) {
     if (errno == EINTR) return Wake::spurious;  // a signal: the wake-up descriptor says which, next time
     throw_errno("wait for the workers");
@@ -628,7 +630,7 @@ Dispatcher::Wake Dispatcher::wait_for_mailboxes(Deadline deadline, std::chrono::
                kicked_.load(std::memory_order_relaxed) || detail::g_stop_requested.load(std::memory_order_relaxed) ||
                found_hang_ups();
       },
-      spin);
+      spin, settings_.spin_style);
   if (spun && !answered_.empty()) return Wake::readable;
   if (spin.count() == 0 && deadline && *deadline <= Clock::now()) {
     // Only a look (AsyncResult::ready, a caller between chunks of its share): saying "asleep" in the

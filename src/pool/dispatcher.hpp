@@ -89,6 +89,7 @@ class Dispatcher {
   struct Settings {
     std::chrono::microseconds spin;                      ///< how long waits poll before they sleep
     std::chrono::microseconds spin_limit;                ///< how long an idle worker's spin may grow
+    PoolOptions::SpinStyle spin_style;                   ///< between two looks of a spin, here and in workers
     std::chrono::milliseconds start_timeout;             ///< how long a new worker may take to say it is ready
     std::size_t maxtasksperchild = 0;                    ///< a worker is retired after this many tasks; 0: never
     const std::function<void()>* initializer = nullptr;  ///< run in each new worker

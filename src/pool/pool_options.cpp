@@ -12,4 +12,10 @@ std::size_t worker_count(std::size_t workers, bool caller_computes) {
   return caller_computes ? std::max<std::size_t>(cores - 1, 1) : cores;
 }
 
+PoolOptions::SpinStyle spin_style_for(PoolOptions::SpinStyle style, std::size_t workers, std::size_t cpus) noexcept {
+  using Style = PoolOptions::SpinStyle;
+  if (style != Style::automatic) return style;
+  return workers + 1 <= cpus ? Style::pause : Style::yield;
+}
+
 }  // namespace mpdemo

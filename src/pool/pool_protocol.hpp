@@ -6,6 +6,7 @@
 #pragma once
 
 #include "mpdemo/pool/chunk_kernel.hpp"
+#include "mpdemo/pool/pool_options.hpp"
 #include "mpdemo/pool/task.hpp"
 
 #include <sys/types.h>
@@ -89,6 +90,7 @@ struct WorkerSetup {
   int reply_bell_fd;                     ///< with a mailbox: write end of the worker's doorbell pipe
   std::chrono::microseconds spin;        ///< how long to poll for the next task before sleeping, at first
   std::chrono::microseconds spin_limit;  ///< how long that may grow (IdleSpin)
+  PoolOptions::SpinStyle spin_style;     ///< between two looks of a spin (resolved: yield or pause)
   const std::function<void()>* initializer;  ///< run once before "ready"; null or empty: none
 };
 

@@ -139,7 +139,7 @@ class Worker {
     const std::int64_t waiting_since = monotonic_ns();
     if (setup_.mailbox == nullptr) {
       pollfd next{setup_.task_fd, POLLIN, 0};
-      while (poll_after_spinning(&next, 1, idle_spin_.current()) < 0 && errno == EINTR) {
+      while (poll_after_spinning(&next, 1, idle_spin_.current(), setup_.spin_style) < 0 && errno == EINTR) {
       }
       // poll_after_spinning does not say whether it slept; a wait longer than the spin did (or was
       // about to), which is all IdleSpin needs to know.
@@ -148,7 +148,8 @@ class Worker {
       return receive(setup_.task_fd, &task, sizeof(task));
     }
     for (;;) {
-      if (!spin_until([this] { return tasks_.has_message() || stop_announced(); }, idle_spin_.current()) ||
+      if (!spin_until([this] { return tasks_.has_message() || stop_announced(); }, idle_spin_.current(),
+                      setup_.spin_style) ||
           !tasks_.has_message()) {
         // Asleep until the doorbell rings, or end-of-file says the pool stops (or retires this worker).
         tasks_.doze();

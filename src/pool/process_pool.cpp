@@ -73,8 +73,9 @@ struct ProcessPool::Impl final : detail::Driver {
         messages_over_pipes(options.control == ProcessPoolOptions::Control::pipes),
         caller_computes(options.caller_computes),
         fork_server(options.fork_server),
-        dispatcher({options.spin, options.spin_limit, options.start_timeout, options.maxtasksperchild, &initializer,
-                    arena, trace, options.control == ProcessPoolOptions::Control::shared_memory, fork_server.get()},
+        dispatcher({options.spin, options.spin_limit, options.spin_style, options.start_timeout,
+                    options.maxtasksperchild, &initializer, arena, trace,
+                    options.control == ProcessPoolOptions::Control::shared_memory, fork_server.get()},
                    std::move(cpus)) {}
 
   std::shared_ptr<SharedArena> arena;
@@ -388,6 +389,7 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) {
   const ScopedSpan span(options.trace, "start ProcessPool", "pool");
   const Topology& topology = system_topology();
   const std::size_t count = worker_count(options);
+  options.spin_style = spin_style_for(options.spin_style, count, topology.allowed_cpus.size());
   std::vector<int> cpus(count, -1);
   if (options.pin_workers) {
     for (std::size_t i = 0; i < count; ++i) cpus[i] = topology.worker_cpu(i);

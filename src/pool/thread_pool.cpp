@@ -192,7 +192,8 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
       const std::uint64_t seen = posted.load();
       const std::int64_t waiting_since = monotonic_ns();
       lock.unlock();
-      const bool spun = detail::spin_until([&] { return posted.load() != seen; }, idle_spin.current());
+      const bool spun =
+          detail::spin_until([&] { return posted.load() != seen; }, idle_spin.current(), options.spin_style);
       lock.lock();
       const auto work_or_stop = [&] {
         return stopping || std::any_of(active.begin(), active.end(), [](const auto& j) { return j->handing_out(); });
@@ -261,7 +262,10 @@ void ThreadPool::Impl::compute_callers_share(detail::JobState& job) {
 }
 
 void ThreadPool::Impl::wait_finished(detail::JobState& job) {
-  if (detail::spin_until([&] { return job.finished.load(std::memory_order_acquire); }, options.spin)) return;
+  if (detail::spin_until([&] { return job.finished.load(std::memory_order_acquire); }, options.spin,
+                         options.spin_style)) {
+    return;
+  }
   drive_until([&job] { return job.finished.load(std::memory_order_acquire); }, std::nullopt);
 }
 
@@ -336,6 +340,7 @@ ThreadPool::ThreadPool(PoolOptions options) {
   const Topology& topology = system_topology();
   const std::size_t count = worker_count(options);
   const bool pin = options.pin_workers;
+  options.spin_style = spin_style_for(options.spin_style, count, topology.allowed_cpus.size());
   impl_ = std::make_shared<Impl>(std::move(options));
   Impl& state = *impl_;
   state.threads.resize(count);

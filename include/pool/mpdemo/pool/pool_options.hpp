@@ -26,6 +26,15 @@ struct PoolOptions {
   /// below `spin`, or with `spin` 0, the spin stays `spin`.
   std::chrono::microseconds spin_limit{kDefaultSpinLimit};
   static constexpr std::chrono::microseconds kDefaultSpinLimit{500};
+  /// What a spinning wait (see spin) does between two looks. `pause`: keeps its CPU and tells the
+  /// processor it spins, no system call, so a message is seen within a fraction of a microsecond, as
+  /// OpenMP's threads spin on their cores. `yield`: hands its CPU over between looks (sched_yield,
+  /// ~1 us a look on a VM), so a waiter that shares a CPU with the one it waits for lets it run.
+  /// `automatic` (the default): `pause` when the workers and the caller (who computes or waits) fit
+  /// the CPUs this process may use, one each; `yield` when they do not (two workers and a master on two
+  /// CPUs), where pausing would keep the core the awaited answer needs (see spin_style_for).
+  enum class SpinStyle : unsigned char { automatic, yield, pause };
+  SpinStyle spin_style = SpinStyle::automatic;
   /// Python's initializer(*initargs): run once in each worker (process or thread) when it starts,
   /// replacements included, before its first task. Bind its arguments in a lambda. A process pool's
   /// workers get their copy by fork, so it may capture anything. If it throws, the constructor (or
@@ -60,5 +69,10 @@ std::size_t worker_count(std::size_t workers, bool caller_computes);
 inline std::size_t worker_count(const PoolOptions& options) {
   return worker_count(options.workers, options.caller_computes);
 }
+
+/// How a pool of `workers` (the count it starts) spins, asked for `style`, where this process may use
+/// `cpus` CPUs: `style` itself unless automatic; then `pause` if workers + 1 (the caller) <= cpus,
+/// `yield` otherwise (and where the CPUs are not known, 0).
+PoolOptions::SpinStyle spin_style_for(PoolOptions::SpinStyle style, std::size_t workers, std::size_t cpus) noexcept;
 
 }  // namespace mpdemo
