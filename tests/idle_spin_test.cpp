@@ -6,11 +6,14 @@
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "mpdemo/sys/trace.hpp"
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -65,6 +68,14 @@ TEST(SpinStyle, PausesWhereTheWorkersAndTheCallerFitTheCpusAndYieldsWhereTheyDoN
   EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 1, 0), Style::yield);  // the CPUs are not known
   EXPECT_EQ(mpdemo::spin_style_for(Style::yield, 1, 64), Style::yield);     // asked for: kept
   EXPECT_EQ(mpdemo::spin_style_for(Style::pause, 8, 2), Style::pause);
+  // Two cores of two hardware threads each: three workers pinned one per core share a core.
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 3, 4, 2), Style::yield);
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 3, 4, 0), Style::pause);  // unpinned: 4 CPUs, 4 members
+  EXPECT_EQ(mpdemo::spin_style_for(Style::automatic, 2, 4, 2), Style::pause);
+  // A pool's own options on this machine: unpinned, as many workers as CPUs leave the caller none.
+  mpdemo::PoolOptions unpinned;
+  unpinned.pin_workers = false;
+  EXPECT_EQ(mpdemo::spin_style_for(unpinned, mpdemo::system_topology().allowed_cpus.size()), Style::yield);
 }
 
 /// A thread's CPU time so far, in clock ticks, as the kernel accounts it (/proc/.../stat).
@@ -79,7 +90,12 @@ CpuTicks cpu_ticks_of(const std::string& stat_path) {
   std::ifstream stat(stat_path);
   std::string text;
   std::getline(stat, text);
-  std::istringstream fields(text.substr(text.rfind(')') + 2));  // the name may hold spaces and parentheses
+  const std::size_t name_end = text.rfind(')');  // the name may hold spaces and parentheses
+  if (name_end == std::string::npos || name_end + 2 > text.size()) {
+    ADD_FAILURE() << "could not read " << stat_path;
+    return {};
+  }
+  std::istringstream fields(text.substr(name_end + 2));
   std::string skipped;
   for (int field = 3; field <= 13; ++field) fields >> skipped;  // state .. cmajflt
   CpuTicks ticks;
@@ -119,15 +135,33 @@ void expect_spun_like(mpdemo::PoolOptions::SpinStyle style, const CpuTicks& spun
   }
 }
 
+/// Whether reading the clock enters the kernel here (a clock source the vDSO cannot read: xen, hpet):
+/// then every look of any spin does, and where a spin's time goes says nothing of its style.
+bool clock_reads_enter_the_kernel() {
+  rusage before{};
+  rusage after{};
+  ::getrusage(RUSAGE_THREAD, &before);
+  const std::int64_t until = mpdemo::monotonic_ns() + 50'000'000;
+  while (mpdemo::monotonic_ns() < until) {
+  }
+  ::getrusage(RUSAGE_THREAD, &after);
+  const auto micros = [](const timeval& t) { return t.tv_sec * 1'000'000LL + t.tv_usec; };
+  const long long system = micros(after.ru_stime) - micros(before.ru_stime);
+  const long long user = micros(after.ru_utime) - micros(before.ru_utime);
+  return system * 4 > system + user;
+}
+
 /// Each style asked for, and automatic, which for one worker is pause where this process may use two
-/// CPUs or more, and yield on one.
+/// CPUs or more (pinned to a core of its own), and yield on one.
 template <class SpinWith>
 void expect_each_style_spins_as_it_says(SpinWith spin_with) {
+  if (clock_reads_enter_the_kernel()) GTEST_SKIP() << "reading the clock enters the kernel on this machine";
   using Style = mpdemo::PoolOptions::SpinStyle;
   expect_spun_like(Style::pause, spin_with(Style::pause), "pause");
+  if (::testing::Test::IsSkipped()) return;
   expect_spun_like(Style::yield, spin_with(Style::yield), "yield");
-  const Style automatic = mpdemo::spin_style_for(Style::automatic, 1, mpdemo::system_topology().allowed_cpus.size());
-  expect_spun_like(automatic, spin_with(Style::automatic), "automatic");
+  if (::testing::Test::IsSkipped()) return;
+  expect_spun_like(mpdemo::spin_style_for(mpdemo::PoolOptions{}, 1), spin_with(Style::automatic), "automatic");
 }
 
 TEST(SpinStyle, APausingWorkerSpinsInUserSpaceAndAYieldingOneInTheKernel) {

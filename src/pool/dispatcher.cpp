@@ -623,7 +623,8 @@ bool Dispatcher::found_hang_ups() {
 Dispatcher::Wake Dispatcher::wait_for_mailboxes(Deadline deadline, std::chrono::microseconds spin) {
   throw_if_stopped();
   // Awake: spinning on the rings (and on what would cut the wait short), no system call but a yield
-  // and, every kHangUpCheckNs, a look at the doorbells for a death.
+  // between looks where the team shares CPUs (PoolOptions::spin_style) and, every kHangUpCheckNs, a
+  // look at the doorbells for a death.
   const bool spun = spin_until(
       [this] {
         return list_answered() || terminated_.load(std::memory_order_relaxed) ||

@@ -389,7 +389,7 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) {
   const ScopedSpan span(options.trace, "start ProcessPool", "pool");
   const Topology& topology = system_topology();
   const std::size_t count = worker_count(options);
-  options.spin_style = spin_style_for(options.spin_style, count, topology.allowed_cpus.size());
+  options.spin_style = spin_style_for(options, count);
   std::vector<int> cpus(count, -1);
   if (options.pin_workers) {
     for (std::size_t i = 0; i < count; ++i) cpus[i] = topology.worker_cpu(i);

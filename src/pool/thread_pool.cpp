@@ -340,7 +340,7 @@ ThreadPool::ThreadPool(PoolOptions options) {
   const Topology& topology = system_topology();
   const std::size_t count = worker_count(options);
   const bool pin = options.pin_workers;
-  options.spin_style = spin_style_for(options.spin_style, count, topology.allowed_cpus.size());
+  options.spin_style = spin_style_for(options, count);
   impl_ = std::make_shared<Impl>(std::move(options));
   Impl& state = *impl_;
   state.threads.resize(count);

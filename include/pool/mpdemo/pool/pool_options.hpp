@@ -27,12 +27,15 @@ struct PoolOptions {
   std::chrono::microseconds spin_limit{kDefaultSpinLimit};
   static constexpr std::chrono::microseconds kDefaultSpinLimit{500};
   /// What a spinning wait (see spin) does between two looks. `pause`: keeps its CPU and tells the
-  /// processor it spins, no system call, so a message is seen within a fraction of a microsecond, as
-  /// OpenMP's threads spin on their cores. `yield`: hands its CPU over between looks (sched_yield,
-  /// ~1 us a look on a VM), so a waiter that shares a CPU with the one it waits for lets it run.
-  /// `automatic` (the default): `pause` when the workers and the caller (who computes or waits) fit
-  /// the CPUs this process may use, one each; `yield` when they do not (two workers and a master on two
-  /// CPUs), where pausing would keep the core the awaited answer needs (see spin_style_for).
+  /// processor it spins, no system call of its own (with Control::pipes each look is still a poll()),
+  /// so a message is seen within a fraction of a microsecond, as OpenMP's threads spin on their cores.
+  /// `yield`: hands its CPU over between looks (sched_yield, ~1 us a look on a VM), so a waiter that
+  /// shares a CPU with the one it waits for lets it run. `automatic` (the default): `pause` when the
+  /// workers and the caller (who computes or waits) fit the CPUs this process may use, one each, and
+  /// pinned workers each have a core of their own; `yield` when not (two workers and a master on two
+  /// CPUs), where pausing would keep the core the awaited answer needs (see spin_style_for). Each pool
+  /// decides for itself: pools alive at once, or other busy programs, may still meet a paused spin on
+  /// a CPU they want, for as long as the spin lasts (spin_limit at most) or the scheduler lets it.
   enum class SpinStyle : unsigned char { automatic, yield, pause };
   SpinStyle spin_style = SpinStyle::automatic;
   /// Python's initializer(*initargs): run once in each worker (process or thread) when it starts,
@@ -71,8 +74,14 @@ inline std::size_t worker_count(const PoolOptions& options) {
 }
 
 /// How a pool of `workers` (the count it starts) spins, asked for `style`, where this process may use
-/// `cpus` CPUs: `style` itself unless automatic; then `pause` if workers + 1 (the caller) <= cpus,
-/// `yield` otherwise (and where the CPUs are not known, 0).
-PoolOptions::SpinStyle spin_style_for(PoolOptions::SpinStyle style, std::size_t workers, std::size_t cpus) noexcept;
+/// `cpus` CPUs (0: not known) and the workers are pinned round-robin to `pin_cores` cores (0: not
+/// pinned): `style` itself unless automatic; then `pause` if every member has a CPU of its own,
+/// workers + 1 (the caller) <= cpus and no two workers pinned to one core (workers <= pin_cores);
+/// `yield` otherwise.
+PoolOptions::SpinStyle spin_style_for(PoolOptions::SpinStyle style, std::size_t workers, std::size_t cpus,
+                                      std::size_t pin_cores = 0) noexcept;
+/// The same for a pool made with `options` that starts `workers`, on this machine
+/// (Topology::allowed_cpus, and Topology::worker_cpus if it pins its workers).
+PoolOptions::SpinStyle spin_style_for(const PoolOptions& options, std::size_t workers);
 
 }  // namespace mpdemo
