@@ -4,6 +4,7 @@
 
 #include "mpdemo/lab/kernels.hpp"
 #include "mpdemo/pool/process_pool.hpp"
+#include "mpdemo/sys/spawn.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -127,6 +128,23 @@ TEST(Sweep, RunsEveryMethodAndVerifiesThem) {
   EXPECT_EQ(result.crossovers.size(), 3u);
 }
 
+// With a fork server, every process pool of the sweep has its workers forked by it: the warm pool's,
+// once, and each fresh pool's, once per route and repeat; and every method is still verified.
+TEST(Sweep, WithAForkServerEveryProcessPoolIsForkedByIt) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  mpdemo::SweepOptions options;
+  options.sizes = {1000, 20000};
+  options.repeat = 2;
+  options.workers = 2;
+  options.fork_server = mpdemo::ProcessPool::start_fork_server();
+  const mpdemo::SweepResult result = mpdemo::run_sweep(options);
+  ASSERT_EQ(result.points.size(), 2u);
+  for (const auto& point : result.points) EXPECT_TRUE(point.verified) << point.size;
+  const std::size_t routes = std::size(mpdemo::kAllRoutes);
+  EXPECT_EQ(options.fork_server->children_forked(), 2 * (1 + 2 * routes * 2))
+      << "two workers each: the warm pool, and a fresh pool per size, route and repeat";
+}
+
 TEST(Sweep, SkipsSizesBeyondTheTimeBudget) {
   mpdemo::SweepOptions options;
   // The last would take minutes: predicted from the size before it, then skipped. The budget is
@@ -168,6 +186,22 @@ TEST(SweepCommand, JsonHasRowsForEveryMethodAndTheCrossovers) {
     EXPECT_TRUE(c.contains("measured"));
     EXPECT_TRUE(c.contains("predicted"));
   }
+}
+
+TEST(SweepCommand, WithAForkServerTheTableAndTheJsonSaySo) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  const auto json_run =
+      run_mpdemo(quick_sweep({"--start-method", "forkserver", "--format", "json", "--data", "shared"}));
+  ASSERT_EQ(json_run.exit_code(), 0) << json_run.err;
+  const auto json = nlohmann::json::parse(json_run.out);
+  EXPECT_EQ(json.at("start_method"), "forkserver");
+  EXPECT_TRUE(json.at("verified").get<bool>());
+  const auto table = run_mpdemo(quick_sweep({"--start-method", "forkserver", "--data", "shared"}));
+  ASSERT_EQ(table.exit_code(), 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("2 workers forked by a fork server (--start-method forkserver)"));
+  const auto plain = run_mpdemo(quick_sweep({"--format", "json", "--data", "shared"}));
+  ASSERT_EQ(plain.exit_code(), 0) << plain.err;
+  EXPECT_EQ(nlohmann::json::parse(plain.out).at("start_method"), "fork");
 }
 
 TEST(SweepCommand, CsvHasTheDocumentedColumns) {
@@ -240,7 +274,8 @@ TEST(SweepCommand, BadPlotPathsAndOptionsExitWith2) {
                                                 {"--work", "-1"},
                                                 {"--sizes", "10,abc"},
                                                 {"--repeat", "0"},
-                                                {"--format", "xml"}}) {
+                                                {"--format", "xml"},
+                                                {"--start-method", "spawn"}}) {
     const auto result = run_mpdemo(quick_sweep(extra));
     EXPECT_EQ(result.exit_code(), 2) << extra[0] << " " << extra[1] << ": " << result.err;
     EXPECT_TRUE(result.out.empty()) << extra[0] << " " << extra[1];

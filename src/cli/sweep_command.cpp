@@ -6,6 +6,7 @@
 #include "sweep_command.hpp"
 
 #include "mpdemo/lab/sweep.hpp"
+#include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/report/sweep.hpp"
 #include "mpdemo/sys/topology.hpp"
@@ -31,6 +32,7 @@ struct SweepCommandOptions {
   Format format = Format::table;
   std::string plot;
   TraceOutputs trace;
+  bool fork_server = false;  ///< --start-method forkserver
 };
 
 // Comma-separated (and/or space-separated) sizes. An empty entry ("1,,2", "10,") is a typo, and a
@@ -79,9 +81,10 @@ int run(std::ostream& out, SweepCommandOptions& options) {
   // Input, expected, output, a shared input and output, and a staged copy of each: seven arrays, four
   // of them in the pool's arena.
   const std::string what = fmt::format("a sweep up to {} elements", largest);
+  require_fork_server_support(options.fork_server);
   require_process_resources(
       ProcessNeeds::for_pools(options.sweep.workers != 0 ? options.sweep.workers : system_topology().default_workers(),
-                              true, true),
+                              true, true, options.fork_server),
       what);
   require_available_memory(7 * largest * sizeof(double), what);
   require_arena_capacity(4 * largest * sizeof(double), what);
@@ -98,6 +101,8 @@ int run(std::ostream& out, SweepCommandOptions& options) {
   }
 
   options.sweep.trace = options.trace.start(options.format);
+  // Before any array: the server stays small, and so do the forks it makes.
+  if (options.fork_server) options.sweep.fork_server = ProcessPool::start_fork_server();
   const bool show_progress = ::isatty(STDERR_FILENO) == 1;
   const SweepResult result = run_sweep(options.sweep, [&](std::size_t i, std::size_t count, std::size_t n, double t) {
     if (show_progress) std::cerr << fmt::format("\rsweep: size {} ({}/{}), {:.1f} s so far   ", n, i + 1, count, t);
@@ -153,6 +158,7 @@ Command add_sweep_command(CLI::App& root) {
       ->check(CLI::IsMember({"pipe", "copy", "shared", "all"}));
   add_workers_option(*app, options->sweep.workers);
   add_seed_option(*app, options->sweep.seed, "random seed (default 1)");
+  add_start_method_option(*app, options->fork_server);
   add_format_option(*app, options->format, true);
   app->add_option("--plot", options->plot,
                   "draw speedup vs size with gnuplot into FILE.png or FILE.svg, or - for the terminal");

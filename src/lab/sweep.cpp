@@ -78,6 +78,13 @@ double median_seconds(std::size_t repeat, Run&& run) {
   return Summary::of(samples).median;
 }
 
+// Every process pool of the sweep: its workers, its timeline, and who forks them.
+ProcessPoolOptions process_pool_options(const SweepOptions& options) {
+  ProcessPoolOptions pool = pool_options<ProcessPoolOptions>(options.workers, options.trace);
+  pool.fork_server = options.fork_server;
+  return pool;
+}
+
 // Everything one size needs, measured with one kernel type F (the plain square, or with extra work).
 template <class F>
 SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, ProcessPool& warm_pool,
@@ -129,7 +136,7 @@ SweepPoint measure_size(const SweepOptions& options, F fn, std::size_t n, Proces
     interruptible_fill(std::span<double>(output), -1.0);
     interruptible_fill(shared_output.span(), -1.0);
     point.pool_with_start.push_back(median_seconds(options.repeat, [&] {
-      ProcessPool pool(pool_options<ProcessPoolOptions>(options.workers, options.trace));
+      ProcessPool pool(process_pool_options(options));
       map_with(pool);
     }));
     check(result());
@@ -173,7 +180,7 @@ SweepResult run_sweep(SweepOptions options, const SweepProgress& progress) {
     std::optional<Stopwatch> this_size;
     const ScopedSpan span(options.trace, "size " + std::to_string(n), "experiment");
     try {
-      if (!warm_pool) warm_pool.emplace(pool_options<ProcessPoolOptions>(options.workers, options.trace));
+      if (!warm_pool) warm_pool.emplace(process_pool_options(options));
       if (!warm_threads) warm_threads.emplace(pool_options<PoolOptions>(options.workers, options.trace));
       // The warm pools start once for the whole sweep: scaling their start into the next size's
       // prediction would skip sizes that fit the budget.

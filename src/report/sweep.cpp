@@ -66,6 +66,7 @@ std::string sweep_json(const SweepResult& result) {
   nlohmann::json json{{"workers", result.options.workers},
                       {"repeat", result.options.repeat},
                       {"work", result.options.work},
+                      {"start_method", result.options.fork_server ? "forkserver" : "fork"},
                       {"max_seconds", result.options.max_seconds},
                       {"unit", "seconds"},
                       {"skipped_sizes", result.skipped},
@@ -98,8 +99,10 @@ std::string sweep_table(const SweepResult& result) {
   if (result.points.empty()) return {};
   std::string out;
   const auto& routes = result.options.routes;
-  out += fmt::format("mpdemo sweep: {} workers, median of {} runs per cell, work {} extra step(s) per element.\n",
-                     result.options.workers, result.options.repeat, result.options.work);
+  out += fmt::format("mpdemo sweep: {} workers{}, median of {} runs per cell, work {} extra step(s) per element.\n",
+                     result.options.workers,
+                     result.options.fork_server ? " forked by a fork server (--start-method forkserver)" : "",
+                     result.options.repeat, result.options.work);
   out +=
       "Times per map; proc = a warm process pool, +start = pool forked and stopped inside the timed region "
       "(the lesson's way).\n";

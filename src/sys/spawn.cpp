@@ -487,6 +487,7 @@ pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, de
     errno = reply.error;
     throw_errno_with_limits(fmt::format("fork {} (by the fork server)", role));
   }
+  children_forked_.fetch_add(1, std::memory_order_relaxed);
   return reply.pid;
 }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -15,6 +16,7 @@
 
 namespace mpdemo {
 
+class ForkServer;
 class Trace;
 
 /// How the process pool's data travels in a sweep: along a DataPath, from arrays made in the
@@ -42,6 +44,9 @@ struct SweepOptions {
   std::size_t workers = 0;  ///< 0: one per physical core
   std::uint64_t seed = 1;
   Trace* trace = nullptr;  ///< every pool's timeline, and each size as a span; null: none
+  /// Forks every process pool's workers, the warm pool's and the fresh ones' (ProcessPoolOptions::
+  /// fork_server, --start-method forkserver); null: this process forks them (Python's "fork").
+  std::shared_ptr<ForkServer> fork_server;
 };
 
 /// Median seconds of every method at one size.

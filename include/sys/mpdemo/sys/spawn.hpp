@@ -32,6 +32,7 @@
 #include "mpdemo/sys/fd.hpp"
 
 #include <unistd.h>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -141,6 +142,8 @@ class ForkServer {
 
   /// The server's own pid (for tests and reports), also after it is gone.
   pid_t pid() const noexcept { return server_pid_; }
+  /// How many children it has forked for this process so far (for tests and reports).
+  std::uint64_t children_forked() const noexcept { return children_forked_.load(std::memory_order_relaxed); }
   /// Whether the children have the shared mapping numbered `number` (SharedMapping::number()): made
   /// before the server started, at the same address.
   bool has_shared_mapping(std::uint64_t number) const noexcept { return number < shared_mappings_before_; }
@@ -165,6 +168,7 @@ class ForkServer {
   pid_t server_pid_ = -1;
   std::uint64_t shared_mappings_before_ = 0;
   std::string how_it_ended_;  ///< once the server is gone
+  std::atomic<std::uint64_t> children_forked_{0};
 };
 
 }  // namespace mpdemo
