@@ -1063,20 +1063,23 @@ std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport
   figures.push_back({"warm_caller_map_fixed_cost_vs_openmp", "the same, the caller computing a share (OpenMP's team)",
                      caller_versus_openmp, "x", "<= 1.5x", caller_versus_openmp.median <= 1.5});
 #endif
-  // The kernel every mode runs, its stores chosen by the rule, against the best single-core loop of
-  // the round (plain stores, streaming stores, or itself): where the rule's choice can be wrong.
+  // The kernel every mode runs, its stores chosen by the rule, against the fastest single-core loop of
+  // the run by median (plain stores, streaming stores, or itself): where the rule's choice can be
+  // wrong. Round by round against that one loop, not against the fastest of each round: above the
+  // cache two of the three store alike, and which of two equal loops wins a round is the machine's
+  // noise, which alone kept that figure above 1 (1.06x-1.26x on a noisy day of the project's VM).
   for (const mpdemo::report::AnchorPoint& point : report.points) {
     if (point.size < 1'000'000) continue;
     const BenchmarkTiming& rule = point.timing("seq");
-    const BenchmarkTiming& cached = point.timing("seq-cached");
-    const BenchmarkTiming& streamed = point.timing("seq-stream");
-    std::vector<double> ratios;
-    for (std::size_t r = 0; r < rule.seconds.size(); ++r)
-      ratios.push_back(rule.seconds[r] / std::min({rule.seconds[r], cached.seconds[r], streamed.seconds[r]}));
-    const Summary kernel = Summary::of(ratios);
+    const BenchmarkTiming* fastest = &rule;
+    for (const char* key : {"seq-cached", "seq-stream"}) {
+      const BenchmarkTiming& loop = point.timing(key);
+      if (Summary::of(loop.seconds).median < Summary::of(fastest->seconds).median) fastest = &loop;
+    }
+    const Summary kernel = speedup(rule, *fastest);
     figures.push_back({fmt::format("loop_vs_best_single_core_{}", point.size),
-                       fmt::format("the loop at {}: its time over the best single-core loop's",
-                                   mpdemo::report::count_as_power(point.size)),
+                       fmt::format("the loop at {}: its time over the fastest loop's ({})",
+                                   mpdemo::report::count_as_power(point.size), fastest->key),
                        kernel, "x", "<= 1.10x", kernel.median <= 1.10});
   }
   const mpdemo::report::AnchorPoint& largest = report.points.back();

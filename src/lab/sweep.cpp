@@ -80,9 +80,7 @@ double median_seconds(std::size_t repeat, Run&& run) {
 
 // Every process pool of the sweep: its workers, its timeline, and who forks them.
 ProcessPoolOptions process_pool_options(const SweepOptions& options) {
-  ProcessPoolOptions pool = pool_options<ProcessPoolOptions>(options.workers, options.trace);
-  pool.fork_server = options.fork_server;
-  return pool;
+  return pool_options<ProcessPoolOptions>(options.workers, options.trace, {.fork_server = options.fork_server});
 }
 
 // Everything one size needs, measured with one kernel type F (the plain square, or with extra work).
