@@ -55,17 +55,20 @@ constexpr auto to_hundred = [](double x) noexcept {
 };
 
 /// Runs the kernel with `stores` over [begin, end) of `input` into `output` (placed `offset` bytes
-/// into a buffer, so that the output is misaligned as the test asks), and checks every element of
-/// [begin, end) against fn applied here, and that the bytes around it are untouched.
+/// past a 64-byte cache line's boundary, so that the output is misaligned as the test asks), and
+/// checks every element of [begin, end) against fn applied here, and that the bytes around it are
+/// untouched.
 template <class R, class F>
 void expect_like_a_loop(F fn, Stores stores, const std::vector<double>& input, std::size_t begin, std::size_t end,
                         std::size_t offset) {
   constexpr unsigned char kUntouched = 0xA5;
-  std::vector<unsigned char> buffer(offset + input.size() * sizeof(R) + 64, kUntouched);
-  auto* output = reinterpret_cast<R*>(buffer.data() + offset);
+  std::vector<unsigned char> buffer(64 + offset + input.size() * sizeof(R) + 64, kUntouched);
+  const std::size_t to_line = (64 - reinterpret_cast<std::uintptr_t>(buffer.data()) % 64) % 64;
+  const std::size_t start = to_line + offset;
+  auto* output = reinterpret_cast<R*>(buffer.data() + start);
   ChunkKernel::of<double>(fn, stores)(input.data(), output, begin, end);
   for (std::size_t i = 0; i < input.size(); ++i) {
-    const unsigned char* bytes = buffer.data() + offset + i * sizeof(R);
+    const unsigned char* bytes = buffer.data() + start + i * sizeof(R);
     if (i >= begin && i < end) {
       R got;
       std::memcpy(&got, bytes, sizeof(R));
@@ -76,18 +79,20 @@ void expect_like_a_loop(F fn, Stores stores, const std::vector<double>& input, s
         ASSERT_EQ(bytes[b], kUntouched) << "element " << i << " outside [" << begin << ", " << end << ") was written";
     }
   }
-  for (std::size_t b = offset + input.size() * sizeof(R); b < buffer.size(); ++b) ASSERT_EQ(buffer[b], kUntouched);
-  for (std::size_t b = 0; b < offset; ++b) ASSERT_EQ(buffer[b], kUntouched);
+  for (std::size_t b = start + input.size() * sizeof(R); b < buffer.size(); ++b) ASSERT_EQ(buffer[b], kUntouched);
+  for (std::size_t b = 0; b < start; ++b) ASSERT_EQ(buffer[b], kUntouched);
 }
 
 TEST(ChunkKernel, StreamingStoresGiveWhatTheLoopGivesAtEveryStartLengthAndAlignment) {
   const std::vector<double> input = random_doubles(1300, 7);
-  // Lengths across the tile (32 doubles) and the interrupt-check block (512), starts at every phase
-  // of a 16-byte line, outputs at both phases a double can have in a 16-byte line.
-  for (std::size_t begin : {0u, 1u, 2u, 3u, 7u, 31u, 33u}) {
-    for (std::size_t length : {0u, 1u, 2u, 5u, 31u, 32u, 33u, 511u, 512u, 513u, 1100u, 1267u}) {
+  // Lengths across the tile (8 doubles, one cache line) and the interrupt-check block (512), starts
+  // at every phase of a cache line, outputs at every phase a double can have in a cache line: the
+  // plain stores before the first line, the tiles, the ragged end.
+  for (std::size_t begin : {0u, 1u, 2u, 3u, 7u, 8u, 9u, 31u, 33u}) {
+    for (std::size_t length : {0u, 1u, 2u, 5u, 7u, 8u, 9u, 15u, 16u, 17u, 31u, 32u, 33u, 511u, 512u, 513u, 1100u,
+                               1267u}) {
       if (begin + length > input.size()) continue;
-      for (std::size_t offset : {0u, 8u}) {
+      for (std::size_t offset : {0u, 8u, 16u, 24u, 32u, 40u, 48u, 56u}) {
         expect_like_a_loop<double>(mpdemo::squared, Stores::streaming, input, begin, begin + length, offset);
         expect_like_a_loop<double>(mpdemo::squared, Stores::cached, input, begin, begin + length, offset);
       }
@@ -99,7 +104,7 @@ TEST(ChunkKernel, StreamingStoresWorkForResultsOfAnySize) {
   const std::vector<double> input = random_doubles(700, 11);
   for (std::size_t begin : {0u, 1u, 5u}) {
     for (std::size_t end : {begin, begin + 1, std::size_t{333}, std::size_t{700}}) {
-      for (std::size_t offset : {0u, 1u, 4u, 12u}) {
+      for (std::size_t offset : {0u, 1u, 4u, 12u, 20u, 36u, 52u}) {
         expect_like_a_loop<float>([](double x) noexcept { return static_cast<float>(x); }, Stores::streaming, input,
                                   begin, end, offset / 4 * 4);
         expect_like_a_loop<Twelve>(to_twelve, Stores::streaming, input, begin, end, offset / 4 * 4);
