@@ -89,8 +89,8 @@ TEST(ChunkKernel, StreamingStoresGiveWhatTheLoopGivesAtEveryStartLengthAndAlignm
   // at every phase of a cache line, outputs at every phase a double can have in a cache line: the
   // plain stores before the first line, the tiles, the ragged end.
   for (std::size_t begin : {0u, 1u, 2u, 3u, 7u, 8u, 9u, 31u, 33u}) {
-    for (std::size_t length : {0u, 1u, 2u, 5u, 7u, 8u, 9u, 15u, 16u, 17u, 31u, 32u, 33u, 511u, 512u, 513u, 1100u,
-                               1267u}) {
+    for (std::size_t length :
+         {0u, 1u, 2u, 5u, 7u, 8u, 9u, 15u, 16u, 17u, 31u, 32u, 33u, 511u, 512u, 513u, 1100u, 1267u}) {
       if (begin + length > input.size()) continue;
       for (std::size_t offset : {0u, 8u, 16u, 24u, 32u, 40u, 48u, 56u}) {
         expect_like_a_loop<double>(mpdemo::squared, Stores::streaming, input, begin, begin + length, offset);
