@@ -9,6 +9,7 @@
 #include "mpdemo/sys/interrupt.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "support/expected.hpp"
+#include "support/flags.hpp"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -29,24 +30,14 @@
 namespace {
 
 using namespace std::chrono_literals;
+using mpdemo::testing::raise_flag;
 using mpdemo::testing::random_doubles;
 using mpdemo::testing::squares_of;
+using mpdemo::testing::wait_for_flag;
 using ::testing::HasSubstr;
 
 /// Who is running: the process for a process pool's workers, the thread for a thread pool's.
 long runner_id(bool processes) { return processes ? static_cast<long>(::getpid()) : ::syscall(SYS_gettid); }
-
-/// Flags in memory every process of a pool shares (cells of CallerShare::shared_cells): raised once,
-/// seen by every worker, process or thread.
-void raise_flag(long* cell) { std::atomic_ref<long>(*cell).store(1); }
-/// Waits until `cell` is raised, `limit` at most, so that a test that fails never hangs. Sleeps in
-/// short steps, no locks: safe in a forked worker.
-void wait_for_flag(long* cell, std::chrono::seconds limit) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (std::atomic_ref<long>(*cell).load() == 0 && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(100us);
-  }
-}
 
 template <class Pool>
 class CallerShare : public ::testing::Test {

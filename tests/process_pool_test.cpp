@@ -5,6 +5,7 @@
 #include "mpdemo/sys/topology.hpp"
 
 #include "support/expected.hpp"
+#include "support/flags.hpp"
 #include "support/mappings.hpp"
 
 #include <gtest/gtest.h>
@@ -23,8 +24,11 @@
 
 namespace {
 
+using mpdemo::testing::raise_flag;
 using mpdemo::testing::random_doubles;
 using mpdemo::testing::squares_of;
+using mpdemo::testing::wait_for_flag;
+using namespace std::chrono_literals;
 
 using mpdemo::ProcessPool;
 
@@ -233,6 +237,38 @@ TEST(ProcessPool, ReusedAcrossManyMapsWithoutNewWorkers) {
     EXPECT_EQ(pool.map(mpdemo::squared, input), squares_of(input)) << n;
   }
   EXPECT_EQ(pool.worker_pids(), pids) << "a warm pool forks its workers once";
+}
+
+/// Chunks of 10 elements over two workers: worker 0's region is chunks 0-1, worker 1's 2-3, and each
+/// worker is handed both of its chunks at once. Worker 1 holds chunk 2 at its first element until an
+/// element of chunk 3 has run (20 s at most), and holds chunk 3, not begun, behind it. So chunk 3 can
+/// run before then only by being taken back from worker 1 and handed to worker 0, idle once its own
+/// two chunks are done.
+struct HeldUntilChunkThreeRuns {
+  long* chunk_three_ran;
+  long operator()(long x) const {
+    if (x >= 30) raise_flag(chunk_three_ran);
+    if (x == 20) wait_for_flag(chunk_three_ran, 20s);
+    return static_cast<long>(::getpid());
+  }
+};
+
+TEST(ProcessPool, AWorkerLeftWithNothingTakesATaskABusyWorkerHoldsAndHasNotBegun) {
+  ProcessPool pool(2);
+  const long first = pool.worker_pids()[0].value();
+  const long second = pool.worker_pids()[1].value();
+  mpdemo::SharedArray<long> flag(mpdemo::SharedArena::process_default(), 1);
+  flag[0] = 0;
+  std::vector<long> input(40);
+  std::iota(input.begin(), input.end(), 0);
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<long> ran_by = pool.map(HeldUntilChunkThreeRuns{flag.data()}, input, 10);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "chunk 3 waited behind chunk 2 for its worker";
+  for (std::size_t i = 0; i < input.size(); ++i) {
+    EXPECT_EQ(ran_by[i], i < 20 || i >= 30 ? first : second) << "element " << i;
+  }
+  EXPECT_EQ(pool.worker_pids()[0].value(), first);
+  EXPECT_EQ(pool.worker_pids()[1].value(), second);
 }
 
 TEST(ProcessPool, ThePipeDataPathGivesTheSameAnswers) {

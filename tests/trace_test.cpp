@@ -207,23 +207,42 @@ void expect_no_steal_new_to(const std::vector<std::map<pid_t, std::vector<std::i
   }
 }
 
-TEST(Trace, AWorkerStealsNoChunkNewToItsProcessThatCostsMoreThanWaitingForItsOwner) {
-  mpdemo::Trace trace;
+/// Two maps of square_slowly_the_first_time over 1, 2, ... `elements` in chunks of 100 on two
+/// workers, into `trace`: in the first every chunk is new to whoever runs it (10 ms each), and is
+/// measured so; the second holds worker 0 up 300 ms on chunk 0. Checks both maps' results; returns the
+/// workers' pids.
+std::vector<pid_t> map_twice_holding_worker_zero(mpdemo::Trace& trace, std::size_t elements) {
   std::vector<pid_t> workers;
   mpdemo::ProcessPool pool(mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace));
   for (const auto& pid : pool.worker_pids()) workers.push_back(pid.value());
-  auto input = pool.make_shared_array<double>(800);
-  auto output = pool.make_shared_array<double>(800);
+  auto input = pool.make_shared_array<double>(elements);
+  auto output = pool.make_shared_array<double>(elements);
   for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<double>(i + 1);
-  // The first map: every chunk is new to whoever runs it (10 ms each), and is measured so.
-  pool.map_into(square_slowly_the_first_time, input, output, 100);
-  // The second: worker 0 is held up 300 ms on chunk 0. Worker 1 runs its own region (known: us) and
-  // may then steal what it ran before, but not chunks 2-3 if they are new to it: 10 ms each, where
-  // worker 0 reaches them in microseconds once it is free.
-  input[0] = -1.0;
-  pool.map_into(square_slowly_the_first_time, input, output, 100);
-  for (std::size_t i = 0; i < input.size(); ++i) ASSERT_EQ(output[i], input[i] * input[i]) << i;
+  for (const bool hold : {false, true}) {
+    if (hold) input[0] = -1.0;
+    pool.map_into(square_slowly_the_first_time, input, output, 100);
+    for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(output[i], input[i] * input[i]) << i;
+  }
+  return workers;
+}
+
+TEST(Trace, AWorkerStealsNoChunkNewToItsProcessThatCostsMoreThanWaitingForItsOwner) {
+  // Eight chunks. In the second map worker 1 runs its own region (known: us) and may then steal what
+  // it ran before, but not chunks 2-3 if they are new to it: 10 ms each, where worker 0 reaches them
+  // in microseconds once it is free.
+  mpdemo::Trace trace;
+  const std::vector<pid_t> workers = map_twice_holding_worker_zero(trace, 800);
   expect_no_steal_new_to(chunks_by_map(trace, 8), workers[1], 4, 8);
+}
+
+TEST(Trace, AnIdleWorkerIsHandedNoHeldTaskNewToItsProcessThatCostsMoreThanWaitingForItsOwner) {
+  // Four chunks over two workers, each handed both chunks of its region at once. In the second map
+  // worker 0 is held up on chunk 0, with chunk 1 behind it, not begun; worker 1 ends its own region
+  // (known to it: microseconds) and is idle with nothing left to hand out. Chunk 1, if new to it,
+  // would take it 10 ms where its owner reaches it once free: it is not taken back for worker 1.
+  mpdemo::Trace trace;
+  const std::vector<pid_t> workers = map_twice_holding_worker_zero(trace, 400);
+  expect_no_steal_new_to(chunks_by_map(trace, 4), workers[1], 2, 4);
 }
 
 TEST(Trace, AWorkerDoesNotStealFromACallerComputingItsShareWhatIsNewToItsProcess) {

@@ -469,6 +469,7 @@ void Dispatcher::feed(std::size_t index) {
       if (!hand_out(job, index)) return;
     }
   }
+  rebalance(index);
 }
 
 std::optional<Dispatcher::ArraysKey> Dispatcher::arrays_of(JobState& job) {
@@ -517,29 +518,52 @@ std::optional<std::size_t> Dispatcher::take_back(JobState& job) noexcept {
   // A task behind one its worker is busy with first (that worker is surely not about to begin it),
   // then the first task of a worker not yet awake.
   for (const bool behind_another : {true, false}) {
-    for (WorkerSlot& slot : workers_) {
-      Mailbox* const mailbox = slot.mailbox.get();
-      if (mailbox == nullptr) continue;
-      // Tasks are claimed in order, by the worker or by this: only the oldest unclaimed one can be had.
-      std::uint64_t unclaimed = mailbox->tasks_claimed.load(std::memory_order_acquire);
-      const auto held = std::find_if(slot.in_flight.begin(), slot.in_flight.end(),
-                                     [unclaimed](const WorkerSlot::Task& task) { return task.number == unclaimed; });
-      if (held == slot.in_flight.end() || held->job != job.id || !held->in_place ||
-          (held != slot.in_flight.begin()) != behind_another) {
-        continue;
-      }
-      if (!mailbox->tasks_claimed.compare_exchange_strong(unclaimed, unclaimed + 1, std::memory_order_acq_rel)) {
-        continue;  // the worker took it meanwhile
-      }
-      const std::size_t chunk = held->chunk;
-      slot.in_flight.erase(held);  // the worker answers the others, in order, as before
-      --slot.tasks_handed;         // maxtasksperchild counts what the process ran
-      return chunk;
-    }
+    if (const std::optional<std::size_t> chunk = claim_held_task(job, behind_another)) return chunk;
   }
   return std::nullopt;
 }
 
+std::optional<std::size_t> Dispatcher::claim_held_task(JobState& job, bool behind_another,
+                                                       std::optional<std::size_t> for_worker) noexcept {
+  for (WorkerSlot& slot : workers_) {
+    Mailbox* const mailbox = slot.mailbox.get();
+    if (mailbox == nullptr) continue;
+    // Tasks are claimed in order, by the worker or by this: only the oldest unclaimed one can be had.
+    std::uint64_t unclaimed = mailbox->tasks_claimed.load(std::memory_order_acquire);
+    const auto held = std::find_if(slot.in_flight.begin(), slot.in_flight.end(),
+                                   [unclaimed](const WorkerSlot::Task& task) { return task.number == unclaimed; });
+    if (held == slot.in_flight.end() || held->job != job.id || !held->in_place ||
+        (held != slot.in_flight.begin()) != behind_another ||
+        (for_worker && !job.worth_moving(held->chunk, *for_worker))) {
+      continue;
+    }
+    if (!mailbox->tasks_claimed.compare_exchange_strong(unclaimed, unclaimed + 1, std::memory_order_acq_rel)) {
+      continue;  // the worker took it meanwhile
+    }
+    const std::size_t chunk = held->chunk;
+    slot.in_flight.erase(held);  // the worker answers the others, in order, as before
+    --slot.tasks_handed;         // maxtasksperchild counts what the process ran
+    return chunk;
+  }
+  return std::nullopt;
+}
+
+void Dispatcher::rebalance(std::size_t idle) {
+  if (!workers_[idle].in_flight.empty() || !can_take(idle)) return;
+  for (const std::shared_ptr<JobState>& job : active_) {
+    // Still handing out: feed gave `idle` what it may have. Only a task behind a busy one moves: the
+    // first task of a worker not yet awake would cost `idle` a wake-up as well.
+    if (job->handing_out() || !job->may_hand_out_again()) continue;
+    const std::optional<std::size_t> chunk = claim_held_task(*job, /*behind_another=*/true, idle);
+    if (!chunk) continue;
+    // Out again through the retry queue, which hand_out counts as out once more; should `idle` be
+    // found dead, the chunk waits there for the next worker, as a dead worker's chunks do.
+    --job->outstanding;
+    job->retry.push_back(*chunk);
+    hand_out(*job, idle);
+    return;
+  }
+}
 void Dispatcher::abandon(JobState& job) noexcept {
   job.abandoned = true;
   job.retry.clear();

@@ -190,8 +190,20 @@ class Dispatcher {
             const std::string& how);
 
   // Handing out.
-  /// Tops `index` up with chunks of the active jobs, oldest job first, up to its depth.
+  /// Tops `index` up with chunks of the active jobs, oldest job first, up to its depth; a worker left
+  /// with nothing is handed a task another holds behind the one it is busy with (rebalance).
   void feed(std::size_t index);
+  /// Worker `idle` holds nothing and no job has a chunk left to hand out: takes back a task another
+  /// worker holds behind the one it is busy with, and hands it to `idle`. Each worker holds two tasks
+  /// (kTasksInFlight), so without this a region's last chunk is committed to its worker while it is
+  /// still busy, and a worker that finishes early waits for the slower one instead of taking more.
+  void rebalance(std::size_t idle);
+  /// Claims the oldest unclaimed task of `job` some worker holds (behind a busy one, or the first one
+  /// of a worker not yet awake), if its worker has not begun it: out of that worker's list, still
+  /// counted as out. Only with a mailbox (Mailbox::tasks_claimed), for tasks with results in place;
+  /// for worker `for_worker`, only a chunk JobState::worth_moving to it.
+  std::optional<std::size_t> claim_held_task(JobState& job, bool behind_another,
+                                             std::optional<std::size_t> for_worker = std::nullopt) noexcept;
   /// Sends worker `index` the next chunk of `job`. Returns false if the worker was found dead (it died
   /// idle: it is replaced at once, unless it held a chunk, and the chunk goes to the replacement).
   bool hand_out(JobState& job, std::size_t index);

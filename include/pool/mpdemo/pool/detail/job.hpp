@@ -162,7 +162,19 @@ class JobState {
   /// Whether a chunk already handed to a worker, not yet begun, may be taken back for the caller to run
   /// once nothing is left to take (ProcessPool's Dispatcher::take_back): the caller computes a share,
   /// and nothing has decided the job.
-  bool may_take_back_for_caller() const noexcept { return caller_region && !abandoned && !(fail_fast && failure); }
+  bool may_take_back_for_caller() const noexcept { return caller_region && may_hand_out_again(); }
+  /// Whether a chunk handed to one worker, not yet begun, may go to another that is idle (Dispatcher's
+  /// rebalancing) or to the caller: nothing has decided the job.
+  bool may_hand_out_again() const noexcept { return !abandoned && !(fail_fast && failure); }
+  /// Whether `chunk`, held by a worker busy with another, is better run by idle `member`: where
+  /// `member` ran it before over these arrays, or where, new to it, it costs no more than its owner
+  /// would still take to end it (half the chunk it is busy with, on average, then this one: 1.5
+  /// chunks), by the locality's measure; while that is unmeasured, or without a locality, it moves.
+  bool worth_moving(std::size_t chunk, std::size_t member) const {
+    if (!locality || locality->ran_before(member, chunk)) return true;
+    const double new_over_known = locality->new_over_known_cost();
+    return new_over_known == 0.0 || new_over_known <= 1.5;
+  }
   /// How a chunk taken by take_for_caller() (or taken back for the caller) ended (null `error`:
   /// done). Nothing if the whole job was failed meanwhile (terminate() from another thread:
   /// fail_the_rest already counted it back).
