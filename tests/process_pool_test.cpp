@@ -240,15 +240,20 @@ TEST(ProcessPool, ReusedAcrossManyMapsWithoutNewWorkers) {
 }
 
 /// Chunks of 10 elements over two workers: worker 0's region is chunks 0-1, worker 1's 2-3, and each
-/// worker is handed both of its chunks at once. Worker 1 holds chunk 2 at its first element until an
-/// element of chunk 3 has run (20 s at most), and holds chunk 3, not begun, behind it. So chunk 3 can
+/// worker is handed both of its chunks at once. Worker 0 waits at its first element until worker 1
+/// has begun chunk 2 (so that chunk 3 is behind a task its worker is busy with); worker 1 waits at
+/// chunk 2's first element until an element of chunk 3 has run (20 s at most each). So chunk 3 can
 /// run before then only by being taken back from worker 1 and handed to worker 0, idle once its own
 /// two chunks are done.
 struct HeldUntilChunkThreeRuns {
-  long* chunk_three_ran;
+  long* flags;  ///< shared: [0] an element of chunk 3 ran, [1] worker 1 began chunk 2
   long operator()(long x) const {
-    if (x >= 30) raise_flag(chunk_three_ran);
-    if (x == 20) wait_for_flag(chunk_three_ran, 20s);
+    if (x >= 30) raise_flag(&flags[0]);
+    if (x == 0) wait_for_flag(&flags[1], 20s);
+    if (x == 20) {
+      raise_flag(&flags[1]);
+      wait_for_flag(&flags[0], 20s);
+    }
     return static_cast<long>(::getpid());
   }
 };
@@ -257,12 +262,12 @@ TEST(ProcessPool, AWorkerLeftWithNothingTakesATaskABusyWorkerHoldsAndHasNotBegun
   ProcessPool pool(2);
   const long first = pool.worker_pids()[0].value();
   const long second = pool.worker_pids()[1].value();
-  mpdemo::SharedArray<long> flag(mpdemo::SharedArena::process_default(), 1);
-  flag[0] = 0;
+  mpdemo::SharedArray<long> flags(mpdemo::SharedArena::process_default(), 2);
+  std::fill(flags.begin(), flags.end(), 0);
   std::vector<long> input(40);
   std::iota(input.begin(), input.end(), 0);
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<long> ran_by = pool.map(HeldUntilChunkThreeRuns{flag.data()}, input, 10);
+  const std::vector<long> ran_by = pool.map(HeldUntilChunkThreeRuns{flags.data()}, input, 10);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "chunk 3 waited behind chunk 2 for its worker";
   for (std::size_t i = 0; i < input.size(); ++i) {
     EXPECT_EQ(ran_by[i], i < 20 || i >= 30 ? first : second) << "element " << i;

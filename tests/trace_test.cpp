@@ -221,7 +221,11 @@ std::vector<pid_t> map_twice_holding_worker_zero(mpdemo::Trace& trace, std::size
   for (const bool hold : {false, true}) {
     if (hold) input[0] = -1.0;
     pool.map_into(square_slowly_the_first_time, input, output, 100);
-    for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ(output[i], input[i] * input[i]) << i;
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < input.size(); ++i) {
+      if (output[i] != input[i] * input[i]) ++wrong;
+    }
+    EXPECT_EQ(wrong, 0u) << (hold ? "the second map" : "the first map");
   }
   return workers;
 }

@@ -551,13 +551,17 @@ std::optional<std::size_t> Dispatcher::claim_held_task(JobState& job, bool behin
 void Dispatcher::rebalance(std::size_t idle) {
   if (!workers_[idle].in_flight.empty() || !can_take(idle)) return;
   for (const std::shared_ptr<JobState>& job : active_) {
-    // Still handing out: feed gave `idle` what it may have. Only a task behind a busy one moves: the
-    // first task of a worker not yet awake would cost `idle` a wake-up as well.
+    // Still handing out: feed gave `idle` what it may have.
     if (job->handing_out() || !job->may_hand_out_again()) continue;
+    // Only a task behind one its worker is busy with. The first task of a worker not yet awake stays:
+    // that worker is about to begin it, the chunk is the front of its own region, whose pages are in
+    // its page tables (see ChunkQueue), and it may be dead rather than late, which its death path
+    // names and mends (receive, then bury) where a take-back would leave it unnoticed.
     const std::optional<std::size_t> chunk = claim_held_task(*job, /*behind_another=*/true, idle);
     if (!chunk) continue;
-    // Out again through the retry queue, which hand_out counts as out once more; should `idle` be
-    // found dead, the chunk waits there for the next worker, as a dead worker's chunks do.
+    // Out again through the retry queue, which hand_out counts as out once more. Should `idle` be
+    // found dead, hand_out forks its replacement and hands it the chunk; should that fail too, the
+    // chunk waits in the queue for the next worker, as a dead worker's chunks do.
     --job->outstanding;
     job->retry.push_back(*chunk);
     hand_out(*job, idle);

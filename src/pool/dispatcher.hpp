@@ -191,12 +191,13 @@ class Dispatcher {
 
   // Handing out.
   /// Tops `index` up with chunks of the active jobs, oldest job first, up to its depth; a worker left
-  /// with nothing is handed a task another holds behind the one it is busy with (rebalance).
+  /// with nothing is handed a task another holds behind a busy one (rebalance).
   void feed(std::size_t index);
-  /// Worker `idle` holds nothing and no job has a chunk left to hand out: takes back a task another
-  /// worker holds behind the one it is busy with, and hands it to `idle`. Each worker holds two tasks
-  /// (kTasksInFlight), so without this a region's last chunk is committed to its worker while it is
-  /// still busy, and a worker that finishes early waits for the slower one instead of taking more.
+  /// Worker `idle` holds nothing, and a job has no chunk left to hand out: takes back a task of that
+  /// job another worker holds behind the one it is busy with, and hands it to `idle`. Each worker
+  /// holds two tasks (kTasksInFlight), so without this a region's last chunk is committed to its
+  /// worker while it is still busy, and a worker that finishes early waits for the slower one instead
+  /// of taking more. Looked at when `idle` answers its last task (feed).
   void rebalance(std::size_t idle);
   /// Claims the oldest unclaimed task of `job` some worker holds (behind a busy one, or the first one
   /// of a worker not yet awake), if its worker has not begun it: out of that worker's list, still

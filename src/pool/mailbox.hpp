@@ -84,8 +84,8 @@ struct Mailbox {
   Ring<ReplyMessage> replies;  ///< worker -> master
   /// Tasks claimed so far, in the order they were posted: by the worker as it takes one out of its
   /// ring (before it runs it), or by the master taking back the oldest unclaimed one, which the
-  /// worker has not begun (Dispatcher::take_back: a caller computing its share, with nothing else
-  /// left, runs it itself).
+  /// worker has not begun (Dispatcher::claim_held_task: a caller computing its share, with nothing
+  /// else left, runs it itself; or another worker left with nothing runs it, Dispatcher::rebalance).
   /// Each side claims task k by moving this word from k to k + 1, so exactly one of them gets it; the
   /// worker reads a task, then claims it, and drops it if the master claimed it first. A task's slot
   /// is written again only once the task is claimed. After a death, the tasks posted and not claimed

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -60,9 +61,12 @@ class ChunkLocality {
     }
     double median() const {
       if (values_.empty()) return 0.0;
-      std::vector<double> sorted = values_;
-      const auto middle = sorted.begin() + static_cast<std::ptrdiff_t>(sorted.size() / 2);
-      std::nth_element(sorted.begin(), middle, sorted.end());
+      // On the stack: the dispatcher asks while it claims a task back, where nothing may throw.
+      std::array<double, kSamples> sorted{};
+      std::copy(values_.begin(), values_.end(), sorted.begin());
+      const auto end = sorted.begin() + static_cast<std::ptrdiff_t>(values_.size());
+      const auto middle = sorted.begin() + static_cast<std::ptrdiff_t>(values_.size() / 2);
+      std::nth_element(sorted.begin(), middle, end);
       return *middle;
     }
 
