@@ -568,6 +568,7 @@ void Dispatcher::rebalance(std::size_t idle) {
     return;
   }
 }
+
 void Dispatcher::abandon(JobState& job) noexcept {
   job.abandoned = true;
   job.retry.clear();

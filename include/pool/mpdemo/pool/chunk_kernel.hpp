@@ -116,11 +116,12 @@ void apply_chunk(const std::byte* callable, const void* input, void* output, std
 /// is the fewest whole 16-byte stores of whole results that cover a 64-byte cache line: one line for
 /// results of 1, 2, 4, 8 or 16 bytes (and 32 or 64), a little more for other sizes (96 bytes for 12,
 /// 80 for 20). The first tile starts on a line where the output lets it, so that with one-line tiles
-/// each fills one write-combining buffer, which leaves for memory whole. On the project's current VM, at 10^8 doubles,
-/// 64-byte tiles ran as fast as streaming each result (48.9-51.1 ms against 50.5-51.6 ms), where 256-byte tiles took
-/// 56-59 ms and 4 KiB ones 1.5x longer: the longer a tile, the longer its reads and its stores come in separate bursts.
-/// A separate function from apply_chunk, not a branch in it, so that the plain loop compiles exactly as before (with
-/// one runtime branch, the in-cache loop measured 1.2x slower).
+/// each fills one write-combining buffer, which leaves for memory whole. On the project's current VM,
+/// at 10^8 doubles, 64-byte tiles ran as fast as streaming each result (48.9-51.1 ms against
+/// 50.5-51.6 ms), where 256-byte tiles took 56-59 ms and 4 KiB ones 1.5x longer: the longer a tile,
+/// the longer its reads and its stores come in separate bursts. A separate function from
+/// apply_chunk, not a branch in it, so that the plain loop compiles exactly as before (with one
+/// runtime branch, the in-cache loop measured 1.2x slower).
 template <class F, class T>
 void apply_chunk_streaming(const std::byte* callable, const void* input, void* output, std::size_t begin,
                            std::size_t end) {

@@ -49,6 +49,13 @@ class ChunkLocality {
     const double fresh = new_to_runner_.median();
     return known > 0 && fresh > 0 ? fresh / known : 0.0;
   }
+  /// The rule for a chunk new to whoever would take it over: it pays while the two costs are
+  /// unmeasured (`new_over_known` 0), or where its owner has at least as many chunks' work left before
+  /// it would end that chunk as the chunk costs the newcomer in chunks run before. A steal from a run
+  /// (ChunkQueue) and a held task moved to an idle worker (JobState::worth_moving) both ask this.
+  static bool new_chunk_pays(double new_over_known, double owner_chunks_left) noexcept {
+    return new_over_known == 0.0 || owner_chunks_left >= new_over_known;
+  }
 
  private:
   static constexpr std::size_t kSamples = 16;
@@ -168,7 +175,7 @@ class ChunkQueue {
       if (left == 0) continue;
       if (locality != nullptr && locality->ran_before(worker, queues_[q].back())) {
         if (!known || left > queues_[*known].size()) known = q;
-      } else if (new_over_known == 0.0 || !begun_[q] || static_cast<double>(left) >= new_over_known) {
+      } else if (!begun_[q] || ChunkLocality::new_chunk_pays(new_over_known, static_cast<double>(left))) {
         if (!pays || left > queues_[*pays].size()) pays = q;
       }
     }

@@ -171,9 +171,9 @@ class JobState {
   /// would still take to end it (half the chunk it is busy with, on average, then this one: 1.5
   /// chunks), by the locality's measure; while that is unmeasured, or without a locality, it moves.
   bool worth_moving(std::size_t chunk, std::size_t member) const {
-    if (!locality || locality->ran_before(member, chunk)) return true;
-    const double new_over_known = locality->new_over_known_cost();
-    return new_over_known == 0.0 || new_over_known <= 1.5;
+    constexpr double kOwnersChunksLeft = 1.5;
+    return !locality || locality->ran_before(member, chunk) ||
+           ChunkLocality::new_chunk_pays(locality->new_over_known_cost(), kOwnersChunksLeft);
   }
   /// How a chunk taken by take_for_caller() (or taken back for the caller) ended (null `error`:
   /// done). Nothing if the whole job was failed meanwhile (terminate() from another thread:
