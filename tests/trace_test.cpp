@@ -9,6 +9,7 @@
 #include "mpdemo/pool/thread_pool.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "mpdemo/sys/trace.hpp"
+#include "support/flags.hpp"
 #include "support/run_program.hpp"
 
 #include <gmock/gmock.h>
@@ -119,6 +120,50 @@ TEST(Trace, TheMasterRingingASleepingWorkersDoorbellIsOnItsOwnTrack) {
     EXPECT_EQ(tracks.at(span.track).pid, ::getpid()) << "a doorbell rung elsewhere than in the master";
     EXPECT_LE(span.begin_ns, span.end_ns);
   }
+}
+
+/// Element 0 takes a while, so that the master, which never spins here, sleeps when its answer
+/// comes. Element 1, which the worker already holds (a map hands it two tasks), waits until that
+/// answer is in the master's timeline (20 s at most).
+struct HeldUntilTheMasterHasElementZero {
+  long* gate;
+  double operator()(double x) const {
+    if (x == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (x == 1) mpdemo::testing::wait_for_flag(gate, std::chrono::seconds(20));
+    return x;
+  }
+};
+
+// A worker that has answered looks whether the master sleeps, and rings it, before it begins the
+// task it already holds, not after: that task may be long. The master records a chunk in the
+// timeline as it reads the answer, and a thread of the test opens the gate of element 1 once chunk 0
+// is there: without that look the master would sleep through element 1, which waits 20 s.
+TEST(Trace, AWorkersAnswerWakesASleepingMasterBeforeTheWorkerBeginsTheTaskItHolds) {
+  mpdemo::Trace trace;
+  auto options = mpdemo::pool_options<mpdemo::ProcessPoolOptions>(1, &trace);
+  options.spin = std::chrono::microseconds(0);  // every wait sleeps at once, the master's too
+  mpdemo::ProcessPool pool(options);
+  mpdemo::SharedArray<long> gate(mpdemo::SharedArena::process_default(), 1);
+  gate[0] = 0;
+  std::thread opener([&trace, &gate] {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < give_up) {
+      const std::vector<mpdemo::TraceSpan> spans = trace.spans();
+      if (std::any_of(spans.begin(), spans.end(),
+                      [](const auto& span) { return span.category == "chunk" && span.number == 0; })) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    mpdemo::testing::raise_flag(gate.data());
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<double> output =
+      pool.map(HeldUntilTheMasterHasElementZero{gate.data()}, std::vector<double>{0, 1}, 1);
+  const auto took = std::chrono::steady_clock::now() - start;
+  opener.join();
+  EXPECT_EQ(output, (std::vector<double>{0, 1}));
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the master heard of element 0 only once element 1 was done";
 }
 
 // Squares, taking its time over negative numbers: a way to hold one worker up.

@@ -25,27 +25,44 @@ constexpr int kSendAttempts = 3;
 constexpr std::size_t kFirstResultHalf = std::size_t{1} << 20;
 constexpr std::size_t kLargestResultHalf = std::size_t{64} << 20;
 
+/// The look a task published into the worker's mailbox owes: rings its doorbell if it sleeps. False
+/// if the worker is gone (EPIPE). With mailboxes most looks write nothing, so the SIGPIPE block (three
+/// system calls; over pipes the ProcessPool blocks it for its whole call) is paid here, around the
+/// rare write, and made before the flag is lowered: once lowered, the byte must follow.
+bool ring_if_asleep(WorkerSlot& slot, Trace* trace) {
+  if (!slot.look_owed || slot.mailbox.get() == nullptr) return true;
+  if (!slot.task_ring.reader_may_sleep()) {
+    slot.look_owed = false;
+    return true;
+  }
+  const ScopedSigpipeBlock no_sigpipe;
+  slot.look_owed = false;
+  if (!slot.task_ring.claim_doorbell()) return true;  // it woke by itself
+  // The worker sleeps. Waking it costs the master too (measure_wake_of_sleeper: ~20 us on the
+  // project's VM, more than a map of 10^5 doubles): a span of its own on the master's track.
+  const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
+  const bool rang = ring_doorbell(slot.task_bell.get());
+  if (trace != nullptr) {
+    try {
+      trace->add_here("doorbell", "doorbell", began);
+    } catch (...) {  // the task is out: a timeline that cannot record it must not lose it
+    }
+  }
+  return rang;
+}
+
 /// Sends a task (into the worker's mailbox, or through its pipe), and on the pipe data path the
-/// chunk's input after it. False if the worker is gone (EPIPE). Over pipes the ProcessPool blocks
-/// SIGPIPE for its whole call; with mailboxes most calls write nothing, so the block (three system
-/// calls) is paid here, around the rare write: a doorbell, a slice.
+/// chunk's input after it. False if the worker is gone (EPIPE). A task in the mailbox is published:
+/// whether the worker sleeps is looked at later (Dispatcher::ring_sleeping_workers), unless a slice
+/// follows, which the worker must be awake to read (a full pipe would block both).
 bool write_task(WorkerSlot& slot, const TaskMessage& task, const void* payload, Trace* trace) {
   try {
     if (slot.mailbox.get() == nullptr) {
       write_all(slot.tasks.get(), &task, sizeof(task));
-    } else if (slot.task_ring.post(task)) {
-      // The worker sleeps. Waking it costs the master too (measure_wake_of_sleeper: ~20 us on the
-      // project's VM, more than a map of 10^5 doubles): a span of its own on the master's track.
-      const ScopedSigpipeBlock no_sigpipe;
-      const std::int64_t began = trace != nullptr ? monotonic_ns() : 0;
-      const bool rang = ring_doorbell(slot.task_bell.get());
-      if (trace != nullptr) {
-        try {
-          trace->add_here("doorbell", "doorbell", began);
-        } catch (...) {  // the task is out: a timeline that cannot record it must not lose it
-        }
-      }
-      if (!rang) return false;
+    } else {
+      slot.task_ring.publish(task);
+      slot.look_owed = true;
+      if (task.payload_bytes > 0 && !ring_if_asleep(slot, trace)) return false;
     }
     if (task.payload_bytes > 0) {
       const ScopedSigpipeBlock no_sigpipe;
@@ -57,6 +74,24 @@ bool write_task(WorkerSlot& slot, const TaskMessage& task, const void* payload, 
   }
   return true;
 }
+
+/// Calls Dispatcher::ring_sleeping_workers as a call that hands out tasks leaves it, returning or
+/// throwing: every task it published is then looked at once, after all of them went out.
+class RingOnLeaving {
+ public:
+  explicit RingOnLeaving(Dispatcher& dispatcher) noexcept : dispatcher_(dispatcher) {}
+  RingOnLeaving(const RingOnLeaving&) = delete;
+  RingOnLeaving& operator=(const RingOnLeaving&) = delete;
+  ~RingOnLeaving() {
+    try {
+      dispatcher_.ring_sleeping_workers();
+    } catch (...) {  // SIGPIPE could not be blocked: the look stays owed, and the next wait's throws
+    }
+  }
+
+ private:
+  Dispatcher& dispatcher_;
+};
 
 /// How a worker ended, in the words a WorkerError gives.
 std::string how_it_ended(const ExitStatus& status) {
@@ -125,7 +160,13 @@ void Dispatcher::start_missing() {
   }
 }
 
+void Dispatcher::ring_sleeping_workers() {
+  // A doorbell that cannot be written (false) is a dead worker's: it is found so on its reply side.
+  for (WorkerSlot& slot : workers_) (void)ring_if_asleep(slot, settings_.trace);
+}
+
 void Dispatcher::start_worker(std::size_t index) {
+  ring_sleeping_workers();  // a fork and a start-up wait: the others should not sleep through them
   Launch launch = prepare_launch(index);
   launch_worker(launch);
   await_ready(index);
@@ -279,6 +320,7 @@ void Dispatcher::discard(std::size_t index) noexcept {
 }
 
 void Dispatcher::bury(std::size_t index) {
+  ring_sleeping_workers();  // a wait for the dead process: the others should not sleep through it
   WorkerSlot& slot = workers_[index];
   const pid_t pid = slot.process.pid();
   const ExitStatus status = slot.process.wait();
@@ -300,6 +342,7 @@ void Dispatcher::bury(std::size_t index) {
 }
 
 void Dispatcher::retire(std::size_t index) {
+  ring_sleeping_workers();  // a wait for the process to leave: the others should not sleep through it
   WorkerSlot& slot = workers_[index];
   slot.close_task_side();  // end-of-file: it leaves, as at the pool's end
   slot.process.wait_or_kill(kStopGrace);
@@ -496,6 +539,7 @@ void Dispatcher::adopt_locality(JobState& job) {
 }
 
 void Dispatcher::submit(const std::shared_ptr<JobState>& job) {
+  const RingOnLeaving ring(*this);
   job->id = ++last_job_id_;
   adopt_locality(*job);
   active_.push_back(job);
@@ -796,6 +840,7 @@ void Dispatcher::list_busy_workers() {
 
 Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_ptr<JobState>>& finished,
                                      const std::function<void()>& unlock, const std::function<void()>& relock) {
+  const RingOnLeaving ring(*this);
   // Work that could not go out (a worker died and its slot is empty): replacements first.
   const bool waiting_work =
       std::any_of(active_.begin(), active_.end(), [](const auto& job) { return job->handing_out(); });
@@ -831,6 +876,7 @@ Dispatcher::Served Dispatcher::serve(Deadline deadline, std::vector<std::shared_
   // A caller that only looks (AsyncResult::ready) does not spin.
   const std::chrono::microseconds spin =
       deadline && *deadline <= Clock::now() ? std::chrono::microseconds(0) : settings_.spin;
+  ring_sleeping_workers();  // before the wait: a worker asleep on a task of its own would never answer
   if (unlock) unlock();
   Wake woken = Wake::spurious;
   try {

@@ -59,6 +59,7 @@ struct WorkerSlot {
   FileDescriptor task_bell;      ///< the master rings the sleeping worker here
   FileDescriptor reply_bell;     ///< and is rung here when it sleeps
   bool hung_up = false;          ///< end-of-file seen on `reply_bell`: once its ring is read, it is buried
+  bool look_owed = false;        ///< a task was published: a look for a sleeping worker is owed
   std::deque<Task> in_flight;    ///< tasks sent and not yet answered, oldest first
   int cpu = -1;                  ///< the CPU it is pinned to; -1: not pinned
   std::size_t trace_track = 0;   ///< its track in Settings::trace (named when it starts, with a trace)
@@ -73,6 +74,7 @@ struct WorkerSlot {
 
   /// End-of-file for the worker: it leaves once it has read what it was sent.
   void close_task_side() noexcept {
+    look_owed = false;  // nobody is left to ring
     if (Mailbox* box = mailbox.get()) box->closing.store(1, std::memory_order_release);
     tasks.reset();
     task_bell.reset();
@@ -153,6 +155,12 @@ class Dispatcher {
   bool termination_requested() const noexcept { return terminated_.load(); }
   /// Wakes a serve() blocked in another thread: new work was given.
   void kick() noexcept;
+  /// Rings the doorbell of every worker that was published a task and sleeps (the look each task
+  /// owes, see mailbox.hpp): before the master waits for anything, and as it leaves submit() or
+  /// serve(). A doorbell that cannot be written is a dead worker's, found dead on its reply side.
+  /// Throws only if SIGPIPE cannot be blocked, before that worker's flag is touched: its look stays
+  /// owed, and the next call (at the latest before the next wait) meets the same error.
+  void ring_sleeping_workers();
 
  private:
   enum class Wake { readable, timed_out, spurious };
@@ -207,6 +215,9 @@ class Dispatcher {
                                              std::optional<std::size_t> for_worker = std::nullopt) noexcept;
   /// Sends worker `index` the next chunk of `job`. Returns false if the worker was found dead (it died
   /// idle: it is replaced at once, unless it held a chunk, and the chunk goes to the replacement).
+  /// Found dead here only where a write can fail (control over pipes, a slice following the task);
+  /// through a mailbox a task is published, and a death shows on the reply side (a hang-up), where
+  /// bury() gives the tasks it never took to the others.
   bool hand_out(JobState& job, std::size_t index);
   /// Tasks a worker may hold at once for `job`.
   static std::size_t depth(const JobState& job);

@@ -20,9 +20,22 @@
 // design, to measure one against the other.
 //
 // Who owes the doorbell is decided by one exchange on `reader_asleep`: the reader raises it and then
-// looks at the ring once more; the writer posts and then looks at the flag (both sequentially
-// consistent, so at least one of them sees the other). Whoever lowers the raised flag first wins:
-// the writer, and a byte is on its way that the reader must consume; the reader, and none is.
+// looks at the ring once more (both sequentially consistent); the writer publishes, then makes its
+// count sequentially consistent and looks at the flag, so at least one of them sees the other.
+// Whoever lowers the raised flag first wins: the writer, and a byte is on its way that the reader
+// must consume; the reader, and none is.
+//
+// The writer's look may come later than its post (RingWriter::publish, then reader_may_sleep), as
+// long as it comes before the writer waits for anything or begins anything long. The look waits
+// until the post's stores are visible to the other core, and on the project's VM that wait, paid
+// message by message, was a large part of what a warm map of 10^5 elements lost between its chunks
+// (a trial without it: 0.4-0.8 us of 17). Looked at later, the stores have gone out meanwhile:
+//  - a worker looks once it has claimed its next task (the claim waits for them anyway), or before
+//    it waits for one;
+//  - the master once it has handed out all it will (Dispatcher::ring_sleeping_workers): as submit()
+//    and serve() leave, and before any wait of theirs (for answers, a new worker, a leaving one);
+//  - either looks at once when bytes follow the message through a pipe: the reader must be awake to
+//    read them, or a full pipe would block both.
 #pragma once
 
 #include "mpdemo/sys/fd.hpp"
@@ -116,12 +129,29 @@ class RingWriter {
   RingWriter() = default;
   explicit RingWriter(Ring<Message>* ring) noexcept : ring_(ring) {}
 
-  /// Posts `message`. True if the reader sleeps: the caller now owes it ring_doorbell().
-  [[nodiscard]] bool post(const Message& message) noexcept {
+  /// Posts `message` without looking whether the reader sleeps: the caller owes that look,
+  /// reader_may_sleep(), before it waits for anything or begins anything long.
+  void publish(const Message& message) noexcept {
     ring_->slots[posted_ % kTasksInFlight] = message;
-    ring_->posted.store(++posted_, std::memory_order_seq_cst);
-    if (ring_->reader_asleep.load(std::memory_order_seq_cst) == 0) return false;
-    return ring_->reader_asleep.exchange(0, std::memory_order_seq_cst) == 1;  // 0: it woke by itself
+    ring_->posted.store(++posted_, std::memory_order_release);
+  }
+  /// The look every publish owes (one look answers for all before it): true if the reader said it
+  /// sleeps, and the caller must then claim_doorbell(). The count is made sequentially consistent
+  /// first, the other half of the reader's doze(): by a fence, or, under ThreadSanitizer, which does
+  /// not model fences, by writing the count again (dearer: it takes the line back from a reader
+  /// spinning on it).
+  [[nodiscard]] bool reader_may_sleep() noexcept {
+#if defined(__SANITIZE_THREAD__)
+    ring_->posted.fetch_add(0, std::memory_order_seq_cst);
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+    return ring_->reader_asleep.load(std::memory_order_seq_cst) != 0;
+  }
+  /// Lowers the flag reader_may_sleep() found raised. True if this did (the reader sleeps): the caller
+  /// now owes it ring_doorbell(), at once. False if the reader woke by itself first.
+  [[nodiscard]] bool claim_doorbell() noexcept {
+    return ring_->reader_asleep.exchange(0, std::memory_order_seq_cst) == 1;
   }
   /// Messages posted so far.
   std::uint64_t posted() const noexcept { return posted_; }

@@ -148,6 +148,8 @@ class Worker {
       return receive(setup_.task_fd, &task, sizeof(task));
     }
     for (;;) {
+      // About to wait: the master hears of the last answer first.
+      if (!tasks_.has_message()) tell_master_if_asleep();
       if (!spin_until([this] { return tasks_.has_message() || stop_announced(); }, idle_spin_.current(),
                       setup_.spin_style) ||
           !tasks_.has_message()) {
@@ -171,6 +173,8 @@ class Worker {
       std::uint64_t number = tasks_.next_number();
       if (tasks_.take(task) &&
           setup_.mailbox->tasks_claimed.compare_exchange_strong(number, number + 1, std::memory_order_acq_rel)) {
+        // Before the task, which may be long: the claim has waited for the answer's stores already.
+        tell_master_if_asleep();
         return true;
       }
     }
@@ -289,11 +293,25 @@ class Worker {
     if (reply.payload_bytes > 0) send(setup_.reply_fd, results_.data(), reply.payload_bytes);
   }
 
-  /// Answers a task: into the mailbox (ringing the master if it sleeps), or through the reply pipe.
+  /// Answers a task: into the mailbox, or through the reply pipe. Whether the master sleeps is looked
+  /// at when the next task is claimed or the wait for it begins (tell_master_if_asleep), so the answer's
+  /// stores go out meanwhile. Results that follow through the pipe wait for no look: the master must
+  /// be awake to read them, or a full pipe would block both.
   void post(const ReplyMessage& reply) noexcept {
     if (setup_.mailbox == nullptr) {
       send(setup_.reply_fd, &reply, sizeof(reply));
-    } else if (replies_.post(reply) && !ring_doorbell(setup_.reply_bell_fd)) {
+      return;
+    }
+    replies_.publish(reply);
+    answer_look_owed_ = true;
+    if (reply.payload_bytes > 0) tell_master_if_asleep();
+  }
+
+  /// The look an answer owes: rings the master if it sleeps.
+  void tell_master_if_asleep() noexcept {
+    if (!answer_look_owed_) return;
+    answer_look_owed_ = false;
+    if (replies_.reader_may_sleep() && replies_.claim_doorbell() && !ring_doorbell(setup_.reply_bell_fd)) {
       ::_exit(kExitPipeError);  // the master is gone
     }
   }
@@ -301,6 +319,7 @@ class Worker {
   WorkerSetup setup_;
   RingReader<TaskMessage> tasks_;     // with a mailbox: where tasks arrive
   RingWriter<ReplyMessage> replies_;  // and where answers go
+  bool answer_look_owed_ = false;     // an answer was published: a look for a sleeping master is owed
   HangUpSchedule hang_up_looks_;
   IdleSpin idle_spin_;  // how long the next wait for a task spins before it sleeps
   PayloadBuffer input_slice_;
