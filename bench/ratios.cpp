@@ -1144,7 +1144,7 @@ std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport
   const BenchmarkTiming& best_w = fastest_copy(workers);
   const Summary best_ratio = against(best_1, best_w, largest.timing("warm-proc").seconds);
   figures.push_back({"warm_pool_vs_best_copy_ceiling",
-                     fmt::format("warm pool at {}: speedup / {}'s over {}",
+                     fmt::format("warm pool at {}: speedup / the fastest copies' ({} over {})",
                                  mpdemo::report::count_as_power(largest.size), best_w.key, best_1.key),
                      best_ratio, "x", ">= 0.97x", best_ratio.median >= 0.97});
   const Summary caller_best_ratio = against(best_1, best_w, largest.timing("warm-proc-caller").seconds);
