@@ -145,7 +145,7 @@ TEST(Trace, AWorkersAnswerWakesASleepingMasterBeforeTheWorkerBeginsTheTaskItHold
   mpdemo::ProcessPool pool(options);
   mpdemo::SharedArray<long> gate(mpdemo::SharedArena::process_default(), 1);
   gate[0] = 0;
-  std::thread opener([&trace, &gate] {
+  const std::jthread opener([&trace, &gate] {
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < give_up) {
       const std::vector<mpdemo::TraceSpan> spans = trace.spans();
@@ -161,7 +161,6 @@ TEST(Trace, AWorkersAnswerWakesASleepingMasterBeforeTheWorkerBeginsTheTaskItHold
   const std::vector<double> output =
       pool.map(HeldUntilTheMasterHasElementZero{gate.data()}, std::vector<double>{0, 1}, 1);
   const auto took = std::chrono::steady_clock::now() - start;
-  opener.join();
   EXPECT_EQ(output, (std::vector<double>{0, 1}));
   EXPECT_LT(took, std::chrono::seconds(10)) << "the master heard of element 0 only once element 1 was done";
 }

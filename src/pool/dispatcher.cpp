@@ -85,7 +85,8 @@ class RingOnLeaving {
   ~RingOnLeaving() {
     try {
       dispatcher_.ring_sleeping_workers();
-    } catch (...) {  // SIGPIPE could not be blocked: the look stays owed, and the next wait's throws
+    } catch (...) {  // SIGPIPE could not be blocked: the look stays owed, and the one before the
+                     // next wait throws the same error
     }
   }
 
@@ -483,6 +484,8 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
         payload = static_cast<const std::byte*>(order.input) + range.begin * order.input_element_bytes;
       }
     }
+    // A slice follows through the pipe, and writing it may wait for this worker: the others first.
+    if (payload != nullptr) ring_sleeping_workers();
     if (write_task(slot, task, payload, settings_.trace)) {
       slot.in_flight.push_back({job.id, chunk, task.result_buffer, slot.task_ring.posted() - 1,
                                 task.kind == TaskKind::elements && task.payload_bytes == 0});
@@ -756,6 +759,9 @@ std::size_t Dispatcher::name_trace_track(std::size_t index) {
 }
 
 void Dispatcher::receive(std::size_t index) {
+  // Answers are read one after another, and the one before may have fed its worker: reading this one
+  // may wait (results through the pipe) or run fn's own code (reading serialized results back).
+  ring_sleeping_workers();
   WorkerSlot& slot = workers_[index];
   ReplyMessage reply{};
   JobState* job = nullptr;

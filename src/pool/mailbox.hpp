@@ -33,7 +33,8 @@
 //  - a worker looks once it has claimed its next task (the claim waits for them anyway), or before
 //    it waits for one;
 //  - the master once it has handed out all it will (Dispatcher::ring_sleeping_workers): as submit()
-//    and serve() leave, and before any wait of theirs (for answers, a new worker, a leaving one);
+//    and serve() leave, and before anything of theirs that may wait or run fn's code (a wait for
+//    answers, a new worker or a leaving one, reading the next answer, writing a slice);
 //  - either looks at once when bytes follow the message through a pipe: the reader must be awake to
 //    read them, or a full pipe would block both.
 #pragma once

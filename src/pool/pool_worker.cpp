@@ -173,7 +173,8 @@ class Worker {
       std::uint64_t number = tasks_.next_number();
       if (tasks_.take(task) &&
           setup_.mailbox->tasks_claimed.compare_exchange_strong(number, number + 1, std::memory_order_acq_rel)) {
-        // Before the task, which may be long: the claim has waited for the answer's stores already.
+        // Before the task, which may be long. On x86 the claim's locked instruction has already waited
+        // for the answer's stores, so the look's fence costs little here.
         tell_master_if_asleep();
         return true;
       }
