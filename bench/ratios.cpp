@@ -1062,7 +1062,6 @@ MachineCosts measure_machine_costs(std::size_t workers) {
   return costs;
 }
 
-/// Issue 11's targets, each against what this machine measured in the same run.
 /// Of `keys` at `point`, the timing with the least median over the run; on a tie, the one named first.
 const BenchmarkTiming* fastest_by_median(const mpdemo::report::AnchorPoint& point,
                                          std::initializer_list<std::string> keys) {
@@ -1076,6 +1075,7 @@ const BenchmarkTiming* fastest_by_median(const mpdemo::report::AnchorPoint& poin
   return fastest;
 }
 
+/// Issue 11's targets, each against what this machine measured in the same run.
 std::vector<BenchmarkFigure> anchors_figures(const mpdemo::report::AnchorsReport& report, const MachineCosts& costs,
                                              std::size_t workers) {
   using mpdemo::report::scaled;

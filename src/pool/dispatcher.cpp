@@ -607,8 +607,9 @@ void Dispatcher::rebalance(std::size_t idle) {
     const std::optional<std::size_t> chunk = claim_held_task(*job, /*behind_another=*/true, idle);
     if (!chunk) continue;
     // Out again through the retry queue, which hand_out counts as out once more. Should `idle` be
-    // found dead, hand_out forks its replacement and hands it the chunk; should that fail too, the
-    // chunk waits in the queue for the next worker, as a dead worker's chunks do.
+    // known dead already, the chunk waits in the queue for the next worker; should it die with the
+    // chunk in its ring, untaken, its death path (receive, then bury) puts the chunk back there, as a
+    // dead worker's untaken tasks go.
     --job->outstanding;
     job->retry.push_back(*chunk);
     hand_out(*job, idle);
