@@ -172,11 +172,6 @@ double minor_faults_now(const std::vector<pid_t>& live) {
   return faults;
 }
 
-/// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike.
-/// With `batch` > 1 a contender runs that many times back to back in its turn and the round keeps the
-/// median of them: the steady state of a program that maps again and again, rather than the first call
-/// after another runtime had the cores (whose threads may still be spinning: libgomp's spin for
-/// milliseconds after a parallel region), which is measured in its own right by the first of each batch.
 /// Sleeps until no other thread of this process has used the CPU for a millisecond (100 ms at most).
 /// Between two modes' turns: a team that spins after its work (libgomp's threads spin for
 /// milliseconds by default, TBB's too) would otherwise hold a core through the next mode's turn, which
@@ -197,6 +192,11 @@ void wait_until_quiet() {
   }
 }
 
+/// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike.
+/// With `batch` > 1 a contender runs that many times back to back in its turn and the round keeps the
+/// median of them: the steady state of a program that maps again and again, rather than the first call
+/// after another runtime had the cores (whose threads may still be spinning: libgomp's spin for
+/// milliseconds after a parallel region), which is measured in its own right by the first of each batch.
 /// Every contender `rounds` times, interleaved round by round, each turn after the other teams have
 /// gone quiet (wait_until_quiet). With `batch` > 1 (tiny maps), each turn is `batch` calls back to
 /// back and the round keeps the batch's median: a mode's fixed cost with its own team awake and nobody
@@ -206,16 +206,18 @@ std::vector<BenchmarkTiming> run_rounds(std::vector<Contender> contenders, std::
     for (Contender& c : contenders) {
       wait_until_quiet();
       std::vector<double> seconds;
-      double faults = 0;
+      // The faults are counted around the whole batch, not around each call: counting takes system
+      // calls, and on the project's VM a kernel entry slows the user code that follows it for a
+      // while (measured: one getppid() before each map of the caller's team at 10^5 took it from
+      // 13.3 to 15.3 us), a cost that a program mapping again and again does not pay between maps.
+      const double faults_before = minor_faults_now(c.workers);
       for (std::size_t b = 0; b < batch; ++b) {
-        const double faults_before = minor_faults_now(c.workers);
         const Run run = c.run();
-        faults += minor_faults_now(c.workers) - faults_before;
         seconds.push_back(run.seconds);
         if (run.phases) c.timing.phases.push_back(*run.phases);
         c.timing.verified = c.timing.verified && run.verified;
       }
-      c.timing.minor_faults.push_back(faults / static_cast<double>(batch));
+      c.timing.minor_faults.push_back((minor_faults_now(c.workers) - faults_before) / static_cast<double>(batch));
       c.timing.seconds.push_back(Summary::of(seconds).median);
       // A mode run one call a round has no first call apart from its round.
       if (batch > 1) c.timing.first_seconds.push_back(seconds.front());
@@ -526,6 +528,13 @@ struct WarmSetup {
 /// Fills a warm mode's output with NaNs before it runs (see warm_contenders).
 void poison(mpdemo::SharedArray<double>& output) { std::memset(output.data(), 0xff, output.size() * sizeof(double)); }
 
+/// The faults of `pool`'s live workers count towards `mode`'s (Contender::workers).
+void count_faults_of(Contender& mode, const mpdemo::ProcessPool& pool) {
+  for (const std::optional<pid_t>& pid : pool.worker_pids()) {
+    if (pid) mode.workers.push_back(*pid);
+  }
+}
+
 /// Every way of squaring into a preallocated output, each a Contender. Warm modes share one input and
 /// one output, both in shared memory and already touched. The output is poisoned before each run, so
 /// a mode that skipped elements could not pass on its predecessor's work. `anchors` adds what a user
@@ -567,15 +576,14 @@ std::vector<Contender> warm_contenders(const WarmSetup& setup, bool anchors) {
   modes.push_back(warm("warm-proc", "warm ProcessPool, map_into, input and output made in shared memory", [setup] {
     mpdemo::square_with_warm_processes(setup.pool, setup.input, setup.output, setup.chunksize);
   }));
-  for (const std::optional<pid_t>& pid : setup.pool.worker_pids()) {
-    if (pid) modes.back().workers.push_back(*pid);
-  }
+  count_faults_of(modes.back(), setup.pool);
   if (setup.pipes_pool != nullptr) {
     modes.push_back(
         warm("warm-proc-pipes",
              "the same warm ProcessPool, its messages through its pipes (Control::pipes), not mailboxes", [setup] {
                mpdemo::square_with_warm_processes(*setup.pipes_pool, setup.input, setup.output, setup.chunksize);
              }));
+    count_faults_of(modes.back(), *setup.pipes_pool);
   }
   if (setup.caller_pool != nullptr) {
     modes.push_back(
@@ -583,9 +591,7 @@ std::vector<Contender> warm_contenders(const WarmSetup& setup, bool anchors) {
              "a warm ProcessPool of one worker fewer whose caller computes a share (caller_computes)", [setup] {
                mpdemo::square_with_warm_processes(*setup.caller_pool, setup.input, setup.output, setup.chunksize);
              }));
-    for (const std::optional<pid_t>& pid : setup.caller_pool->worker_pids()) {
-      if (pid) modes.back().workers.push_back(*pid);
-    }
+    count_faults_of(modes.back(), *setup.caller_pool);
   }
   modes.push_back(warm("warm-thread", "warm ThreadPool, map_into the same preallocated output", [setup] {
     mpdemo::square_with_warm_threads(setup.threads, setup.input.span(), setup.output.span(), setup.chunksize);
