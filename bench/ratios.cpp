@@ -172,14 +172,16 @@ double minor_faults_now(const std::vector<pid_t>& live) {
   return faults;
 }
 
-/// Sleeps until no other thread of this process has used the CPU for a millisecond (100 ms at most).
+/// Sleeps `workers_spin`, the longest a warm pool's idle worker spins (PoolOptions::spin_limit), then
+/// until no other thread of this process has used the CPU for a millisecond (100 ms at most). The
+/// forked workers' CPU time is not counted: it reaches other processes only at the scheduler's ticks
+/// (a busy child's CPU clock, read 1 ms apart here, moved by 0 us, then by 3176 us).
 /// Between two modes' turns: a team that spins after its work (libgomp's threads spin for
-/// milliseconds by default, TBB's too) would otherwise hold a core through the next mode's turn, which
-/// would measure the previous mode's spinning, not its own (seen: a tiny process map at 11 us instead
-/// of 3.6 us; OpenMP at 10^8 at 36.6 ms instead of 23.2 ms). The pools' forked
-/// workers, not counted here, spin for 500 us at most (PoolOptions::spin_limit): within the quiet
-/// millisecond.
-void wait_until_quiet() {
+/// milliseconds by default, TBB's too, a pool's workers up to spin_limit) would otherwise hold a core
+/// through the next mode's turn, which would measure the previous mode's spinning, not its own (seen:
+/// a tiny process map at 11 us instead of 3.6 us; OpenMP at 10^8 at 36.6 ms instead of 23.2 ms).
+void wait_until_quiet(std::chrono::microseconds workers_spin) {
+  std::this_thread::sleep_for(workers_spin);
   for (int attempt = 0; attempt < 100; ++attempt) {
     timespec before{};
     timespec after{};
@@ -201,10 +203,12 @@ void wait_until_quiet() {
 /// gone quiet (wait_until_quiet). With `batch` > 1 (tiny maps), each turn is `batch` calls back to
 /// back and the round keeps the batch's median: a mode's fixed cost with its own team awake and nobody
 /// else's.
-std::vector<BenchmarkTiming> run_rounds(std::vector<Contender> contenders, std::size_t rounds, std::size_t batch = 1) {
+std::vector<BenchmarkTiming> run_rounds(const Options& options, std::vector<Contender> contenders, std::size_t rounds,
+                                        std::size_t batch = 1) {
+  const std::chrono::microseconds workers_spin = warm_pool_options<mpdemo::PoolOptions>(options, 1).spin_limit;
   for (std::size_t r = 0; r < rounds; ++r) {
     for (Contender& c : contenders) {
-      wait_until_quiet();
+      wait_until_quiet(workers_spin);
       std::vector<double> seconds;
       // The faults are counted around the whole batch, not around each call: counting takes system
       // calls, and on the project's VM a kernel entry slows the user code that follows it for a
@@ -815,7 +819,7 @@ BenchmarkReport run_lesson(const Options& options, std::size_t workers) {
   mpdemo::Trace* const traced = timeline.trace();
   std::vector<Contender> contenders =
       lesson_contenders(input, shared_input, reference, workers, options.chunksize, traced, server);
-  report.timings = run_rounds(std::move(contenders), options.repeat);
+  report.timings = run_rounds(options, std::move(contenders), options.repeat);
   report.figures.push_back({"fresh_pool_vs_fresh_loop",
                             "pool created inside the timed region vs loop",
                             speedup(report.timing("fresh-seq"), report.timing("fresh-proc")),
@@ -914,13 +918,14 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   // Untimed rounds first: pages mapped by every worker, caches and predictors warm. What they took
   // is the price of "warm" on this machine, and is reported.
   BenchmarkReport warm_up_report;
-  warm_up_report.timings = run_rounds(warm_modes, mpdemo::kWarmUpMaps);
+  warm_up_report.timings = run_rounds(options, warm_modes, mpdemo::kWarmUpMaps);
   const BenchmarkTiming& warm_up = warm_up_report.timing("warm-proc");
-  report.timings = run_rounds(std::move(warm_modes), options.repeat);
+  report.timings = run_rounds(options, std::move(warm_modes), options.repeat);
 
   std::vector<Contender> fresh_modes =
       lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced, {});
-  for (BenchmarkTiming& t : run_rounds(std::move(fresh_modes), options.repeat)) report.timings.push_back(std::move(t));
+  for (BenchmarkTiming& t : run_rounds(options, std::move(fresh_modes), options.repeat))
+    report.timings.push_back(std::move(t));
 
   const BenchmarkTiming& seq = report.timing("seq");
   const BenchmarkTiming& warm_proc = report.timing("warm-proc");
@@ -1229,19 +1234,20 @@ mpdemo::report::AnchorsReport run_anchors(const Options& options, std::size_t wo
     std::vector<Contender> modes = warm_contenders({pool, threads, input, output, reference, workers, options.chunksize,
                                                     &pipes_pool, &caller_pool, &caller_threads},
                                                    /*anchors=*/true);
-    run_rounds(modes, mpdemo::kWarmUpMaps);  // untimed: every worker has touched its region of the arrays
+    run_rounds(options, modes, mpdemo::kWarmUpMaps);  // untimed: every worker has touched its region of the arrays
     // Each turn a batch of calls back to back, the round keeping the batch's median (its first call
     // kept too): below 10^6 up to 20, a map being short and noisy; from 10^6 three, so that a warm mode
     // is measured as a program mapping again and again finds it, and apart from the first map after
     // the other modes' turns (a warm pool's workers asleep meanwhile, which this VM makes dear).
     const std::size_t batch = std::max<std::size_t>(more_at(size, 20), 3);
-    mpdemo::report::AnchorPoint point{size, run_rounds(std::move(modes), options.repeat * more_at(size, 10), batch)};
+    mpdemo::report::AnchorPoint point{size,
+                                      run_rounds(options, std::move(modes), options.repeat * more_at(size, 10), batch)};
     // The lesson's semantics, each call a new result: the loop and the pool forked inside the timed region.
     std::vector<Contender> fresh =
         lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced, {});
     std::erase_if(fresh,
                   [](const Contender& c) { return c.timing.key != "fresh-seq" && c.timing.key != "fresh-proc"; });
-    for (BenchmarkTiming& t : run_rounds(std::move(fresh), options.repeat * more_at(size, 10))) {
+    for (BenchmarkTiming& t : run_rounds(options, std::move(fresh), options.repeat * more_at(size, 10))) {
       point.timings.push_back(std::move(t));
     }
     if (report.modes.empty()) {

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -29,7 +30,7 @@ using namespace std::chrono_literals;
 using Control = mpdemo::ProcessPoolOptions::Control;
 
 // IdleSpin, the rule: how long an idle worker spins for its next task before it sleeps.
-TEST(IdleSpin, GrowsToSpinThroughAShortSleepAndFallsBackAfterALongOne) {
+TEST(IdleSpin, GrowsToSpinThroughAShortSleepAndFallsBackAfterTwoLongOnesInARow) {
   mpdemo::detail::IdleSpin spin(50us, 500us);
   EXPECT_EQ(spin.current(), 50us);
   spin.slept(200'000);  // the next task came 200 us after the wait began: spin through that, and a quarter
@@ -40,7 +41,28 @@ TEST(IdleSpin, GrowsToSpinThroughAShortSleepAndFallsBackAfterALongOne) {
   EXPECT_EQ(spin.current(), 50us);
   spin.slept(450'000);  // through 562 us would pass the limit
   EXPECT_EQ(spin.current(), 500us);
-  spin.slept(500'000);  // a sleep as long as the limit: an idle pool, back to the base
+  spin.slept(500'000);  // a sleep as long as the limit: a pause of the program's, the pace kept
+  EXPECT_EQ(spin.current(), 500us);
+  spin.slept(800'000);  // a second in a row: the program maps slowly now, back to the base
+  EXPECT_EQ(spin.current(), 50us);
+  spin.slept(900'000);  // and there it stays
+  EXPECT_EQ(spin.current(), 50us);
+}
+
+// A program mapping in bursts at one pace, with pauses between them: the spin learned in one burst
+// is there from the second map of the next, however many maps each burst holds.
+TEST(IdleSpin, APauseBetweenBurstsKeepsThePaceLearned) {
+  mpdemo::detail::IdleSpin spin(50us, 2000us);
+  spin.slept(700'000);  // the first gap of the first burst: asleep, learnt
+  EXPECT_EQ(spin.current(), 876us);
+  for (int burst = 0; burst < 3; ++burst) {
+    spin.caught_spinning();  // the rest of the burst's gaps: caught spinning
+    spin.caught_spinning();
+    spin.slept(50'000'000);  // the pause after the burst
+    EXPECT_EQ(spin.current(), 876us) << "burst " << burst;
+  }
+  // Without a wait caught spinning between them, two pauses in a row forget it.
+  spin.slept(50'000'000);
   EXPECT_EQ(spin.current(), 50us);
 }
 
@@ -250,6 +272,57 @@ void expect_the_spin_learns_the_gap(const Switches& fixed, const Switches& growi
                 << " gaps of 400 us, and nothing else took its core";
 }
 
+constexpr int kBursts = 20;
+constexpr int kBurstGaps = 4;
+
+/// A pool's worker's context switches over kBursts bursts of maps of one element, kBurstGaps gaps of
+/// 400 us of the program's own work between a burst's maps, and a pause of 20 ms (ten times the spin's
+/// limit, 2 ms) before each burst. `switches_so_far(pool)` counts them.
+template <class Pool, class Options, class SwitchesSoFar>
+std::optional<Switches> switches_in_bursts(Options options, SwitchesSoFar switches_so_far) {
+  options.workers = 1;
+  options.spin = 50us;
+  options.spin_limit = 2ms;
+  // The program sleeps between bursts, and a thread that wakes on its worker's CPU stays there, its own
+  // work then taking the core the worker spins on: the worker would sleep for want of its core, not
+  // for its spin. So the program keeps off the worker's CPU (and cannot with one CPU).
+  const mpdemo::Topology& topology = mpdemo::system_topology();
+  std::vector<int> others;
+  for (int cpu : topology.allowed_cpus) {
+    if (cpu != topology.worker_cpu(0)) others.push_back(cpu);
+  }
+  if (others.empty() || !mpdemo::pin_calling_thread(others)) return std::nullopt;
+  struct Unpin {
+    ~Unpin() { mpdemo::pin_calling_thread(mpdemo::system_topology().allowed_cpus); }
+  } unpin;
+  Pool pool(options);
+  EXPECT_EQ(pool.map([](int x) { return x + 1; }, std::vector<int>{20})[0], 21);
+  const Switches before = switches_so_far(pool);
+  for (int burst = 0; burst < kBursts; ++burst) {
+    std::this_thread::sleep_for(20ms);
+    for (int map = 0; map <= kBurstGaps; ++map) {
+      if (map > 0) busy_wait(400us);
+      EXPECT_EQ(pool.map([](int x) { return x * 3; }, std::vector<int>{map})[0], map * 3);
+    }
+  }
+  return switches_so_far(pool) - before;
+}
+
+/// The pause before each burst is a sleep (kBursts of them; measured: 20-22 in all). A worker that
+/// forgot the pace in each pause would also sleep in each burst's first gap (2 x kBursts); one that
+/// forgot it in every other pause (its gaps caught spinning not counted as the pace kept: 29-32) in
+/// half of them; one that keeps it, only in the first burst's.
+void expect_the_pace_survives_the_pauses(const std::optional<Switches>& counted) {
+  if (!counted) GTEST_SKIP() << "no CPU besides the worker's for the program";
+  const Switches& bursts = *counted;
+  constexpr int kAtMost = kBursts + kBursts / 4;
+  if (bursts.slept > kAtMost && bursts.displaced > kBursts / 4) {
+    GTEST_SKIP() << "the machine was busy: another thread took the worker's core " << bursts.displaced << " times";
+  }
+  EXPECT_LE(bursts.slept, kAtMost) << "a worker forgot its program's pace in the pauses between bursts";
+  EXPECT_GE(bursts.slept, kBursts) << "a worker did not sleep through the program's pauses";
+}
+
 class IdleSpinning : public ::testing::TestWithParam<Control> {};
 
 TEST_P(IdleSpinning, AWorkerWhoseTasksComeALittleAfterItsSpinEndsLearnsToSpinThroughTheGap) {
@@ -264,23 +337,40 @@ TEST_P(IdleSpinning, AWorkerWhoseTasksComeALittleAfterItsSpinEndsLearnsToSpinThr
   expect_the_spin_learns_the_gap(fixed, switches(true));
 }
 
+TEST_P(IdleSpinning, AWorkerKeepsItsProgramsPaceThroughAPauseBetweenBursts) {
+  mpdemo::ProcessPoolOptions options;
+  options.control = GetParam();
+  expect_the_pace_survives_the_pauses(
+      switches_in_bursts<mpdemo::ProcessPool>(options, [](const mpdemo::ProcessPool& pool) {
+        return switches_of("/proc/" + std::to_string(pool.worker_pids()[0].value()) + "/status");
+      }));
+}
+
 INSTANTIATE_TEST_SUITE_P(Controls, IdleSpinning, ::testing::Values(Control::shared_memory, Control::pipes),
                          [](const auto& param) { return param.param == Control::pipes ? "Pipes" : "Mailboxes"; });
 
-// The same for a thread pool's thread: every thread of this process but the test's own is the pool's.
+/// A thread pool's threads' context switches: every thread of this process but the test's own is the pool's.
+Switches switches_of_other_threads(const mpdemo::ThreadPool& /*pool*/) {
+  Switches total;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    const pid_t tid = std::stoi(task.path().filename().string());
+    if (tid != ::gettid()) total = total + switches_of(task.path().string() + "/status");
+  }
+  return total;
+}
+
+// The same for a thread pool's thread.
 TEST(IdleSpinning, AThreadWhoseTasksComeALittleAfterItsSpinEndsLearnsToSpinThroughTheGap) {
   auto switches = [](bool grows) {
-    return switches_in_gaps<mpdemo::ThreadPool>(mpdemo::PoolOptions{}, grows, [](const mpdemo::ThreadPool&) {
-      Switches total;
-      for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-        const pid_t tid = std::stoi(task.path().filename().string());
-        if (tid != ::gettid()) total = total + switches_of(task.path().string() + "/status");
-      }
-      return total;
-    });
+    return switches_in_gaps<mpdemo::ThreadPool>(mpdemo::PoolOptions{}, grows, switches_of_other_threads);
   };
   const Switches fixed = switches(false);
   expect_the_spin_learns_the_gap(fixed, switches(true));
+}
+
+TEST(IdleSpinning, AThreadKeepsItsProgramsPaceThroughAPauseBetweenBursts) {
+  expect_the_pace_survives_the_pauses(
+      switches_in_bursts<mpdemo::ThreadPool>(mpdemo::PoolOptions{}, switches_of_other_threads));
 }
 
 /// How long destroying a warm pool of two takes (the median of five), its workers spinning for

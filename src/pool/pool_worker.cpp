@@ -144,7 +144,11 @@ class Worker {
       // poll_after_spinning does not say whether it slept; a wait longer than the spin did (or was
       // about to), which is all IdleSpin needs to know.
       const std::int64_t waited = monotonic_ns() - waiting_since;
-      if (waited > idle_spin_.current().count() * 1000) idle_spin_.slept(waited);
+      if (waited > idle_spin_.current().count() * 1000) {
+        idle_spin_.slept(waited);
+      } else {
+        idle_spin_.caught_spinning();
+      }
       return receive(setup_.task_fd, &task, sizeof(task));
     }
     for (;;) {
@@ -164,6 +168,8 @@ class Worker {
         }
         if (tasks_.settle(setup_.task_bell_fd, readable) == RingReader<TaskMessage>::Settled::hung_up) return false;
         idle_spin_.slept(monotonic_ns() - waiting_since);
+      } else {
+        idle_spin_.caught_spinning();
       }
       // Read, then claimed: a task is kept only if the master has not taken it back, and its slot is
       // written again only once it is claimed (by either side), so what was read is that task. A task

@@ -201,7 +201,11 @@ void ThreadPool::Impl::serve(std::size_t index, std::int64_t creating) {
       // Asleep below also when the work it spun for went to another thread: that counts as a sleep.
       const bool sleeps = !work_or_stop();
       work_posted.wait(lock, work_or_stop);
-      if (!spun || sleeps) idle_spin.slept(monotonic_ns() - waiting_since);
+      if (!spun || sleeps) {
+        idle_spin.slept(monotonic_ns() - waiting_since);
+      } else {
+        idle_spin.caught_spinning();
+      }
       continue;
     }
     lock.unlock();

@@ -21,11 +21,16 @@ struct PoolOptions {
   /// wait for a task outlasted the spin but ended within this, measured from its start (a program
   /// mapping again and again with work of its own between maps), the next wait spins that long and a
   /// quarter more, at most this, where each such gap would cost a wake-up (tens of microseconds on a
-  /// VM); after a longer wait it spins `spin` again. The price: a core kept busy up to this long after
+  /// VM); one longer wait (a pause between bursts of maps) keeps that, a second in a row brings it
+  /// back to `spin` (see detail/idle_spin.hpp). The price: a core kept busy up to this long after
   /// a map, which the program's own work between maps may want when workers share its cores. At or
-  /// below `spin`, or with `spin` 0, the spin stays `spin`.
+  /// below `spin`, or with `spin` 0, the spin stays `spin`. The default, 1 ms, spans what a program
+  /// does between two maps of 10^6 doubles when it writes and reads both arrays, as the benchmark
+  /// does (0.5-0.7 ms on the project's VM, a quarter more to spin through); libgomp's threads stay
+  /// awake through gaps of 5 ms there. (2 ms was tried: in six benchmark runs of eleven, OpenMP's
+  /// unbound second thread was then left behind its master on one vCPU for milliseconds.)
   std::chrono::microseconds spin_limit{kDefaultSpinLimit};
-  static constexpr std::chrono::microseconds kDefaultSpinLimit{500};
+  static constexpr std::chrono::microseconds kDefaultSpinLimit{1000};
   /// What a spinning wait (see spin) does between two looks. `pause`: keeps its CPU and tells the
   /// processor it spins, no system call of its own (with Control::pipes each look is still a poll()),
   /// so a message is seen within a fraction of a microsecond, as OpenMP's threads spin on their cores.

@@ -23,7 +23,7 @@
 // PoolOptions::spin (50 us by default: back-to-back maps do not pay a core's wake-up each), then
 // sleeps in poll() on the pipes. Workers wait for tasks the same way, and a worker whose next task
 // came a little after its spin ended spins that long next time, up to PoolOptions::spin_limit
-// (500 us), and `spin` again after a longer wait. The master's side runs in
+// (1 ms), and `spin` again after two longer waits in a row. The master's side runs in
 // whichever thread waits on the pool (see async_result.hpp): there is no hidden thread.
 //
 // Failures. If fn throws in a worker, the call (or get(), or the imap step) throws WorkerError with
