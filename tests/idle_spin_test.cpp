@@ -312,6 +312,9 @@ std::optional<Switches> switches_in_bursts(Options options, SwitchesSoFar switch
 /// forgot the pace in each pause would also sleep in each burst's first gap (2 x kBursts); one that
 /// forgot it in every other pause (its gaps caught spinning not counted as the pace kept: 29-32) in
 /// half of them; one that keeps it, only in the first burst's.
+/// A worker kept off its CPU from before its spin ran out until the next burst came (the VM's host
+/// took the vCPU; in a CI run under ASan: 19 sleeps) finds its task without sleeping, so the floor
+/// asks for half the pauses: a worker that never sleeps, the failure it is there for, sleeps in none.
 void expect_the_pace_survives_the_pauses(const std::optional<Switches>& counted) {
   if (!counted) GTEST_SKIP() << "no CPU besides the worker's for the program";
   const Switches& bursts = *counted;
@@ -320,7 +323,7 @@ void expect_the_pace_survives_the_pauses(const std::optional<Switches>& counted)
     GTEST_SKIP() << "the machine was busy: another thread took the worker's core " << bursts.displaced << " times";
   }
   EXPECT_LE(bursts.slept, kAtMost) << "a worker forgot its program's pace in the pauses between bursts";
-  EXPECT_GE(bursts.slept, kBursts) << "a worker did not sleep through the program's pauses";
+  EXPECT_GE(bursts.slept, kBursts / 2) << "a worker stayed awake through the program's pauses of 20 ms";
 }
 
 class IdleSpinning : public ::testing::TestWithParam<Control> {};
