@@ -1309,9 +1309,10 @@ int main(int argc, char** argv) {
                  "CPU) into FILE.json (Perfetto opens it), in every mode: --anchors and --lesson too")
       ->type_name("FILE.json");
   app.add_option("--spin-us", options.spin_us,
-                 "How long the warm pools poll for the next message before they sleep, in microseconds, fixed "
-                 "(default: the pools' own, 50, an idle worker's growing up to 500 where its tasks come a little "
-                 "later): what spinning buys in fixed cost on this machine")
+                 fmt::format("How long the warm pools poll for the next message before they sleep, in microseconds, "
+                             "fixed (default: the pools' own, {}, an idle worker's growing up to {} where its tasks "
+                             "come a little later): what spinning buys in fixed cost on this machine",
+                             mpdemo::PoolOptions::kDefaultSpin.count(), mpdemo::PoolOptions::kDefaultSpinLimit.count()))
       ->check(CLI::Range(0, 1'000'000));
   app.add_option("--spin-style", options.spin_style,
                  "What the warm pools' spinning waits do between two looks: pause (keep the CPU, no system call), "
