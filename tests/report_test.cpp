@@ -182,6 +182,22 @@ TEST(CostsTable, PrintsEveryRowAndOneLessonPerLine) {
   }
 }
 
+// ---- Benchmark figures ----------------------------------------------------------------------------
+
+TEST(BenchmarkFigures, AJudgedFigureShowsTheDigitItsVerdictTurnsOn) {
+  mpdemo::report::BenchmarkReport report;
+  report.figures.push_back(
+      {"ceiling", "warm pool at 10^8 over the ceiling", {0.9649, 0.801, 1.0449}, "x", ">= 0.97x", false});
+  report.figures.push_back({"fixed", "a map of 2", {3.456, 2.04, 5.26}, "us", "", std::nullopt});
+  const std::string table = mpdemo::report::benchmark_table(report, false);
+  // Two decimals would print the median as 0.96x or 0.97x; a reader must see why it misses 0.97x.
+  EXPECT_THAT(table, HasSubstr("0.965x  [0.80x .. 1.04x]")) << table;
+  EXPECT_THAT(table, HasSubstr(">= 0.97x"));
+  EXPECT_THAT(table, HasSubstr("NO"));
+  // A figure with no target keeps its usual digits.
+  EXPECT_THAT(table, HasSubstr("3.5 us  [2.0 us .. 5.3 us]")) << table;
+}
+
 // ---- Anchors: crossovers ---------------------------------------------------------------------------
 
 mpdemo::report::BenchmarkTiming timed(std::string key, std::vector<double> seconds) {

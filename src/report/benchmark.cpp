@@ -12,11 +12,14 @@ namespace mpdemo::report {
 
 namespace {
 
-std::string format_value(double value, std::string_view unit) {
-  if (unit == "x") return fmt::format("{:.2f}x", value);
-  if (unit == "us") return fmt::format("{:.1f} us", value);
-  if (unit == "MiB") return fmt::format("{:.0f} MiB", value);
-  return fmt::format("{:.4g} {}", value, unit);
+/// `finer`: one digit more, for a figure judged against a target, whose printed value must not read
+/// as meeting a target it misses (0.965x is no 0.97x, though two decimals would print it so).
+std::string format_value(double value, std::string_view unit, bool finer = false) {
+  const int more = finer ? 1 : 0;
+  if (unit == "x") return fmt::format("{:.{}f}x", value, 2 + more);
+  if (unit == "us") return fmt::format("{:.{}f} us", value, 1 + more);
+  if (unit == "MiB") return fmt::format("{:.{}f} MiB", value, more);
+  return fmt::format("{:.{}g} {}", value, 4 + more, unit);
 }
 
 std::string kernel_note(const BenchmarkReport& report) {
@@ -32,7 +35,8 @@ std::string figures_table(const std::vector<BenchmarkFigure>& figures) {
   for (const BenchmarkFigure& f : figures) {
     const std::string range =
         fmt::format("[{} .. {}]", format_value(f.value.min, f.unit), format_value(f.value.max, f.unit));
-    out += fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", f.label, format_value(f.value.median, f.unit), range,
+    out += fmt::format("{:<62} {:>10}  {:<24} {:<26} {}\n", f.label,
+                       format_value(f.value.median, f.unit, f.met.has_value()), range,
                        f.target.empty() ? "-" : f.target, f.met ? (*f.met ? "yes" : "NO") : "-");
   }
   return out;
