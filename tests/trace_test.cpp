@@ -122,6 +122,42 @@ TEST(Trace, TheMasterRingingASleepingWorkersDoorbellIsOnItsOwnTrack) {
   }
 }
 
+// A worker woken on the master's own CPU takes that CPU, and the master may wait milliseconds to get
+// it back: rung first, it would hold up the other doorbells. So the master, pinned in turn to each
+// worker's CPU, rings that worker last.
+TEST(Trace, ASleepingTeamIsRungWithTheWorkerOnTheMastersCpuLast) {
+  const mpdemo::Topology& topology = mpdemo::system_topology();
+  if (topology.worker_cpus.size() < 2) GTEST_SKIP() << "needs two CPUs for two pinned workers";
+  struct Unpin {
+    ~Unpin() { mpdemo::pin_calling_thread(mpdemo::system_topology().allowed_cpus); }
+  } unpin;
+  mpdemo::Trace trace;
+  auto options = mpdemo::pool_options<mpdemo::ProcessPoolOptions>(2, &trace);
+  options.spin = std::chrono::microseconds(0);  // a worker with no task sleeps at once
+  mpdemo::ProcessPool pool(options);
+  const std::vector<double> input{2.0, 3.0};
+  std::array<int, 2> judged{};  // maps that rang both workers, by the worker on the master's CPU
+  for (int map = 0; map < 200 && (judged[0] < 3 || judged[1] < 3); ++map) {
+    const std::size_t here = static_cast<std::size_t>(map % 2);
+    ASSERT_TRUE(mpdemo::pin_calling_thread(topology.worker_cpu(here)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // both workers asleep, most likely
+    const std::size_t before = trace.spans().size();
+    ASSERT_EQ(pool.map(square, input, 1), (std::vector<double>{4.0, 9.0}));
+    std::vector<mpdemo::TraceSpan> rung;
+    const std::vector<mpdemo::TraceSpan> spans = trace.spans();
+    for (std::size_t i = before; i < spans.size(); ++i) {
+      if (spans[i].category == "doorbell") rung.push_back(spans[i]);
+    }
+    if (rung.size() != 2) continue;  // one was still awake (a busy machine): this map says nothing
+    ++judged[here];
+    EXPECT_EQ(rung[0].number, static_cast<std::int64_t>(1 - here)) << "map " << map;
+    EXPECT_EQ(rung[1].number, static_cast<std::int64_t>(here)) << "map " << map << ": not rung last";
+    EXPECT_EQ(rung[1].cpu, topology.worker_cpu(here));
+  }
+  EXPECT_GE(judged[0], 3);
+  EXPECT_GE(judged[1], 3);
+}
+
 /// Element 0 takes a while, so that the master, which never spins here, sleeps when its answer
 /// comes. Element 1, which the worker already holds (a map hands it two tasks), waits until that
 /// answer is in the master's timeline (20 s at most).

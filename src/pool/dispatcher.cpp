@@ -28,8 +28,9 @@ constexpr std::size_t kLargestResultHalf = std::size_t{64} << 20;
 /// The look a task published into the worker's mailbox owes: rings its doorbell if it sleeps. False
 /// if the worker is gone (EPIPE). With mailboxes most looks write nothing, so the SIGPIPE block (three
 /// system calls; over pipes the ProcessPool blocks it for its whole call) is paid here, around the
-/// rare write, and made before the flag is lowered: once lowered, the byte must follow.
-bool ring_if_asleep(WorkerSlot& slot, Trace* trace) {
+/// rare write, and made before the flag is lowered: once lowered, the byte must follow. `index` names
+/// the worker in the timeline ("doorbell 1").
+bool ring_if_asleep(WorkerSlot& slot, std::size_t index, Trace* trace) {
   if (!slot.look_owed || slot.mailbox.get() == nullptr) return true;
   if (!slot.task_ring.reader_may_sleep()) {
     slot.look_owed = false;
@@ -44,7 +45,8 @@ bool ring_if_asleep(WorkerSlot& slot, Trace* trace) {
   const bool rang = ring_doorbell(slot.task_bell.get());
   if (trace != nullptr) {
     try {
-      trace->add_here("doorbell", "doorbell", began);
+      trace->add(trace->this_thread(), "doorbell", "doorbell", began, monotonic_ns(), current_cpu(),
+                 static_cast<std::int64_t>(index));
     } catch (...) {  // the task is out: a timeline that cannot record it must not lose it
     }
   }
@@ -55,14 +57,14 @@ bool ring_if_asleep(WorkerSlot& slot, Trace* trace) {
 /// chunk's input after it. False if the worker is gone (EPIPE). A task in the mailbox is published:
 /// whether the worker sleeps is looked at later (Dispatcher::ring_sleeping_workers), unless a slice
 /// follows, which the worker must be awake to read (a full pipe would block both).
-bool write_task(WorkerSlot& slot, const TaskMessage& task, const void* payload, Trace* trace) {
+bool write_task(WorkerSlot& slot, std::size_t index, const TaskMessage& task, const void* payload, Trace* trace) {
   try {
     if (slot.mailbox.get() == nullptr) {
       write_all(slot.tasks.get(), &task, sizeof(task));
     } else {
       slot.task_ring.publish(task);
       slot.look_owed = true;
-      if (task.payload_bytes > 0 && !ring_if_asleep(slot, trace)) return false;
+      if (task.payload_bytes > 0 && !ring_if_asleep(slot, index, trace)) return false;
     }
     if (task.payload_bytes > 0) {
       const ScopedSigpipeBlock no_sigpipe;
@@ -162,8 +164,18 @@ void Dispatcher::start_missing() {
 }
 
 void Dispatcher::ring_sleeping_workers() {
+  // A worker woken on the CPU the master runs on takes that CPU at once (the scheduler favours a task
+  // that slept), and the master waits to get it back, a scheduler tick or more: 1-5 ms on the
+  // project's VM. Rung first, it would hold up every doorbell after it, and their workers would start
+  // that much later. So the workers pinned to this CPU are rung last.
   // A doorbell that cannot be written (false) is a dead worker's: it is found so on its reply side.
-  for (WorkerSlot& slot : workers_) (void)ring_if_asleep(slot, settings_.trace);
+  const int here = current_cpu();
+  for (const bool on_this_cpu : {false, true}) {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      WorkerSlot& slot = workers_[i];
+      if ((here >= 0 && slot.cpu == here) == on_this_cpu) (void)ring_if_asleep(slot, i, settings_.trace);
+    }
+  }
 }
 
 void Dispatcher::start_worker(std::size_t index) {
@@ -486,7 +498,7 @@ bool Dispatcher::hand_out(JobState& job, std::size_t index) {
     }
     // A slice follows through the pipe, and writing it may wait for this worker: the others first.
     if (payload != nullptr) ring_sleeping_workers();
-    if (write_task(slot, task, payload, settings_.trace)) {
+    if (write_task(slot, index, task, payload, settings_.trace)) {
       slot.in_flight.push_back({job.id, chunk, task.result_buffer, slot.task_ring.posted() - 1,
                                 task.kind == TaskKind::elements && task.payload_bytes == 0});
       if (again) {
