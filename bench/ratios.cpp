@@ -39,6 +39,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -194,7 +195,10 @@ void wait_until_quiet(std::chrono::microseconds workers_spin) {
   }
 }
 
-/// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike.
+/// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike,
+/// each round starting one contender further on, so that none always follows the same one. (On the
+/// project's VM a team of processes maps up to ~10% slower right after the master's own pass over
+/// memory, see AfterMasterWork: with a fixed order the warm pool always came straight after the loop.)
 /// With `batch` > 1 a contender runs that many times back to back in its turn and the round keeps the
 /// median of them: the steady state of a program that maps again and again, rather than the first call
 /// after another runtime had the cores (whose threads may still be spinning: libgomp's spin for
@@ -207,7 +211,8 @@ std::vector<BenchmarkTiming> run_rounds(const Options& options, std::vector<Cont
                                         std::size_t batch = 1) {
   const std::chrono::microseconds workers_spin = warm_pool_options<mpdemo::PoolOptions>(options, 1).spin_limit;
   for (std::size_t r = 0; r < rounds; ++r) {
-    for (Contender& c : contenders) {
+    for (std::size_t turn = 0; turn < contenders.size(); ++turn) {
+      Contender& c = contenders[(r + turn) % contenders.size()];
       wait_until_quiet(workers_spin);
       std::vector<double> seconds;
       // The faults are counted around the whole batch, not around each call: counting takes system
@@ -632,6 +637,45 @@ std::vector<Contender> warm_contenders(const WarmSetup& setup, bool anchors) {
   return modes;
 }
 
+/// What a team's next map costs after the master's own work over fresh memory: each round, per team,
+/// the master fills a new private array as large as the input (and frees it), then the team maps
+/// twice, back to back. The ratio is the first map's time over the second's. A thread shares the
+/// master's page tables; a worker process has its own, and on a VM that shadows every address space's
+/// page tables in the hypervisor (the project's PVM guest) the master's work costs the workers theirs.
+struct AfterMasterWork {
+  std::vector<double> process;  ///< the warm pool's first map over its second, one per round
+  std::vector<double> thread;   ///< the same for the warm threads
+  bool verified = true;
+};
+
+AfterMasterWork measure_after_master_work(const WarmSetup& setup, std::size_t rounds) {
+  AfterMasterWork ratios;
+  const auto first_over_second = [&setup, &ratios](auto map) {
+    {
+      std::vector<double> work(setup.input.size());  // fresh pages, faulted in by the master, then freed
+      std::transform(setup.input.begin(), setup.input.end(), work.begin(), [](double x) { return x + 1; });
+      if (work.back() != setup.input[setup.input.size() - 1] + 1) ratios.verified = false;
+    }
+    std::array<double, 2> seconds{};
+    for (double& s : seconds) {
+      poison(setup.output);
+      const Stopwatch clock;
+      map();
+      s = clock.seconds();
+      ratios.verified = ratios.verified && mpdemo::same_values(setup.output.span(), setup.reference);
+    }
+    return seconds[0] / seconds[1];
+  };
+  for (std::size_t r = 0; r < rounds; ++r) {
+    ratios.process.push_back(first_over_second(
+        [&setup] { mpdemo::square_with_warm_processes(setup.pool, setup.input, setup.output, setup.chunksize); }));
+    ratios.thread.push_back(first_over_second([&setup] {
+      mpdemo::square_with_warm_threads(setup.threads, setup.input.span(), setup.output.span(), setup.chunksize);
+    }));
+  }
+  return ratios;
+}
+
 BenchmarkReport make_report(std::string title, const Options& options, std::size_t workers) {
   BenchmarkReport report;
   report.title = std::move(title);
@@ -913,14 +957,16 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   const std::vector<double> ordinary_input = private_copy(input);          // the lesson's array: private memory
   const std::vector<double> reference = mpdemo::reference_squares(input);  // a plain loop, not the kernel
 
-  std::vector<Contender> warm_modes =
-      warm_contenders({pool, threads, input, output, reference, workers, options.chunksize}, /*anchors=*/false);
+  const WarmSetup warm_setup{pool, threads, input, output, reference, workers, options.chunksize};
+  std::vector<Contender> warm_modes = warm_contenders(warm_setup, /*anchors=*/false);
   // Untimed rounds first: pages mapped by every worker, caches and predictors warm. What they took
   // is the price of "warm" on this machine, and is reported.
   BenchmarkReport warm_up_report;
   warm_up_report.timings = run_rounds(options, warm_modes, mpdemo::kWarmUpMaps);
   const BenchmarkTiming& warm_up = warm_up_report.timing("warm-proc");
   report.timings = run_rounds(options, std::move(warm_modes), options.repeat);
+  const AfterMasterWork after_work = measure_after_master_work(warm_setup, options.repeat);
+  if (!after_work.verified) throw std::runtime_error("a map after the master's own work gave a wrong answer");
 
   std::vector<Contender> fresh_modes =
       lesson_contenders(ordinary_input, input, reference, workers, options.chunksize, traced, {});
@@ -968,6 +1014,18 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
       {"memcpy_ceiling",
        fmt::format("memcpy {} threads vs 1 (bandwidth ceiling)", workers),
        speedup(report.timing("memcpy-1"), report.timing(fmt::format("memcpy-{}", workers))),
+       "x",
+       "",
+       {}},
+      {"after_master_work_process",
+       "warm pool's map after the master's pass over a fresh array, over its next",
+       Summary::of(after_work.process),
+       "x",
+       "",
+       {}},
+      {"after_master_work_thread",
+       "the same, warm threads (the master's own page tables)",
+       Summary::of(after_work.thread),
        "x",
        "",
        {}},
@@ -1035,6 +1093,10 @@ BenchmarkReport run_ratios(const Options& options, std::size_t workers) {
   report.notes.push_back(
       "warm modes reuse one output in shared memory; fresh modes (the lesson's semantics) return "
       "a new array each call and count allocating it and its page faults");
+  report.notes.push_back(
+      "after the master's pass: each round the master fills a new private array of N doubles and frees it, then "
+      "each team maps twice; a worker process has page tables of its own, which a VM that shadows page tables "
+      "(a PVM guest) must rebuild after the master's work, and threads use the master's");
   report.notes.push_back("ratios are taken round by round (modes interleaved), then summarised: median [min .. max]");
   timeline.write(report.notes);
   return report;
