@@ -195,10 +195,11 @@ void wait_until_quiet(std::chrono::microseconds workers_spin) {
   }
 }
 
-/// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike,
-/// each round starting one contender further on, so that none always follows the same one. (On the
-/// project's VM a team of processes maps up to ~10% slower right after the master's own pass over
-/// memory, see AfterMasterWork: with a fixed order the warm pool always came straight after the loop.)
+/// Round-robin: every contender once per round, so slow drifts of the machine hit all of them alike.
+/// The order is fixed, so a contender always follows the same one: the warm pool follows the loops,
+/// and on the project's VM a team of processes maps ~10% slower straight after the master's own pass
+/// over memory (measured in its own right: AfterMasterWork). An order turned by one each round was
+/// tried, and measured worse where the fixed one had kept like next to like (the three loops at 10^6).
 /// With `batch` > 1 a contender runs that many times back to back in its turn and the round keeps the
 /// median of them: the steady state of a program that maps again and again, rather than the first call
 /// after another runtime had the cores (whose threads may still be spinning: libgomp's spin for
@@ -211,8 +212,7 @@ std::vector<BenchmarkTiming> run_rounds(const Options& options, std::vector<Cont
                                         std::size_t batch = 1) {
   const std::chrono::microseconds workers_spin = warm_pool_options<mpdemo::PoolOptions>(options, 1).spin_limit;
   for (std::size_t r = 0; r < rounds; ++r) {
-    for (std::size_t turn = 0; turn < contenders.size(); ++turn) {
-      Contender& c = contenders[(r + turn) % contenders.size()];
+    for (Contender& c : contenders) {
       wait_until_quiet(workers_spin);
       std::vector<double> seconds;
       // The faults are counted around the whole batch, not around each call: counting takes system
