@@ -45,8 +45,7 @@ bool ring_if_asleep(WorkerSlot& slot, std::size_t index, Trace* trace) {
   const bool rang = ring_doorbell(slot.task_bell.get());
   if (trace != nullptr) {
     try {
-      trace->add(trace->this_thread(), "doorbell", "doorbell", began, monotonic_ns(), current_cpu(),
-                 static_cast<std::int64_t>(index));
+      trace->add_here("doorbell", "doorbell", began, static_cast<std::int64_t>(index));
     } catch (...) {  // the task is out: a timeline that cannot record it must not lose it
     }
   }

@@ -82,9 +82,9 @@ std::size_t Trace::dropped() const {
   return dropped_;
 }
 
-void Trace::add_here(std::string name, std::string category, std::int64_t begin_ns) {
+void Trace::add_here(std::string name, std::string category, std::int64_t begin_ns, std::int64_t number) {
   const std::int64_t now = monotonic_ns();
-  add(this_thread(), std::move(name), std::move(category), begin_ns, now, current_cpu());
+  add(this_thread(), std::move(name), std::move(category), begin_ns, now, current_cpu(), number);
 }
 
 std::vector<TraceTrack> Trace::tracks() const {

@@ -71,7 +71,7 @@ class Trace {
   void add(std::size_t track, std::string name, std::string category, std::int64_t begin_ns, std::int64_t end_ns,
            int cpu = -1, std::int64_t number = -1) noexcept;
   /// The same, on the calling thread's track, from `begin_ns` to now, on the current CPU.
-  void add_here(std::string name, std::string category, std::int64_t begin_ns);
+  void add_here(std::string name, std::string category, std::int64_t begin_ns, std::int64_t number = -1);
 
   /// When the trace was created: times are shown relative to it.
   std::int64_t origin_ns() const noexcept { return origin_ns_; }
