@@ -39,7 +39,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -52,6 +51,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <vector>
@@ -649,29 +649,28 @@ struct AfterMasterWork {
 };
 
 AfterMasterWork measure_after_master_work(const WarmSetup& setup, std::size_t rounds) {
+  // The warm modes' own runs: the same map, poisoned before and verified after, timed alike.
+  const std::vector<Contender> modes = warm_contenders(setup, /*anchors=*/false);
+  const auto mode = [&modes](std::string_view key) -> const Contender& {
+    return *std::find_if(modes.begin(), modes.end(), [key](const Contender& c) { return c.timing.key == key; });
+  };
   AfterMasterWork ratios;
-  const auto first_over_second = [&setup, &ratios](auto map) {
+  const auto first_over_second = [&setup, &ratios](const Contender& team) {
     {
       std::vector<double> work(setup.input.size());  // fresh pages, faulted in by the master, then freed
       std::transform(setup.input.begin(), setup.input.end(), work.begin(), [](double x) { return x + 1; });
       if (work.back() != setup.input[setup.input.size() - 1] + 1) ratios.verified = false;
     }
-    std::array<double, 2> seconds{};
-    for (double& s : seconds) {
-      poison(setup.output);
-      const Stopwatch clock;
-      map();
-      s = clock.seconds();
-      ratios.verified = ratios.verified && mpdemo::same_values(setup.output.span(), setup.reference);
-    }
-    return seconds[0] / seconds[1];
+    const Run first = team.run();
+    const Run second = team.run();
+    ratios.verified = ratios.verified && first.verified && second.verified;
+    return first.seconds / second.seconds;
   };
+  const Contender& processes = mode("warm-proc");
+  const Contender& threads = mode("warm-thread");
   for (std::size_t r = 0; r < rounds; ++r) {
-    ratios.process.push_back(first_over_second(
-        [&setup] { mpdemo::square_with_warm_processes(setup.pool, setup.input, setup.output, setup.chunksize); }));
-    ratios.thread.push_back(first_over_second([&setup] {
-      mpdemo::square_with_warm_threads(setup.threads, setup.input.span(), setup.output.span(), setup.chunksize);
-    }));
+    ratios.process.push_back(first_over_second(processes));
+    ratios.thread.push_back(first_over_second(threads));
   }
   return ratios;
 }
