@@ -659,7 +659,7 @@ AfterMasterWork measure_after_master_work(const WarmSetup& setup, std::size_t ro
     {
       std::vector<double> work(setup.input.size());  // fresh pages, faulted in by the master, then freed
       std::transform(setup.input.begin(), setup.input.end(), work.begin(), [](double x) { return x + 1; });
-      if (work.back() != setup.input[setup.input.size() - 1] + 1) ratios.verified = false;
+      if (!work.empty() && work.back() != setup.input[work.size() - 1] + 1) ratios.verified = false;
     }
     const Run first = team.run();
     const Run second = team.run();

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace {
@@ -189,6 +190,119 @@ TEST(ForkServer, PinsTheChildWhereItIsAsked) {
     options.cpu_required = true;
     EXPECT_EQ(facts_from(server, options).cpu, cpu);
   }
+}
+
+// What each child of spawn_each reports: which order's body it ran, and what it was given.
+struct OrderFacts {
+  int order = -1;
+  pid_t parent = 0;
+  int cpu = -1;
+  std::array<int, 64> open{};  // descriptors 0..63 open in the child
+};
+
+// Several children asked for at once are each made from their own order: their own body, CPU and
+// descriptors (not another order's, though all were open here when the first child was made), in
+// the order asked, and all are this process's.
+TEST(ForkServer, SpawnEachMakesEveryChildFromItsOwnOrderInOrder) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  const std::vector<int>& cpus = mpdemo::system_topology().allowed_cpus;
+  mpdemo::ForkServer server;
+  const auto body_for = [](int order, int out) {
+    return [order, out]() noexcept {
+      OrderFacts facts;
+      facts.order = order;
+      facts.parent = ::getppid();
+      facts.cpu = ::sched_getcpu();
+      for (std::size_t fd = 0; fd < facts.open.size(); ++fd)
+        facts.open[fd] = ::fcntl(static_cast<int>(fd), F_GETFD) != -1;
+      return mpdemo::write_whole(out, &facts, sizeof facts) ? 0 : 1;
+    };
+  };
+  using Body = decltype(body_for(0, -1));
+  constexpr std::size_t kChildren = 3;
+  std::vector<mpdemo::Pipe> reports;
+  std::vector<mpdemo::ForkServer::Order<Body>> orders;
+  for (std::size_t k = 0; k < kChildren; ++k) reports.push_back(mpdemo::Pipe::create());
+  for (std::size_t k = 0; k < kChildren; ++k) {
+    mpdemo::SpawnOptions options;
+    options.cpu = cpus[k % cpus.size()];
+    options.cpu_required = true;
+    options.keep_descriptors = {reports[k].write_end.get()};
+    orders.push_back(
+        {"child " + std::to_string(k), options, body_for(static_cast<int>(k), reports[k].write_end.get())});
+  }
+  std::vector<mpdemo::ChildProcess> children = server.spawn_each(orders);
+  ASSERT_EQ(children.size(), kChildren);
+  EXPECT_EQ(server.children_forked(), kChildren);
+  for (mpdemo::Pipe& report : reports) report.write_end.reset();
+  for (std::size_t k = 0; k < kChildren; ++k) {
+    OrderFacts facts;
+    ASSERT_EQ(mpdemo::read_whole(reports[k].read_end.get(), &facts, sizeof facts), mpdemo::ReadOutcome::complete)
+        << "child " << k << " did not report through its own descriptor";
+    EXPECT_EQ(facts.order, static_cast<int>(k)) << "child " << k << " ran another order's body";
+    EXPECT_EQ(facts.parent, ::getpid());
+    EXPECT_EQ(facts.cpu, orders[k].options.cpu) << "child " << k << " is not on its order's CPU";
+    for (std::size_t other = 0; other < kChildren; ++other) {
+      const auto number = static_cast<std::size_t>(orders[other].options.keep_descriptors.front());
+      EXPECT_EQ(facts.open[number], other == k ? 1 : 0) << "child " << k << ", descriptor of order " << other;
+    }
+    const mpdemo::ExitStatus status = children[k].wait();  // the k-th child returned is the k-th order's
+    EXPECT_TRUE(status.success()) << "child " << k << " " << status.str();
+  }
+}
+
+// An order that cannot be sent (a descriptor too many) fails the whole call before the server is
+// asked for anything: no child is made for the orders before it, which would otherwise run unowned.
+TEST(ForkServer, SpawnEachAsksForNothingWhenOneOrderCannotBeSent) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  mpdemo::ForkServer server;
+  mpdemo::Pipe held = mpdemo::Pipe::create();  // the first child would hold its write end
+  std::vector<mpdemo::Pipe> extra(mpdemo::kMaxServedDescriptors + 1);
+  for (mpdemo::Pipe& pipe : extra) pipe = mpdemo::Pipe::create();
+  const auto body = []() noexcept {
+    ::pause();
+    return 0;
+  };
+  std::vector<mpdemo::ForkServer::Order<decltype(body)>> orders(2, {"a child", {}, body});
+  orders[0].options.keep_descriptors = {held.write_end.get()};
+  orders[1].role = "a child with too many descriptors";
+  for (const mpdemo::Pipe& pipe : extra) orders[1].options.keep_descriptors.push_back(pipe.write_end.get());
+  try {
+    static_cast<void>(server.spawn_each(orders));
+    FAIL() << "an order with too many descriptors was sent";
+  } catch (const std::invalid_argument& error) {
+    EXPECT_NE(std::string(error.what()).find("fork a child with too many descriptors"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_EQ(server.children_forked(), 0U);
+  // No child holds the first order's descriptor: end-of-file at once.
+  held.write_end.reset();
+  pollfd readable{held.read_end.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&readable, 1, 5000), 1) << "a child of the first order holds its descriptor";
+  char byte = 0;
+  EXPECT_EQ(::read(held.read_end.get(), &byte, 1), 0);
+  // The server is still in step: the next request is answered with its own child.
+  EXPECT_TRUE(server.spawn("a child after", {}, []() noexcept { return 0; }).wait().success());
+}
+
+// A team larger than the socket's buffers hold, asked for at once, does not hang: sent all before any
+// answer is read, the server would block on an answer this process does not read, while this process
+// blocks on an order the server does not read (it hung at 500 children on the project's VM).
+TEST(ForkServer, SpawnEachOfMoreChildrenThanTheSocketHoldsDoesNotHang) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  mpdemo::ForkServer server;
+  const auto body = []() noexcept { return 0; };
+  constexpr std::size_t kChildren = 600;
+  const std::vector<mpdemo::ForkServer::Order<decltype(body)>> orders(kChildren, {"a child", {}, body});
+  std::vector<mpdemo::ChildProcess> children;
+  try {
+    children = server.spawn_each(orders);
+  } catch (const std::system_error& error) {
+    if (error.code() == std::errc::resource_unavailable_try_again) GTEST_SKIP() << "too few processes allowed here";
+    throw;
+  }
+  ASSERT_EQ(children.size(), kChildren);
+  for (mpdemo::ChildProcess& child : children) EXPECT_TRUE(child.wait().success());
 }
 
 TEST(ForkServer, AServerThatDiedIsNamedReapedAndAsksForNothingMore) {

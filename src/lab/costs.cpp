@@ -239,15 +239,10 @@ BareTeamTimes time_bare_team(std::size_t members, ForkServer* server) {
   struct Member {
     Pipe hang_up = Pipe::create();  // end-of-file on it tells the child to leave
     Pipe ready = Pipe::create();    // the child's one byte
-    std::vector<int> keep{hang_up.read_end.get(), ready.write_end.get()};
   };
   std::vector<Member> team(members);
-  std::vector<ChildProcess> children;  // declared after the pipes: killed and reaped before they close
-  children.reserve(members);
-  for (Member& member : team) {
-    const int hang_up = member.hang_up.read_end.get();
-    const int ready = member.ready.write_end.get();
-    const auto body = [hang_up, ready]() noexcept {
+  const auto body_for = [](int hang_up, int ready) {
+    return [hang_up, ready]() noexcept {
       const char byte = 1;
       child_write(ready, &byte, 1);
       char ignored = 0;
@@ -255,10 +250,26 @@ BareTeamTimes time_bare_team(std::size_t members, ForkServer* server) {
       }
       return 0;
     };
+  };
+  using Body = decltype(body_for(-1, -1));
+  constexpr const char* kRole = "a bare team's child";
+  std::vector<ForkServer::Order<Body>> orders;
+  orders.reserve(members);
+  for (Member& member : team) {
+    const int hang_up = member.hang_up.read_end.get();
+    const int ready = member.ready.write_end.get();
     SpawnOptions options;
-    options.keep_descriptors = std::move(member.keep);
-    constexpr const char* kRole = "a bare team's child";
-    children.push_back(server != nullptr ? server->spawn(kRole, options, body) : spawn(kRole, options, body));
+    options.keep_descriptors = {hang_up, ready};
+    orders.push_back({kRole, std::move(options), body_for(hang_up, ready)});
+  }
+  // Declared after the pipes: killed and reaped before they close. A server is asked for all of them
+  // at once, as a pool asks it (ForkServer::spawn_each).
+  std::vector<ChildProcess> children;
+  if (server != nullptr) {
+    children = server->spawn_each(orders);
+  } else {
+    children.reserve(members);
+    for (const auto& order : orders) children.push_back(spawn(order.role, order.options, order.body));
   }
   // A child that did not answer, or left badly, is named with how it ended.
   auto reap = [&](std::size_t i, std::chrono::milliseconds grace, bool answered) {

@@ -116,6 +116,13 @@ std::string text_of(const ReplyMessage& reply) {
   return std::string(reply.what, strnlen(reply.what, sizeof(reply.what)));
 }
 
+// A worker's body, as spawn() and a ForkServer take it: its setup by value, so that it travels as
+// bytes to a ForkServer's child.
+struct WorkerBody {
+  WorkerSetup setup;
+  int operator()() const noexcept { return run_worker(setup); }
+};
+
 void drain(const FileDescriptor& wake) noexcept {
   char bytes[64];
   while (::read(wake.get(), bytes, sizeof(bytes)) > 0) {
@@ -143,14 +150,7 @@ void Dispatcher::start_missing() {
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!workers_[i].process.running()) launches.push_back(prepare_launch(i));
   }
-  for (std::size_t k = 0; k < launches.size(); ++k) {
-    try {
-      launch_worker(launches[k]);
-    } catch (...) {
-      for (std::size_t earlier = 0; earlier < k; ++earlier) discard(launches[earlier].index);
-      throw;
-    }
-  }
+  launch_workers(launches);
   for (std::size_t k = 0; k < launches.size(); ++k) {
     try {
       await_ready(launches[k].index);
@@ -179,8 +179,9 @@ void Dispatcher::ring_sleeping_workers() {
 
 void Dispatcher::start_worker(std::size_t index) {
   ring_sleeping_workers();  // a fork and a start-up wait: the others should not sleep through them
-  Launch launch = prepare_launch(index);
-  launch_worker(launch);
+  std::vector<Launch> launch;
+  launch.push_back(prepare_launch(index));
+  launch_workers(launch);
   await_ready(index);
 }
 
@@ -220,27 +221,48 @@ Dispatcher::Launch Dispatcher::prepare_launch(std::size_t index) {
   return launch;
 }
 
-void Dispatcher::launch_worker(Launch& launch) {
-  WorkerSlot& slot = workers_[launch.index];
+void Dispatcher::launch_workers(std::vector<Launch>& launches) {
   const bool served = settings_.fork_server != nullptr;
   // A ForkServer's child is a copy of the server: only what the setup holds by value, the descriptors
   // sent and the mappings made before the server started mean anything there (the pool refuses an
-  // initializer and an arena that would not be).
-  const WorkerSetup setup{launch.tasks.read_end.get(),
-                          launch.replies.write_end.get(),
-                          served ? nullptr : slot.mailbox.get(),
-                          served ? slot.mailbox.descriptor() : -1,
-                          launch.task_bell.read_end.get(),
-                          launch.reply_bell.write_end.get(),
-                          settings_.spin,
-                          settings_.spin_limit,
-                          settings_.spin_style,
-                          served ? nullptr : settings_.initializer};
-  const std::string role = fmt::format("worker {}", launch.index);
-  slot.launched_ns = monotonic_ns();
-  slot.process =
-      served ? settings_.fork_server->spawn(role, launch.options, [setup]() noexcept { return run_worker(setup); })
-             : mpdemo::spawn(role, launch.options, [&setup]() noexcept { return run_worker(setup); });
+  // initializer and an arena that would not be). Every order is made before the first fork.
+  std::vector<ForkServer::Order<WorkerBody>> orders;
+  orders.reserve(launches.size());
+  for (Launch& launch : launches) {
+    const WorkerSlot& slot = workers_[launch.index];
+    const WorkerSetup setup{launch.tasks.read_end.get(),
+                            launch.replies.write_end.get(),
+                            served ? nullptr : slot.mailbox.get(),
+                            served ? slot.mailbox.descriptor() : -1,
+                            launch.task_bell.read_end.get(),
+                            launch.reply_bell.write_end.get(),
+                            settings_.spin,
+                            settings_.spin_limit,
+                            settings_.spin_style,
+                            served ? nullptr : settings_.initializer};
+    orders.push_back({fmt::format("worker {}", launch.index), std::move(launch.options), WorkerBody{setup}});
+  }
+  // Made so far, owned here: should a later fork fail, they are killed and reaped as this unwinds.
+  std::vector<ChildProcess> children;
+  if (served) {
+    // Asked all at once, the server forks them back to back: the second fork does not wait for this
+    // process to read the first's answer and ask again (a few hundred microseconds on the project's VM).
+    const std::int64_t asked = monotonic_ns();
+    for (const Launch& launch : launches) workers_[launch.index].launched_ns = asked;
+    children = settings_.fork_server->spawn_each(orders);
+  } else {
+    children.reserve(orders.size());
+    for (std::size_t k = 0; k < orders.size(); ++k) {
+      workers_[launches[k].index].launched_ns = monotonic_ns();
+      children.push_back(mpdemo::spawn(orders[k].role, orders[k].options, orders[k].body));
+    }
+  }
+  for (std::size_t k = 0; k < launches.size(); ++k) keep_launched(launches[k], std::move(children[k]));
+}
+
+void Dispatcher::keep_launched(Launch& launch, ChildProcess process) {
+  WorkerSlot& slot = workers_[launch.index];
+  slot.process = std::move(process);
   slot.mailbox.forget_descriptor();
   // The master keeps only its own ends: from now on end-of-file on `replies` means exactly one
   // thing, that this worker is gone (and so a worker that dies before it is ready is noticed).

@@ -166,7 +166,7 @@ class Dispatcher {
   enum class Wake { readable, timed_out, spurious };
 
   // Workers.
-  /// Prepares (prepare_launch) and forks (launch_worker) the worker of `index`, and waits until it is
+  /// Prepares (prepare_launch) and forks (launch_workers) the worker of `index`, and waits until it is
   /// ready (await_ready).
   void start_worker(std::size_t index);
   /// What a worker is forked with: its pipes, and what spawn keeps open for it.
@@ -180,8 +180,12 @@ class Dispatcher {
   };
   /// Empties slot `index` and makes its fresh pipes and mailbox, everything its fork needs.
   Launch prepare_launch(std::size_t index);
-  /// Forks the worker `launch` was prepared for, and keeps the master's ends of its pipes.
-  void launch_worker(Launch& launch);
+  /// Forks the workers `launches` were prepared for, all of them before any is waited for, and keeps
+  /// the master's ends of their pipes. If one cannot be forked, the others are killed and reaped, and
+  /// the error is thrown.
+  void launch_workers(std::vector<Launch>& launches);
+  /// Keeps the worker forked for `launch` in its slot, with the master's ends of its pipes.
+  void keep_launched(Launch& launch, ChildProcess process);
   /// Waits for the "ready" of the worker launched in `index`. Throws WorkerError if its initializer
   /// threw, std::runtime_error if it died or was not ready within start_timeout (it is then reaped).
   void await_ready(std::size_t index);

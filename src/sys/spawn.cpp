@@ -301,6 +301,78 @@ void reap_unannounced_child(int pid_report) noexcept {
   if (read_whole(pid_report, &pid, sizeof pid) == ReadOutcome::complete) ChildProcess::adopt(pid).kill_and_wait();
 }
 
+// An order as the server reads it, with the socket its child reports its pid through. Made whole
+// before anything is sent.
+struct PreparedOrder {
+  ServedRequest request;
+  FileDescriptor pid_report;       ///< read here (reap_unannounced_child)
+  FileDescriptor pid_report_sent;  ///< travels with the request, and is closed here once it has
+};
+
+PreparedOrder prepare_order(const detail::ServedOrder& order) {
+  PreparedOrder prepared;
+  ServedRequest& request = prepared.request;
+  request.entry = order.entry;
+  std::memcpy(request.body.data(), order.body, order.size);
+  request.parent = ::getpid();
+  request.preparation = Preparation::of(*order.options);
+  // Only open descriptors travel (spawn() keeps what it is given and is open, too), each once.
+  auto send_along = [&](int fd) {
+    const int flags = fd >= 0 ? ::fcntl(fd, F_GETFD) : -1;
+    if (flags < 0) return;
+    const auto sent = request.numbers.begin() + request.descriptors;
+    if (std::find(request.numbers.begin(), sent, fd) != sent) return;
+    if (request.descriptors == kMaxServedDescriptors) {
+      throw std::invalid_argument(fmt::format("fork {}: a fork server's child keeps at most {} descriptors", order.role,
+                                              kMaxServedDescriptors));
+    }
+    if ((flags & FD_CLOEXEC) != 0) request.close_on_exec |= 1U << request.descriptors;
+    request.numbers[request.descriptors++] = fd;
+  };
+  for (const int fd : order.options->keep_descriptors) send_along(fd);
+  request.kept = request.descriptors;
+  // A redirection whose source is not open is not made (spawn()'s dup2 fails alike): the number
+  // would name something else in the server's child.
+  for (int* from : {&request.preparation.stdin_from, &request.preparation.stdout_to, &request.preparation.stderr_to}) {
+    if (*from >= 0 && ::fcntl(*from, F_GETFD) < 0) *from = -1;
+    send_along(*from);
+  }
+  int report_ends[2];  // [0] read here, [1] sent: where the child writes its pid
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, report_ends) != 0) {
+    throw_errno_with_limits(fmt::format("make the pid report of {}", order.role));
+  }
+  prepared.pid_report = FileDescriptor::adopt(report_ends[0]);
+  prepared.pid_report_sent = FileDescriptor::adopt(report_ends[1]);
+  return prepared;
+}
+
+// Sends a prepared order with its descriptors: 0, or sendmsg's errno.
+int send_order(int socket, PreparedOrder& prepared) noexcept {
+  ServedRequest& request = prepared.request;
+  alignas(cmsghdr) DescriptorControl control{};
+  std::array<int, kMaxServedDescriptors + 1> sent{};
+  std::copy_n(request.numbers.begin(), request.descriptors, sent.begin());
+  sent[request.descriptors] = prepared.pid_report_sent.get();
+  const std::size_t sent_count = request.descriptors + 1;
+  iovec part{&request, sizeof request};
+  msghdr message{};
+  message.msg_iov = &part;
+  message.msg_iovlen = 1;
+  message.msg_control = control.data();
+  message.msg_controllen = CMSG_SPACE(sizeof(int) * sent_count);
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int) * sent_count);
+  std::memcpy(CMSG_DATA(header), sent.data(), sizeof(int) * sent_count);
+  for (;;) {
+    if (::sendmsg(socket, &message, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof request)) break;
+    if (errno != EINTR) return errno;
+  }
+  prepared.pid_report_sent.reset();  // the server's copy and the child's remain: end-of-file once both are gone
+  return 0;
+}
+
 }  // namespace
 
 namespace detail {
@@ -386,7 +458,7 @@ ForkServer::~ForkServer() {
   server_.wait_or_kill(std::chrono::seconds(2));
 }
 
-void ForkServer::server_lost(std::string_view role, int pid_report, std::string how) {
+void ForkServer::server_lost(std::string_view role, std::span<const int> unanswered, std::string how) {
   socket_.reset();
   if (how.empty()) {
     how = server_.wait_or_kill(std::chrono::seconds(1)).str();
@@ -394,7 +466,7 @@ void ForkServer::server_lost(std::string_view role, int pid_report, std::string 
     server_.kill_and_wait();
   }
   how_it_ended_ = std::move(how);
-  if (pid_report >= 0) reap_unannounced_child(pid_report);
+  for (const int pid_report : unanswered) reap_unannounced_child(pid_report);
   throw_server_gone(role);
 }
 
@@ -403,92 +475,77 @@ void ForkServer::throw_server_gone(std::string_view role) const {
       fmt::format("fork {}: the fork server (pid {}) is gone: {}", role, server_pid_, how_it_ended_));
 }
 
-pid_t ForkServer::request(std::string_view role, const SpawnOptions& options, detail::ServedEntry entry,
-                          const void* body, std::size_t size) {
+std::vector<ChildProcess> ForkServer::request(std::span<const detail::ServedOrder> orders) {
   const std::lock_guard lock(mutex_);
-  if (!socket_) throw_server_gone(role);
-  ServedRequest request;
-  request.entry = entry;
-  std::memcpy(request.body.data(), body, size);
-  request.parent = ::getpid();
-  request.preparation = Preparation::of(options);
-  // Only open descriptors travel (spawn() keeps what it is given and is open, too), each once.
-  auto send_along = [&](int fd) {
-    const int flags = fd >= 0 ? ::fcntl(fd, F_GETFD) : -1;
-    if (flags < 0) return;
-    const auto sent = request.numbers.begin() + request.descriptors;
-    if (std::find(request.numbers.begin(), sent, fd) != sent) return;
-    if (request.descriptors == kMaxServedDescriptors) {
-      throw std::invalid_argument(
-          fmt::format("fork {}: a fork server's child keeps at most {} descriptors", role, kMaxServedDescriptors));
-    }
-    if ((flags & FD_CLOEXEC) != 0) request.close_on_exec |= 1U << request.descriptors;
-    request.numbers[request.descriptors++] = fd;
-  };
-  for (const int fd : options.keep_descriptors) send_along(fd);
-  request.kept = request.descriptors;
-  // A redirection whose source is not open is not made (spawn()'s dup2 fails alike): the number
-  // would name something else in the server's child.
-  for (int* from : {&request.preparation.stdin_from, &request.preparation.stdout_to, &request.preparation.stderr_to}) {
-    if (*from >= 0 && ::fcntl(*from, F_GETFD) < 0) *from = -1;
-    send_along(*from);
-  }
-  int report_ends[2];  // [0] read here, [1] sent: where the child writes its pid (reap_unannounced_child)
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, report_ends) != 0) {
-    throw_errno_with_limits(fmt::format("make the pid report of {}", role));
-  }
-  const FileDescriptor pid_report = FileDescriptor::adopt(report_ends[0]);
-  FileDescriptor pid_report_sent = FileDescriptor::adopt(report_ends[1]);
+  if (orders.empty()) return {};
+  if (!socket_) throw_server_gone(orders.front().role);
+  // Everything that can fail before the server is asked (a descriptor too many, none left for a pid
+  // report) fails here, with nothing asked yet.
+  std::vector<PreparedOrder> prepared;
+  prepared.reserve(orders.size());
+  for (const detail::ServedOrder& order : orders) prepared.push_back(prepare_order(order));
 
-  alignas(cmsghdr) DescriptorControl control{};
-  std::array<int, kMaxServedDescriptors + 1> sent{};
-  std::copy_n(request.numbers.begin(), request.descriptors, sent.begin());
-  sent[request.descriptors] = pid_report_sent.get();
-  const std::size_t sent_count = request.descriptors + 1;
-  iovec part{&request, sizeof request};
-  msghdr message{};
-  message.msg_iov = &part;
-  message.msg_iovlen = 1;
-  message.msg_control = control.data();
-  message.msg_controllen = CMSG_SPACE(sizeof(int) * sent_count);
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int) * sent_count);
-  std::memcpy(CMSG_DATA(header), sent.data(), sizeof(int) * sent_count);
-
-  for (;;) {
-    if (::sendmsg(socket_.get(), &message, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof request)) break;
-    if (errno == EINTR) continue;
-    if (errno == EPIPE || errno == ECONNRESET) server_lost(role, -1, {});
-    throw_errno_with_limits(fmt::format("ask the fork server to fork {}", role));
-  }
-  pid_report_sent.reset();  // the server's copy and the child's remain: end-of-file once both are gone
-  // Once asked, the answer is read whatever happens meanwhile, an interrupt included: the child may
-  // already exist, and only its pid lets this process own it (kill and reap it when it unwinds).
-  // Whatever else ends the wait ends the server too, and the child, if any, is found by its pid report.
-  const auto deadline = std::chrono::steady_clock::now() + kServerAnswer;
-  ServedReply reply;
-  for (;;) {
-    const Readiness answer = wait_readable(socket_.get(), deadline);
-    if (answer == Readiness::failed) {
-      server_lost(role, pid_report.get(), fmt::format("could not be waited for ({})", std::strerror(errno)));
+  // The orders go ahead of the answers: the server forks the children back to back, without waiting
+  // for this process to read an answer and ask again. At most kOrdersAhead are unanswered at a time:
+  // with every order sent first, a large team would fill both sides' socket buffers (the server's
+  // answers unread here, this process blocked sending to a server blocked answering) and hang.
+  // Once asked, every answer is read whatever happens meanwhile, an interrupt included: the children
+  // may already exist, and only their pids let this process own them (kill and reap them when it
+  // unwinds). Whatever else ends a wait ends the server too, and the children whose answers did not
+  // come are found by their pid reports. A fork that failed does not stop the reading: the answers
+  // after it are read too, so that the socket stays in step and their children are owned.
+  constexpr std::size_t kOrdersAhead = 16;
+  std::vector<int> reports;  // the pid reports of the orders sent, in order
+  reports.reserve(orders.size());
+  std::vector<ChildProcess> children;
+  children.reserve(orders.size());
+  int send_error = 0;
+  std::size_t refused = orders.size();  // the first order the server could not fork, if any
+  int fork_error = 0;
+  for (std::size_t answered = 0;; ++answered) {
+    while (send_error == 0 && reports.size() < orders.size() && reports.size() - answered < kOrdersAhead) {
+      send_error = send_order(socket_.get(), prepared[reports.size()]);
+      if (send_error == 0) reports.push_back(prepared[reports.size()].pid_report.get());
     }
-    if (answer == Readiness::timed_out) {
-      server_lost(role, pid_report.get(),
-                  fmt::format("did not answer within {} s, and was killed", kServerAnswer.count()));
+    const std::span<const int> unanswered = std::span<const int>(reports).subspan(answered);
+    if (send_error == EPIPE || send_error == ECONNRESET) server_lost(orders[reports.size()].role, unanswered, {});
+    if (answered == reports.size()) break;  // all answered, or no more can be sent
+    const std::string_view role = orders[answered].role;
+    const auto deadline = std::chrono::steady_clock::now() + kServerAnswer;
+    ServedReply reply;
+    for (;;) {
+      const Readiness answer = wait_readable(socket_.get(), deadline);
+      if (answer == Readiness::failed) {
+        server_lost(role, unanswered, fmt::format("could not be waited for ({})", std::strerror(errno)));
+      }
+      if (answer == Readiness::timed_out) {
+        server_lost(role, unanswered, fmt::format("did not answer within {} s, and was killed", kServerAnswer.count()));
+      }
+      const ssize_t got = ::recv(socket_.get(), &reply, sizeof reply, 0);
+      if (got == static_cast<ssize_t>(sizeof reply)) break;
+      if (got < 0 && errno == EINTR) continue;
+      server_lost(role, unanswered, {});  // end-of-file, or a torn answer: the server died
     }
-    const ssize_t got = ::recv(socket_.get(), &reply, sizeof reply, 0);
-    if (got == static_cast<ssize_t>(sizeof reply)) break;
-    if (got < 0 && errno == EINTR) continue;
-    server_lost(role, pid_report.get(), {});  // end-of-file, or a torn answer: the server died
+    if (reply.pid < 0) {
+      if (refused == orders.size()) {
+        refused = answered;
+        fork_error = reply.error;
+      }
+      continue;
+    }
+    children.push_back(ChildProcess::adopt(reply.pid));
+    children_forked_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (reply.pid < 0) {
-    errno = reply.error;
-    throw_errno_with_limits(fmt::format("fork {} (by the fork server)", role));
+  // The children made so far are killed and reaped as `children` unwinds.
+  if (send_error != 0) {
+    errno = send_error;
+    throw_errno_with_limits(fmt::format("ask the fork server to fork {}", orders[reports.size()].role));
   }
-  children_forked_.fetch_add(1, std::memory_order_relaxed);
-  return reply.pid;
+  if (refused != orders.size()) {
+    errno = fork_error;
+    throw_errno_with_limits(fmt::format("fork {} (by the fork server)", orders[refused].role));
+  }
+  return children;
 }
 
 }  // namespace mpdemo

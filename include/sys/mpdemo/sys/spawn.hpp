@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <mutex>
 #include <new>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -70,6 +71,14 @@ namespace detail {
 pid_t fork_prepared(std::string_view role, const SpawnOptions& options);
 /// How a ForkServer's child starts its body: the body's bytes, as sent.
 using ServedEntry = int (*)(const std::byte* body) noexcept;
+/// One child asked of a ForkServer, its body as bytes (ForkServer::spawn and spawn_each make these).
+struct ServedOrder {
+  std::string_view role;
+  const SpawnOptions* options;
+  ServedEntry entry;
+  const void* body;
+  std::size_t size;
+};
 }  // namespace detail
 
 /// Forks a child that runs `body` (noexcept, returning its exit status) and leaves with _exit; returns
@@ -132,12 +141,29 @@ class ForkServer {
   /// within 10 s (it is killed); std::invalid_argument for more than kMaxServedDescriptors.
   template <class Body>
   ChildProcess spawn(std::string_view role, const SpawnOptions& options, const Body& body) {
-    static_assert(std::is_nothrow_invocable_r_v<int, const Body&>,
-                  "a child's body must be noexcept and return its status");
-    static_assert(std::is_trivially_copyable_v<Body> && sizeof(Body) <= kMaxServedBodyBytes &&
-                      alignof(Body) <= alignof(std::max_align_t),
-                  "a ForkServer's child body travels as bytes: trivially copyable, at most kMaxServedBodyBytes");
-    return ChildProcess::adopt(request(role, options, &run_body<Body>, &body, sizeof(Body)));
+    const detail::ServedOrder order{role, &options, &run_body<Body>, &body, sizeof(Body)};
+    return std::move(request({&order, 1}).front());
+  }
+
+  /// One child of several asked for at once (spawn_each): what spawn() takes.
+  template <class Body>
+  struct Order {
+    std::string role;
+    SpawnOptions options;
+    Body body;
+  };
+  /// Forks a child for each order, as spawn() would, and returns them in the same order. All are
+  /// asked for before the first answer is read, so the server forks them back to back: no fork waits
+  /// for this process to read the answer before it and ask again. If one cannot be forked, the
+  /// others are killed and reaped and that failure is thrown, as spawn() throws it.
+  template <class Body>
+  std::vector<ChildProcess> spawn_each(const std::vector<Order<Body>>& orders) {
+    std::vector<detail::ServedOrder> served;
+    served.reserve(orders.size());
+    for (const Order<Body>& order : orders) {
+      served.push_back({order.role, &order.options, &run_body<Body>, &order.body, sizeof(Body)});
+    }
+    return request(served);
   }
 
   /// The server's own pid (for tests and reports), also after it is gone.
@@ -151,14 +177,20 @@ class ForkServer {
  private:
   template <class Body>
   static int run_body(const std::byte* body) noexcept {
+    static_assert(std::is_nothrow_invocable_r_v<int, const Body&>,
+                  "a child's body must be noexcept and return its status");
+    static_assert(std::is_trivially_copyable_v<Body> && sizeof(Body) <= kMaxServedBodyBytes &&
+                      alignof(Body) <= alignof(std::max_align_t),
+                  "a ForkServer's child body travels as bytes: trivially copyable, at most kMaxServedBodyBytes");
     return (*std::launder(reinterpret_cast<const Body*>(body)))();
   }
-  pid_t request(std::string_view role, const SpawnOptions& options, detail::ServedEntry entry, const void* body,
-                std::size_t size);
+  /// Sends every order, then reads their answers in order (spawn_each).
+  std::vector<ChildProcess> request(std::span<const detail::ServedOrder> orders);
   /// The server died, or is killed for not answering (`how` says why; empty: reap it and say how it
-  /// ended): forgets it, owns and ends the child it may have made for a request whose answer never
-  /// came (`pid_report`, -1 if none was sent), and throws std::runtime_error. `mutex_` is held.
-  [[noreturn]] void server_lost(std::string_view role, int pid_report, std::string how);
+  /// ended): forgets it, owns and ends the children it may have made for requests whose answers never
+  /// came (found by their `unanswered` pid reports), and throws std::runtime_error naming `role`.
+  /// `mutex_` is held.
+  [[noreturn]] void server_lost(std::string_view role, std::span<const int> unanswered, std::string how);
   /// Throws std::runtime_error: a request for `role` after the server is gone, saying how it ended.
   [[noreturn]] void throw_server_gone(std::string_view role) const;
 
