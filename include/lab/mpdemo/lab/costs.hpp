@@ -121,7 +121,8 @@ struct BareTeamTimes {
 /// of them at once before it reaps them: a pool's start-up handshake and stop, with no work, no mailbox
 /// and no arena.
 /// Throws BadArgument for zero members, std::runtime_error when a child dies.
-/// With a `server`, the server forks them (ForkServer): the same team, from a process that is small.
+/// With a `server`, the server forks them, asked for all at once as a pool asks for its workers
+/// (ForkServer::spawn_each): the same team, from a process that is small.
 BareTeamTimes time_bare_team(std::size_t members, ForkServer* server = nullptr);
 /// std::thread creation + join of a thread that does nothing, `threads` per sample.
 Summary measure_thread_start(std::size_t repeats, std::size_t threads);

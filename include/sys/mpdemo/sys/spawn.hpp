@@ -152,10 +152,10 @@ class ForkServer {
     SpawnOptions options;
     Body body;
   };
-  /// Forks a child for each order, as spawn() would, and returns them in the same order. All are
-  /// asked for before the first answer is read, so the server forks them back to back: no fork waits
-  /// for this process to read the answer before it and ask again. If one cannot be forked, the
-  /// others are killed and reaped and that failure is thrown, as spawn() throws it.
+  /// Forks a child for each order, as spawn() would, and returns them in the same order. They are
+  /// asked for ahead of the answers (up to 16 unanswered at a time), so the server forks them back to
+  /// back: no fork waits for this process to read the answer before it and ask again. If one cannot
+  /// be forked, the others are killed and reaped and that failure is thrown, as spawn() throws it.
   template <class Body>
   std::vector<ChildProcess> spawn_each(const std::vector<Order<Body>>& orders) {
     std::vector<detail::ServedOrder> served;
