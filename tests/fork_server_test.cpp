@@ -221,7 +221,7 @@ TEST(ForkServer, SpawnEachMakesEveryChildFromItsOwnOrderInOrder) {
   using Body = decltype(body_for(0, -1));
   constexpr std::size_t kChildren = 3;
   std::vector<mpdemo::Pipe> reports;
-  std::vector<mpdemo::ForkServer::Order<Body>> orders;
+  std::vector<mpdemo::SpawnOrder<Body>> orders;
   for (std::size_t k = 0; k < kChildren; ++k) reports.push_back(mpdemo::Pipe::create());
   for (std::size_t k = 0; k < kChildren; ++k) {
     mpdemo::SpawnOptions options;
@@ -263,7 +263,7 @@ TEST(ForkServer, SpawnEachAsksForNothingWhenOneOrderCannotBeSent) {
     ::pause();
     return 0;
   };
-  std::vector<mpdemo::ForkServer::Order<decltype(body)>> orders(2, {"a child", {}, body});
+  std::vector<mpdemo::SpawnOrder<decltype(body)>> orders(2, {"a child", {}, body});
   orders[0].options.keep_descriptors = {held.write_end.get()};
   orders[1].role = "a child with too many descriptors";
   for (const mpdemo::Pipe& pipe : extra) orders[1].options.keep_descriptors.push_back(pipe.write_end.get());
@@ -293,7 +293,7 @@ TEST(ForkServer, SpawnEachOfMoreChildrenThanTheSocketHoldsDoesNotHang) {
   mpdemo::ForkServer server;
   const auto body = []() noexcept { return 0; };
   constexpr std::size_t kChildren = 600;
-  const std::vector<mpdemo::ForkServer::Order<decltype(body)>> orders(kChildren, {"a child", {}, body});
+  const std::vector<mpdemo::SpawnOrder<decltype(body)>> orders(kChildren, {"a child", {}, body});
   std::vector<mpdemo::ChildProcess> children;
   try {
     children = server.spawn_each(orders);

@@ -4,18 +4,31 @@
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "support/run_program.hpp"
 
 #include <gtest/gtest.h>
 
 #include <elf.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <link.h>
+#include <poll.h>
+#include <pwd.h>
 #include <sched.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace {
 
@@ -138,6 +151,130 @@ TEST(Spawn, AProgramLinkingTheLibraryBindsItsSymbolsBeforeItForks) {
   ASSERT_TRUE(found_main_program);
   EXPECT_TRUE(bound_now) << "this test program was linked for lazy binding (no -z now)";
 }
+
+// How many tasks (threads) user `uid` runs now, by /proc: what the per-user process limit counts.
+std::size_t tasks_of_user(uid_t uid) {
+  std::size_t tasks = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream status(entry.path() / "status");
+    bool theirs = false;
+    std::size_t threads = 0;
+    for (std::string line; std::getline(status, line);) {
+      std::istringstream fields(line);
+      std::string key;
+      fields >> key;
+      if (key == "Uid:") {
+        uid_t real = 0;
+        fields >> real;
+        theirs = real == uid;
+      } else if (key == "Threads:") {
+        fields >> threads;
+      }
+    }
+    if (theirs) tasks += threads;  // a process that ended meanwhile counts for nothing
+  }
+  return tasks;
+}
+
+// What a refused fork in the middle of a team is checked by, run as user `uid` (`gid`) under a process
+// limit that lets it make one member of the team: its failures, "skip: why", or nothing when all held.
+std::string make_a_refused_team(bool served, uid_t uid, gid_t gid) {
+  if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+    return std::string("skip: could not become user nobody: ") + std::strerror(errno);
+  }
+  ::prctl(PR_SET_DUMPABLE, 1);  // so that its /proc files stay readable to it after setuid
+  // Room for this process's tasks, the server if there is one, and one member: the second is refused.
+  const auto allowed = static_cast<rlim_t>(tasks_of_user(uid) + (served ? 1 : 0) + 1);
+  const rlimit limit{allowed, allowed};
+  if (::setrlimit(RLIMIT_NPROC, &limit) != 0) return std::string("setrlimit failed: ") + std::strerror(errno);
+  std::optional<mpdemo::ForkServer> server;
+  if (served) server.emplace();
+
+  std::string failures;
+  mpdemo::Pipe held = mpdemo::Pipe::create();  // every member holds its write end until it ends
+  const auto body = []() noexcept {
+    ::pause();
+    return 0;
+  };
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors = {held.write_end.get()};
+  std::vector<mpdemo::SpawnOrder<decltype(body)>> orders;
+  for (int k = 0; k < 3; ++k) orders.push_back({"member " + std::to_string(k), options, body});
+  try {
+    static_cast<void>(mpdemo::spawn_each(orders, server ? &*server : nullptr));
+    failures += "the whole team was made, past the process limit; ";
+  } catch (const std::system_error& error) {
+    const std::string message = error.what();
+    if (error.code() != std::errc::resource_unavailable_try_again) failures += "not EAGAIN: " + message + "; ";
+    const std::string says = served ? "fork member 1 (by the fork server)" : "fork member 1";
+    if (message.find(says) == std::string::npos) failures += "does not name the member refused: " + message + "; ";
+    const std::string limit_named = "ulimit -u = " + std::to_string(allowed);
+    if (message.find(limit_named) == std::string::npos) failures += "does not name the limit: " + message + "; ";
+  }
+  // Member 0, made before the refusal, was killed and reaped: this process's only child is the server.
+  const std::vector<pid_t> expected = served ? std::vector<pid_t>{server->pid()} : std::vector<pid_t>{};
+  if (mpdemo::testing::children_of(::getpid()) != expected)
+    failures += "a member made before the refusal outlived it; ";
+  held.write_end.reset();
+  pollfd readable{held.read_end.get(), POLLIN, 0};
+  char byte = 0;
+  if (::poll(&readable, 1, 5000) != 1 || ::read(held.read_end.get(), &byte, 1) != 0) {
+    failures += "a member still holds the team's descriptor; ";
+  }
+  // The server read every answer, the refusals too: it is still in step, and there is room again.
+  try {
+    if (served && !server->spawn("a member after", {}, []() noexcept { return 0; }).wait().success()) {
+      failures += "the server's child after the refusal failed; ";
+    }
+  } catch (const std::exception& error) {
+    failures += std::string("the server is out of step after the refusal: ") + error.what() + "; ";
+  }
+  return failures;
+}
+
+// A team whose second fork the kernel refuses (the per-user process limit) is not half made: the
+// member made before it is killed and reaped, and the error names the member and the limit, whether
+// this process forks the team or a fork server does. The limit does not bind root, so the team is
+// made in a child that becomes user nobody, whose tasks it counts.
+class RefusedFork : public ::testing::TestWithParam<bool> {};
+
+TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
+  const bool served = GetParam();
+  if (served && !mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine";
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to become a user whose processes the test can count";
+  const passwd* nobody = ::getpwnam("nobody");
+  if (nobody == nullptr) GTEST_SKIP() << "no user nobody here";
+  const uid_t uid = nobody->pw_uid;
+  const gid_t gid = nobody->pw_gid;
+  mpdemo::Pipe verdict = mpdemo::Pipe::create();
+  const int out = verdict.write_end.get();
+  mpdemo::SpawnOptions options;
+  options.keep_descriptors = {out};
+  mpdemo::ChildProcess maker = mpdemo::spawn("the refused team's maker", options, [=]() noexcept {
+    std::string failures;
+    try {
+      failures = make_a_refused_team(served, uid, gid);
+    } catch (const std::exception& error) {
+      failures = std::string("threw: ") + error.what();
+    }
+    return mpdemo::write_whole(out, failures.data(), failures.size()) && failures.empty() ? 0 : 1;
+  });
+  const mpdemo::ExitStatus status = maker.wait_or_kill(std::chrono::seconds(30));
+  verdict.write_end.reset();
+  std::string failures;
+  std::array<char, 4096> chunk{};
+  for (ssize_t got; (got = ::read(verdict.read_end.get(), chunk.data(), chunk.size())) > 0;)
+    failures.append(chunk.data(), static_cast<std::size_t>(got));
+  if (failures.starts_with("skip: ")) GTEST_SKIP() << failures;
+  EXPECT_EQ(failures, "");
+  EXPECT_TRUE(status.success()) << status.str();
+}
+
+INSTANTIATE_TEST_SUITE_P(Spawn, RefusedFork, ::testing::Values(false, true), [](const auto& param) {
+  return param.param ? std::string("ByAForkServer") : std::string("ByThisProcess");
+});
 
 TEST(ReadWhole, TellsACompleteMessageFromNoneAndFromATornOne) {
   std::array<char, 8> buffer{};

@@ -253,7 +253,7 @@ BareTeamTimes time_bare_team(std::size_t members, ForkServer* server) {
   };
   using Body = decltype(body_for(-1, -1));
   constexpr const char* kRole = "a bare team's child";
-  std::vector<ForkServer::Order<Body>> orders;
+  std::vector<SpawnOrder<Body>> orders;
   orders.reserve(members);
   for (Member& member : team) {
     const int hang_up = member.hang_up.read_end.get();
@@ -263,14 +263,8 @@ BareTeamTimes time_bare_team(std::size_t members, ForkServer* server) {
     orders.push_back({kRole, std::move(options), body_for(hang_up, ready)});
   }
   // Declared after the pipes: killed and reaped before they close. A server is asked for all of them
-  // at once, as a pool asks it (ForkServer::spawn_each).
-  std::vector<ChildProcess> children;
-  if (server != nullptr) {
-    children = server->spawn_each(orders);
-  } else {
-    children.reserve(members);
-    for (const auto& order : orders) children.push_back(spawn(order.role, order.options, order.body));
-  }
+  // at once, as a pool asks it (spawn_each).
+  std::vector<ChildProcess> children = spawn_each(orders, server);
   // A child that did not answer, or left badly, is named with how it ended.
   auto reap = [&](std::size_t i, std::chrono::milliseconds grace, bool answered) {
     const pid_t pid = children[i].pid();

@@ -226,7 +226,7 @@ void Dispatcher::launch_workers(std::vector<Launch>& launches) {
   // A ForkServer's child is a copy of the server: only what the setup holds by value, the descriptors
   // sent and the mappings made before the server started mean anything there (the pool refuses an
   // initializer and an arena that would not be). Every order is made before the first fork.
-  std::vector<ForkServer::Order<WorkerBody>> orders;
+  std::vector<SpawnOrder<WorkerBody>> orders;
   orders.reserve(launches.size());
   for (Launch& launch : launches) {
     const WorkerSlot& slot = workers_[launch.index];
@@ -242,21 +242,12 @@ void Dispatcher::launch_workers(std::vector<Launch>& launches) {
                             served ? nullptr : settings_.initializer};
     orders.push_back({fmt::format("worker {}", launch.index), std::move(launch.options), WorkerBody{setup}});
   }
-  // Made so far, owned here: should a later fork fail, they are killed and reaped as this unwinds.
-  std::vector<ChildProcess> children;
-  if (served) {
-    // Asked all at once, the server forks them back to back: the second fork does not wait for this
-    // process to read the first's answer and ask again (a few hundred microseconds on the project's VM).
-    const std::int64_t asked = monotonic_ns();
-    for (const Launch& launch : launches) workers_[launch.index].launched_ns = asked;
-    children = settings_.fork_server->spawn_each(orders);
-  } else {
-    children.reserve(orders.size());
-    for (std::size_t k = 0; k < orders.size(); ++k) {
-      workers_[launches[k].index].launched_ns = monotonic_ns();
-      children.push_back(mpdemo::spawn(orders[k].role, orders[k].options, orders[k].body));
-    }
-  }
+  // Asked of a server, the team is asked for at once and forked back to back: the second fork does
+  // not wait for this process to read the first's answer and ask again (a few hundred microseconds on
+  // the project's VM). Should one fail, those made are killed and reaped before this unwinds.
+  std::vector<ChildProcess> children = spawn_each(orders, settings_.fork_server, [&](std::size_t k) noexcept {
+    workers_[launches[k].index].launched_ns = monotonic_ns();
+  });
   for (std::size_t k = 0; k < launches.size(); ++k) keep_launched(launches[k], std::move(children[k]));
 }
 

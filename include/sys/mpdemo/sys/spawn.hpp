@@ -91,6 +91,14 @@ ChildProcess spawn(std::string_view role, const SpawnOptions& options, Body&& bo
   return ChildProcess::adopt(pid);
 }
 
+/// One child of a team asked for at once (spawn_each): what spawn() takes.
+template <class Body>
+struct SpawnOrder {
+  std::string role;
+  SpawnOptions options;
+  Body body;
+};
+
 /// What a body sent to a ForkServer may hold, and how many descriptors a child of it may keep.
 inline constexpr std::size_t kMaxServedBodyBytes = 256;
 inline constexpr std::size_t kMaxServedDescriptors = 16;
@@ -145,22 +153,15 @@ class ForkServer {
     return std::move(request({&order, 1}).front());
   }
 
-  /// One child of several asked for at once (spawn_each): what spawn() takes.
-  template <class Body>
-  struct Order {
-    std::string role;
-    SpawnOptions options;
-    Body body;
-  };
   /// Forks a child for each order, as spawn() would, and returns them in the same order. They are
   /// asked for ahead of the answers (up to 16 unanswered at a time), so the server forks them back to
   /// back: no fork waits for this process to read the answer before it and ask again. If one cannot
   /// be forked, the others are killed and reaped and that failure is thrown, as spawn() throws it.
   template <class Body>
-  std::vector<ChildProcess> spawn_each(const std::vector<Order<Body>>& orders) {
+  std::vector<ChildProcess> spawn_each(const std::vector<SpawnOrder<Body>>& orders) {
     std::vector<detail::ServedOrder> served;
     served.reserve(orders.size());
-    for (const Order<Body>& order : orders) {
+    for (const SpawnOrder<Body>& order : orders) {
       served.push_back({order.role, &order.options, &run_body<Body>, &order.body, sizeof(Body)});
     }
     return request(served);
@@ -202,5 +203,30 @@ class ForkServer {
   std::string how_it_ended_;  ///< once the server is gone
   std::atomic<std::uint64_t> children_forked_{0};
 };
+
+/// Makes a child for each order and returns them in the same order: asked of `server` all at once
+/// (ForkServer::spawn_each) if there is one, else forked here one after another (spawn). So a team is
+/// made the same way whichever start method made it. `asking(k)` runs as child k is asked for: for
+/// every order, just before the server is asked, or just before this process forks that child. If one
+/// cannot be made, those already made are killed and reaped and that failure is thrown.
+template <class Body, class Asking>
+std::vector<ChildProcess> spawn_each(const std::vector<SpawnOrder<Body>>& orders, ForkServer* server, Asking&& asking) {
+  if (server != nullptr) {
+    for (std::size_t k = 0; k < orders.size(); ++k) asking(k);
+    return server->spawn_each(orders);
+  }
+  std::vector<ChildProcess> children;  // made so far: killed and reaped if a later fork throws
+  children.reserve(orders.size());
+  for (std::size_t k = 0; k < orders.size(); ++k) {
+    asking(k);
+    children.push_back(spawn(orders[k].role, orders[k].options, orders[k].body));
+  }
+  return children;
+}
+
+template <class Body>
+std::vector<ChildProcess> spawn_each(const std::vector<SpawnOrder<Body>>& orders, ForkServer* server) {
+  return spawn_each(orders, server, [](std::size_t) noexcept {});
+}
 
 }  // namespace mpdemo
