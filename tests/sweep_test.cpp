@@ -188,7 +188,7 @@ TEST(SweepCommand, JsonHasRowsForEveryMethodAndTheCrossovers) {
   }
 }
 
-TEST(SweepCommand, WithAForkServerTheTableAndTheJsonSaySo) {
+TEST(SweepCommand, WithAForkServerTheTableTheJsonAndTheCsvSaySo) {
   if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
   const auto json_run =
       run_mpdemo(quick_sweep({"--start-method", "forkserver", "--format", "json", "--data", "shared"}));
@@ -199,6 +199,18 @@ TEST(SweepCommand, WithAForkServerTheTableAndTheJsonSaySo) {
   const auto table = run_mpdemo(quick_sweep({"--start-method", "forkserver", "--data", "shared"}));
   ASSERT_EQ(table.exit_code(), 0) << table.err;
   EXPECT_THAT(table.out, HasSubstr("2 workers forked by a fork server (--start-method forkserver)"));
+  // Every process pool's row says how its workers were forked; the loop's and the threads' have none.
+  const auto csv = run_mpdemo(quick_sweep({"--start-method", "forkserver", "--format", "csv", "--data", "shared"}));
+  ASSERT_EQ(csv.exit_code(), 0) << csv.err;
+  std::istringstream lines(csv.out);
+  std::size_t pool_rows = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const bool pool_row = line.find(",proc,") != std::string::npos || line.find(",proc+start,") != std::string::npos;
+    pool_rows += pool_row ? 1 : 0;
+    if (line.starts_with("size,")) continue;
+    EXPECT_TRUE(line.ends_with(pool_row ? ",forkserver" : ",-")) << line;
+  }
+  EXPECT_EQ(pool_rows, 3u * 2u);
   const auto plain = run_mpdemo(quick_sweep({"--format", "json", "--data", "shared"}));
   ASSERT_EQ(plain.exit_code(), 0) << plain.err;
   EXPECT_EQ(nlohmann::json::parse(plain.out).at("start_method"), "fork");
@@ -210,10 +222,12 @@ TEST(SweepCommand, CsvHasTheDocumentedColumns) {
   std::istringstream lines(result.out);
   std::string header;
   std::getline(lines, header);
-  EXPECT_EQ(header, "size,method,data,seconds,speedup_vs_seq");
+  EXPECT_EQ(header, "size,method,data,seconds,speedup_vs_seq,start_method");
   std::size_t rows = 0;
   for (std::string line; std::getline(lines, line); ++rows) {
-    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 4) << line;
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 5) << line;
+    const bool pool_row = line.find(",proc,") != std::string::npos || line.find(",proc+start,") != std::string::npos;
+    EXPECT_TRUE(line.ends_with(pool_row ? ",fork" : ",-")) << line;
   }
   EXPECT_EQ(rows, 3u * 5u);  // seq, threads, threads+start, proc, proc+start
 }

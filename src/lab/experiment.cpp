@@ -9,6 +9,8 @@
 
 namespace mpdemo {
 
+std::string_view start_method_name(bool fork_server) noexcept { return fork_server ? "forkserver" : "fork"; }
+
 std::string_view method_name(Method method) noexcept {
   switch (method) {
     case Method::sequential:

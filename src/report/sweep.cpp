@@ -1,5 +1,6 @@
 #include "mpdemo/report/sweep.hpp"
 
+#include "mpdemo/lab/experiment.hpp"
 #include "mpdemo/report/format.hpp"
 
 #include <fmt/format.h>
@@ -23,8 +24,9 @@ std::string predicted_text(const std::optional<double>& predicted) {
 // One row per size and method: the shape every renderer starts from.
 struct Row {
   std::size_t size;
-  std::string method;  // "seq", "threads", "threads+start", "proc", "proc+start"
-  std::string data;    // "-" for in-process methods, else the route
+  std::string method;             // "seq", "threads", "threads+start", "proc", "proc+start"
+  std::string data;               // "-" for in-process methods, else the route
+  std::string_view start_method;  // "-" for in-process methods, else how the workers were forked
   double seconds;
   double speedup;  // the loop's time / this one
 };
@@ -32,16 +34,18 @@ struct Row {
 std::vector<Row> rows_of(const SweepResult& result) {
   std::vector<Row> rows;
   for (const SweepPoint& p : result.points) {
-    auto add = [&](std::string method, std::string data, double seconds) {
-      rows.push_back({p.size, std::move(method), std::move(data), seconds, seconds > 0 ? p.sequential / seconds : 0});
+    auto add = [&](std::string method, std::string data, std::string_view start_method, double seconds) {
+      rows.push_back({p.size, std::move(method), std::move(data), start_method, seconds,
+                      seconds > 0 ? p.sequential / seconds : 0});
     };
-    add("seq", "-", p.sequential);
-    add("threads", "-", p.threads_warm);
-    add("threads+start", "-", p.threads_with_start);
+    add("seq", "-", "-", p.sequential);
+    add("threads", "-", "-", p.threads_warm);
+    add("threads+start", "-", "-", p.threads_with_start);
+    const std::string_view forked_by = start_method_name(result.options.fork_server != nullptr);
     for (std::size_t r = 0; r < result.options.routes.size(); ++r) {
       const std::string route(route_name(result.options.routes[r]));
-      add("proc", route, p.pool_warm[r]);
-      add("proc+start", route, p.pool_with_start[r]);
+      add("proc", route, forked_by, p.pool_warm[r]);
+      add("proc+start", route, forked_by, p.pool_with_start[r]);
     }
   }
   return rows;
@@ -55,9 +59,11 @@ bool sweep_verified(const SweepResult& result) {
 }
 
 std::string sweep_csv(const SweepResult& result) {
-  std::string text = "size,method,data,seconds,speedup_vs_seq\n";
+  // start_method last: a script that read the first five columns reads them still.
+  std::string text = "size,method,data,seconds,speedup_vs_seq,start_method\n";
   for (const Row& row : rows_of(result)) {
-    text += fmt::format("{},{},{},{:.9g},{:.6g}\n", row.size, row.method, row.data, row.seconds, row.speedup);
+    text += fmt::format("{},{},{},{:.9g},{:.6g},{}\n", row.size, row.method, row.data, row.seconds, row.speedup,
+                        row.start_method);
   }
   return text;
 }
@@ -66,7 +72,7 @@ std::string sweep_json(const SweepResult& result) {
   nlohmann::json json{{"workers", result.options.workers},
                       {"repeat", result.options.repeat},
                       {"work", result.options.work},
-                      {"start_method", result.options.fork_server ? "forkserver" : "fork"},
+                      {"start_method", start_method_name(result.options.fork_server != nullptr)},
                       {"max_seconds", result.options.max_seconds},
                       {"unit", "seconds"},
                       {"skipped_sizes", result.skipped},

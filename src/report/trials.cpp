@@ -27,7 +27,7 @@ std::string run_json(const TrialResults& results) {
   nlohmann::json json{{"size", plan.size},
                       {"workers", plan.workers},
                       {"caller_computes", plan.caller_computes},
-                      {"start_method", plan.fork_server ? "forkserver" : "fork"},
+                      {"start_method", start_method_name(plan.fork_server != nullptr)},
                       {"chunksize", plan.chunksize},
                       {"seed", plan.seed},
                       {"unit", "seconds"},

@@ -52,6 +52,9 @@ inline constexpr int kWarmUpMaps = 3;
 std::string_view method_name(Method method) noexcept;
 /// The lesson's function names: "array_squared_sp", "array_squared_mp", "array_squared_threads", ...
 std::string_view lesson_function_name(Method method) noexcept;
+/// The start method, as --start-method takes it and the reports name it (Python's names): "forkserver"
+/// when a fork server forks the process pools' workers, "fork" when this process does.
+std::string_view start_method_name(bool fork_server) noexcept;
 
 /// `n` numbers uniform in [0, 1), reproducible from `seed` (np.random.uniform(0, 1, size=n)).
 std::vector<double> uniform_random_array(std::size_t n, std::uint64_t seed);

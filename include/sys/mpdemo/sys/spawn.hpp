@@ -21,6 +21,9 @@
 // After fork, a child of a threaded parent may not rely on locks other threads held: the body
 // should make system calls, or exec. glibc keeps malloc usable across fork.
 //
+// A team (a pool's workers, the costs probe's bare team) is made by spawn_each(orders, server): every
+// order made first, then the children forked one after another, or asked of a ForkServer at once.
+//
 // A fork's price grows with the process that forks (its page tables are copied, and every private
 // page it writes afterwards is a copy-on-write fault). A ForkServer is the second way a child is made
 // here: a small process forked early, while this one is still small, that forks children on request,
