@@ -6,6 +6,7 @@
 #include "mpdemo/sys/topology.hpp"
 #include "support/run_program.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <elf.h>
@@ -13,7 +14,6 @@
 #include <grp.h>
 #include <link.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -178,11 +178,11 @@ std::size_t tasks_of_user(uid_t uid) {
   return tasks;
 }
 
-// What a refused fork in the middle of a team is checked by, run as user `uid` (`gid`) under a process
-// limit that lets it make one member of the team: its failures, "skip: why", or nothing when all held.
-std::string make_a_refused_team(bool served, uid_t uid, gid_t gid) {
-  if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
-    return std::string("skip: could not become user nobody: ") + std::strerror(errno);
+// What a refused fork in the middle of a team is checked by, run as user `uid` under a process limit
+// that lets it make one member of the team: its failures, "skip: why", or nothing when all held.
+std::string make_a_refused_team(bool served, uid_t uid) {
+  if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0) {
+    return fmt::format("skip: could not become user {}: {}", uid, std::strerror(errno));
   }
   ::prctl(PR_SET_DUMPABLE, 1);  // so that its /proc files stay readable to it after setuid
   // Room for this process's tasks, the server if there is one, and one member: the second is refused.
@@ -237,17 +237,16 @@ std::string make_a_refused_team(bool served, uid_t uid, gid_t gid) {
 // A team whose second fork the kernel refuses (the per-user process limit) is not half made: the
 // member made before it is killed and reaped, and the error names the member and the limit, whether
 // this process forks the team or a fork server does. The limit does not bind root, so the team is
-// made in a child that becomes user nobody, whose tasks it counts.
+// made in a child that becomes a user nobody else runs as (root may take any uid), whose tasks it counts:
+// no other process of that user can start or end meanwhile and move the limit's count.
 class RefusedFork : public ::testing::TestWithParam<bool> {};
 
 TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
   const bool served = GetParam();
   if (served && !mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine";
   if (::geteuid() != 0) GTEST_SKIP() << "needs root, to become a user whose processes the test can count";
-  const passwd* nobody = ::getpwnam("nobody");
-  if (nobody == nullptr) GTEST_SKIP() << "no user nobody here";
-  const uid_t uid = nobody->pw_uid;
-  const gid_t gid = nobody->pw_gid;
+  uid_t uid = 54321;  // no account: a uid with no process, found by /proc
+  while (tasks_of_user(uid) != 0) ++uid;
   mpdemo::Pipe verdict = mpdemo::Pipe::create();
   const int out = verdict.write_end.get();
   mpdemo::SpawnOptions options;
@@ -255,7 +254,7 @@ TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
   mpdemo::ChildProcess maker = mpdemo::spawn("the refused team's maker", options, [=]() noexcept {
     std::string failures;
     try {
-      failures = make_a_refused_team(served, uid, gid);
+      failures = make_a_refused_team(served, uid);
     } catch (const std::exception& error) {
       failures = std::string("threw: ") + error.what();
     }
