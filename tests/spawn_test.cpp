@@ -17,10 +17,12 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -152,41 +154,55 @@ TEST(Spawn, AProgramLinkingTheLibraryBindsItsSymbolsBeforeItForks) {
   EXPECT_TRUE(bound_now) << "this test program was linked for lazy binding (no -z now)";
 }
 
-// How many tasks (threads) user `uid` runs now, by /proc: what the per-user process limit counts.
-std::size_t tasks_of_user(uid_t uid) {
+// What /proc/PID/status says of a process: its real uid and its number of threads.
+struct TaskFacts {
+  uid_t real_uid = static_cast<uid_t>(-1);
+  std::size_t threads = 0;
+};
+TaskFacts task_facts(const std::filesystem::path& process) {
+  TaskFacts facts;
+  std::ifstream status(process / "status");
+  for (std::string line; std::getline(status, line);) {
+    std::istringstream fields(line);
+    std::string key;
+    fields >> key;
+    if (key == "Uid:") fields >> facts.real_uid;
+    if (key == "Threads:") fields >> facts.threads;
+  }
+  return facts;  // a process that ended meanwhile: no uid, no threads
+}
+
+// How many tasks (threads) user `uid` runs now, as far as this process's /proc shows (the kernel's count
+// for the per-user process limit also holds tasks in other PID namespaces); nothing if /proc cannot
+// be read.
+std::optional<std::size_t> tasks_of_user(uid_t uid) {
+  std::error_code error;
+  std::filesystem::directory_iterator processes("/proc", error);
+  if (error) return std::nullopt;
   std::size_t tasks = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream status(entry.path() / "status");
-    bool theirs = false;
-    std::size_t threads = 0;
-    for (std::string line; std::getline(status, line);) {
-      std::istringstream fields(line);
-      std::string key;
-      fields >> key;
-      if (key == "Uid:") {
-        uid_t real = 0;
-        fields >> real;
-        theirs = real == uid;
-      } else if (key == "Threads:") {
-        fields >> threads;
-      }
-    }
-    if (theirs) tasks += threads;  // a process that ended meanwhile counts for nothing
+  for (const auto& entry : processes) {
+    if (entry.path().filename().string().find_first_not_of("0123456789") != std::string::npos) continue;
+    const TaskFacts facts = task_facts(entry.path());
+    if (facts.real_uid == uid) tasks += facts.threads;
   }
   return tasks;
 }
 
-// What a refused fork in the middle of a team is checked by, run as user `uid` under a process limit
-// that lets it make one member of the team: its failures, "skip: why", or nothing when all held.
-std::string make_a_refused_team(bool served, uid_t uid) {
+// What a refused fork in the middle of a team is checked by, run as user `uid` (which no other process
+// has) under a process limit that lets it make one member of the team: its failures, "skip: why", or
+// nothing when all held.
+std::string make_a_refused_team(bool served, uid_t uid, pid_t test) {
   if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0) {
     return fmt::format("skip: could not become user {}: {}", uid, std::strerror(errno));
   }
-  ::prctl(PR_SET_DUMPABLE, 1);  // so that its /proc files stay readable to it after setuid
-  // Room for this process's tasks, the server if there is one, and one member: the second is refused.
-  const auto allowed = static_cast<rlim_t>(tasks_of_user(uid) + (served ? 1 : 0) + 1);
+  // Changing its user cleared the death signal spawn() armed: armed again, so that a test killed by
+  // its timeout does not leave this process behind.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != test) return "the test ended before its team was made";
+  ::prctl(PR_SET_DUMPABLE, 1);  // its /proc files stay its own (not root's) after setuid
+  if (tasks_of_user(uid) != 1U) return fmt::format("skip: another process runs as uid {}", uid);
+  // Room for this process, the server if there is one, and one member: the second member is refused.
+  const rlim_t allowed = served ? 3 : 2;
   const rlimit limit{allowed, allowed};
   if (::setrlimit(RLIMIT_NPROC, &limit) != 0) return std::string("setrlimit failed: ") + std::strerror(errno);
   std::optional<mpdemo::ForkServer> server;
@@ -213,10 +229,13 @@ std::string make_a_refused_team(bool served, uid_t uid) {
     const std::string limit_named = "ulimit -u = " + std::to_string(allowed);
     if (message.find(limit_named) == std::string::npos) failures += "does not name the limit: " + message + "; ";
   }
-  // Member 0, made before the refusal, was killed and reaped: this process's only child is the server.
-  const std::vector<pid_t> expected = served ? std::vector<pid_t>{server->pid()} : std::vector<pid_t>{};
-  if (mpdemo::testing::children_of(::getpid()) != expected)
-    failures += "a member made before the refusal outlived it; ";
+  // Member 0, made before the refusal, was killed and reaped. Without a server this process has no
+  // child at all, zombies included (ECHILD); with one, the server is its only child (listed in /proc,
+  // which shows that /proc could be read).
+  siginfo_t any{};
+  const bool none_left = served ? mpdemo::testing::children_of(::getpid()) == std::vector<pid_t>{server->pid()}
+                                : ::waitid(P_ALL, 0, &any, WEXITED | WNOHANG | WNOWAIT) == -1 && errno == ECHILD;
+  if (!none_left) failures += "a member made before the refusal outlived it; ";
   held.write_end.reset();
   pollfd readable{held.read_end.get(), POLLIN, 0};
   char byte = 0;
@@ -237,16 +256,20 @@ std::string make_a_refused_team(bool served, uid_t uid) {
 // A team whose second fork the kernel refuses (the per-user process limit) is not half made: the
 // member made before it is killed and reaped, and the error names the member and the limit, whether
 // this process forks the team or a fork server does. The limit does not bind root, so the team is
-// made in a child that becomes a user nobody else runs as (root may take any uid), whose tasks it counts:
-// no other process of that user can start or end meanwhile and move the limit's count.
+// made in a child that becomes a uid no process has (root may take any): its own, from the test's
+// pid, so that the two cases run side by side (ctest -j) do not count each other's tasks.
 class RefusedFork : public ::testing::TestWithParam<bool> {};
 
 TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
   const bool served = GetParam();
   if (served && !mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine";
   if (::geteuid() != 0) GTEST_SKIP() << "needs root, to become a user whose processes the test can count";
-  uid_t uid = 54321;  // no account: a uid with no process, found by /proc
-  while (tasks_of_user(uid) != 0) ++uid;
+  if (!tasks_of_user(0)) GTEST_SKIP() << "no /proc to count a user's tasks by";
+  // The maker allocates and throws after fork: safe only from a process with no other thread.
+  if (task_facts("/proc/self").threads != 1) GTEST_SKIP() << "this test program runs other threads";
+  const pid_t test = ::getpid();
+  auto uid = static_cast<uid_t>(100000 + test);
+  while (tasks_of_user(uid) != 0U) ++uid;
   mpdemo::Pipe verdict = mpdemo::Pipe::create();
   const int out = verdict.write_end.get();
   mpdemo::SpawnOptions options;
@@ -254,7 +277,7 @@ TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
   mpdemo::ChildProcess maker = mpdemo::spawn("the refused team's maker", options, [=]() noexcept {
     std::string failures;
     try {
-      failures = make_a_refused_team(served, uid);
+      failures = make_a_refused_team(served, uid, test);
     } catch (const std::exception& error) {
       failures = std::string("threw: ") + error.what();
     }

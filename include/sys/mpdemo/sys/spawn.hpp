@@ -211,7 +211,9 @@ class ForkServer {
 /// (ForkServer::spawn_each) if there is one, else forked here one after another (spawn). So a team is
 /// made the same way whichever start method made it. `asking(k)` runs as child k is asked for: for
 /// every order, just before the server is asked, or just before this process forks that child. If one
-/// cannot be made, those already made are killed and reaped and that failure is thrown.
+/// cannot be made, those already made are killed and reaped and that failure is thrown. A body must be
+/// one a server can take (trivially copyable, at most kMaxServedBodyBytes) even where none is given:
+/// whichever start method is chosen at run time, the team is the same.
 template <class Body, class Asking>
 std::vector<ChildProcess> spawn_each(const std::vector<SpawnOrder<Body>>& orders, ForkServer* server, Asking&& asking) {
   if (server != nullptr) {
