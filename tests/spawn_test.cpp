@@ -13,16 +13,22 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <link.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -293,6 +299,61 @@ TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
   EXPECT_EQ(failures, "");
   EXPECT_TRUE(status.success()) << status.str();
 }
+
+#if defined(__x86_64__) || defined(__aarch64__)
+// In a child: from now on pidfd_open fails with ENOSYS in this process, as on a kernel before 5.3 or
+// under a seccomp filter that refuses it (some container runtimes' did). Returns whether it took.
+bool refuse_pidfd_open() noexcept {
+#if defined(__x86_64__)
+  constexpr std::uint32_t kArch = AUDIT_ARCH_X86_64;
+#else
+  constexpr std::uint32_t kArch = AUDIT_ARCH_AARCH64;
+#endif
+  std::array<sock_filter, 7> filter{{
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),  // another architecture's calls: not this test's
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  }};
+  const sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0 &&
+         ::syscall(SYS_pidfd_open, ::getpid(), 0) == -1 && errno == ENOSYS;
+}
+
+// Without a pidfd to poll, wait_or_kill still waits for a child that ends in time (it used to kill it
+// at once), and still kills one that does not, once the time is up.
+TEST(ChildProcess, WaitOrKillWaitsWhereThereIsNoPidfd) {
+  enum Outcome : int { kAllHeld = 0, kNoFilter = 10, kQuickOneNotWaitedFor, kStuckOneNotKilled, kKilledEarly };
+  mpdemo::ChildProcess checker = mpdemo::spawn("a process without pidfd_open", {}, []() noexcept {
+    if (!refuse_pidfd_open()) return int{kNoFilter};
+    mpdemo::ChildProcess quick = mpdemo::spawn("a child that ends in 100 ms", {}, []() noexcept {
+      ::usleep(100'000);
+      return 7;
+    });
+    const mpdemo::ExitStatus ended = quick.wait_or_kill(std::chrono::seconds(20));
+    if (!ended.exited() || ended.exit_code() != 7) return int{kQuickOneNotWaitedFor};
+    mpdemo::ChildProcess stuck = mpdemo::spawn("a child that never ends", {}, []() noexcept {
+      ::pause();
+      return 0;
+    });
+    const auto asked = std::chrono::steady_clock::now();
+    const mpdemo::ExitStatus killed = stuck.wait_or_kill(std::chrono::milliseconds(200));
+    if (!killed.killed() || killed.signal() != SIGKILL) return int{kStuckOneNotKilled};
+    if (std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(200)) return int{kKilledEarly};
+    return int{kAllHeld};
+  });
+  const mpdemo::ExitStatus status = checker.wait_or_kill(std::chrono::seconds(40));
+  ASSERT_TRUE(status.exited()) << status.str();
+  if (status.exit_code() == kNoFilter) GTEST_SKIP() << "no seccomp filter here to refuse pidfd_open";
+  EXPECT_NE(status.exit_code(), kQuickOneNotWaitedFor) << "a child that ended in time was killed, not waited for";
+  EXPECT_NE(status.exit_code(), kStuckOneNotKilled) << "a child that did not end was not killed";
+  EXPECT_NE(status.exit_code(), kKilledEarly) << "a child was killed before its time was up";
+  EXPECT_EQ(status.exit_code(), kAllHeld);
+}
+#endif
 
 INSTANTIATE_TEST_SUITE_P(Spawn, RefusedFork, ::testing::Values(false, true), [](const auto& param) {
   return param.param ? std::string("ByAForkServer") : std::string("ByThisProcess");

@@ -11,9 +11,28 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 
 namespace mpdemo {
+
+namespace {
+// Where there is no pidfd to poll (a kernel before 5.3, or a seccomp filter that refuses pidfd_open):
+// asks waitpid, without blocking, at growing intervals (50 us to 10 ms) until `pid` ends or `deadline`
+// passes, so that a child that ends at once is not kept waiting, nor one that takes its time asked
+// for thousands of times. Returns whether it ended (reaped, its status in `status`), or is not ours.
+bool reaped_by(pid_t pid, std::chrono::steady_clock::time_point deadline, int& status) noexcept {
+  for (std::chrono::nanoseconds pause = std::chrono::microseconds(50);;
+       pause = std::min<std::chrono::nanoseconds>(2 * pause, std::chrono::milliseconds(10))) {
+    if (retry_on_eintr([&] { return ::waitpid(pid, &status, WNOHANG); }) != 0) return true;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return false;
+    const auto nap = std::min<std::chrono::nanoseconds>(pause, left);
+    const timespec duration{0, static_cast<long>(nap.count())};
+    ::nanosleep(&duration, nullptr);  // woken early by a signal: asked again sooner, no harm
+  }
+}
+}  // namespace
 
 bool ExitStatus::exited() const noexcept { return WIFEXITED(raw_); }
 int ExitStatus::exit_code() const noexcept { return WEXITSTATUS(raw_); }
@@ -63,12 +82,13 @@ ExitStatus ChildProcess::wait() {
 ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcept {
   if (pid_ <= 0)
     return ExitStatus::never_started();  // never kill(-1) or kill(0): that would reach far more than a child
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
   // A pidfd turns "has it ended yet?" into an event we can poll with a timeout, instead of a loop of
   // sleeps and WNOHANG checks.
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
   if (pidfd >= 0) {
     pollfd ready{pidfd, POLLIN, 0};
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
     int polled = 0;
     for (;;) {
       const auto left =
@@ -78,10 +98,12 @@ ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcep
     }
     ::close(pidfd);
     if (polled <= 0) ::kill(pid_, SIGKILL);
+  } else if (reaped_by(pid_, deadline, status)) {
+    pid_ = -1;
+    return ExitStatus(status);
   } else {
     ::kill(pid_, SIGKILL);
   }
-  int status = 0;
   retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); });
   pid_ = -1;
   return ExitStatus(status);
