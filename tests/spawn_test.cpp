@@ -300,6 +300,10 @@ TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
   EXPECT_TRUE(status.success()) << status.str();
 }
 
+INSTANTIATE_TEST_SUITE_P(Spawn, RefusedFork, ::testing::Values(false, true), [](const auto& param) {
+  return param.param ? std::string("ByAForkServer") : std::string("ByThisProcess");
+});
+
 #if defined(__x86_64__) || defined(__aarch64__)
 // In a child: from now on pidfd_open fails with ENOSYS in this process, as on a kernel before 5.3 or
 // under a seccomp filter that refuses it (some container runtimes' did). Returns whether it took.
@@ -354,10 +358,6 @@ TEST(ChildProcess, WaitOrKillWaitsWhereThereIsNoPidfd) {
   EXPECT_EQ(status.exit_code(), kAllHeld);
 }
 #endif
-
-INSTANTIATE_TEST_SUITE_P(Spawn, RefusedFork, ::testing::Values(false, true), [](const auto& param) {
-  return param.param ? std::string("ByAForkServer") : std::string("ByThisProcess");
-});
 
 TEST(ReadWhole, TellsACompleteMessageFromNoneAndFromATornOne) {
   std::array<char, 8> buffer{};
