@@ -2,9 +2,9 @@
 
 #include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/fd.hpp"
 
 #include <fmt/format.h>
-#include <poll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,20 +84,11 @@ ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) noexcep
     return ExitStatus::never_started();  // never kill(-1) or kill(0): that would reach far more than a child
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
-  // A pidfd turns "has it ended yet?" into an event we can poll with a timeout, instead of a loop of
-  // sleeps and WNOHANG checks.
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  if (pidfd >= 0) {
-    pollfd ready{pidfd, POLLIN, 0};
-    int polled = 0;
-    for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      polled = ::poll(&ready, 1, static_cast<int>(std::max<long long>(0, left.count())));
-      if (polled >= 0 || errno != EINTR) break;  // retried with what is left of the timeout, not all of it
-    }
-    ::close(pidfd);
-    if (polled <= 0) ::kill(pid_, SIGKILL);
+  // A pidfd turns "has it ended yet?" into an event we can poll with a timeout (it is readable once
+  // the process ends), instead of a loop of sleeps and WNOHANG checks.
+  const FileDescriptor pidfd = FileDescriptor::adopt(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+  if (pidfd) {
+    if (wait_readable(pidfd.get(), deadline) != Readiness::readable) ::kill(pid_, SIGKILL);
   } else if (reaped_by(pid_, deadline, status)) {
     pid_ = -1;
     return ExitStatus(status);

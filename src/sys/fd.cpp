@@ -4,8 +4,11 @@
 #include "mpdemo/sys/errors.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
+#include <algorithm>
 #include <csignal>
+#include <cstdint>
 #include <ctime>
 
 namespace mpdemo {
@@ -110,6 +113,18 @@ ScopedSigpipeBlock::~ScopedSigpipeBlock() {
   while (sigtimedwait(&set, nullptr, &no_wait) == SIGPIPE) {
   }
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+Readiness wait_readable(int fd, std::chrono::steady_clock::time_point deadline) noexcept {
+  for (;;) {
+    // Rounded up: poll's timeout is in milliseconds, and a wait must not end before its deadline.
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd readable{fd, POLLIN, 0};
+    const int ready = ::poll(&readable, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+    if (ready > 0) return Readiness::readable;
+    if (ready < 0 && errno != EINTR) return Readiness::failed;
+    if (ready == 0 && left.count() <= 0) return Readiness::timed_out;
+  }
 }
 
 }  // namespace mpdemo

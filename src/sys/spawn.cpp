@@ -274,21 +274,9 @@ int serve_forks(int socket) noexcept {
 // that takes longer is stopped or stuck, and waiting on would hang the caller.
 constexpr auto kServerAnswer = std::chrono::seconds(10);
 
-enum class Readiness { readable, timed_out, failed };
-
-// Waits until `fd` is readable (or hung up) or `deadline` passes. An interrupt does not end the wait:
-// every caller must read what may still arrive (a child's pid, the server's word), or a child it
-// could own would be left without an owner.
-Readiness wait_readable(int fd, std::chrono::steady_clock::time_point deadline) noexcept {
-  for (;;) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd readable{fd, POLLIN, 0};
-    const int ready = ::poll(&readable, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
-    if (ready > 0) return Readiness::readable;
-    if (ready < 0 && errno != EINTR) return Readiness::failed;
-    if (ready == 0 && left.count() <= 0) return Readiness::timed_out;
-  }
-}
+// Every wait for the server (wait_readable) goes on through interrupts: every caller must read what
+// may still arrive (a child's pid, the server's word), or a child it could own would be left without
+// an owner.
 
 // A child the server made but could not tell of (it died, or was killed for not answering): the
 // child's first act was to write its pid to `pid_report`. Read it, or end-of-file if there is none,

@@ -1,6 +1,7 @@
 // FileDescriptor and Pipe: RAII owners of POSIX file descriptors, and whole-message read/write on them.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string_view>
 #include <utility>
@@ -52,6 +53,16 @@ enum class ReadOutcome {
 };
 /// Reads exactly `size` bytes, retrying on EINTR. Like write_whole, safe in a forked child.
 ReadOutcome read_whole(int fd, void* data, std::size_t size) noexcept;
+
+/// How waiting for a descriptor to become readable ended.
+enum class Readiness {
+  readable,   ///< readable, or hung up: a read will not block
+  timed_out,  ///< the deadline passed first
+  failed,     ///< poll() failed (errno set)
+};
+/// Waits until `fd` is readable (or hung up) or `deadline` passes, never returning timed_out before
+/// it. An interrupt (EINTR) does not end the wait.
+Readiness wait_readable(int fd, std::chrono::steady_clock::time_point deadline) noexcept;
 
 /// Writes all of [data, data + size), retrying on EINTR and short writes. Throws std::system_error
 /// (EPIPE included: callers block SIGPIPE, see ScopedSigpipeBlock).
