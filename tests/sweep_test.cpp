@@ -169,6 +169,11 @@ std::vector<std::string> quick_sweep(std::vector<std::string> extra) {
   return args;
 }
 
+// Whether a CSV row is a process pool's ("proc" or "proc+start"), which has a start method.
+bool is_process_pool_row(const std::string& line) {
+  return line.find(",proc,") != std::string::npos || line.find(",proc+start,") != std::string::npos;
+}
+
 TEST(SweepCommand, JsonHasRowsForEveryMethodAndTheCrossovers) {
   const auto result = run_mpdemo(quick_sweep({"--format", "json"}));
   ASSERT_EQ(result.exit_code(), 0) << result.err;
@@ -205,7 +210,7 @@ TEST(SweepCommand, WithAForkServerTheTableTheJsonAndTheCsvSaySo) {
   std::istringstream lines(csv.out);
   std::size_t pool_rows = 0;
   for (std::string line; std::getline(lines, line);) {
-    const bool pool_row = line.find(",proc,") != std::string::npos || line.find(",proc+start,") != std::string::npos;
+    const bool pool_row = is_process_pool_row(line);
     pool_rows += pool_row ? 1 : 0;
     if (line.starts_with("size,")) continue;
     EXPECT_TRUE(line.ends_with(pool_row ? ",forkserver" : ",-")) << line;
@@ -226,7 +231,7 @@ TEST(SweepCommand, CsvHasTheDocumentedColumns) {
   std::size_t rows = 0;
   for (std::string line; std::getline(lines, line); ++rows) {
     EXPECT_EQ(std::count(line.begin(), line.end(), ','), 5) << line;
-    const bool pool_row = line.find(",proc,") != std::string::npos || line.find(",proc+start,") != std::string::npos;
+    const bool pool_row = is_process_pool_row(line);
     EXPECT_TRUE(line.ends_with(pool_row ? ",fork" : ",-")) << line;
   }
   EXPECT_EQ(rows, 3u * 5u);  // seq, threads, threads+start, proc, proc+start
