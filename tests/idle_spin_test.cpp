@@ -7,6 +7,7 @@
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "mpdemo/sys/trace.hpp"
+#include "support/run_program.hpp"
 
 #include <gtest/gtest.h>
 
@@ -221,15 +222,12 @@ struct Switches {
 };
 
 Switches switches_of(const std::string& status_path) {
-  std::ifstream status(status_path);
-  Switches counted;
-  std::string line;
-  while (std::getline(status, line)) {
-    const auto value = [&] { return std::stoll(line.substr(line.find(':') + 1)); };
-    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) counted.slept = value();
-    if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) counted.displaced = value();
-  }
-  return counted;
+  const auto fields = mpdemo::testing::proc_status(status_path);
+  const auto count = [&fields](const std::string& key) {
+    const auto field = fields.find(key);
+    return field == fields.end() ? 0 : std::stoll(field->second);
+  };
+  return {count("voluntary_ctxt_switches"), count("nonvoluntary_ctxt_switches")};
 }
 
 void busy_wait(std::chrono::microseconds gap) {

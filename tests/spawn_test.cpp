@@ -166,16 +166,13 @@ struct TaskFacts {
   std::size_t threads = 0;
 };
 TaskFacts task_facts(const std::filesystem::path& process) {
-  TaskFacts facts;
-  std::ifstream status(process / "status");
-  for (std::string line; std::getline(status, line);) {
-    std::istringstream fields(line);
-    std::string key;
-    fields >> key;
-    if (key == "Uid:") fields >> facts.real_uid;
-    if (key == "Threads:") fields >> facts.threads;
+  const auto fields = mpdemo::testing::proc_status(process / "status");
+  TaskFacts facts;  // a process that ended meanwhile: no uid, no threads
+  if (const auto uids = fields.find("Uid"); uids != fields.end()) std::istringstream(uids->second) >> facts.real_uid;
+  if (const auto threads = fields.find("Threads"); threads != fields.end()) {
+    std::istringstream(threads->second) >> facts.threads;
   }
-  return facts;  // a process that ended meanwhile: no uid, no threads
+  return facts;
 }
 
 // How many tasks (threads) user `uid` runs now, as far as this process's /proc shows (the kernel's count

@@ -108,14 +108,24 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return true;
 }
 
-bool catches_signal(pid_t pid, int signal_number) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+std::map<std::string, std::string> proc_status(const std::filesystem::path& status_file) {
+  std::map<std::string, std::string> fields;
+  std::ifstream status(status_file);
   for (std::string line; std::getline(status, line);) {
-    if (line.rfind("SigCgt:", 0) != 0) continue;
-    const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
-    return (mask >> (signal_number - 1) & 1ULL) != 0;
+    const std::size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const std::size_t value = line.find_first_not_of(" \t", colon + 1);
+    fields[line.substr(0, colon)] = value == std::string::npos ? "" : line.substr(value);
   }
-  return false;
+  return fields;
+}
+
+bool catches_signal(pid_t pid, int signal_number) {
+  const auto fields = proc_status("/proc/" + std::to_string(pid) + "/status");
+  const auto caught = fields.find("SigCgt");
+  if (caught == fields.end()) return false;
+  const unsigned long long mask = std::stoull(caught->second, nullptr, 16);
+  return (mask >> (signal_number - 1) & 1ULL) != 0;
 }
 
 }  // namespace mpdemo::testing
