@@ -25,6 +25,7 @@
 #include "mpdemo/sys/child_process.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
@@ -44,12 +45,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <iostream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -162,13 +161,10 @@ double minor_faults_now(const std::vector<pid_t>& live) {
   ::getrusage(RUSAGE_CHILDREN, &children);
   double faults = static_cast<double>(self.ru_minflt + children.ru_minflt);
   for (pid_t pid : live) {
-    std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-    std::string text;
-    if (!std::getline(stat, text)) continue;                      // one line; none if the worker was replaced meanwhile
-    std::istringstream fields(text.substr(text.rfind(')') + 1));  // the name in parentheses may hold spaces
-    std::string field;
-    for (int i = 0; i < 8; ++i) fields >> field;  // state ppid pgrp session tty_nr tpgid flags minflt
-    faults += std::stod(field);
+    // None if the worker was replaced meanwhile.
+    if (const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::of(pid)) {
+      faults += static_cast<double>(stat->minor_faults);
+    }
   }
   return faults;
 }
@@ -337,14 +333,11 @@ mpdemo::ChildProcess fork_child(std::string_view what, std::initializer_list<int
   });
 }
 
-/// Bytes of a "VmHWM:"-style line of /proc/self/status (reported in kB).
+/// Bytes of a size field of /proc/self/status ("VmHWM", "VmRSS").
 double status_bytes(std::string_view field) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.starts_with(field) && line.size() > field.size() && line[field.size()] == ':') {
-      return std::stod(line.substr(field.size() + 1)) * 1024.0;
-    }
+  const std::optional<mpdemo::ProcFields> status = mpdemo::ProcFields::read("/proc/self/status");
+  if (const std::optional<std::uint64_t> bytes = status ? status->bytes(field) : std::nullopt) {
+    return static_cast<double>(*bytes);
   }
   throw std::runtime_error(fmt::format("no {} in /proc/self/status", field));
 }

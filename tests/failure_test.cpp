@@ -8,6 +8,7 @@
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/interrupt.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "support/pools.hpp"
@@ -32,10 +33,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <numeric>
-#include <sstream>
 #include <thread>
 #include <tuple>
 
@@ -56,10 +55,8 @@ bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 // Dead and not yet reaped: what a killed worker is until its pool notices.
 bool is_zombie(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  return line.find(") Z") != std::string::npos;
+  const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::of(pid);
+  return stat && stat->state == 'Z';
 }
 
 double monotonic_seconds() {
@@ -866,18 +863,9 @@ TEST(ApiHazards, AMovedFromPoolSaysSoInsteadOfCrashing) {
 
 // CPU time a process has used so far (utime + stime from /proc/PID/stat), in seconds.
 double cpu_seconds_of(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  std::istringstream fields(line.substr(line.rfind(')') + 2));
-  std::string field;
-  long long utime = 0;
-  long long stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stoll(field);
-    if (i == 15) stime = std::stoll(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::of(pid);
+  if (!stat) ADD_FAILURE() << "process " << pid << " is gone";
+  return stat ? stat->cpu_seconds() : 0;
 }
 
 TEST(Idle, IdleWorkersSleepInsteadOfSpinning) {

@@ -4,6 +4,7 @@
 // up front; and a server that died is named when a worker must be replaced, with nothing left behind.
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/spawn.hpp"
 
 #include <fmt/format.h>
@@ -14,9 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cerrno>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -30,16 +29,8 @@ using Control = mpdemo::ProcessPoolOptions::Control;
 int g_generation = 1;
 
 pid_t parent_of(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  const std::size_t after_name = line.rfind(')');
-  if (after_name == std::string::npos) return -1;
-  std::istringstream fields(line.substr(after_name + 2));
-  char state = 0;
-  pid_t parent = -1;
-  fields >> state >> parent;
-  return parent;
+  const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::of(pid);
+  return stat ? stat->parent : -1;
 }
 
 mpdemo::ProcessPoolOptions served_options(Control control, std::shared_ptr<mpdemo::ForkServer> server) {

@@ -4,6 +4,7 @@
 #include "mpdemo/pool/detail/idle_spin.hpp"
 #include "mpdemo/pool/process_pool.hpp"
 #include "mpdemo/pool/thread_pool.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/timing.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "mpdemo/sys/trace.hpp"
@@ -16,11 +17,9 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -110,20 +109,12 @@ struct CpuTicks {
 };
 
 CpuTicks cpu_ticks_of(const std::string& stat_path) {
-  std::ifstream stat(stat_path);
-  std::string text;
-  std::getline(stat, text);
-  const std::size_t name_end = text.rfind(')');  // the name may hold spaces and parentheses
-  if (name_end == std::string::npos || name_end + 2 > text.size()) {
+  const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::read(stat_path);
+  if (!stat) {
     ADD_FAILURE() << "could not read " << stat_path;
     return {};
   }
-  std::istringstream fields(text.substr(name_end + 2));
-  std::string skipped;
-  for (int field = 3; field <= 13; ++field) fields >> skipped;  // state .. cmajflt
-  CpuTicks ticks;
-  fields >> ticks.user >> ticks.system;
-  return ticks;
+  return {static_cast<long long>(stat->user_ticks), static_cast<long long>(stat->system_ticks)};
 }
 
 /// Where an idle worker of a pool made with `options` (one worker, its spin long) spends 300 ms of
@@ -222,10 +213,9 @@ struct Switches {
 };
 
 Switches switches_of(const std::string& status_path) {
-  const auto fields = mpdemo::testing::proc_status(status_path);
-  const auto count = [&fields](const std::string& key) {
-    const auto field = fields.find(key);
-    return field == fields.end() ? 0 : std::stoll(field->second);
+  const std::optional<mpdemo::ProcFields> status = mpdemo::ProcFields::read(status_path);
+  const auto count = [&status](std::string_view key) {
+    return static_cast<long long>(status ? status->number(key).value_or(0) : 0);
   };
   return {count("voluntary_ctxt_switches"), count("nonvoluntary_ctxt_switches")};
 }

@@ -7,6 +7,7 @@
 // mechanism (CMA, which needs ptrace rights), so it is off, and -np above the cores needs
 // --oversubscribe. --bind-to none: mpdemo places the ranks itself, one per core as the fork pool does.
 #include "mpdemo/sys/huge_pages.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "support/run_program.hpp"
 
 #include <fmt/format.h>
@@ -205,16 +206,8 @@ std::set<std::string> shared_memory_files() {
 
 // CPU seconds process `pid` has used (utime + stime, /proc/PID/stat).
 double cpu_seconds(pid_t pid) {
-  const std::string stat = whole_file("/proc/" + std::to_string(pid) + "/stat");
-  const std::size_t after_name = stat.rfind(')');
-  if (after_name == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(after_name + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::of(pid);
+  return stat ? stat->cpu_seconds() : 0;
 }
 
 // The ranks of a job run with --seed `seed`, by rank number, once rank 0 is well into its maps (it

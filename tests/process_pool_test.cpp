@@ -2,6 +2,7 @@
 
 #include "mpdemo/lab/kernels.hpp"
 #include "mpdemo/sys/huge_pages.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/topology.hpp"
 
 #include "support/expected.hpp"
@@ -15,11 +16,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <numeric>
 #include <random>
 #include <set>
-#include <sstream>
 #include <thread>
 
 namespace {
@@ -121,15 +120,9 @@ TEST(ProcessPool, WorkersAreSeparateProcessesForkedByThisOne) {
   for (pid_t pid : pids) {
     EXPECT_NE(pid, ::getpid());
     // Each worker's parent, read from the kernel's own account of it.
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    ASSERT_TRUE(std::getline(stat, line)) << "worker " << pid << " is not alive";
-    const auto after_name = line.rfind(')');
-    std::istringstream fields(line.substr(after_name + 2));
-    char state = 0;
-    pid_t parent = 0;
-    fields >> state >> parent;
-    EXPECT_EQ(parent, ::getpid());
+    const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::of(pid);
+    ASSERT_TRUE(stat) << "worker " << pid << " is not alive";
+    EXPECT_EQ(stat->parent, ::getpid());
   }
 }
 

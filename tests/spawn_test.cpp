@@ -3,6 +3,7 @@
 // and a message is read whole, or its absence or tearing is told apart.
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "support/run_program.hpp"
 
@@ -32,7 +33,6 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -165,12 +165,11 @@ struct TaskFacts {
   std::size_t threads = 0;
 };
 TaskFacts task_facts(const std::filesystem::path& process) {
-  const auto fields = mpdemo::testing::proc_status(process / "status");
+  const std::optional<mpdemo::ProcFields> status = mpdemo::ProcFields::read(process / "status");
   TaskFacts facts;  // a process that ended meanwhile: no uid, no threads
-  if (const auto uids = fields.find("Uid"); uids != fields.end()) std::istringstream(uids->second) >> facts.real_uid;
-  if (const auto threads = fields.find("Threads"); threads != fields.end()) {
-    std::istringstream(threads->second) >> facts.threads;
-  }
+  if (!status) return facts;
+  if (const auto uid = status->number("Uid")) facts.real_uid = static_cast<uid_t>(*uid);
+  facts.threads = status->number("Threads").value_or(0);
   return facts;
 }
 

@@ -4,6 +4,7 @@
 
 #include "mpdemo/sys/interrupt.hpp"
 #include "support/mappings.hpp"
+#include "support/run_program.hpp"
 
 #include <gtest/gtest.h>
 
@@ -302,6 +303,15 @@ TEST(HugePages, AreWhatTheKernelsSettingFilesSay) {
   EXPECT_EQ(pages.shared_setting, shared_word);
   EXPECT_EQ(pages.shared_setting_file, shared_file);
   EXPECT_EQ(mpdemo::machine_facts().huge_pages.shared_setting, pages.shared_setting);
+}
+
+TEST(MachineFacts, NameTheCpuAsCpuinfosFirstModelNameLineDoes) {
+  // sed's reading: the first "model name" line's value; nothing on machines without one (most ARM).
+  const auto sed = mpdemo::testing::run_program({"sed", "-n", "/^model name/{s/^[^:]*: *//p;q}", "/proc/cpuinfo"});
+  ASSERT_TRUE(sed.status.success()) << sed.err;
+  std::string model = sed.out;
+  if (!model.empty() && model.back() == '\n') model.pop_back();
+  EXPECT_EQ(mpdemo::machine_facts().cpu_model, model);
 }
 
 TEST(HugePages, ALargeFreshVectorAsksForThemAndGetsThemWhereTheKernelOffersThem) {

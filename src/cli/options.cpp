@@ -10,6 +10,7 @@
 #include "mpdemo/pool/shared_arena.hpp"
 #include "mpdemo/report/format.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/topology.hpp"
 
@@ -21,10 +22,8 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <variant>
 
@@ -220,19 +219,14 @@ CLI::Option* add_format_option(CLI::App& app, Format& format, bool allow_csv) {
 }
 
 std::size_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
+  const std::optional<ProcFields> meminfo = ProcFields::read("/proc/meminfo");
   if (!meminfo) {
     const int error = errno;
     const std::string hint = limit_hint(error);
     throw std::runtime_error(fmt::format("cannot open /proc/meminfo: {}{}", std::strerror(error),
                                          hint.empty() ? "" : fmt::format(" ({})", hint)));
   }
-  std::string key;
-  std::size_t kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
-  }
+  if (const std::optional<std::uint64_t> available = meminfo->bytes("MemAvailable")) return *available;
   throw std::runtime_error("cannot read MemAvailable from /proc/meminfo");
 }
 
@@ -241,15 +235,10 @@ namespace {
 std::optional<std::size_t> address_space_left() {
   const std::optional<std::uint64_t> limit = soft_limit(RLIMIT_AS);
   if (!limit) return std::nullopt;
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  for (std::string line; std::getline(status, line);) {
-    std::size_t kib = 0;
-    if (std::sscanf(line.c_str(), "VmSize: %zu kB", &kib) == 1) {
-      return *limit > kib * 1024 ? static_cast<std::size_t>(*limit - kib * 1024) : 0;
-    }
-  }
-  return static_cast<std::size_t>(*limit);
+  const std::optional<ProcFields> status = ProcFields::read("/proc/self/status");
+  const std::optional<std::uint64_t> mapped = status ? status->bytes("VmSize") : std::nullopt;
+  if (!mapped) return static_cast<std::size_t>(*limit);
+  return *limit > *mapped ? static_cast<std::size_t>(*limit - *mapped) : 0;
 }
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 
 #include <fmt/format.h>
 #include <hwloc.h>
@@ -9,8 +10,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <algorithm>
-#include <fstream>
 #include <memory>
+#include <optional>
 
 namespace mpdemo {
 
@@ -160,13 +161,8 @@ std::size_t physical_memory_bytes() noexcept {
 
 MachineFacts machine_facts() {
   MachineFacts facts;
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.starts_with("model name")) {
-      const std::size_t colon = line.find(':');
-      if (colon != std::string::npos) facts.cpu_model = line.substr(line.find_first_not_of(' ', colon + 1));
-      break;
-    }
+  if (const std::optional<ProcFields> cpuinfo = ProcFields::read("/proc/cpuinfo")) {
+    facts.cpu_model = cpuinfo->text("model name").value_or("");
   }
   utsname names{};
   if (::uname(&names) == 0) {

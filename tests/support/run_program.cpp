@@ -3,6 +3,7 @@
 #include "mpdemo/sys/detail/system_call.hpp"
 #include "mpdemo/sys/errors.hpp"
 #include "mpdemo/sys/fd.hpp"
+#include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/spawn.hpp"
 
 #include <poll.h>
@@ -10,6 +11,8 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 namespace mpdemo::testing {
@@ -108,23 +111,11 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return true;
 }
 
-std::map<std::string, std::string> proc_status(const std::filesystem::path& status_file) {
-  std::map<std::string, std::string> fields;
-  std::ifstream status(status_file);
-  for (std::string line; std::getline(status, line);) {
-    const std::size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    const std::size_t value = line.find_first_not_of(" \t", colon + 1);
-    fields[line.substr(0, colon)] = value == std::string::npos ? "" : line.substr(value);
-  }
-  return fields;
-}
-
 bool catches_signal(pid_t pid, int signal_number) {
-  const auto fields = proc_status("/proc/" + std::to_string(pid) + "/status");
-  const auto caught = fields.find("SigCgt");
-  if (caught == fields.end()) return false;
-  const unsigned long long mask = std::stoull(caught->second, nullptr, 16);
+  const std::optional<ProcFields> status = ProcFields::status_of(pid);
+  const std::optional<std::string_view> caught = status ? status->text("SigCgt") : std::nullopt;
+  if (!caught) return false;
+  const unsigned long long mask = std::stoull(std::string(*caught), nullptr, 16);
   return (mask >> (signal_number - 1) & 1ULL) != 0;
 }
 

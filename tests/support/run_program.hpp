@@ -4,9 +4,7 @@
 #include "mpdemo/sys/child_process.hpp"
 
 #include <chrono>
-#include <filesystem>
 #include <functional>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -44,11 +42,6 @@ std::vector<pid_t> children_of(pid_t pid);
 /// Shared mappings in this process right now (/proc/self/maps): the arena, and any a pool forgot to
 /// unmap. Nothing another program does changes this count.
 std::size_t shared_mappings();
-
-/// The fields of a /proc status file (/proc/PID/status, /proc/PID/task/TID/status): each line's key,
-/// without its colon, to the rest of the line, leading blanks trimmed ("Threads" to "1"). Empty if
-/// the file cannot be read, as when the process ended meanwhile.
-std::map<std::string, std::string> proc_status(const std::filesystem::path& status_file);
 
 /// Whether process `pid` has a handler installed for `signal_number` (SigCgt in /proc/PID/status): for
 /// mpdemo, that its InterruptGuard is in place, so a signal sent now is its to answer, not a default
