@@ -4,21 +4,26 @@
 #include "mpdemo/sys/fd.hpp"
 #include "mpdemo/sys/spawn.hpp"
 #include "mpdemo/sys/topology.hpp"
+#include "support/run_program.hpp"
+#include "support/seccomp.hpp"
 
 #include <gtest/gtest.h>
 
 #include <pthread.h>
 
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -398,6 +403,81 @@ TEST(ForkServer, ChildrenDieWithTheProcessThatMadeTheServer) {
   const bool gone = ::poll(&ended, 1, 5000) == 1;
   EXPECT_TRUE(gone) << "the server's child outlived the process that made the server";
   if (!gone) ::syscall(SYS_pidfd_send_signal, sleeper_handle.get(), SIGKILL, nullptr, 0);  // leave nothing behind
+}
+
+// Failures a server or this process meets only on a bad day, made for real by seccomp filters. A
+// filter is for good, so each test runs in a child of its own, which makes its own server, asks it
+// for a child and tells what it saw: its exit status a verdict, and the error it caught.
+enum Verdict : int { kHeld = 0, kNoFilter = 10, kForked, kChildLeft };
+
+// After the request failed: no child of this process is left, neither running nor a zombie.
+bool no_child_left() noexcept {
+  errno = 0;
+  return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
+}
+
+// In a checker: makes a server, runs `before_asking` (false: it could not install its filter), asks the
+// server for a child that sleeps, and writes the error that answered to `report`.
+int ask_a_new_server_for_a_sleeper(int report, bool (*before_asking)()) noexcept {
+  try {
+    mpdemo::ForkServer server;
+    if (!before_asking()) return kNoFilter;
+    static_cast<void>(server.spawn("a sleeper", {}, []() noexcept {
+      ::pause();
+      return 0;
+    }));
+    return kForked;
+  } catch (const std::exception& error) {
+    static_cast<void>(mpdemo::write_whole(report, error.what(), std::strlen(error.what())));
+  }
+  return no_child_left() ? kHeld : kChildLeft;
+}
+
+void expect_held(const mpdemo::testing::ChildVerdict& verdict) {
+  ASSERT_TRUE(verdict.status.exited()) << verdict.status.str() << "; it said: " << verdict.said;
+  if (verdict.status.exit_code() == kNoFilter) GTEST_SKIP() << "no seccomp filter here";
+  EXPECT_NE(verdict.status.exit_code(), kForked) << "the request succeeded despite the failure";
+  EXPECT_NE(verdict.status.exit_code(), kChildLeft) << "a child was left behind; the error: " << verdict.said;
+  EXPECT_EQ(verdict.status.exit_code(), kHeld);
+}
+
+// The server dies after its clone and before its answer: the child it made is this process's (the
+// server clones it with CLONE_PARENT), known only by the pid the child reported first of all. The
+// request reads that pid, kills and reaps the child, and names the server's death. The filter kills
+// any process that send()s 8 bytes: only the server's answer is that long (ServedReply, a pid and an
+// errno); its hello and the child's pid report are 4.
+TEST(ForkServer, AServerThatDiesBetweenItsCloneAndItsAnswerLeavesNoChild) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  const auto verdict = mpdemo::testing::run_in_child("a process whose server dies", [](int report) noexcept {
+    constexpr std::uint32_t kAnswerBytes = sizeof(pid_t) + sizeof(int);
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);  // the server dies of SIGSYS, whose default is a core dump
+    if (!mpdemo::testing::install_seccomp_filter({{SYS_sendto, SECCOMP_RET_KILL_PROCESS, 2, kAnswerBytes}})) {
+      return int{kNoFilter};
+    }
+    // The filter is the server's too: it inherits it.
+    return ask_a_new_server_for_a_sleeper(report, [] { return true; });
+  });
+  expect_held(verdict);
+  EXPECT_NE(verdict.said.find("fork a sleeper: the fork server (pid "), std::string::npos) << verdict.said;
+  EXPECT_NE(verdict.said.find("is gone: killed by signal 31 (SIGSYS)"), std::string::npos) << verdict.said;
+}
+
+// An order that cannot be sent, for a reason other than a dead server (here: no buffer space): the
+// error names what was being asked and why, no child is made, and the server leaves when its owner
+// does.
+TEST(ForkServer, AnOrderThatCannotBeSentIsNamedAndMakesNoChild) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  const auto verdict = mpdemo::testing::run_in_child("a process that cannot send", [](int report) noexcept {
+    // The filter comes after the server has started: its hello and its answers are not refused.
+    return ask_a_new_server_for_a_sleeper(report, [] {
+      return mpdemo::testing::install_seccomp_filter({{SYS_sendmsg, SECCOMP_RET_ERRNO | ENOBUFS}});
+    });
+  });
+  expect_held(verdict);
+  EXPECT_NE(verdict.said.find("ask the fork server to fork a sleeper: " + std::string(std::strerror(ENOBUFS))),
+            std::string::npos)
+      << verdict.said;
 }
 
 }  // namespace

@@ -6,15 +6,14 @@
 #include "mpdemo/sys/spawn.hpp"
 #include "support/mappings.hpp"
 #include "support/run_program.hpp"
+#include "support/seccomp.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <algorithm>
 #include <array>
@@ -168,14 +167,7 @@ TEST(OwnTmpfs, TurnedOffTheArenasTakeTheSystemsSharedMemory) {
 
 // A seccomp filter that fails unshare with EPERM, as a container's may: what the helper inherits.
 bool refuse_unshare() noexcept {
-  sock_filter rules[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog program{static_cast<unsigned short>(std::size(rules)), rules};
-  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
+  return mpdemo::testing::install_seccomp_filter({{SYS_unshare, SECCOMP_RET_ERRNO | EPERM}});
 }
 
 // Run in a program of its own: own_tmpfs() is made once per process, and a child forked here would

@@ -6,6 +6,7 @@
 #include "mpdemo/sys/proc_files.hpp"
 #include "mpdemo/sys/topology.hpp"
 #include "support/run_program.hpp"
+#include "support/seccomp.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -14,8 +15,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <link.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
@@ -271,28 +270,21 @@ TEST_P(RefusedFork, ATeamWhoseSecondForkIsRefusedEndsTheFirstAndNamesTheLimit) {
   const pid_t test = ::getpid();
   auto uid = static_cast<uid_t>(100000 + test);
   while (tasks_of_user(uid) != 0U) ++uid;
-  mpdemo::Pipe verdict = mpdemo::Pipe::create();
-  const int out = verdict.write_end.get();
-  mpdemo::SpawnOptions options;
-  options.keep_descriptors = {out};
-  mpdemo::ChildProcess maker = mpdemo::spawn("the refused team's maker", options, [=]() noexcept {
-    std::string failures;
-    try {
-      failures = make_a_refused_team(served, uid, test);
-    } catch (const std::exception& error) {
-      failures = std::string("threw: ") + error.what();
-    }
-    return mpdemo::write_whole(out, failures.data(), failures.size()) && failures.empty() ? 0 : 1;
-  });
-  const mpdemo::ExitStatus status = maker.wait_or_kill(std::chrono::seconds(30));
-  verdict.write_end.reset();
-  std::string failures;
-  std::array<char, 4096> chunk{};
-  for (ssize_t got; (got = ::read(verdict.read_end.get(), chunk.data(), chunk.size())) > 0;)
-    failures.append(chunk.data(), static_cast<std::size_t>(got));
-  if (failures.starts_with("skip: ")) GTEST_SKIP() << failures;
-  EXPECT_EQ(failures, "");
-  EXPECT_TRUE(status.success()) << status.str();
+  const mpdemo::testing::ChildVerdict verdict = mpdemo::testing::run_in_child(
+      "the refused team's maker",
+      [=](int report) noexcept {
+        std::string failures;
+        try {
+          failures = make_a_refused_team(served, uid, test);
+        } catch (const std::exception& error) {
+          failures = std::string("threw: ") + error.what();
+        }
+        return mpdemo::write_whole(report, failures.data(), failures.size()) && failures.empty() ? 0 : 1;
+      },
+      std::chrono::seconds(30));
+  if (verdict.said.starts_with("skip: ")) GTEST_SKIP() << verdict.said;
+  EXPECT_EQ(verdict.said, "");
+  EXPECT_TRUE(verdict.status.success()) << verdict.status.str();
 }
 
 INSTANTIATE_TEST_SUITE_P(Spawn, RefusedFork, ::testing::Values(false, true), [](const auto& param) {
@@ -303,22 +295,7 @@ INSTANTIATE_TEST_SUITE_P(Spawn, RefusedFork, ::testing::Values(false, true), [](
 // In a child: from now on pidfd_open fails with ENOSYS in this process, as on a kernel before 5.3 or
 // under a seccomp filter that refuses it (some container runtimes' did). Returns whether it took.
 bool refuse_pidfd_open() noexcept {
-#if defined(__x86_64__)
-  constexpr std::uint32_t kArch = AUDIT_ARCH_X86_64;
-#else
-  constexpr std::uint32_t kArch = AUDIT_ARCH_AARCH64;
-#endif
-  std::array<sock_filter, 7> filter{{
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),  // another architecture's calls: not this test's
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  }};
-  const sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
-  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0 &&
+  return mpdemo::testing::install_seccomp_filter({{SYS_pidfd_open, SECCOMP_RET_ERRNO | ENOSYS}}) &&
          ::syscall(SYS_pidfd_open, ::getpid(), 0) == -1 && errno == ENOSYS;
 }
 

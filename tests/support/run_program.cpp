@@ -102,6 +102,21 @@ std::size_t shared_mappings() {
   return count;
 }
 
+ChildVerdict run_in_child(std::string_view role, const std::function<int(int report)>& check,
+                          std::chrono::milliseconds timeout) {
+  Pipe said = Pipe::create();
+  const int out = said.write_end.get();
+  SpawnOptions options;
+  options.keep_descriptors = {out};
+  ChildProcess child = spawn(role, options, [&check, out]() noexcept { return check(out); });
+  said.write_end.reset();
+  ChildVerdict verdict{child.wait_or_kill(timeout), {}};
+  std::array<char, 4096> chunk{};
+  for (ssize_t got; (got = ::read(said.read_end.get(), chunk.data(), chunk.size())) > 0;)
+    verdict.said.append(chunk.data(), static_cast<std::size_t>(got));
+  return verdict;
+}
+
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!condition()) {

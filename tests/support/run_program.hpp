@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mpdemo::testing {
@@ -47,6 +48,19 @@ std::size_t shared_mappings();
 /// mpdemo, that its InterruptGuard is in place, so a signal sent now is its to answer, not a default
 /// death during start-up (which takes 150 ms under AddressSanitizer on a slow VM).
 bool catches_signal(pid_t pid, int signal_number);
+
+/// What a check run in a child of its own (run_in_child) said: its exit status, and what it wrote.
+struct ChildVerdict {
+  ExitStatus status{0};
+  std::string said;
+};
+
+/// Runs `check` in a child made for it (spawn), for what must not touch the test's own process: a
+/// seccomp filter, which is for good, or a user id. `check` writes what it has to say (a failure, an
+/// error's message: a few lines, read once it has ended) to the descriptor it is given and returns the child's exit
+/// status; it must not throw. The child is killed if it runs longer than `timeout`.
+ChildVerdict run_in_child(std::string_view role, const std::function<int(int report)>& check,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(40));
 
 /// Waits (polling /proc, up to `timeout`) until `condition` holds; returns whether it did. For
 /// conditions on other processes that no event announces.
