@@ -19,7 +19,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -35,6 +34,7 @@
 #include <filesystem>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -687,26 +687,17 @@ TEST(Promptness, AnInterruptStopsASequentialLoopWithinABlock) {
 
 // A child forked by the pool stops itself before it can say it is ready: the master must not wait for
 // it forever, nor ignore Ctrl-C meanwhile.
-std::atomic<bool> g_stop_new_children{false};
-void stop_self_in_child() {
-  if (g_stop_new_children) ::raise(SIGSTOP);
-}
-
 TEST(Promptness, AWorkerStoppedBeforeItIsReadyTimesOutAndIsKilled) {
-  static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_self_in_child);
-  ASSERT_EQ(registered, 0);
   mpdemo::ProcessPoolOptions options;
   options.workers = 1;
   options.start_timeout = 300ms;
   (void)mpdemo::SharedArena::process_default();  // its tmpfs helper, a child too, is not the worker under test
-  g_stop_new_children = true;
   const double start = monotonic_seconds();
   try {
+    const mpdemo::testing::StopNewChildren stopped;
     mpdemo::ProcessPool pool(options);
-    g_stop_new_children = false;
     FAIL() << "a stopped worker was taken for a ready one";
   } catch (const std::runtime_error& e) {
-    g_stop_new_children = false;
     EXPECT_THAT(e.what(), HasSubstr("did not say it was ready within 300 ms"));
   }
   EXPECT_LT(monotonic_seconds() - start, 1.0);
@@ -714,18 +705,16 @@ TEST(Promptness, AWorkerStoppedBeforeItIsReadyTimesOutAndIsKilled) {
 }
 
 TEST(Promptness, AnInterruptDuringStartUpIsAnsweredAtOnce) {
-  static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_self_in_child);
-  ASSERT_EQ(registered, 0);
   const mpdemo::InterruptGuard guard;
   (void)mpdemo::SharedArena::process_default();  // its tmpfs helper, a child too, is not the worker under test
-  g_stop_new_children = true;
+  std::optional<mpdemo::testing::StopNewChildren> stopped(std::in_place);
   std::thread interrupter([] {
     std::this_thread::sleep_for(150ms);
     ::kill(::getpid(), SIGINT);
   });
   const double start = monotonic_seconds();
   EXPECT_THROW(mpdemo::ProcessPool pool(1), mpdemo::Interrupted);  // start_timeout is 10 s by default
-  g_stop_new_children = false;
+  stopped.reset();
   interrupter.join();
   EXPECT_LT(monotonic_seconds() - start, 1.0);
   EXPECT_TRUE(children_of(::getpid()).empty());

@@ -368,6 +368,28 @@ TEST(ForkServer, AServerThatDoesNotAnswerIsKilledAndNamedWithinTheDeadline) {
   }
 }
 
+// A server that never says it is ready (here: stopped the moment it is forked) does not hang the
+// process making it: after the answer's deadline it is killed and reaped, and the error says so.
+TEST(ForkServer, AServerThatNeverSaysItIsReadyIsKilledAndNamedWithinTheDeadline) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  const auto asked = std::chrono::steady_clock::now();
+  try {
+    const mpdemo::testing::StopNewChildren stopped;
+    mpdemo::ForkServer server;
+    FAIL() << "a stopped server was taken for a ready one";
+  } catch (const std::runtime_error& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("start a fork server (pid "), std::string::npos) << message;
+    EXPECT_NE(message.find("): it did not say it was ready within 10 s, and was killed"), std::string::npos) << message;
+  }
+  const auto waited = std::chrono::steady_clock::now() - asked;
+  EXPECT_GE(waited, std::chrono::seconds(10));
+  EXPECT_LT(waited, std::chrono::seconds(30));
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1) << "the stopped server was left behind";
+  EXPECT_EQ(errno, ECHILD);
+}
+
 // die_with_parent holds for a server's children too: the parent that made the server dies, and the
 // child it had from the server goes with it instead of running on.
 TEST(ForkServer, ChildrenDieWithTheProcessThatMadeTheServer) {
@@ -461,6 +483,25 @@ TEST(ForkServer, AServerThatDiesBetweenItsCloneAndItsAnswerLeavesNoChild) {
   expect_held(verdict);
   EXPECT_NE(verdict.said.find("fork a sleeper: the fork server (pid "), std::string::npos) << verdict.said;
   EXPECT_NE(verdict.said.find("is gone: killed by signal 31 (SIGSYS)"), std::string::npos) << verdict.said;
+}
+
+// A server that dies before it says it is ready (killed as it sends its hello, the only 4-byte send()
+// before any child is asked for): its making fails at once, names how it ended, and leaves no child.
+TEST(ForkServer, AServerThatDiesBeforeItSaysItIsReadyIsNamedAndReaped) {
+  if (!mpdemo::ForkServer::supported()) GTEST_SKIP() << "no fork server on this machine (ForkServer::supported)";
+  const auto verdict = mpdemo::testing::run_in_child("a process whose server dies at once", [](int report) noexcept {
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    if (!mpdemo::testing::install_seccomp_filter({{SYS_sendto, SECCOMP_RET_KILL_PROCESS, 2, sizeof(int)}})) {
+      return int{kNoFilter};
+    }
+    return ask_a_new_server_for_a_sleeper(report, [] { return true; });
+  });
+  expect_held(verdict);
+  EXPECT_NE(verdict.said.find("start a fork server (pid "), std::string::npos) << verdict.said;
+  EXPECT_NE(verdict.said.find("): it did not say it was ready, and is gone: killed by signal 31 (SIGSYS)"),
+            std::string::npos)
+      << verdict.said;
 }
 
 // An order that cannot be sent, for a reason other than a dead server (here: no buffer space): the

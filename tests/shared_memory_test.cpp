@@ -13,11 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include <linux/seccomp.h>
-#include <pthread.h>
 #include <sys/syscall.h>
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -25,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
@@ -114,25 +113,18 @@ TEST(OwnTmpfs, GivesSharedMemoryInHugePagesAndLeavesNothingMountedOrRunning) {
 // A helper that hangs must not hang the program: it stops itself here (SIGSTOP, from a fork handler)
 // before it can answer. In a child of the test, whose own_tmpfs() makes its tmpfs again (spawn
 // closed the root it inherited), the call gives up, says so, and leaves no stopped helper behind.
-std::atomic<bool> g_stop_new_children{false};
-void stop_self_in_child() {
-  if (g_stop_new_children) ::raise(SIGSTOP);
-}
-
 TEST(OwnTmpfs, AHelperThatNeverAnswersIsGivenUpOnAndKilled) {
   if (mpdemo::own_tmpfs().root < 0) GTEST_SKIP() << "no tmpfs of mpdemo's own on this machine";
-  static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_self_in_child);
-  ASSERT_EQ(registered, 0);
   mpdemo::Pipe report = mpdemo::Pipe::create();
   mpdemo::SpawnOptions options;
   options.keep_descriptors = {report.write_end.get()};
   const int out = report.write_end.get();
   mpdemo::ChildProcess child = mpdemo::spawn("a child whose tmpfs helper hangs", options, [out]() noexcept {
-    g_stop_new_children = true;  // its helper, forked from here, stops itself
+    std::optional<mpdemo::testing::StopNewChildren> stopped(std::in_place);  // its helper, forked from here
     const auto start = std::chrono::steady_clock::now();
     const mpdemo::OwnTmpfs tmpfs = mpdemo::own_tmpfs();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    g_stop_new_children = false;
+    stopped.reset();
     std::array<char, 256> text{};
     const std::string said = tmpfs.root < 0 ? tmpfs.failure : std::string("made");
     std::snprintf(text.data(), text.size(), "%s|%.2f|%zu", said.c_str(), seconds,

@@ -421,15 +421,22 @@ ForkServer::ForkServer() {
   theirs.reset();
   // Its first word: whether it can fork children that know who they are (ServerHello).
   ServerHello hello;
-  if (wait_readable(socket_.get(), std::chrono::steady_clock::now() + kServerAnswer) != Readiness::readable ||
+  const Readiness said = wait_readable(socket_.get(), std::chrono::steady_clock::now() + kServerAnswer);
+  if (said != Readiness::readable ||
       ::recv(socket_.get(), &hello, sizeof hello, 0) != static_cast<ssize_t>(sizeof hello) || hello.error != 0) {
     socket_.reset();
-    const std::string how = server_.wait_or_kill(std::chrono::seconds(1)).str();
+    std::string how;
+    if (said == Readiness::timed_out) {  // alive but silent (stopped, stuck): it would not end by itself
+      server_.kill_and_wait();
+      how = fmt::format("did not say it was ready within {} s, and was killed", kServerAnswer.count());
+    } else {
+      how = "did not say it was ready, and is gone: " + server_.wait_or_kill(std::chrono::seconds(1)).str();
+    }
     throw std::runtime_error(
         hello.error == ENOTSUP
             ? "start a fork server: this kernel does not say where glibc keeps a thread's id (PR_GET_TID_ADDRESS "
               "needs CONFIG_CHECKPOINT_RESTORE), so the server's children would take its identity for theirs"
-            : fmt::format("start a fork server (pid {}): it did not say it was ready; it {}", server_pid_, how));
+            : fmt::format("start a fork server (pid {}): it {}", server_pid_, how));
   }
 }
 

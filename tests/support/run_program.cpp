@@ -7,12 +7,16 @@
 #include "mpdemo/sys/spawn.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <array>
+#include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 namespace mpdemo::testing {
@@ -116,6 +120,21 @@ ChildVerdict run_in_child(std::string_view role, const std::function<int(int rep
     verdict.said.append(chunk.data(), static_cast<std::size_t>(got));
   return verdict;
 }
+
+namespace {
+std::atomic<bool> g_stop_new_children{false};
+void stop_if_asked() {
+  if (g_stop_new_children) ::raise(SIGSTOP);
+}
+}  // namespace
+
+StopNewChildren::StopNewChildren() {
+  static const int registered = ::pthread_atfork(nullptr, nullptr, &stop_if_asked);
+  if (registered != 0) throw std::system_error(registered, std::generic_category(), "pthread_atfork");
+  g_stop_new_children = true;
+}
+
+StopNewChildren::~StopNewChildren() { g_stop_new_children = false; }
 
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -62,6 +62,17 @@ struct ChildVerdict {
 ChildVerdict run_in_child(std::string_view role, const std::function<int(int report)>& check,
                           std::chrono::milliseconds timeout = std::chrono::seconds(40));
 
+/// While one lives, every child this process forks stops itself (SIGSTOP) the moment it is forked,
+/// before any code of its own runs (a pthread_atfork handler): a child that never answers, made for
+/// real. Whatever else would fork meanwhile (a tmpfs helper) is best made before it.
+class StopNewChildren {
+ public:
+  StopNewChildren();
+  ~StopNewChildren();
+  StopNewChildren(const StopNewChildren&) = delete;
+  StopNewChildren& operator=(const StopNewChildren&) = delete;
+};
+
 /// Waits (polling /proc, up to `timeout`) until `condition` holds; returns whether it did. For
 /// conditions on other processes that no event announces.
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
