@@ -163,6 +163,20 @@ TEST(ProcStat, ADeadUnreapedChildIsAZombieAndAReapedOneIsGone) {
   EXPECT_EQ(mpdemo::ProcFields::status_of(pid), std::nullopt);
 }
 
+TEST(ProcStat, ReadsTheFieldsByTheirNumbersInProc5) {
+  const std::filesystem::path file = std::filesystem::path(::testing::TempDir()) / "proc_stat_line";
+  // pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime ...
+  std::ofstream(file) << "42 (a) b (c) S 7 42 42 0 -1 4194560 123 5 6 8 11 22 0 0 20 0 1 0 99\n";
+  const std::optional<mpdemo::ProcStat> stat = mpdemo::ProcStat::read(file);
+  std::filesystem::remove(file);
+  ASSERT_TRUE(stat);
+  EXPECT_EQ(stat->state, 'S');
+  EXPECT_EQ(stat->parent, 7);
+  EXPECT_EQ(stat->minor_faults, 123u);
+  EXPECT_EQ(stat->user_ticks, 11u);
+  EXPECT_EQ(stat->system_ticks, 22u);
+}
+
 TEST(ProcStat, AFileThatIsNotAStatLineIsNone) {
   const std::filesystem::path file = std::filesystem::path(::testing::TempDir()) / "proc_stat_sample";
   std::ofstream(file) << "12 (name) S 1\n";  // cut short before the CPU times

@@ -74,7 +74,7 @@ std::optional<ProcStat> ProcStat::read(const std::filesystem::path& file) {
   if (name_end == std::string::npos) return std::nullopt;
   std::istringstream fields(line.substr(name_end + 1));
   ProcStat stat;
-  std::uint64_t skipped = 0;
+  long long skipped = 0;  // tpgid is -1 for a process without a controlling terminal
   fields >> stat.state >> stat.parent;
   for (int field = 5; field <= 9; ++field) fields >> skipped;  // pgrp session tty_nr tpgid flags
   fields >> stat.minor_faults;

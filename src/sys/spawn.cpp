@@ -429,6 +429,10 @@ ForkServer::ForkServer() {
     if (said == Readiness::timed_out) {  // alive but silent (stopped, stuck): it would not end by itself
       server_.kill_and_wait();
       how = fmt::format("did not say it was ready within {} s, and was killed", kServerAnswer.count());
+    } else if (said == Readiness::failed) {
+      const int error = errno;
+      server_.kill_and_wait();
+      how = fmt::format("could not be waited for ({}), and was killed", std::strerror(error));
     } else {
       how = "did not say it was ready, and is gone: " + server_.wait_or_kill(std::chrono::seconds(1)).str();
     }

@@ -57,14 +57,17 @@ struct ChildVerdict {
 
 /// Runs `check` in a child made for it (spawn), for what must not touch the test's own process: a
 /// seccomp filter, which is for good, or a user id. `check` writes what it has to say (a failure, an
-/// error's message: a few lines, read once it has ended) to the descriptor it is given and returns the child's exit
-/// status; it must not throw. The child is killed if it runs longer than `timeout`.
+/// error's message) to the descriptor it is given and returns the child's exit status; it must not
+/// throw. The child is killed if it runs longer than `timeout`; what it wrote is read once it has
+/// ended, so it must be a few lines, and no process it leaves behind may hold the descriptor (spawn
+/// gives a child only the descriptors it is asked to keep).
 ChildVerdict run_in_child(std::string_view role, const std::function<int(int report)>& check,
                           std::chrono::milliseconds timeout = std::chrono::seconds(40));
 
-/// While one lives, every child this process forks stops itself (SIGSTOP) the moment it is forked,
-/// before any code of its own runs (a pthread_atfork handler): a child that never answers, made for
-/// real. Whatever else would fork meanwhile (a tmpfs helper) is best made before it.
+/// While one lives, every child this process forks with glibc's fork() (as spawn does; a raw clone
+/// runs no fork handlers) stops itself (SIGSTOP) the moment it is forked, before any code of its own
+/// runs: a child that never answers, made for real. Whatever else would fork meanwhile (a tmpfs
+/// helper) is best made before it.
 class StopNewChildren {
  public:
   StopNewChildren();

@@ -33,7 +33,8 @@ bool install_seccomp_filter(std::initializer_list<SyscallRule> rules) noexcept {
   add(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0));
   add(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));  // another architecture's calls: not the test's
   for (const SyscallRule& rule : rules) {
-    const bool by_argument = rule.argument >= 0 && rule.argument <= 5;
+    if (rule.argument < -1 || rule.argument > 5) return false;  // a system call has six arguments
+    const bool by_argument = rule.argument >= 0;
     // Each test that fails jumps past the rest of this rule, to the next one's first instruction.
     const std::uint8_t rest_of_rule = by_argument ? 3 : 1;
     add(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));

@@ -18,11 +18,11 @@ struct SyscallRule {
   std::uint32_t value = 0;
 };
 
-/// Installs a filter of `rules` on this process and every process it makes from now on, for good:
-/// call it in a child made for the purpose. The first rule that matches decides; every other call,
-/// and every call of another architecture, is allowed. Allocates nothing, so it is safe in a forked
-/// child. Returns whether it took (false where seccomp is missing or refused, or on an architecture
-/// other than x86-64 and arm64).
+/// Installs a filter of `rules` on the calling thread and every process it makes from now on, for
+/// good: call it in a single-threaded child made for the purpose. The first rule that matches
+/// decides; every other call, and every call of another architecture, is allowed. Allocates nothing,
+/// so it is safe in a forked child. Returns whether it took (false where seccomp is missing or
+/// refused, for an argument outside 0-5, or on an architecture other than x86-64 and arm64).
 bool install_seccomp_filter(std::initializer_list<SyscallRule> rules) noexcept;
 
 }  // namespace mpdemo::testing

@@ -17,9 +17,10 @@
 namespace mpdemo {
 
 /// A /proc file of "Key: value" lines (proc(5)): /proc/PID/status, /proc/PID/task/TID/status,
-/// /proc/meminfo, /proc/cpuinfo. Each line's key, without its colon and the blanks around it, maps
-/// to the rest of the line: "Threads" to "1", "VmHWM" to "1234 kB", "SigCgt" to "0000000000004a02".
-/// A key that repeats keeps its first value: /proc/cpuinfo's first processor's.
+/// /proc/meminfo, /proc/cpuinfo. Each line's key (without its colon, and without the blanks that pad
+/// it in /proc/cpuinfo) maps to the rest of the line, leading blanks trimmed: "Threads" to "1",
+/// "VmHWM" to "1234 kB", "SigCgt" to "0000000000004a02". A key that repeats keeps its first value:
+/// /proc/cpuinfo's first processor's.
 class ProcFields {
  public:
   /// The fields of `file`; nullopt if it cannot be opened (errno says why), as when the process it
