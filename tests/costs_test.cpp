@@ -1,12 +1,11 @@
 #include "mpdemo/lab/costs.hpp"
 #include "mpdemo/report/costs.hpp"
 #include "mpdemo/sys/errors.hpp"
+#include "support/run_program.hpp"
 
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -46,11 +45,7 @@ void expect_within_the_call(Probe probe, std::size_t operations) {
 }
 
 // Every probe reaps what it forked: this process has no child left, not even a zombie.
-void expect_no_children_left() {
-  errno = 0;
-  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
-  EXPECT_EQ(errno, ECHILD);
-}
+void expect_no_children_left() { EXPECT_TRUE(mpdemo::testing::no_child_left()); }
 
 TEST(CostProbes, ForkFitInTheCallThatMeasuredThem) {
   expect_within_the_call([&] { return mpdemo::measure_fork(kRepeats, kOperations); }, kOperations);

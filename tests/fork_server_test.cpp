@@ -354,9 +354,7 @@ TEST(ForkServer, AServerThatDoesNotAnswerIsKilledAndNamedWithinTheDeadline) {
   EXPECT_GE(waited, std::chrono::seconds(10));
   EXPECT_LT(waited, std::chrono::seconds(30));
   // Nothing is left: neither the server nor a child (a zombie would still be waitable).
-  errno = 0;
-  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
-  EXPECT_EQ(errno, ECHILD);
+  EXPECT_TRUE(mpdemo::testing::no_child_left());
   try {
     static_cast<void>(server.spawn("another child", {}, []() noexcept { return 0; }));
     FAIL() << "a server that was killed forked a child";
@@ -386,9 +384,7 @@ TEST(ForkServer, AServerThatNeverSaysItIsReadyIsKilledAndNamedWithinTheDeadline)
   const auto waited = std::chrono::steady_clock::now() - asked;
   EXPECT_GE(waited, std::chrono::seconds(10));
   EXPECT_LT(waited, std::chrono::seconds(30));
-  errno = 0;
-  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1) << "the stopped server was left behind";
-  EXPECT_EQ(errno, ECHILD);
+  EXPECT_TRUE(mpdemo::testing::no_child_left()) << "the stopped server was left behind";
 }
 
 // die_with_parent holds for a server's children too: the parent that made the server dies, and the
@@ -433,12 +429,6 @@ TEST(ForkServer, ChildrenDieWithTheProcessThatMadeTheServer) {
 // for a child and tells what it saw: its exit status a verdict, and the error it caught.
 enum Verdict : int { kHeld = 0, kNoFilter = 10, kForked, kChildLeft };
 
-// After the request failed: no child of this process is left, neither running nor a zombie.
-bool no_child_left() noexcept {
-  errno = 0;
-  return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
-}
-
 // In a checker: makes a server, runs `before_asking` (false: it could not install its filter), asks the
 // server for a child that sleeps, and writes the error that answered to `report`.
 int ask_a_new_server_for_a_sleeper(int report, bool (*before_asking)()) noexcept {
@@ -453,7 +443,7 @@ int ask_a_new_server_for_a_sleeper(int report, bool (*before_asking)()) noexcept
   } catch (const std::exception& error) {
     static_cast<void>(mpdemo::write_whole(report, error.what(), std::strlen(error.what())));
   }
-  return no_child_left() ? kHeld : kChildLeft;
+  return mpdemo::testing::no_child_left() ? kHeld : kChildLeft;
 }
 
 // Whether the checker could not install its filter (the test is then skipped: no seccomp here).

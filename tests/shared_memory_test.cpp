@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <span>
@@ -115,27 +116,21 @@ TEST(OwnTmpfs, GivesSharedMemoryInHugePagesAndLeavesNothingMountedOrRunning) {
 // closed the root it inherited), the call gives up, says so, and leaves no stopped helper behind.
 TEST(OwnTmpfs, AHelperThatNeverAnswersIsGivenUpOnAndKilled) {
   if (mpdemo::own_tmpfs().root < 0) GTEST_SKIP() << "no tmpfs of mpdemo's own on this machine";
-  mpdemo::Pipe report = mpdemo::Pipe::create();
-  mpdemo::SpawnOptions options;
-  options.keep_descriptors = {report.write_end.get()};
-  const int out = report.write_end.get();
-  mpdemo::ChildProcess child = mpdemo::spawn("a child whose tmpfs helper hangs", options, [out]() noexcept {
-    std::optional<mpdemo::testing::StopNewChildren> stopped(std::in_place);  // its helper, forked from here
-    const auto start = std::chrono::steady_clock::now();
-    const mpdemo::OwnTmpfs tmpfs = mpdemo::own_tmpfs();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    stopped.reset();
-    std::array<char, 256> text{};
-    const std::string said = tmpfs.root < 0 ? tmpfs.failure : std::string("made");
-    std::snprintf(text.data(), text.size(), "%s|%.2f|%zu", said.c_str(), seconds,
-                  mpdemo::testing::children_of(::getpid()).size());
-    return mpdemo::write_whole(out, text.data(), text.size()) ? 0 : 1;
-  });
-  report.write_end.reset();
-  std::array<char, 256> text{};
-  ASSERT_EQ(mpdemo::read_whole(report.read_end.get(), text.data(), text.size()), mpdemo::ReadOutcome::complete);
-  ASSERT_TRUE(child.wait().success());
-  const std::string said(text.data());
+  const mpdemo::testing::ChildVerdict verdict =
+      mpdemo::testing::run_in_child("a child whose tmpfs helper hangs", [](int report) noexcept {
+        std::optional<mpdemo::testing::StopNewChildren> stopped(std::in_place);  // its helper, forked from here
+        const auto start = std::chrono::steady_clock::now();
+        const mpdemo::OwnTmpfs tmpfs = mpdemo::own_tmpfs();
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        stopped.reset();
+        std::array<char, 256> text{};
+        const std::string said = tmpfs.root < 0 ? tmpfs.failure : std::string("made");
+        std::snprintf(text.data(), text.size(), "%s|%.2f|%zu", said.c_str(), seconds,
+                      mpdemo::testing::children_of(::getpid()).size());
+        return mpdemo::write_whole(report, text.data(), std::strlen(text.data())) ? 0 : 1;
+      });
+  ASSERT_TRUE(verdict.status.success()) << verdict.status.str();
+  const std::string& said = verdict.said;
   SCOPED_TRACE(said);
   EXPECT_THAT(said, HasSubstr("the helper gave no answer within 2 s (killed by signal 9 (SIGKILL))"));
   const std::size_t bar = said.find('|');

@@ -8,9 +8,11 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -135,6 +137,11 @@ StopNewChildren::StopNewChildren() {
 }
 
 StopNewChildren::~StopNewChildren() { g_stop_new_children = false; }
+
+bool no_child_left() noexcept {
+  errno = 0;
+  return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
+}
 
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

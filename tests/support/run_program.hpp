@@ -40,6 +40,10 @@ std::string mpdemo_executable();
 /// The pids of the children of `pid` right now (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
 
+/// Whether this process has no child left, not even a zombie: waitpid(-1, WNOHANG) finds none to wait
+/// for (ECHILD). Safe in a forked child.
+bool no_child_left() noexcept;
+
 /// Shared mappings in this process right now (/proc/self/maps): the arena, and any a pool forgot to
 /// unmap. Nothing another program does changes this count.
 std::size_t shared_mappings();
