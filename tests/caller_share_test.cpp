@@ -300,13 +300,19 @@ TEST(CallerShareProcesses, AnInterruptInTheCallersShareStopsTheMapKillsItsWorker
   }
 }
 
-/// The workers hang (until the gate opens, 30 s at most); the caller's own elements return at once.
+/// The workers hang (until the gate opens, 30 s at most); the caller's own elements return once a
+/// worker has begun one (20 s at most). Without that wait a caller done with its share before its
+/// worker woke would take back the worker's first task and finish the map itself, as it should.
 struct WorkersHang {
-  long* gate;
+  long* flags;  ///< shared: [0] the gate, [1] a worker has begun an element
   pid_t caller;
   int operator()(int x) const {
-    if (::getpid() == caller) return x;
-    wait_for_flag(gate, 30s);
+    if (::getpid() == caller) {
+      wait_for_flag(&flags[1], 20s);
+      return x;
+    }
+    raise_flag(&flags[1]);
+    wait_for_flag(&flags[0], 30s);
     return x;
   }
 };
@@ -314,18 +320,18 @@ struct WorkersHang {
 TEST(CallerShareProcesses, TerminateFromAnotherThreadEndsAMapWhoseCallerHasDoneItsShare) {
   using Suite = CallerShare<mpdemo::ProcessPool>;
   mpdemo::ProcessPool pool(Suite::options(1));
-  auto gate = Suite::shared_cells(1);
+  auto flags = Suite::shared_cells(2);
   std::vector<int> input(4000);
   const auto start = std::chrono::steady_clock::now();
   std::thread terminator([&pool] {
     std::this_thread::sleep_for(300ms);
     pool.terminate();
   });
-  EXPECT_THROW((void)pool.map(WorkersHang{gate.data(), ::getpid()}, input, 100), mpdemo::PoolTerminated);
+  EXPECT_THROW((void)pool.map(WorkersHang{flags.data(), ::getpid()}, input, 100), mpdemo::PoolTerminated);
   terminator.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "the map waited for its hung workers";
   for (const auto& pid : pool.worker_pids()) EXPECT_FALSE(pid.has_value()) << "a worker outlived terminate()";
-  raise_flag(&gate[0]);
+  raise_flag(&flags[0]);
 }
 
 /// Waits at the gate (30 s at most), then returns x.
