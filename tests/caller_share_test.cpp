@@ -300,15 +300,16 @@ TEST(CallerShareProcesses, AnInterruptInTheCallersShareStopsTheMapKillsItsWorker
   }
 }
 
-/// The workers hang (until the gate opens, 30 s at most); the caller's own elements return once a
-/// worker has begun one (20 s at most). Without that wait a caller done with its share before its
-/// worker woke would take back the worker's first task and finish the map itself, as it should.
+/// The workers hang (until the gate opens, 30 s at most); the caller's first element waits until a
+/// worker has begun one (20 s at most, once), its others return at once. Without that wait a caller
+/// done with its share before its worker woke would take back the worker's first task and finish the
+/// map itself, as it should.
 struct WorkersHang {
-  long* flags;  ///< shared: [0] the gate, [1] a worker has begun an element
+  long* flags;  ///< shared: [0] the gate, [1] a worker has begun an element, [2] the caller has waited
   pid_t caller;
   int operator()(int x) const {
     if (::getpid() == caller) {
-      wait_for_flag(&flags[1], 20s);
+      if (std::atomic_ref<long>(flags[2]).exchange(1) == 0) wait_for_flag(&flags[1], 20s);
       return x;
     }
     raise_flag(&flags[1]);
@@ -320,7 +321,7 @@ struct WorkersHang {
 TEST(CallerShareProcesses, TerminateFromAnotherThreadEndsAMapWhoseCallerHasDoneItsShare) {
   using Suite = CallerShare<mpdemo::ProcessPool>;
   mpdemo::ProcessPool pool(Suite::options(1));
-  auto flags = Suite::shared_cells(2);
+  auto flags = Suite::shared_cells(3);
   std::vector<int> input(4000);
   const auto start = std::chrono::steady_clock::now();
   std::thread terminator([&pool] {
