@@ -10,6 +10,7 @@
 #include "mpdemo/sys/trace.hpp"
 #include "support/run_program.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <sys/resource.h>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -203,21 +205,31 @@ TEST(SpinStyle, APausingThreadSpinsInUserSpaceAndAYieldingOneInTheKernel) {
   });
 }
 
-/// A thread's context switches so far (/proc/<pid>/task/<tid>/status, or a process's main thread).
+/// A thread's context switches so far (/proc/<pid>/task/<tid>/status, or a process's main thread),
+/// and how long it has waited, runnable, for a CPU (schedstat's run delay, 0 where it is not kept).
 struct Switches {
   long long slept = 0;      ///< voluntary: it blocked (a spinning thread's yields are not counted)
   long long displaced = 0;  ///< involuntary: another runnable thread took its core (a yield that gave it away)
+  long long waited_ns = 0;  ///< runnable but not running: after a wake-up or a displacement
 
-  Switches operator-(const Switches& before) const { return {slept - before.slept, displaced - before.displaced}; }
-  Switches operator+(const Switches& more) const { return {slept + more.slept, displaced + more.displaced}; }
+  Switches operator-(const Switches& before) const {
+    return {slept - before.slept, displaced - before.displaced, waited_ns - before.waited_ns};
+  }
+  Switches operator+(const Switches& more) const {
+    return {slept + more.slept, displaced + more.displaced, waited_ns + more.waited_ns};
+  }
 };
 
+/// `status_path`'s thread's Switches; its run delay from the schedstat file beside it.
 Switches switches_of(const std::string& status_path) {
   const std::optional<mpdemo::ProcFields> status = mpdemo::ProcFields::read(status_path);
   const auto count = [&status](std::string_view key) {
     return static_cast<long long>(status ? status->number(key).value_or(0) : 0);
   };
-  return {count("voluntary_ctxt_switches"), count("nonvoluntary_ctxt_switches")};
+  long long on_cpu_ns = 0;
+  long long waited_ns = 0;
+  std::ifstream(status_path.substr(0, status_path.rfind('/')) + "/schedstat") >> on_cpu_ns >> waited_ns;
+  return {count("voluntary_ctxt_switches"), count("nonvoluntary_ctxt_switches"), waited_ns};
 }
 
 void busy_wait(std::chrono::microseconds gap) {
@@ -260,14 +272,31 @@ void expect_the_spin_learns_the_gap(const Switches& fixed, const Switches& growi
                 << " gaps of 400 us, and nothing else took its core";
 }
 
-constexpr int kBursts = 20;
+constexpr int kBursts = 30;
+/// More time than this waiting for a CPU, the worker's and the program's together over the bursts,
+/// says another thread shared their cores: 0-0.8 ms on a quiet machine, 23-35 ms with a busy loop
+/// beside the test (which took the program's CPU as it woke from each pause, and left the worker
+/// sleeping in up to 23 gaps while displacing either of them at most 3 times).
+constexpr long long kBusyNs = 5'000'000;
 constexpr int kBurstGaps = 4;
+
+/// What switches_in_bursts counted: the worker's context switches in all, those within the bursts
+/// (from just after each pause to just after the burst's last map: its gaps), and how often another
+/// thread took the program's own core meanwhile (each time stretching one of its gaps).
+struct BurstSwitches {
+  Switches worker;
+  Switches in_gaps;
+  Switches program;
+};
+
+/// The calling thread's Switches so far.
+Switches switches_of_this_thread() { return switches_of("/proc/thread-self/status"); }
 
 /// A pool's worker's context switches over kBursts bursts of maps of one element, kBurstGaps gaps of
 /// 400 us of the program's own work between a burst's maps, and a pause of 20 ms (ten times the spin's
 /// limit, 2 ms) before each burst. `switches_so_far(pool)` counts them.
 template <class Pool, class Options, class SwitchesSoFar>
-std::optional<Switches> switches_in_bursts(Options options, SwitchesSoFar switches_so_far) {
+std::optional<BurstSwitches> switches_in_bursts(Options options, SwitchesSoFar switches_so_far) {
   options.workers = 1;
   options.spin = 50us;
   options.spin_limit = 2ms;
@@ -286,32 +315,56 @@ std::optional<Switches> switches_in_bursts(Options options, SwitchesSoFar switch
   Pool pool(options);
   EXPECT_EQ(pool.map([](int x) { return x + 1; }, std::vector<int>{20})[0], 21);
   const Switches before = switches_so_far(pool);
+  const Switches program_before = switches_of_this_thread();
+  Switches in_gaps;
   for (int burst = 0; burst < kBursts; ++burst) {
     std::this_thread::sleep_for(20ms);
+    // Read while the worker sleeps out the pause, and again while it still spins after the burst:
+    // what lies between is the burst's gaps alone.
+    const Switches burst_began = switches_so_far(pool);
     for (int map = 0; map <= kBurstGaps; ++map) {
       if (map > 0) busy_wait(400us);
       EXPECT_EQ(pool.map([](int x) { return x * 3; }, std::vector<int>{map})[0], map * 3);
     }
+    in_gaps = in_gaps + (switches_so_far(pool) - burst_began);
   }
-  return switches_so_far(pool) - before;
+  return BurstSwitches{switches_so_far(pool) - before, in_gaps, switches_of_this_thread() - program_before};
 }
 
-/// The pause before each burst is a sleep (kBursts of them; measured: 20-22 in all). A worker that
-/// forgot the pace in each pause would also sleep in each burst's first gap (2 x kBursts); one that
-/// forgot it in every other pause (its gaps caught spinning not counted as the pace kept: 29-32) in
-/// half of them; one that keeps it, only in the first burst's.
+/// The pause before each burst is a sleep (kBursts of them). A worker that forgot the pace in each
+/// pause would also sleep in each burst's first gap (kBursts sleeps within the bursts); one that
+/// forgot it in every other pause (its gaps caught spinning not counted as the pace kept) in half of
+/// them (15-17 of 30, measured with that fault put in IdleSpin); one that keeps it, only in the first
+/// burst's. So the sleeps within the bursts are counted apart from the pauses': 1-3 of them on the
+/// project's current machine, where the bound leaves room for kBursts / 4, which a vCPU the host takes
+/// now and then, unseen by any count here, may use. (With 20 bursts and every sleep counted, 20-24
+/// where 25 were allowed, a CI run failed with 26.)
 /// A worker kept off its CPU from before its spin ran out until the next burst came (the VM's host
 /// took the vCPU; in a CI run under ASan: 19 sleeps) finds its task without sleeping, so the floor
 /// asks for half the pauses: a worker that never sleeps, the failure it is there for, sleeps in none.
-void expect_the_pace_survives_the_pauses(const std::optional<Switches>& counted) {
+/// A program or worker kept off its core by another thread stretches gaps past the worker's spin
+/// (kBusyNs); such a run proves nothing either way, and is skipped.
+void expect_the_pace_survives_the_pauses(const std::optional<BurstSwitches>& counted) {
   if (!counted) GTEST_SKIP() << "no CPU besides the worker's for the program";
-  const Switches& bursts = *counted;
-  constexpr int kAtMost = kBursts + kBursts / 4;
-  if (bursts.slept > kAtMost && bursts.displaced > kBursts / 4) {
-    GTEST_SKIP() << "the machine was busy: another thread took the worker's core " << bursts.displaced << " times";
+  const Switches& worker = counted->worker;
+  const Switches& program = counted->program;
+  constexpr int kAtMostInGaps = kBursts / 4;
+  const auto busy = [&] {
+    return fmt::format(
+        "the worker was displaced {} times and waited {:.1f} ms for its CPU, the program {} times and "
+        "{:.1f} ms",
+        worker.displaced, static_cast<double>(worker.waited_ns) / 1e6, program.displaced,
+        static_cast<double>(program.waited_ns) / 1e6);
+  };
+  if (counted->in_gaps.slept > kAtMostInGaps &&
+      (worker.displaced + program.displaced > kBursts / 4 || worker.waited_ns + program.waited_ns > kBusyNs)) {
+    GTEST_SKIP() << "the machine was busy: " << busy();
   }
-  EXPECT_LE(bursts.slept, kAtMost) << "a worker forgot its program's pace in the pauses between bursts";
-  EXPECT_GE(bursts.slept, kBursts / 2) << "a worker stayed awake through the program's pauses of 20 ms";
+  EXPECT_LE(counted->in_gaps.slept, kAtMostInGaps)
+      << "a worker forgot its program's pace in the pauses between bursts (it slept " << worker.slept
+      << " times in all; " << busy() << ")";
+  EXPECT_GE(worker.slept - counted->in_gaps.slept, kBursts / 2)
+      << "a worker stayed awake through the program's pauses of 20 ms";
 }
 
 class IdleSpinning : public ::testing::TestWithParam<Control> {};
