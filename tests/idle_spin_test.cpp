@@ -281,8 +281,8 @@ constexpr long long kBusyNs = 5'000'000;
 constexpr int kBurstGaps = 4;
 
 /// What switches_in_bursts counted: the worker's context switches in all, those within the bursts
-/// (from just after each pause to just after the burst's last map: its gaps), and how often another
-/// thread took the program's own core meanwhile (each time stretching one of its gaps).
+/// (from just after each pause to just after the burst's last map: its gaps), and the program's own
+/// (its displacements and its waits for a CPU, each stretching one of its gaps or pauses).
 struct BurstSwitches {
   Switches worker;
   Switches in_gaps;
