@@ -31,6 +31,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using mpdemo::testing::raise_flag;
+using mpdemo::testing::raise_flag_first;
 using mpdemo::testing::random_doubles;
 using mpdemo::testing::squares_of;
 using mpdemo::testing::wait_for_flag;
@@ -309,7 +310,7 @@ struct WorkersHang {
   pid_t caller;
   int operator()(int x) const {
     if (::getpid() == caller) {
-      if (std::atomic_ref<long>(flags[2]).exchange(1) == 0) wait_for_flag(&flags[1], 20s);
+      if (raise_flag_first(&flags[2])) wait_for_flag(&flags[1], 20s);
       return x;
     }
     raise_flag(&flags[1]);
@@ -355,7 +356,7 @@ struct PidOnceTheWorkerRan {
   long operator()(long) const {
     if (::getpid() != caller) {
       raise_flag(&flags[0]);
-    } else if (std::atomic_ref<long>(flags[1]).exchange(1) == 0) {
+    } else if (raise_flag_first(&flags[1])) {
       wait_for_flag(&flags[0], 20s);
     }
     return static_cast<long>(::getpid());

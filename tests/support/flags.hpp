@@ -11,6 +11,10 @@ namespace mpdemo::testing {
 
 inline void raise_flag(long* cell) { std::atomic_ref<long>(*cell).store(1); }
 
+/// Raises `cell` and says whether this call was the one that raised it: what happens once, whichever
+/// process or thread comes first.
+inline bool raise_flag_first(long* cell) { return std::atomic_ref<long>(*cell).exchange(1) == 0; }
+
 /// Waits until `cell` is raised, `limit` at most, so that a test that fails never hangs. Sleeps in
 /// short steps, no locks: safe in a forked worker.
 inline void wait_for_flag(long* cell, std::chrono::seconds limit) {
